@@ -1,0 +1,5 @@
+//! `runsc`: the command-line front end (placeholder while the CLI lands).
+
+fn main() {
+    println!("runsc");
+}
