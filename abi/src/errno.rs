@@ -96,7 +96,9 @@ impl Errno {
 
     /// The errno of a host `std::io::Error`, or `EIO` if it carries none.
     pub fn from_io(err: &std::io::Error) -> Errno {
-        err.raw_os_error().and_then(Errno::new).unwrap_or(Errno::EIO)
+        err.raw_os_error()
+            .and_then(Errno::new)
+            .unwrap_or(Errno::EIO)
     }
 }
 

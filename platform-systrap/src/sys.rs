@@ -1,0 +1,274 @@
+//! The host syscalls the platforms need, as small safe functions.
+//!
+//! Every `unsafe` block of the crate is here. Each wrapper passes only
+//! pointers to live, correctly sized Rust values, so the kernel writes only
+//! memory the wrapper owns.
+
+use abi::Errno;
+use platform::Regs;
+
+fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret < 0 {
+        Err(last_errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn last_errno() -> Errno {
+    Errno::from_io(&std::io::Error::last_os_error())
+}
+
+/// The calling host thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// `ptrace(req, pid, addr, data)` for requests whose `data` is a plain value.
+fn ptrace_value(req: libc::c_uint, pid: i32, addr: u64, data: u64) -> Result<libc::c_long, Errno> {
+    // SAFETY: for the requests this module passes here (CONT, SYSEMU,
+    // SETOPTIONS, POKEDATA) addr and data are values, not pointers into our
+    // memory (POKEDATA writes into the tracee).
+    check(unsafe { libc::ptrace(req, pid, addr, data) })
+}
+
+/// Resume a stopped tracee with `PTRACE_CONT`, delivering no signal.
+pub fn ptrace_cont(pid: i32) -> Result<(), Errno> {
+    ptrace_value(libc::PTRACE_CONT, pid, 0, 0).map(drop)
+}
+
+/// Resume a stopped tracee until its next syscall entry, which it does not
+/// execute (`PTRACE_SYSEMU`), delivering no signal.
+pub fn ptrace_sysemu(pid: i32) -> Result<(), Errno> {
+    const PTRACE_SYSEMU: libc::c_uint = 31;
+    ptrace_value(PTRACE_SYSEMU, pid, 0, 0).map(drop)
+}
+
+/// Set the tracer options of a stopped tracee.
+pub fn ptrace_setoptions(pid: i32, options: u64) -> Result<(), Errno> {
+    ptrace_value(libc::PTRACE_SETOPTIONS, pid, 0, options).map(drop)
+}
+
+/// Write one word into the tracee's memory, even where it is read-only.
+pub fn ptrace_pokedata(pid: i32, addr: u64, word: u64) -> Result<(), Errno> {
+    ptrace_value(libc::PTRACE_POKEDATA, pid, addr, word).map(drop)
+}
+
+/// Read the tracee's general-purpose registers.
+pub fn ptrace_getregs(pid: i32, regs: &mut Regs) -> Result<(), Errno> {
+    // SAFETY: `Regs` has the layout of `struct user_regs_struct`, and the
+    // kernel writes exactly that many bytes through the pointer.
+    check(unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0usize, regs as *mut Regs) }).map(drop)
+}
+
+/// Set the tracee's general-purpose registers.
+pub fn ptrace_setregs(pid: i32, regs: &Regs) -> Result<(), Errno> {
+    // SAFETY: `Regs` has the layout of `struct user_regs_struct`; the
+    // kernel only reads through the pointer.
+    check(unsafe { libc::ptrace(libc::PTRACE_SETREGS, pid, 0usize, regs as *const Regs) }).map(drop)
+}
+
+const NT_X86_XSTATE: usize = 0x202;
+
+/// Read the tracee's XSAVE area into `buf`; returns how many bytes the
+/// kernel's regset holds.
+pub fn ptrace_getxstate(pid: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: the iovec describes `buf`, which lives across the call; the
+    // kernel writes at most `iov_len` bytes and updates `iov_len`.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            pid,
+            NT_X86_XSTATE,
+            &mut iov as *mut libc::iovec,
+        )
+    })?;
+    Ok(iov.iov_len)
+}
+
+/// Set the tracee's XSAVE area from `buf` (the regset's exact size).
+pub fn ptrace_setxstate(pid: i32, buf: &[u8]) -> Result<(), Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: the iovec describes `buf`, which lives across the call; for
+    // SETREGSET the kernel only reads from it.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            pid,
+            NT_X86_XSTATE,
+            &mut iov as *mut libc::iovec,
+        )
+    })
+    .map(drop)
+}
+
+/// The `siginfo` of the signal that stopped the tracee: signo, code, addr.
+pub fn ptrace_getsiginfo(pid: i32) -> Result<(i32, i32, u64), Errno> {
+    // SAFETY: an all-zero siginfo_t is a valid value of the plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes one `siginfo_t` through the pointer, which
+    // points at `info`.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            pid,
+            0usize,
+            &mut info as *mut libc::siginfo_t,
+        )
+    })?;
+    // SAFETY: si_addr reads the union member that holds the fault address;
+    // for non-fault signals it is some other member's bytes, which the
+    // caller ignores.
+    let addr = unsafe { info.si_addr() } as u64;
+    Ok((info.si_signo, info.si_code, addr))
+}
+
+/// How a waited-for tracee changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    /// Stopped with this signal (`0x80|SIGTRAP` for a syscall stop).
+    Stopped(i32),
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Wait for the tracee `pid` (any thread kind) to change state.
+pub fn wait(pid: i32) -> Result<WaitStatus, Errno> {
+    loop {
+        let mut status = 0;
+        // SAFETY: the kernel writes one int through the pointer to `status`.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if ret < 0 {
+            let e = last_errno();
+            if e == Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(if libc::WIFSTOPPED(status) {
+            WaitStatus::Stopped(libc::WSTOPSIG(status))
+        } else if libc::WIFSIGNALED(status) {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        });
+    }
+}
+
+/// Send `sig` to thread `tid` of process `tgid`.
+pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: tgkill takes plain integers.
+    check(unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) }).map(drop)
+}
+
+/// Kill process `pid` with SIGKILL and reap it.
+pub fn kill_and_reap(pid: i32) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    while let Ok(WaitStatus::Stopped(_)) = wait(pid) {}
+}
+
+/// Start a stub process: a child sharing this process's file table
+/// (`CLONE_FILES`, so the memory file's descriptor means the same there) and
+/// nothing else, traced by the calling thread and stopped with SIGSTOP
+/// before it runs anything else. Returns its pid.
+pub fn clone_stopped_stub() -> Result<i32, Errno> {
+    // SAFETY: a raw clone without CLONE_VM gives the child a copy of our
+    // memory, like fork. The child runs only `stub_child`, which makes raw
+    // syscalls and touches no lock, allocator or other shared state, so it
+    // is sound after cloning a multi-threaded process.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_FILES | libc::SIGCHLD) as u64,
+            0u64,
+            0u64,
+            0u64,
+            0u64,
+        )
+    };
+    match pid {
+        0 => stub_child(),
+        p if p < 0 => Err(last_errno()),
+        p => Ok(p as i32),
+    }
+}
+
+/// The child side of [`clone_stopped_stub`]: only raw syscalls from here on.
+fn stub_child() -> ! {
+    // SAFETY: raw syscalls with integer arguments and a pointer to an empty
+    // signal set on this thread's stack; nothing here allocates or locks.
+    unsafe {
+        libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);
+        unregister_rseq();
+        let empty: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            0usize,
+            8usize,
+        );
+        let pid = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
+        // The tracer takes over from the stop; it never resumes this code.
+        libc::syscall(libc::SYS_exit_group, 1);
+    }
+    unreachable!("exit_group returned")
+}
+
+extern "C" {
+    /// glibc (2.35+): offset of this thread's rseq area from the thread
+    /// pointer, and the length it registered.
+    static __rseq_offset: isize;
+    static __rseq_size: u32;
+}
+
+/// Drop the rseq registration glibc made for the thread we were cloned from.
+/// The kernel would keep writing the CPU number into that area, which the
+/// stub is about to unmap, and kill the stub with SIGSEGV when it cannot.
+///
+/// # Safety
+/// Only in a freshly cloned stub child: it reads the thread pointer and
+/// glibc's two rseq symbols, and makes one raw syscall.
+unsafe fn unregister_rseq() {
+    const RSEQ_FLAG_UNREGISTER: u64 = 1;
+    const RSEQ_SIG: u64 = 0x5305_3053;
+    let tp: u64;
+    // SAFETY: on x86-64 glibc keeps the thread pointer at %fs:0.
+    unsafe {
+        std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
+    // SAFETY: plain reads of two glibc data symbols that never change after
+    // start-up.
+    let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
+    if size == 0 {
+        return; // glibc did not register rseq
+    }
+    let area = tp.wrapping_add_signed(offset as i64);
+    // glibc may register a longer area than __rseq_size says; try both.
+    for len in [u64::from(size), 32] {
+        // SAFETY: unregistering takes the address glibc registered; the
+        // kernel only compares it.
+        if unsafe { libc::syscall(libc::SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) } == 0
+        {
+            return;
+        }
+    }
+}
+
+/// The size of the XSAVE area for the features the host enabled
+/// (`CPUID.(EAX=0DH,ECX=0):EBX`).
+pub fn xsave_size() -> usize {
+    let leaf = std::arch::x86_64::__cpuid_count(0xd, 0);
+    leaf.ebx as usize
+}

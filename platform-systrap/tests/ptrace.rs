@@ -1,0 +1,162 @@
+//! The ptrace platform against real machine code in a real stub.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use platform::{AccessType, Platform, SwitchEvent};
+use platform_systrap::PtracePlatform;
+
+const CODE_ADDR: u64 = 0x10_0000;
+
+/// A page of code in a file the stub can map, as the memory file would be.
+fn code_file(code: &[u8]) -> File {
+    let path = std::env::temp_dir().join(format!(
+        "ptrace-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut page = vec![0xccu8; 4096];
+    page[..code.len()].copy_from_slice(code);
+    f.write_all(&page).unwrap();
+    f
+}
+
+fn run(
+    code: &[u8],
+    setup: impl FnOnce(&mut platform::ArchState),
+) -> (SwitchEvent, platform::ArchState) {
+    let p = PtracePlatform::new().expect("ptrace works here");
+    let mut space = p.new_address_space().unwrap();
+    let file = code_file(code);
+    space
+        .map_file(
+            CODE_ADDR,
+            4096,
+            file.as_fd(),
+            0,
+            AccessType::from_prot(5),
+            false,
+        )
+        .unwrap();
+    let mut ctx = p.new_context().unwrap();
+    let mut state = p.initial_state();
+    state.regs.rip = CODE_ADDR;
+    setup(&mut state);
+    let ev = ctx.switch(space.as_mut(), &mut state).unwrap();
+    (ev, state)
+}
+
+#[test]
+fn syscall_stops_without_running_on_the_host() {
+    // mov $39, %eax (getpid); mov $7, %edi; syscall
+    let (ev, st) = run(&[0xb8, 39, 0, 0, 0, 0xbf, 7, 0, 0, 0, 0x0f, 0x05], |_| {});
+    assert_eq!(ev, SwitchEvent::Syscall);
+    assert_eq!(st.regs.orig_rax, 39);
+    assert_eq!(st.regs.rdi, 7);
+    assert_eq!(st.regs.rip, CODE_ADDR + 12);
+    // The kernel did not run it: rax is still -ENOSYS.
+    assert_eq!(st.regs.rax as i64, -38);
+}
+
+#[test]
+fn fault_reports_signal_and_address() {
+    // mov (%rbx), %rax with rbx pointing at nothing.
+    let (ev, _) = run(&[0x48, 0x8b, 0x03], |s| s.regs.rbx = 0xdead_0000);
+    match ev {
+        SwitchEvent::Signal { info, .. } => {
+            assert_eq!(info.signo, libc::SIGSEGV);
+            assert_eq!(info.addr, 0xdead_0000);
+            assert_eq!(info.code, 1, "SEGV_MAPERR");
+        }
+        other => panic!("expected SIGSEGV, got {other:?}"),
+    }
+}
+
+#[test]
+fn fp_state_reaches_the_application() {
+    // movq %xmm0, %rdi; mov $39, %eax; syscall
+    let code = [0x66, 0x48, 0x0f, 0x7e, 0xc7, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
+    let (ev, st) = run(&code, |s| {
+        // XMM0 lives at byte 160 of the FXSAVE region.
+        s.fp.as_bytes_mut()[160..168].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+    });
+    assert_eq!(ev, SwitchEvent::Syscall);
+    assert_eq!(st.regs.rdi, 0x1122_3344_5566_7788);
+}
+
+#[test]
+fn interrupt_pulls_a_spinning_thread_out() {
+    let p = PtracePlatform::new().unwrap();
+    let mut space = p.new_address_space().unwrap();
+    let file = code_file(&[0xeb, 0xfe]); // jmp .
+    space
+        .map_file(
+            CODE_ADDR,
+            4096,
+            file.as_fd(),
+            0,
+            AccessType::from_prot(5),
+            false,
+        )
+        .unwrap();
+    let mut ctx = p.new_context().unwrap();
+    let mut state = p.initial_state();
+    state.regs.rip = CODE_ADDR;
+    let interrupter = ctx.interrupter();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while rx.recv_timeout(Duration::from_millis(20)).is_err() {
+            interrupter.interrupt();
+        }
+    });
+    let ev = ctx.switch(space.as_mut(), &mut state).unwrap();
+    tx.send(()).unwrap();
+    assert_eq!(ev, SwitchEvent::Interrupt);
+    assert_eq!(state.regs.rip, CODE_ADDR);
+}
+
+#[test]
+fn stub_holds_nothing_of_the_sentry() {
+    // Jump to where this test's own code is mapped in the Sentry: the stub
+    // must fault there, because everything inherited was unmapped.
+    let here = stub_holds_nothing_of_the_sentry as *const () as usize as u64;
+    let (ev, _) = run(&[0xeb, 0xfe], |s| s.regs.rip = here);
+    match ev {
+        SwitchEvent::Signal { info, .. } => {
+            assert_eq!(info.signo, libc::SIGSEGV);
+            assert_eq!(info.addr, here);
+        }
+        other => panic!("expected SIGSEGV at {here:#x}, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_thread_is_refused() {
+    let p = PtracePlatform::new().unwrap();
+    let mut space = p.new_address_space().unwrap();
+    let file = code_file(&[0xeb, 0xfe]);
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            space
+                .map_file(CODE_ADDR, 4096, file.as_fd(), 0, AccessType::READ, false)
+                .unwrap_err()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(
+        matches!(err, platform::PlatformError::WrongThread(_)),
+        "{err}"
+    );
+}
