@@ -1,0 +1,443 @@
+//! Loading an ELF executable and building the initial stack
+//! (upstream's `pkg/sentry/loader`, Linux's `fs/binfmt_elf.c`).
+//!
+//! Static and static-PIE x86-64 executables load here. Segments are copied
+//! from the file into fresh memory rather than mapped from it: the file is
+//! a host file the application must never write through, and the copy is
+//! what a private mapping would show.
+
+use std::os::fd::BorrowedFd;
+
+use abi::auxvec::*;
+use abi::{page_down, page_up, Errno, PAGE_SIZE};
+use platform::AccessType;
+
+use crate::host;
+use crate::mm::{MemoryManager, VmaKind};
+
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const EV_CURRENT: u8 = 1;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const EM_X86_64: u16 = 62;
+const PT_LOAD: u32 = 1;
+const PT_INTERP: u32 = 3;
+const PT_PHDR: u32 = 6;
+const PHDR_SIZE: usize = 56;
+/// Linux refuses program header tables larger than this (ELF_MIN_ALIGN).
+const MAX_PHDRS_BYTES: usize = 65536;
+/// Where a static-PIE is placed before randomisation (Linux's
+/// ELF_ET_DYN_BASE for x86-64).
+const DYN_BASE: u64 = 0x5555_5555_4000;
+/// How far the stack and a PIE's base move at random (28 bits of pages).
+const ASLR_PAGES: u64 = 1 << 28;
+/// RLIMIT_STACK's default; the stack is reserved at this size.
+pub const STACK_SIZE: u64 = 8 << 20;
+
+/// Why an executable could not be loaded, with the errno `execve` gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub errno: Errno,
+    /// What was wrong, for the log (Linux reports only the errno).
+    pub why: &'static str,
+}
+
+fn fail(errno: Errno, why: &'static str) -> LoadFailure {
+    LoadFailure { errno, why }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Phdr {
+    kind: u32,
+    flags: u32,
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The parsed parts of an ELF header that loading needs.
+#[derive(Debug)]
+pub struct ElfHeader {
+    kind: u16,
+    entry: u64,
+    phoff: u64,
+    phnum: usize,
+}
+
+/// Parse and check the 64-byte ELF header: ENOEXEC for anything that is not
+/// an x86-64 little-endian executable, as Linux.
+pub fn parse_header(h: &[u8]) -> Result<ElfHeader, LoadFailure> {
+    if h.len() < 64 || &h[..4] != ELF_MAGIC {
+        return Err(fail(Errno::ENOEXEC, "not an ELF file"));
+    }
+    if h[4] != ELFCLASS64 || h[5] != ELFDATA2LSB || h[6] != EV_CURRENT {
+        return Err(fail(Errno::ENOEXEC, "not a 64-bit little-endian ELF file"));
+    }
+    let kind = u16_at(h, 16);
+    if kind != ET_EXEC && kind != ET_DYN {
+        return Err(fail(
+            Errno::ENOEXEC,
+            "ELF file is neither an executable nor position-independent",
+        ));
+    }
+    if u16_at(h, 18) != EM_X86_64 {
+        return Err(fail(Errno::ENOEXEC, "ELF file is for another architecture"));
+    }
+    let phentsize = usize::from(u16_at(h, 54));
+    let phnum = usize::from(u16_at(h, 56));
+    if phentsize != PHDR_SIZE || phnum == 0 || phnum * PHDR_SIZE > MAX_PHDRS_BYTES {
+        return Err(fail(Errno::ENOEXEC, "bad ELF program header table"));
+    }
+    Ok(ElfHeader {
+        kind,
+        entry: u64_at(h, 24),
+        phoff: u64_at(h, 32),
+        phnum,
+    })
+}
+
+fn parse_phdrs(b: &[u8]) -> Vec<Phdr> {
+    b.chunks_exact(PHDR_SIZE)
+        .map(|p| Phdr {
+            kind: u32_at(p, 0),
+            flags: u32_at(p, 4),
+            offset: u64_at(p, 8),
+            vaddr: u64_at(p, 16),
+            filesz: u64_at(p, 32),
+            memsz: u64_at(p, 40),
+        })
+        .collect()
+}
+
+/// Read exactly `buf.len()` bytes at `offset`; EIO on a short file, as
+/// Linux's `elf_read`.
+fn read_exact_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<(), LoadFailure> {
+    let mut done = 0;
+    while done < buf.len() {
+        match host::read(fd, &mut buf[done..], Some(offset + done as u64)) {
+            Ok(0) => return Err(fail(Errno::EIO, "ELF file is truncated")),
+            Ok(n) => done += n,
+            Err(e) => return Err(fail(e, "reading the ELF file")),
+        }
+    }
+    Ok(())
+}
+
+/// Where a loaded image landed.
+#[derive(Debug, Clone, Copy)]
+pub struct Image {
+    pub entry: u64,
+    pub phdr: u64,
+    pub phnum: u64,
+    /// One past the highest byte of the image: the program break starts here.
+    pub end: u64,
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom of 8 bytes does not fail short on Linux; if it failed we
+    // would place things at their base, which is still correct, just not
+    // randomised.
+    let _ = host::getrandom(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Load the ELF executable open at `fd` into `mm`.
+pub fn load_elf(
+    mm: &mut MemoryManager,
+    fd: BorrowedFd<'_>,
+    path: &str,
+) -> Result<Image, LoadFailure> {
+    let mut head = [0u8; 64];
+    let n = host::read(fd, &mut head, Some(0)).map_err(|e| fail(e, "reading the ELF header"))?;
+    let header = parse_header(&head[..n])?;
+    let mut table = vec![0u8; header.phnum * PHDR_SIZE];
+    read_exact_at(fd, &mut table, header.phoff)?;
+    let phdrs = parse_phdrs(&table);
+    if phdrs.iter().any(|p| p.kind == PT_INTERP) {
+        return Err(fail(
+            Errno::ENOEXEC,
+            "dynamically linked executables are not supported yet",
+        ));
+    }
+    let loads: Vec<Phdr> = phdrs
+        .iter()
+        .copied()
+        .filter(|p| p.kind == PT_LOAD)
+        .collect();
+    if loads.is_empty() {
+        return Err(fail(Errno::ENOEXEC, "ELF file has no loadable segment"));
+    }
+    for p in &loads {
+        if p.filesz > p.memsz
+            || p.vaddr.checked_add(p.memsz).is_none()
+            || p.offset.checked_add(p.filesz).is_none()
+        {
+            return Err(fail(Errno::ENOEXEC, "bad ELF segment"));
+        }
+    }
+    let bias = if header.kind == ET_DYN {
+        DYN_BASE + (random_u64() % ASLR_PAGES) * PAGE_SIZE - page_down(loads[0].vaddr)
+    } else {
+        0
+    };
+
+    // Map segment by segment; a page shared by two segments keeps the
+    // first's memory and gets both protections.
+    let mut mapped_end = 0u64;
+    let mut end = 0u64;
+    let mut prev_access = AccessType::NONE;
+    for p in &loads {
+        let start = bias + p.vaddr;
+        let seg_end = start + p.memsz;
+        let map_start = page_down(start).max(mapped_end);
+        let map_end = page_up(seg_end).ok_or(fail(Errno::ENOEXEC, "bad ELF segment"))?;
+        let access = segment_access(p.flags);
+        if page_down(start) < mapped_end {
+            mm.protect(page_down(start), PAGE_SIZE, access.union(prev_access))
+                .map_err(|e| fail(e, "protecting a shared ELF page"))?;
+        }
+        if map_end > map_start {
+            mm.map_anonymous(
+                map_start,
+                map_end - map_start,
+                true,
+                access,
+                VmaKind::File(path.to_string()),
+            )
+            .map_err(|_| {
+                fail(
+                    Errno::ENOMEM,
+                    "ELF segment does not fit in the address space",
+                )
+            })?;
+        }
+        let mut data = vec![0u8; p.filesz as usize];
+        // Bytes past the end of a short file read as zeros here; Linux
+        // would fault the program when it touches them.
+        let mut done = 0;
+        while done < data.len() {
+            match host::read(fd, &mut data[done..], Some(p.offset + done as u64)) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(fail(e, "reading an ELF segment")),
+            }
+        }
+        mm.copy_out_force(start, &data)
+            .map_err(|e| fail(e, "writing an ELF segment"))?;
+        mapped_end = mapped_end.max(map_end);
+        end = end.max(seg_end);
+        prev_access = access;
+    }
+
+    let phdr = match phdrs.iter().find(|p| p.kind == PT_PHDR) {
+        Some(p) => bias + p.vaddr,
+        None => {
+            // The table lies in the first segment that contains its bytes.
+            let p = loads
+                .iter()
+                .find(|p| p.offset <= header.phoff && header.phoff < p.offset + p.filesz)
+                .ok_or(fail(Errno::ENOEXEC, "ELF program headers are not loaded"))?;
+            bias + p.vaddr + (header.phoff - p.offset)
+        }
+    };
+    Ok(Image {
+        entry: bias + header.entry,
+        phdr,
+        phnum: header.phnum as u64,
+        end,
+    })
+}
+
+/// A segment's protection from its `p_flags` (PF_X 1, PF_W 2, PF_R 4).
+fn segment_access(flags: u32) -> AccessType {
+    AccessType {
+        read: flags & 4 != 0,
+        write: flags & 2 != 0,
+        execute: flags & 1 != 0,
+    }
+}
+
+/// What the initial stack carries besides argv and envp.
+pub struct StackInfo<'a> {
+    pub image: Image,
+    pub execfn: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Reserve the stack and lay out argc, argv, envp and auxv on it as Linux
+/// does (`create_elf_tables`); returns the initial stack pointer.
+pub fn build_stack(
+    mm: &mut MemoryManager,
+    argv: &[String],
+    envv: &[String],
+    info: &StackInfo<'_>,
+) -> Result<u64, Errno> {
+    // Leave a randomised gap below the top of user memory, like Linux.
+    let top = page_down(mm.max_addr() - PAGE_SIZE * 16 - (random_u64() % (1 << 16)) * PAGE_SIZE);
+    let bottom = top - STACK_SIZE;
+    mm.map_anonymous(
+        bottom,
+        STACK_SIZE,
+        true,
+        AccessType::READ_WRITE,
+        VmaKind::Stack,
+    )?;
+    // Anonymous mmaps go below the stack with a gap for it to grow into.
+    mm.mmap_top = page_down(bottom - (random_u64() % (1 << 20)) * PAGE_SIZE - (1 << 30));
+
+    let mut sp = top;
+    let mut push_bytes = |mm: &MemoryManager, bytes: &[u8]| -> Result<u64, Errno> {
+        sp -= bytes.len() as u64;
+        mm.copy_out(sp, bytes)?;
+        Ok(sp)
+    };
+    let cstr = |s: &str| {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        v
+    };
+    push_bytes(mm, &[0u8; 8])?; // end marker
+    let execfn = push_bytes(mm, &cstr(info.execfn))?;
+    let mut envp = Vec::with_capacity(envv.len());
+    for e in envv.iter().rev() {
+        envp.push(push_bytes(mm, &cstr(e))?);
+    }
+    envp.reverse();
+    let mut argp = Vec::with_capacity(argv.len());
+    for a in argv.iter().rev() {
+        argp.push(push_bytes(mm, &cstr(a))?);
+    }
+    argp.reverse();
+    let platform = push_bytes(mm, b"x86_64\0")?;
+    let mut random = [0u8; 16];
+    host::getrandom(&mut random)?;
+    let random = push_bytes(mm, &random)?;
+
+    let auxv: Vec<(u32, u64)> = vec![
+        (AT_MINSIGSTKSZ, host_auxv(AT_MINSIGSTKSZ)),
+        (AT_HWCAP, host_auxv(AT_HWCAP)),
+        (AT_PAGESZ, PAGE_SIZE),
+        (AT_CLKTCK, 100),
+        (AT_PHDR, info.image.phdr),
+        (AT_PHENT, PHDR_SIZE as u64),
+        (AT_PHNUM, info.image.phnum),
+        (AT_BASE, 0),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, info.image.entry),
+        (AT_UID, u64::from(info.uid)),
+        (AT_EUID, u64::from(info.uid)),
+        (AT_GID, u64::from(info.gid)),
+        (AT_EGID, u64::from(info.gid)),
+        (AT_SECURE, 0),
+        (AT_RANDOM, random),
+        (AT_HWCAP2, host_auxv(AT_HWCAP2)),
+        (AT_EXECFN, execfn),
+        (AT_PLATFORM, platform),
+        (AT_NULL, 0),
+    ];
+    // No AT_SYSINFO_EHDR: there is no vDSO yet, so programs make real
+    // syscalls for the time.
+
+    let words = 1 + argp.len() + 1 + envp.len() + 1 + 2 * auxv.len();
+    sp = (sp - 8 * words as u64) & !15;
+    let mut block = Vec::with_capacity(words * 8);
+    block.extend_from_slice(&(argp.len() as u64).to_le_bytes());
+    for p in argp.iter().chain([&0]).chain(envp.iter()).chain([&0]) {
+        block.extend_from_slice(&p.to_le_bytes());
+    }
+    for (k, v) in auxv {
+        block.extend_from_slice(&u64::from(k).to_le_bytes());
+        block.extend_from_slice(&v.to_le_bytes());
+    }
+    mm.copy_out(sp, &block)?;
+    Ok(sp)
+}
+
+/// A value of the Sentry's own auxiliary vector that describes the CPU the
+/// application runs on directly (hardware capabilities, signal stack size).
+fn host_auxv(key: u32) -> u64 {
+    // SAFETY: getauxval reads the process's auxiliary vector; any key is
+    // allowed and unknown ones return 0.
+    unsafe { libc::getauxval(libc::c_ulong::from(key)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(ELF_MAGIC);
+        h[4] = ELFCLASS64;
+        h[5] = ELFDATA2LSB;
+        h[6] = EV_CURRENT;
+        h[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+        h[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        h[24..32].copy_from_slice(&0x401000u64.to_le_bytes());
+        h[32..40].copy_from_slice(&64u64.to_le_bytes());
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&2u16.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn accepts_an_x86_64_executable() {
+        let h = parse_header(&header()).unwrap();
+        assert_eq!((h.entry, h.phoff, h.phnum), (0x401000, 64, 2));
+    }
+
+    #[test]
+    fn rejects_what_linux_rejects_with_enoexec() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+            ("short", Box::new(|h| h.truncate(40))),
+            ("magic", Box::new(|h| h[1] = b'X')),
+            ("class", Box::new(|h| h[4] = 1)),
+            ("endianness", Box::new(|h| h[5] = 2)),
+            ("type", Box::new(|h| h[16] = 1)),
+            ("machine", Box::new(|h| h[18] = 0xb7)),
+            ("phentsize", Box::new(|h| h[54] = 32)),
+            (
+                "phnum zero",
+                Box::new(|h| h[56..58].copy_from_slice(&[0, 0])),
+            ),
+            (
+                "phnum huge",
+                Box::new(|h| h[56..58].copy_from_slice(&[0xff, 0xff])),
+            ),
+        ];
+        for (what, mutate) in cases {
+            let mut h = header();
+            mutate(&mut h);
+            assert_eq!(
+                parse_header(&h).unwrap_err().errno,
+                Errno::ENOEXEC,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn segment_flags_become_protections() {
+        // PF_X = 1, PF_W = 2, PF_R = 4; PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4.
+        let prot = |flags: u32| segment_access(flags).to_prot();
+        assert_eq!(prot(4), 1);
+        assert_eq!(prot(5), 5);
+        assert_eq!(prot(6), 3);
+        assert_eq!(prot(7), 7);
+    }
+}

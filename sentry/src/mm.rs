@@ -1,0 +1,384 @@
+//! The memory manager: one process's virtual memory areas (VMAs), backed by
+//! the memory file and mirrored into the platform's address space.
+//!
+//! Each VMA maps a contiguous range of the memory file. Memory is reserved
+//! in the file when the VMA is created; the host allocates the pages only
+//! when they are first touched, so a large reservation costs nothing until
+//! used. Copy-on-write and demand faults arrive with fork (issue "Sentry
+//! core"); until then every VMA is private to its one process.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use abi::{page_down, page_up, Errno, PAGE_SIZE};
+use platform::{AccessType, AddressSpace};
+
+use crate::memfile::MemoryFile;
+
+/// What a VMA is, for `/proc/self/maps` and for brk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmaKind {
+    Anonymous,
+    Heap,
+    Stack,
+    /// A copy of (part of) a file: the ELF image, or a private file mapping.
+    File(String),
+}
+
+#[derive(Clone, Debug)]
+struct Vma {
+    end: u64,
+    access: AccessType,
+    /// Memory file offset of the VMA's first byte.
+    offset: u64,
+    kind: VmaKind,
+}
+
+pub struct MemoryManager {
+    space: Box<dyn AddressSpace>,
+    mf: Arc<MemoryFile>,
+    vmas: BTreeMap<u64, Vma>,
+    min_addr: u64,
+    max_addr: u64,
+    /// New mappings without a fixed address go below this.
+    pub(crate) mmap_top: u64,
+    brk_start: u64,
+    brk: u64,
+}
+
+impl MemoryManager {
+    pub fn new(
+        space: Box<dyn AddressSpace>,
+        mf: Arc<MemoryFile>,
+        min_addr: u64,
+        max_addr: u64,
+    ) -> Self {
+        MemoryManager {
+            space,
+            mf,
+            vmas: BTreeMap::new(),
+            min_addr,
+            max_addr,
+            mmap_top: max_addr,
+            brk_start: 0,
+            brk: 0,
+        }
+    }
+
+    /// The platform address space, for `Context::switch`.
+    pub fn space_mut(&mut self) -> &mut dyn AddressSpace {
+        self.space.as_mut()
+    }
+
+    pub fn max_addr(&self) -> u64 {
+        self.max_addr
+    }
+
+    fn check_range(&self, addr: u64, len: u64) -> Result<u64, Errno> {
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        if addr < self.min_addr || end > self.max_addr {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(end)
+    }
+
+    fn overlaps(&self, addr: u64, end: u64) -> bool {
+        self.vmas
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, v)| v.end > addr)
+    }
+
+    /// The highest free range of `len` bytes below `mmap_top`.
+    fn find_free(&self, len: u64) -> Result<u64, Errno> {
+        let mut end = self.mmap_top;
+        for (&start, vma) in self.vmas.range(..self.mmap_top).rev() {
+            if vma.end <= end && end - vma.end >= len {
+                break;
+            }
+            end = end.min(start);
+        }
+        end.checked_sub(len)
+            .filter(|&a| a >= self.min_addr)
+            .ok_or(Errno::ENOMEM)
+    }
+
+    /// Map `len` bytes of zeroed memory. `fixed` places it exactly at `addr`,
+    /// replacing what is there; otherwise `addr` is a hint.
+    pub fn map_anonymous(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fixed: bool,
+        access: AccessType,
+        kind: VmaKind,
+    ) -> Result<u64, Errno> {
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let addr = if fixed {
+            if addr % PAGE_SIZE != 0 {
+                return Err(Errno::EINVAL);
+            }
+            self.check_range(addr, len)?;
+            self.unmap(addr, len)?;
+            addr
+        } else {
+            let hint = page_down(addr);
+            match self.check_range(hint, len) {
+                Ok(end) if hint != 0 && !self.overlaps(hint, end) => hint,
+                _ => self.find_free(len)?,
+            }
+        };
+        let offset = self.mf.allocate(len)?;
+        if let Err(e) = self
+            .space
+            .map_file(addr, len, self.mf.fd(), offset, access, false)
+        {
+            tracing::error!("mapping [{addr:#x}, +{len:#x}) into the address space: {e}");
+            self.mf.free(offset, len);
+            return Err(Errno::ENOMEM);
+        }
+        self.vmas.insert(
+            addr,
+            Vma {
+                end: addr + len,
+                access,
+                offset,
+                kind,
+            },
+        );
+        Ok(addr)
+    }
+
+    /// Whether `[addr, addr+len)` overlaps any mapping.
+    pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
+        addr.checked_add(len)
+            .is_some_and(|end| self.overlaps(addr, end))
+    }
+
+    /// Split the VMA containing `addr` (if any) so a VMA starts at `addr`.
+    fn split_at(&mut self, addr: u64) {
+        let Some((&start, vma)) = self.vmas.range(..addr).next_back() else {
+            return;
+        };
+        if vma.end <= addr {
+            return;
+        }
+        let mut right = vma.clone();
+        right.offset += addr - start;
+        self.vmas.get_mut(&start).expect("just found").end = addr;
+        self.vmas.insert(addr, right);
+    }
+
+    /// Remove every mapping in `[addr, addr+len)` and free its memory.
+    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        if addr % PAGE_SIZE != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+        if !self.overlaps(addr, end) {
+            return Ok(());
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        let doomed: Vec<u64> = self.vmas.range(addr..end).map(|(&s, _)| s).collect();
+        for start in doomed {
+            let vma = self.vmas.remove(&start).expect("just listed");
+            self.mf.free(vma.offset, vma.end - start);
+        }
+        self.space.unmap(addr, len).map_err(|e| {
+            tracing::error!("unmapping [{addr:#x}, +{len:#x}): {e}");
+            Errno::ENOMEM
+        })
+    }
+
+    /// Change the protection of `[addr, addr+len)`, which must be mapped
+    /// throughout (else ENOMEM, as Linux).
+    pub fn protect(&mut self, addr: u64, len: u64, access: AccessType) -> Result<(), Errno> {
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if addr % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        let mut covered = addr;
+        for (&s, v) in self.vmas.range(..end) {
+            if v.end <= covered {
+                continue;
+            }
+            if s > covered {
+                return Err(Errno::ENOMEM);
+            }
+            covered = v.end;
+        }
+        if covered < end {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        let starts: Vec<u64> = self.vmas.range(addr..end).map(|(&s, _)| s).collect();
+        for s in starts {
+            let vma = self.vmas.get_mut(&s).expect("just listed");
+            vma.access = access;
+            let (len, offset) = (vma.end - s, vma.offset);
+            self.space
+                .map_file(s, len, self.mf.fd(), offset, access, false)
+                .map_err(|e| {
+                    tracing::error!("remapping [{s:#x}, +{len:#x}): {e}");
+                    Errno::ENOMEM
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Place the program break after the loaded image.
+    pub fn set_brk_start(&mut self, addr: u64) {
+        self.brk_start = addr;
+        self.brk = addr;
+    }
+
+    /// brk(2): move the break to `addr` if possible; returns the break.
+    pub fn brk(&mut self, addr: u64) -> u64 {
+        if addr < self.brk_start {
+            return self.brk;
+        }
+        let (Some(old_top), Some(new_top)) = (page_up(self.brk), page_up(addr)) else {
+            return self.brk;
+        };
+        if new_top > old_top {
+            let len = new_top - old_top;
+            if self.check_range(old_top, len).is_err() || self.overlaps(old_top, new_top) {
+                return self.brk;
+            }
+            if self
+                .map_anonymous(old_top, len, true, AccessType::READ_WRITE, VmaKind::Heap)
+                .is_err()
+            {
+                return self.brk;
+            }
+        } else if new_top < old_top && self.unmap(new_top, old_top - new_top).is_err() {
+            return self.brk;
+        }
+        self.brk = addr;
+        addr
+    }
+
+    /// Walk `[addr, addr+len)` VMA by VMA, calling `f(file_offset, buf_pos,
+    /// chunk_len)`; EFAULT if any byte is unmapped or lacks `need`.
+    fn walk(
+        &self,
+        addr: u64,
+        len: usize,
+        need: AccessType,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), Errno> {
+        let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        let mut cur = addr;
+        while cur < end {
+            let (&start, vma) = self.vmas.range(..=cur).next_back().ok_or(Errno::EFAULT)?;
+            if vma.end <= cur || !vma.access.allows(need) {
+                return Err(Errno::EFAULT);
+            }
+            let chunk_end = vma.end.min(end);
+            f(
+                vma.offset + (cur - start),
+                (cur - addr) as usize,
+                (chunk_end - cur) as usize,
+            );
+            cur = chunk_end;
+        }
+        Ok(())
+    }
+
+    /// Copy application memory at `addr` into `buf` (needs read access).
+    pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        // Check the whole range first so a fault copies nothing.
+        self.walk(addr, buf.len(), AccessType::READ, |_, _, _| {})?;
+        self.walk(addr, buf.len(), AccessType::READ, |off, pos, n| {
+            self.mf.copy_in(off, &mut buf[pos..pos + n])
+        })
+    }
+
+    /// Copy `buf` to application memory at `addr` (needs write access).
+    pub fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.copy_out_as(
+            addr,
+            buf,
+            AccessType {
+                read: false,
+                write: true,
+                execute: false,
+            },
+        )
+    }
+
+    /// Copy `buf` to application memory regardless of its protection, as the
+    /// loader writes read-only segments.
+    pub fn copy_out_force(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.copy_out_as(addr, buf, AccessType::NONE)
+    }
+
+    fn copy_out_as(&self, addr: u64, buf: &[u8], need: AccessType) -> Result<(), Errno> {
+        self.walk(addr, buf.len(), need, |_, _, _| {})?;
+        self.walk(addr, buf.len(), need, |off, pos, n| {
+            self.mf.copy_out(off, &buf[pos..pos + n])
+        })
+    }
+
+    /// Read a NUL-terminated string of at most `max` bytes (without the NUL).
+    pub fn copy_in_string(&self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut cur = addr;
+        loop {
+            let chunk = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
+            let mut buf = vec![0u8; chunk];
+            self.copy_in(cur, &mut buf)?;
+            if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&buf[..nul]);
+                return if out.len() > max {
+                    Err(Errno::ENAMETOOLONG)
+                } else {
+                    Ok(out)
+                };
+            }
+            out.extend_from_slice(&buf);
+            if out.len() > max {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            cur += chunk as u64;
+        }
+    }
+}
+
+impl MemoryManager {
+    /// The mappings, one line each, in the format of `/proc/self/maps`
+    /// (without device and inode), for logs.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (start, v) in &self.vmas {
+            let a = v.access;
+            let perms: String = [(a.read, 'r'), (a.write, 'w'), (a.execute, 'x')]
+                .iter()
+                .map(|&(on, c)| if on { c } else { '-' })
+                .collect();
+            let name = match &v.kind {
+                VmaKind::Anonymous => "",
+                VmaKind::Heap => "[heap]",
+                VmaKind::Stack => "[stack]",
+                VmaKind::File(path) => path,
+            };
+            out.push_str(&format!("{start:08x}-{:08x} {perms}p {name}\n", v.end));
+        }
+        out
+    }
+}
+
+impl Drop for MemoryManager {
+    fn drop(&mut self) {
+        for (&start, vma) in &self.vmas {
+            self.mf.free(vma.offset, vma.end - start);
+        }
+    }
+}

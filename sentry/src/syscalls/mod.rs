@@ -1,0 +1,159 @@
+//! The syscall table: one entry per implemented x86-64 syscall, each a
+//! plain function from the task and its six arguments to a result.
+//!
+//! A number without an entry returns ENOSYS and is logged once, as upstream
+//! does. The table is data, so `runsc help syscalls` can print it.
+
+mod file;
+mod mem;
+mod process;
+
+use std::sync::Mutex;
+
+use abi::sysno::*;
+use abi::Errno;
+
+use crate::task::Task;
+
+/// What a handler returns: the value for `rax`, or an errno.
+pub(crate) type SysResult = Result<u64, Errno>;
+
+type Handler = fn(&mut Task, [u64; 6]) -> SysResult;
+
+/// One implemented syscall.
+pub struct Entry {
+    pub number: u32,
+    /// `__NR_<name>`, as the macro sees it.
+    constant: &'static str,
+    handler: Handler,
+}
+
+impl Entry {
+    /// The syscall's name (`"openat"`).
+    pub fn name(&self) -> &'static str {
+        self.constant.trim_start_matches("__NR_")
+    }
+}
+
+macro_rules! table {
+    ($($nr:ident => $handler:path),* $(,)?) => {
+        const TABLE: &[Entry] = &[
+            $(Entry { number: $nr, constant: stringify!($nr), handler: $handler },)*
+        ];
+    };
+}
+
+table! {
+    __NR_read => file::read,
+    __NR_write => file::write,
+    __NR_open => file::open,
+    __NR_close => file::close,
+    __NR_stat => file::stat,
+    __NR_fstat => file::fstat,
+    __NR_lstat => file::lstat,
+    __NR_lseek => file::lseek,
+    __NR_mmap => mem::mmap,
+    __NR_mprotect => mem::mprotect,
+    __NR_munmap => mem::munmap,
+    __NR_brk => mem::brk,
+    __NR_ioctl => file::ioctl,
+    __NR_pread64 => file::pread64,
+    __NR_pwrite64 => file::pwrite64,
+    __NR_readv => file::readv,
+    __NR_writev => file::writev,
+    __NR_access => file::access,
+    __NR_sched_yield => process::sched_yield,
+    __NR_dup => file::dup,
+    __NR_dup2 => file::dup2,
+    __NR_getpid => process::getpid,
+    __NR_sendfile => file::sendfile,
+    __NR_exit => process::exit,
+    __NR_uname => process::uname,
+    __NR_fcntl => file::fcntl,
+    __NR_getcwd => file::getcwd,
+    __NR_chdir => file::chdir,
+    __NR_fchdir => file::fchdir,
+    __NR_readlink => file::readlink,
+    __NR_gettimeofday => process::gettimeofday,
+    __NR_getrlimit => process::getrlimit,
+    __NR_getuid => process::getuid,
+    __NR_getgid => process::getgid,
+    __NR_geteuid => process::getuid,
+    __NR_getegid => process::getgid,
+    __NR_getppid => process::getppid,
+    __NR_prctl => process::prctl,
+    __NR_arch_prctl => process::arch_prctl,
+    __NR_gettid => process::gettid,
+    __NR_time => process::time,
+    __NR_getdents64 => file::getdents64,
+    __NR_set_tid_address => process::set_tid_address,
+    __NR_clock_gettime => process::clock_gettime,
+    __NR_exit_group => process::exit_group,
+    __NR_openat => file::openat,
+    __NR_newfstatat => file::newfstatat,
+    __NR_readlinkat => file::readlinkat,
+    __NR_faccessat => file::faccessat,
+    __NR_set_robust_list => process::set_robust_list,
+    __NR_dup3 => file::dup3,
+    __NR_prlimit64 => process::prlimit64,
+    __NR_getrandom => process::getrandom,
+    __NR_faccessat2 => file::faccessat2,
+}
+
+/// Every implemented syscall, by number.
+pub fn syscall_table() -> &'static [Entry] {
+    TABLE
+}
+
+/// Numbers already reported as unimplemented (one bit each).
+static REPORTED: Mutex<[u64; 8]> = Mutex::new([0; 8]);
+
+fn report_unimplemented(nr: u64) {
+    let mut seen = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    let (word, bit) = ((nr / 64) as usize, nr % 64);
+    if word >= seen.len() || seen[word] & (1 << bit) == 0 {
+        if let Some(w) = seen.get_mut(word) {
+            *w |= 1 << bit;
+        }
+        tracing::warn!("unsupported syscall {nr}: returning ENOSYS");
+    }
+}
+
+/// Handle the syscall the task just made and leave the result in `rax`.
+pub(crate) fn dispatch(task: &mut Task) {
+    let nr = task.state.regs.orig_rax;
+    let args = task.state.regs.syscall_args();
+    let entry = TABLE.iter().find(|e| u64::from(e.number) == nr);
+    let result = match entry {
+        Some(e) => {
+            let r = (e.handler)(task, args);
+            tracing::trace!("{}({:#x?}) = {:?}", e.name(), args, r);
+            r
+        }
+        None => {
+            report_unimplemented(nr);
+            Err(Errno::ENOSYS)
+        }
+    };
+    task.state.regs.rax = match result {
+        Ok(v) => v,
+        Err(e) => e.as_return(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_no_duplicates_and_names_match() {
+        let mut seen = std::collections::HashSet::new();
+        for e in TABLE {
+            assert!(seen.insert(e.number), "{} listed twice", e.name());
+        }
+        let name = |n| TABLE.iter().find(|e| e.number == n).map(|e| e.name());
+        assert_eq!(name(0), Some("read"));
+        assert_eq!(name(231), Some("exit_group"));
+        assert_eq!(name(257), Some("openat"));
+    }
+}

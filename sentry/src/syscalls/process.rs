@@ -1,0 +1,254 @@
+//! Process, identity, time and limit syscalls.
+
+use abi::Errno;
+
+use super::SysResult;
+use crate::host;
+use crate::task::{ExitStatus, Task};
+
+pub fn exit(task: &mut Task, a: [u64; 6]) -> SysResult {
+    // The only thread: its exit ends the process.
+    task.exit = Some(ExitStatus::Exited((a[0] & 0xff) as i32));
+    Ok(0)
+}
+
+pub fn exit_group(task: &mut Task, a: [u64; 6]) -> SysResult {
+    task.exit = Some(ExitStatus::Exited((a[0] & 0xff) as i32));
+    Ok(0)
+}
+
+pub fn getpid(_: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(Task::TID)
+}
+
+pub fn gettid(_: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(Task::TID)
+}
+
+pub fn getppid(_: &mut Task, _: [u64; 6]) -> SysResult {
+    // The first process's parent is outside its PID namespace.
+    Ok(0)
+}
+
+pub fn getuid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(u64::from(task.uid))
+}
+
+pub fn getgid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(u64::from(task.gid))
+}
+
+pub fn sched_yield(_: &mut Task, _: [u64; 6]) -> SysResult {
+    host::sched_yield();
+    Ok(0)
+}
+
+/// The kernel identity upstream gVisor reports
+/// (`pkg/sentry/syscalls/linux/linux64.go`), so programs see the same
+/// kernel whichever Sentry runs them.
+const SYSNAME: &str = "Linux";
+const RELEASE: &str = "4.4.0";
+const VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
+const MACHINE: &str = "x86_64";
+const DOMAINNAME: &str = "(none)";
+
+pub fn uname(task: &mut Task, a: [u64; 6]) -> SysResult {
+    // struct utsname: six fields of 65 bytes.
+    let mut buf = [0u8; 6 * 65];
+    let host = task.kernel.hostname.as_str();
+    for (i, field) in [SYSNAME, host, RELEASE, VERSION, MACHINE, DOMAINNAME]
+        .iter()
+        .enumerate()
+    {
+        let bytes = &field.as_bytes()[..field.len().min(64)];
+        buf[i * 65..i * 65 + bytes.len()].copy_from_slice(bytes);
+    }
+    task.mm.copy_out(a[0], &buf)?;
+    Ok(0)
+}
+
+pub fn arch_prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const ARCH_SET_GS: u64 = 0x1001;
+    const ARCH_SET_FS: u64 = 0x1002;
+    const ARCH_GET_FS: u64 = 0x1003;
+    const ARCH_GET_GS: u64 = 0x1004;
+    let regs = &mut task.state.regs;
+    match a[0] {
+        ARCH_SET_FS | ARCH_SET_GS if a[1] >= task.mm.max_addr() => Err(Errno::EPERM),
+        ARCH_SET_FS => {
+            regs.fs_base = a[1];
+            regs.fs = 0;
+            Ok(0)
+        }
+        ARCH_SET_GS => {
+            regs.gs_base = a[1];
+            regs.gs = 0;
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            let v = regs.fs_base;
+            task.mm.copy_out(a[1], &v.to_le_bytes()).map(|()| 0)
+        }
+        ARCH_GET_GS => {
+            let v = regs.gs_base;
+            task.mm.copy_out(a[1], &v.to_le_bytes()).map(|()| 0)
+        }
+        code => {
+            tracing::info!("arch_prctl code {code:#x} not supported: EINVAL");
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+pub fn set_tid_address(task: &mut Task, a: [u64; 6]) -> SysResult {
+    task.clear_child_tid = a[0];
+    Ok(Task::TID)
+}
+
+pub fn set_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
+    // sizeof(struct robust_list_head)
+    if a[1] != 24 {
+        return Err(Errno::EINVAL);
+    }
+    task.robust_list = a[0];
+    Ok(0)
+}
+
+pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const PR_SET_NAME: u64 = 15;
+    const PR_GET_NAME: u64 = 16;
+    match a[0] {
+        PR_SET_NAME => {
+            let mut name = [0u8; 16];
+            // The name may sit at the end of a mapping: read it byte-wise
+            // up to the first NUL or 15 bytes.
+            for (i, b) in name.iter_mut().take(15).enumerate() {
+                task.mm.copy_in(a[1] + i as u64, std::slice::from_mut(b))?;
+                if *b == 0 {
+                    break;
+                }
+            }
+            let len = name.iter().position(|&b| b == 0).unwrap_or(15);
+            task.comm = name[..len].to_vec();
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut name = [0u8; 16];
+            name[..task.comm.len()].copy_from_slice(&task.comm);
+            task.mm.copy_out(a[1], &name).map(|()| 0)
+        }
+        option => {
+            tracing::info!("prctl option {option} not supported: EINVAL");
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+const RLIM_INFINITY: u64 = u64::MAX;
+
+/// The limits of a new process, as Linux sets them for init's children.
+fn default_rlimit(resource: u64) -> Option<(u64, u64)> {
+    Some(match resource {
+        0..=2 | 4 | 5 | 9 | 10 => (RLIM_INFINITY, RLIM_INFINITY), // cpu fsize data core rss as locks
+        3 => (crate::loader::STACK_SIZE, RLIM_INFINITY),          // stack
+        6 => (63_704, 63_704),                                    // nproc
+        7 => (crate::fs::MAX_FDS as u64, 524_288),                // nofile
+        8 => (8 << 20, 8 << 20),                                  // memlock
+        11 => (63_704, 63_704),                                   // sigpending
+        12 => (819_200, 819_200),                                 // msgqueue
+        13 | 14 | 15 => (0, 0),                                   // nice rtprio rttime
+        _ => return None,
+    })
+}
+
+fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&cur.to_le_bytes());
+    b[8..].copy_from_slice(&max.to_le_bytes());
+    b
+}
+
+pub fn getrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let lim = default_rlimit(a[0]).ok_or(Errno::EINVAL)?;
+    task.mm.copy_out(a[1], &rlimit_bytes(lim)).map(|()| 0)
+}
+
+pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if a[0] != 0 && a[0] != Task::TID {
+        return Err(Errno::ESRCH);
+    }
+    let lim = default_rlimit(a[1]).ok_or(Errno::EINVAL)?;
+    if a[2] != 0 {
+        // Limits are not enforced yet, so pretending to change one would be
+        // a lie: refuse as an unprivileged process would.
+        tracing::info!("prlimit64: setting resource limits not supported: EPERM");
+        return Err(Errno::EPERM);
+    }
+    if a[3] != 0 {
+        task.mm.copy_out(a[3], &rlimit_bytes(lim))?;
+    }
+    Ok(0)
+}
+
+pub fn getrandom(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const GRND_NONBLOCK: u64 = 1;
+    const GRND_RANDOM: u64 = 2;
+    const GRND_INSECURE: u64 = 4;
+    if a[2] & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // Linux returns at most 32 MiB - 1 per call; short counts are allowed.
+    let len = a[1].min(1 << 20) as usize;
+    let mut buf = vec![0u8; len];
+    let n = host::getrandom(&mut buf)?;
+    task.mm.copy_out(a[0], &buf[..n])?;
+    Ok(n as u64)
+}
+
+/// Host clocks that read the same inside the sandbox.
+fn clock_ok(clock: u64) -> bool {
+    matches!(
+        clock as i32,
+        libc::CLOCK_REALTIME
+            | libc::CLOCK_MONOTONIC
+            | libc::CLOCK_MONOTONIC_RAW
+            | libc::CLOCK_REALTIME_COARSE
+            | libc::CLOCK_MONOTONIC_COARSE
+            | libc::CLOCK_BOOTTIME
+    )
+}
+
+pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if !clock_ok(a[0]) {
+        tracing::info!("clock_gettime: clock {} not supported: EINVAL", a[0] as i32);
+        return Err(Errno::EINVAL);
+    }
+    let (sec, nsec) = host::clock_gettime(a[0] as i32)?;
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&sec.to_le_bytes());
+    b[8..].copy_from_slice(&nsec.to_le_bytes());
+    task.mm.copy_out(a[1], &b).map(|()| 0)
+}
+
+pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if a[0] != 0 {
+        let (sec, nsec) = host::clock_gettime(libc::CLOCK_REALTIME)?;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&sec.to_le_bytes());
+        b[8..].copy_from_slice(&(nsec / 1000).to_le_bytes());
+        task.mm.copy_out(a[0], &b)?;
+    }
+    if a[1] != 0 {
+        // struct timezone is obsolete; Linux reports zeros unless set.
+        task.mm.copy_out(a[1], &[0u8; 8])?;
+    }
+    Ok(0)
+}
+
+pub fn time(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (sec, _) = host::clock_gettime(libc::CLOCK_REALTIME)?;
+    if a[0] != 0 {
+        task.mm.copy_out(a[0], &sec.to_le_bytes())?;
+    }
+    Ok(sec as u64)
+}

@@ -1,0 +1,110 @@
+//! Real static programs run by the Sentry on the ptrace platform.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use sentry::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Task};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn kernel() -> Arc<Kernel> {
+    let platform = platform_systrap::PtracePlatform::new().expect("ptrace is available");
+    Kernel::new(KernelConfig {
+        platform: Arc::new(platform),
+        root: OwnedFd::from(std::fs::File::open("/").unwrap()),
+        hostname: "sandbox".into(),
+    })
+    .unwrap()
+}
+
+/// Run argv in the Sentry; returns (status, stdout).
+fn run(argv: &[&str]) -> Result<(ExitStatus, String), StartError> {
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    let stdin = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+    let stderr = OwnedFd::from(std::io::stderr().lock().try_clone_ish());
+    let spec = ProcessSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        envv: vec!["PATH=/usr/bin:/bin".into()],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        stdio: vec![stdin, OwnedFd::from(out_w), stderr],
+    };
+    let task = Task::start(kernel(), spec)?;
+    let status = task.run();
+    let mut out = String::new();
+    out_r.read_to_string(&mut out).unwrap();
+    Ok((status, out))
+}
+
+trait CloneIsh {
+    fn try_clone_ish(&self) -> std::fs::File;
+}
+impl CloneIsh for std::io::StderrLock<'_> {
+    fn try_clone_ish(&self) -> std::fs::File {
+        use std::os::fd::AsFd;
+        std::fs::File::from(self.as_fd().try_clone_to_owned().unwrap())
+    }
+}
+
+#[test]
+fn busybox_echo() {
+    let (status, out) = run(&[BUSYBOX, "echo", "hello", "world"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(out, "hello world\n");
+}
+
+#[test]
+fn busybox_uname_reports_the_sentry() {
+    let (status, out) = run(&[BUSYBOX, "uname", "-s", "-n", "-r", "-m"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(out, "Linux sandbox 4.4.0 x86_64\n");
+}
+
+#[test]
+fn busybox_cat_reads_the_root() {
+    let (status, out) = run(&["busybox", "cat", "/etc/os-release"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(out, std::fs::read_to_string("/etc/os-release").unwrap());
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let (status, _) = run(&[BUSYBOX, "false"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(1));
+    let (status, out) = run(&[BUSYBOX, "sh", "-c", "echo in-shell; exit 7"]).unwrap();
+    assert_eq!(
+        (status, out.as_str()),
+        (ExitStatus::Exited(7), "in-shell\n")
+    );
+}
+
+#[test]
+fn host_proc_is_not_visible() {
+    let (status, out) = run(&[BUSYBOX, "cat", "/proc/self/status"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(1));
+    assert_eq!(out, "");
+}
+
+#[test]
+fn load_errors_carry_execve_errnos() {
+    let err = |argv: &[&str]| match run(argv) {
+        Err(e) => e.to_string(),
+        Ok(r) => panic!("{argv:?} ran: {r:?}"),
+    };
+    assert_eq!(
+        err(&["/nonexistent"]),
+        "creating process: failed to load /nonexistent: no such file or directory"
+    );
+    assert_eq!(
+        err(&["/tmp"]),
+        "creating process: failed to load /tmp: permission denied"
+    );
+    assert_eq!(
+        err(&["/etc/os-release"]),
+        "creating process: failed to load /etc/os-release: permission denied"
+    );
+    assert!(err(&["nosuchprog"])
+        .starts_with("error finding executable \"nosuchprog\" in PATH [/usr/bin /bin]"));
+}
