@@ -81,7 +81,7 @@ errnos! {
 impl Errno {
     /// An errno from its number; `None` outside 1..=4095.
     pub fn new(raw: i32) -> Option<Errno> {
-        (1..4096).contains(&raw).then(|| Errno(raw as u16))
+        (1..4096).contains(&raw).then_some(Errno(raw as u16))
     }
 
     /// The positive errno number.

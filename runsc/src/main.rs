@@ -1,5 +1,67 @@
-//! `runsc`: the command-line front end (placeholder while the CLI lands).
+//! `runsc`: the gVisor runtime's command line, compatible with upstream's.
+//!
+//! `main` parses Go-style flags ([`cli`]), sets up logging the way upstream's
+//! `--log`, `--debug` and `--debug-log` do, and runs the subcommand.
+
+mod cli;
+mod cmd_boot;
+mod cmd_do;
+mod logging;
+mod spec;
+
+use std::ffi::OsString;
+
+use cli::Command;
 
 fn main() {
-    println!("runsc");
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let invocation = match cli::parse(&argv) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    let config = invocation.config;
+    // Flags whose feature is missing matter only to commands that run
+    // something; help and version answer whatever else is set.
+    if matches!(invocation.command, Command::Do(_) | Command::Boot(_)) {
+        if let Err(e) = config.check_supported() {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+    let code = match invocation.command {
+        Command::Help(topic) => match cli::help_text(topic.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                e.exit_code()
+            }
+        },
+        Command::Flags => {
+            print!("{}", cli::flags_text());
+            0
+        }
+        Command::Version => {
+            print!("{}", cli::version_text());
+            0
+        }
+        Command::Do(args) => {
+            logging::init(&config, "do");
+            cmd_do::run(&config, args)
+        }
+        Command::Boot(args) => {
+            logging::init(&config, "boot");
+            cmd_boot::run(&config, args)
+        }
+        Command::Unimplemented { name } => {
+            eprintln!("runsc {name}: this subcommand is not implemented yet");
+            128
+        }
+    };
+    std::process::exit(code);
 }

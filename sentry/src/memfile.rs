@@ -74,7 +74,7 @@ impl MemoryFile {
 
     /// Reserve `len` bytes (page-aligned) of zeroed file; returns the offset.
     pub fn allocate(&self, len: u64) -> Result<u64, Errno> {
-        debug_assert!(len > 0 && len % PAGE_SIZE == 0);
+        debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
         self.alloc
             .lock()
             .unwrap_or_else(|e| e.into_inner())

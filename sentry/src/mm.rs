@@ -118,7 +118,7 @@ impl MemoryManager {
             return Err(Errno::EINVAL);
         }
         let addr = if fixed {
-            if addr % PAGE_SIZE != 0 {
+            if !addr.is_multiple_of(PAGE_SIZE) {
                 return Err(Errno::EINVAL);
             }
             self.check_range(addr, len)?;
@@ -175,7 +175,7 @@ impl MemoryManager {
     /// Remove every mapping in `[addr, addr+len)` and free its memory.
     pub fn unmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
         let len = page_up(len).ok_or(Errno::EINVAL)?;
-        if addr % PAGE_SIZE != 0 || len == 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
@@ -199,7 +199,7 @@ impl MemoryManager {
     /// throughout (else ENOMEM, as Linux).
     pub fn protect(&mut self, addr: u64, len: u64, access: AccessType) -> Result<(), Errno> {
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;

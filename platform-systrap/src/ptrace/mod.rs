@@ -166,7 +166,7 @@ struct PtraceContext {
 }
 
 impl PtraceContext {
-    fn stub<'a>(space: &'a mut dyn AddressSpace) -> Result<&'a mut stub::Stub, PlatformError> {
+    fn stub(space: &mut dyn AddressSpace) -> Result<&mut stub::Stub, PlatformError> {
         let space = space
             .as_any_mut()
             .downcast_mut::<PtraceAddressSpace>()

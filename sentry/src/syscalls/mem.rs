@@ -87,7 +87,7 @@ pub fn mprotect(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     if a[1] == 0 {
-        return if a[0] % PAGE_SIZE == 0 {
+        return if a[0].is_multiple_of(PAGE_SIZE) {
             Ok(0)
         } else {
             Err(Errno::EINVAL)

@@ -156,7 +156,7 @@ fn default_rlimit(resource: u64) -> Option<(u64, u64)> {
         8 => (8 << 20, 8 << 20),                                  // memlock
         11 => (63_704, 63_704),                                   // sigpending
         12 => (819_200, 819_200),                                 // msgqueue
-        13 | 14 | 15 => (0, 0),                                   // nice rtprio rttime
+        13..=15 => (0, 0),                                        // nice rtprio rttime
         _ => return None,
     })
 }

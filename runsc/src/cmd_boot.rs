@@ -1,0 +1,110 @@
+//! `runsc boot`: the sandbox process. It becomes the Sentry and runs the
+//! container's first process to its exit.
+//!
+//! Until the control server (urpc) lands, boot tells its launcher how
+//! starting went on `--status-fd`: one line, `ok` or `error: <message>`.
+//! It then exits with the workload's status (128 + signal when killed).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use platform::Platform;
+use platform_systrap::PtracePlatform;
+use sentry::{Kernel, KernelConfig, ProcessSpec, Task};
+
+use crate::cli::{BootArgs, Config};
+use crate::spec::Spec;
+
+/// Take ownership of an inherited descriptor named on the command line.
+fn take_fd(fd: i32, what: &str) -> anyhow::Result<OwnedFd> {
+    if fd < 0 {
+        bail!("boot needs --{what}");
+    }
+    // The descriptor must be open; F_GETFD is the cheapest check and keeps
+    // from_raw_fd from adopting a number that means nothing.
+    // SAFETY: F_GETFD only reads descriptor flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        bail!("--{what}={fd} is not an open descriptor");
+    }
+    // SAFETY: the launcher handed this descriptor to us for our exclusive
+    // use and nothing else in this process refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
+    match config.get("platform") {
+        // systrap is upstream's default; until it is built (issue
+        // "Platform: systrap") its place is taken by ptrace, which runs the
+        // same programs, only slower.
+        "ptrace" | "systrap" => Ok(Arc::new(
+            PtracePlatform::new().context("starting the ptrace platform")?,
+        )),
+        other => bail!("platform {other:?} is not supported by this runsc"),
+    }
+}
+
+/// Run the sandbox; returns the exit code for the process.
+pub fn run(config: &Config, args: BootArgs) -> i32 {
+    let mut status = match take_fd(args.status_fd, "status-fd") {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            eprintln!("{e:#}");
+            return 128;
+        }
+    };
+    let task = match start(config, &args) {
+        Ok(task) => task,
+        Err(e) => {
+            tracing::error!("starting the sandbox: {e:#}");
+            let _ = writeln!(status, "error: {e:#}");
+            return 128;
+        }
+    };
+    if writeln!(status, "ok").is_err() {
+        // The launcher is gone; nobody is waiting for this workload.
+        return 128;
+    }
+    drop(status);
+    let exit = task.run();
+    tracing::info!("workload exited: {exit:?}");
+    exit.code()
+}
+
+fn start(config: &Config, args: &BootArgs) -> anyhow::Result<Task> {
+    let mut spec_json = String::new();
+    File::from(take_fd(args.spec_fd, "spec-fd")?)
+        .read_to_string(&mut spec_json)
+        .context("reading the spec")?;
+    let spec: Spec = serde_json::from_str(&spec_json).context("parsing the spec")?;
+    let [root_fd] = args.io_fds[..] else {
+        bail!("boot needs exactly one --io-fds (the root directory) until the gofer lands");
+    };
+    let root = take_fd(root_fd, "io-fds")?;
+    let stdio = args
+        .stdio_fds
+        .iter()
+        .map(|&fd| take_fd(fd, "stdio-fds"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if stdio.len() != 3 {
+        bail!("boot needs three --stdio-fds, got {}", stdio.len());
+    }
+    let kernel = Kernel::new(KernelConfig {
+        platform: platform_for(config)?,
+        root,
+        hostname: spec.hostname.clone(),
+    })
+    .context("creating the kernel")?;
+    let process = ProcessSpec {
+        argv: spec.process.args,
+        envv: spec.process.env,
+        cwd: spec.process.cwd,
+        uid: spec.process.user.uid,
+        gid: spec.process.user.gid,
+        stdio,
+    };
+    // The start error's own text is what upstream prints; no extra context.
+    Ok(Task::start(kernel, process)?)
+}

@@ -1,0 +1,254 @@
+//! Differential tests: every case in `tests/cases/*.cases` runs natively
+//! and under `runsc do`, and the two must agree (see the case file's header
+//! for the format). Fixtures (static C programs from `tests/fixtures/` and
+//! malformed executables) are built fresh into the test's scratch directory.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const RUNSC: &str = env!("CARGO_BIN_EXE_runsc");
+const START_PREFIX: &str = "starting container: starting root container: starting sandbox: ";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Build every fixture into a fresh directory; returns it.
+fn build_fixtures() -> PathBuf {
+    let fix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-fixtures");
+    let _ = std::fs::remove_dir_all(&fix);
+    std::fs::create_dir_all(fix.join("tree/sub")).unwrap();
+    let src = repo().join("tests/fixtures");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "c") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        for (suffix, mode) in [("", "-static"), ("-pie", "-static-pie")] {
+            let out = fix.join(format!("{stem}{suffix}"));
+            let status = Command::new("cc")
+                .args(["-O2", "-Wall", "-Werror", mode, "-o"])
+                .arg(&out)
+                .arg(&path)
+                .status()
+                .expect("cc runs (the test command installs gcc and libc6-dev)");
+            assert!(status.success(), "compiling {path:?} {mode}");
+        }
+    }
+    std::fs::write(fix.join("tree/data.txt"), "hello data\n").unwrap();
+    std::os::unix::fs::symlink("data.txt", fix.join("tree/link")).unwrap();
+
+    let exe = |name: &str, bytes: &[u8]| {
+        let p = fix.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    exe("not-elf", b"just text, no interpreter line\n");
+    let elf = std::fs::read(fix.join("auxv")).unwrap();
+    exe("truncated-elf", &elf[..100]);
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut e = elf.clone();
+        e[at..at + bytes.len()].copy_from_slice(bytes);
+        e
+    };
+    exe("elf-32bit", &patched(4, &[1]));
+    exe("elf-big-endian", &patched(5, &[2]));
+    exe("elf-aarch64", &patched(18, &[0xb7, 0]));
+    exe("elf-bad-phent", &patched(54, &[32, 0]));
+    exe("elf-relocatable", &patched(16, &[1, 0]));
+    fix
+}
+
+/// Split a case line on spaces, honouring '...' quotes and `\n` escapes.
+fn split(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            '\\' if chars.peek() == Some(&'n') => {
+                chars.next();
+                cur.push('\n');
+            }
+            ' ' | '\t' if !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+struct Case {
+    kind: String,
+    name: String,
+    argv: Vec<String>,
+}
+
+fn load_cases(fix: &Path) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cases"))
+        .collect();
+    files.sort();
+    for file in files {
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.replace("$FIX", fix.to_str().unwrap());
+            let mut words = split(&line);
+            assert!(words.len() >= 3, "{file:?}: malformed case {line:?}");
+            let argv = words.split_off(2);
+            cases.push(Case {
+                name: words.pop().unwrap(),
+                kind: words.pop().unwrap(),
+                argv,
+            });
+        }
+    }
+    cases
+}
+
+fn command(argv: &[String], sandboxed: bool) -> Command {
+    let mut cmd = if sandboxed {
+        let mut c = Command::new(RUNSC);
+        c.arg("do").args(argv);
+        c
+    } else {
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
+    };
+    cmd.env("DIFF_MARKER", "differential").stdin(Stdio::null());
+    cmd
+}
+
+/// The shell's view of an exit: the code, or 128 + the signal.
+fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .or_else(|| out.status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {}\n  stdout: {:?}\n  stderr: {:?}",
+        code(out),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Run one case; `Err` says how the two runs differ.
+fn check(case: &Case) -> Result<(), String> {
+    let sandboxed = command(&case.argv, true)
+        .output()
+        .map_err(|e| format!("running runsc: {e}"))?;
+    match case.kind.as_str() {
+        "run" => {
+            let native = command(&case.argv, false)
+                .output()
+                .map_err(|e| format!("running natively: {e}"))?;
+            let same = native.stdout == sandboxed.stdout
+                && native.stderr == sandboxed.stderr
+                && code(&native) == code(&sandboxed);
+            if same {
+                Ok(())
+            } else {
+                Err(format!(
+                    "native:  {}\nsandbox: {}",
+                    show(&native),
+                    show(&sandboxed)
+                ))
+            }
+        }
+        "exec-error" => {
+            let errno = match command(&case.argv, false).spawn() {
+                Ok(mut child) => {
+                    let _ = child.wait();
+                    return Err("native execve succeeded; the case expects it to fail".into());
+                }
+                Err(e) => e.raw_os_error().expect("execve failures carry an errno"),
+            };
+            let words = abi::Errno::new(errno).expect("a valid errno").description();
+            let want = format!(
+                "{START_PREFIX}creating process: failed to load {}: {words}\n",
+                case.argv[0]
+            );
+            if code(&sandboxed) == 128
+                && sandboxed.stdout.is_empty()
+                && String::from_utf8_lossy(&sandboxed.stderr) == want
+            {
+                Ok(())
+            } else {
+                Err(format!("native execve: errno {errno} ({words}); wanted exit 128 and {want:?}\nsandbox: {}", show(&sandboxed)))
+            }
+        }
+        other => Err(format!("unknown case kind {other:?}")),
+    }
+}
+
+#[test]
+fn differential_cases() {
+    let fix = build_fixtures();
+    let cases = load_cases(&fix);
+    assert!(
+        cases.len() >= 10,
+        "the case files hold {} cases",
+        cases.len()
+    );
+    let mut failures = BTreeMap::new();
+    for case in &cases {
+        match check(case) {
+            Ok(()) => println!("ok    {} {}", case.kind, case.name),
+            Err(why) => {
+                println!("FAIL  {} {}\n{why}", case.kind, case.name);
+                failures.insert(case.name.clone(), why);
+            }
+        }
+    }
+    println!(
+        "{} cases: {} passed, {} failed",
+        cases.len(),
+        cases.len() - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "differing cases: {:?}",
+        failures.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn case_lines_split_like_a_shell() {
+    assert_eq!(
+        split("run a  /bin/x 'two words' b"),
+        ["run", "a", "/bin/x", "two words", "b"]
+    );
+    assert_eq!(split("run a x '%s\\n' ''"), ["run", "a", "x", "%s\n", ""]);
+}
