@@ -32,6 +32,10 @@ fn main() {
         }
     }
     let code = match invocation.command {
+        Command::Help(Some(topic)) if topic == "syscalls" => {
+            print!("{}", syscalls_text());
+            0
+        }
         Command::Help(topic) => match cli::help_text(topic.as_deref()) {
             Ok(text) => {
                 print!("{text}");
@@ -64,4 +68,14 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `runsc help syscalls`: the Sentry's syscall table, one line each.
+fn syscalls_text() -> String {
+    let mut out =
+        String::from("Syscalls the Sentry implements (x86-64); every other returns ENOSYS:\n");
+    for entry in sentry::syscall_table() {
+        out.push_str(&format!("\t{:>3}  {}\n", entry.number, entry.name()));
+    }
+    out
 }

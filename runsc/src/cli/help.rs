@@ -37,56 +37,56 @@ const INTERNAL: &str = "internal use only";
 /// Every upstream subcommand, sorted by name within each group.
 #[rustfmt::skip]
 pub(crate) static SUBCOMMANDS: &[Subcommand] = &[
-    c("checkpoint", "", "checkpoint current state of container (experimental)", "checkpoint [flags] <container id> - save current state of container.\n"),
-    c("create", "", "create a secure container", "create [flags] <container id> - create a secure container\n"),
-    c("delete", "", "delete resources held by a container", "delete [flags] <container ids>\n"),
-    c("do", "", "Simplistic way to execute a command inside the sandbox. It's to be used for testing only.", "do [flags] <cmd> - runs a command.\n\nThis command starts a sandbox with host filesystem mounted inside as readonly,\nwith a writable tmpfs overlay on top of it. The given command is executed inside\nthe sandbox. It's to be used to quickly test applications without having to\ninstall or run docker. It doesn't give nearly as many options and it's to be\nused for testing only.\n"),
-    c("events", "", "display container events such as OOM notifications, cpu, memory, and IO usage statistics", "<container-id>\n"),
-    c("exec", "", "execute new process inside the container", "exec [command options] <container-id> <command> [command options] || --process process.json <container-id>\n"),
-    c("flags", "", "describe all known top-level flags", "flags [<subcommand>]:\n\tWith an argument, print all flags of <subcommand>. Else,\n\tprint a description of all known top-level flags.  (The basic\n\thelp information only discusses the most generally important\n\ttop-level flags.)\n"),
-    c("fscheckpoint", "", "checkpoint the filesystem state of a container", "fscheckpoint [flags] <container id> - save the filesystem state of a container.\n"),
-    c("help", "", "Print help documentation.", "help [<subcommand>]:\n\tWith an argument, prints detailed information on the use of\n\tthe specified topic or subcommand. With no argument, print a list of\n\tall commands and a brief description of each.\n"),
-    c("kill", "", "sends a signal to the container", "kill [flags] <container id> <signal>\n"),
-    c("list", "", "list containers started by runsc with the given root", "list [flags]\n"),
-    c("pause", "", "pause suspends all processes in a container", "pause <container id> - pause process in instance of container.\n"),
-    c("port-forward", "", "port forward to a secure container", "port-forward CONTAINER_ID [LOCAL_PORT:]REMOTE_PORT\n"),
-    c("ps", "", "ps displays the processes running inside a container", "<container-id> [ps options]\n"),
-    c("read", "", "read a file from inside the sandbox", "read <container id> <path>\n"),
-    c("restore", "", "restore a saved state of container (experimental)", "restore [flags] <container id> - restore saved state of container.\n"),
-    c("resume", "", "Resume unpauses a paused container", "resume <container id> - resume a paused container.\n"),
-    c("run", "", "create and run a secure container", "run [flags] <container id> - create and run a secure container.\n"),
+    c("checkpoint", "", "save a running container's state to an image (experimental)", "checkpoint [flags] <container id> - save current state of container.\n"),
+    c("create", "", "set up a container from a bundle without starting it", "create [flags] <container id> - create a secure container\n"),
+    c("delete", "", "release what a stopped container holds", "delete [flags] <container ids>\n"),
+    c("do", "", "run one host command in a throwaway sandbox (for testing)", "do [flags] <cmd> [args...] - run a host command in a sandbox.\n\nThe sandbox's root is the host's root filesystem, seen read-only (upstream\nadds a writable memory overlay; this runsc does not yet). Standard input,\noutput and error are this terminal's, and runsc exits with the command's\nstatus. Meant for trying programs out, not for production containers.\n"),
+    c("events", "", "stream a container's statistics and events (OOM, CPU, memory, I/O)", "<container-id>\n"),
+    c("exec", "", "start another process in a running container", "exec [command options] <container-id> <command> [command options] || --process process.json <container-id>\n"),
+    c("flags", "", "list every top-level flag", "flags [<subcommand>]:\n\tPrint every top-level flag, or with an argument the flags of\n\tthat subcommand.\n"),
+    c("fscheckpoint", "", "save a container's filesystem state to an image", "fscheckpoint [flags] <container id> - save the filesystem state of a container.\n"),
+    c("help", "", "show help for runsc, a subcommand or a topic", "help [<subcommand>]:\n\tPrint how to use a subcommand or topic, or with no argument\n\tlist every subcommand.\n"),
+    c("kill", "", "send a signal to a container's processes", "kill [flags] <container id> <signal>\n"),
+    c("list", "", "list the containers under --root", "list [flags]\n"),
+    c("pause", "", "freeze every process of a container", "pause <container id> - pause process in instance of container.\n"),
+    c("port-forward", "", "forward a local port or stream into a container", "port-forward CONTAINER_ID [LOCAL_PORT:]REMOTE_PORT\n"),
+    c("ps", "", "list the processes of a container", "<container-id> [ps options]\n"),
+    c("read", "", "print a file from inside a sandbox", "read <container id> <path>\n"),
+    c("restore", "", "start a container from a saved image (experimental)", "restore [flags] <container id> - restore saved state of container.\n"),
+    c("resume", "", "thaw a paused container", "resume <container id> - resume a paused container.\n"),
+    c("run", "", "create a container and start it", "run [flags] <container id> - create and run a secure container.\n"),
     c("sandboxexec", "", "run a command in a fresh sandbox and print its control socket", "sandboxexec [flags] <cmd> [args...]\n"),
-    c("spec", "", "create a new OCI bundle specification file", "spec [options] [-- <cmd> <args>] - create a new OCI bundle specification file.\n"),
-    c("start", "", "start a secure container", "start [flags] <container id> - start a secure container.\n"),
-    c("state", "", "get the state of a container", "state [flags] <container id> - get the state of a container\n"),
-    c("tar", "", "tar up parts of a container's filesystem", "tar rootfs-upper --file <output file> <container id>\n"),
-    c("update", "", "update container resource constraints", "update [flags] <container id>\n"),
-    c("wait", "", "wait on a process inside a container", "wait [flags] <container id>\n"),
-    c("debug", DEBUG, "shows a variety of debug information", "debug [flags] <container id>\n"),
-    c("read-control", DEBUG, "read a cgroups control value inside the container", "read-control <container-id> <controller> <cgroup-path> <control-value-name>\n"),
-    c("statefile", DEBUG, "shows information about a statefile", "statefile [flags] <statefile>\n"),
-    c("symbolize", DEBUG, "Convert synthetic instruction pointers from kcov into positions in the runsc source code. Only used when Go coverage is enabled.", "symbolize [flags]\n"),
-    c("usage", DEBUG, "Usage shows application memory usage across various categories in bytes.", "usage [flags] <container id>\n"),
-    c("write-control", DEBUG, "write a cgroups control value inside the container", "write-control <container-id> <controller> <cgroup-path> <control-value-name> <data>\n"),
+    c("spec", "", "write a default OCI config.json", "spec [options] [-- <cmd> <args>] - create a new OCI bundle specification file.\n"),
+    c("start", "", "start a created container", "start [flags] <container id> - start a secure container.\n"),
+    c("state", "", "print a container's OCI state", "state [flags] <container id> - get the state of a container\n"),
+    c("tar", "", "archive parts of a container's filesystem", "tar rootfs-upper --file <output file> <container id>\n"),
+    c("update", "", "change a container's resource limits", "update [flags] <container id>\n"),
+    c("wait", "", "wait for a container process to exit and print its status", "wait [flags] <container id>\n"),
+    c("debug", DEBUG, "inspect a running sandbox (stacks, profiles, logs)", "debug [flags] <container id>\n"),
+    c("read-control", DEBUG, "read a cgroup control file inside a container", "read-control <container-id> <controller> <cgroup-path> <control-value-name>\n"),
+    c("statefile", DEBUG, "describe a checkpoint image", "statefile [flags] <statefile>\n"),
+    c("symbolize", DEBUG, "map kcov instruction pointers to source positions (coverage builds)", "symbolize [flags]\n"),
+    c("usage", DEBUG, "report a sandbox's memory use by category", "usage [flags] <container id>\n"),
+    c("write-control", DEBUG, "write a cgroup control file inside a container", "write-control <container-id> <controller> <cgroup-path> <control-value-name> <data>\n"),
     c("cpu-features", HELPERS, "list the host CPU features gVisor can use", "cpu-features\n"),
-    c("features", HELPERS, "list the features supported by this runsc", "features\n"),
-    c("install", HELPERS, "adds a runtime to docker daemon configuration", "install [flags] [<runtime flags>]\n"),
-    c("mitigate", HELPERS, "mitigate mitigates the underlying system against side channel attacks", "mitigate [flags]\n"),
-    c("nvproxy", HELPERS, "nvproxy helpers", "nvproxy list-supported-drivers\n"),
-    c("trace", HELPERS, "manages trace sessions for a given sandbox", "trace <subcommand> <subcommand args>\n"),
-    c("uninstall", HELPERS, "removes a runtime from docker daemon configuration", "uninstall [flags]\n"),
-    c("boot", INTERNAL, "launch a sandbox process", "boot [flags] <container id>\n"),
-    c("gofer", INTERNAL, "launch a gofer process that proxies access to container files", "gofer [flags]\n"),
-    c("umount", INTERNAL, "umount the specified directory when one byte is read from synd-fd", "umount --sync-fd=FD <directory path>\n"),
-    c("export-metrics", METRICS, "export metric data for the sandbox", "export-metrics [flags] <container id>\n"),
-    c("metric-metadata", METRICS, "export metric metadata of metrics registered in this build", "metric-metadata [flags]\n"),
-    c("metric-server", METRICS, "implements Prometheus metrics HTTP endpoint", "metric-server [flags]\n"),
+    c("features", HELPERS, "list the features this runsc supports", "features\n"),
+    c("install", HELPERS, "register runsc as a runtime in Docker's daemon.json", "install [flags] [<runtime flags>]\n"),
+    c("mitigate", HELPERS, "apply CPU side-channel mitigations on the host", "mitigate [flags]\n"),
+    c("nvproxy", HELPERS, "NVIDIA GPU proxy helpers", "nvproxy list-supported-drivers\n"),
+    c("trace", HELPERS, "manage runtime-monitoring trace sessions of a sandbox", "trace <subcommand> <subcommand args>\n"),
+    c("uninstall", HELPERS, "remove runsc from Docker's daemon.json", "uninstall [flags]\n"),
+    c("boot", INTERNAL, "become the sandbox process (the Sentry)", "boot [flags] <container id>\n"),
+    c("gofer", INTERNAL, "become the gofer that serves container files to the Sentry", "gofer [flags]\n"),
+    c("umount", INTERNAL, "unmount a directory once a byte arrives on a descriptor", "umount --sync-fd=FD <directory path>\n"),
+    c("export-metrics", METRICS, "print a sandbox's metric data", "export-metrics [flags] <container id>\n"),
+    c("metric-metadata", METRICS, "print the metadata of the metrics this build registers", "metric-metadata [flags]\n"),
+    c("metric-server", METRICS, "serve sandbox metrics to Prometheus over HTTP", "metric-server [flags]\n"),
 ];
 
 /// Help topics registered with the `help` command.
 pub(crate) static TOPICS: &[(&str, &str)] = &[
-    ("platforms", "Print a list of available platforms."),
-    ("syscalls", "Print compatibility information for syscalls."),
+    ("platforms", "list the platforms --platform accepts"),
+    ("syscalls", "list the syscalls the Sentry implements"),
 ];
 
 /// The subcommand called `name`.
@@ -141,9 +141,9 @@ pub(crate) fn short_usage() -> String {
 pub(crate) fn long_usage() -> String {
     let mut out = String::from(
         "Usage: runsc <flags> <subcommand> <subcommand args>\n\n\
-         runsc is the gVisor container runtime.\n\n\
-         Functionality is provided by subcommands. For help with a specific subcommand,\n\
-         use \"runsc help <subcommand>\".\n\n",
+         runsc runs containers in gVisor sandboxes, an OCI runtime that Docker,\n\
+         containerd and Kubernetes can use in place of runc. Each subcommand below\n\
+         has its own help: \"runsc help <subcommand>\".\n\n",
     );
     for g in groups() {
         explain_group(&mut out, g);

@@ -320,7 +320,9 @@ fn unknown_or_missing_subcommand_exits_128() {
         .starts_with("Usage: runsc <flags> <subcommand> <subcommand args>\n"));
     let e = err(&[]);
     assert_eq!(e.exit_code(), 128);
-    assert!(e.to_string().contains("\tdo               Simplistic way"));
+    assert!(e
+        .to_string()
+        .contains("\tdo               run one host command in a throwaway sandbox"));
 }
 
 #[test]
@@ -418,14 +420,14 @@ fn do_errors_exit_128() {
     assert_eq!(e.exit_code(), 128);
     assert!(e
         .to_string()
-        .starts_with("do [flags] <cmd> - runs a command."));
+        .starts_with("do [flags] <cmd> [args...] - run a host command in a sandbox."));
 
     let e = err(&["do", "--bogus", "ls"]);
     assert_eq!(e.exit_code(), 128);
     assert_eq!(first_line(&e), "flag provided but not defined: -bogus");
     assert!(e
         .to_string()
-        .contains("\ndo [flags] <cmd> - runs a command."));
+        .contains("\ndo [flags] <cmd> [args...] - run a host command in a sandbox."));
 
     let e = err(&["do", "--uid-map=0 1000", "ls"]);
     assert_eq!(
@@ -680,14 +682,14 @@ fn version_text_format() {
 #[test]
 fn help_texts() {
     let top = help_text(None).unwrap();
-    assert!(top.starts_with("Usage: runsc <flags> <subcommand> <subcommand args>\n\nrunsc is the gVisor container runtime.\n"));
+    assert!(top.starts_with("Usage: runsc <flags> <subcommand> <subcommand args>\n\nrunsc runs containers in gVisor sandboxes"));
     assert!(top.contains(
-        "Subcommands:\n\tcheckpoint       checkpoint current state of container (experimental)\n"
+        "Subcommands:\n\tcheckpoint       save a running container's state to an image (experimental)\n"
     ));
     assert!(top.contains(
-        "Subcommands for internal use only:\n\tboot             launch a sandbox process\n"
+        "Subcommands for internal use only:\n\tboot             become the sandbox process (the Sentry)\n"
     ));
-    assert!(top.contains("Additional help topics (Use \"runsc help <topic>\" to see help on the topic):\n\tplatforms        Print a list of available platforms.\n"));
+    assert!(top.contains("Additional help topics (Use \"runsc help <topic>\" to see help on the topic):\n\tplatforms        list the platforms --platform accepts\n"));
     assert!(top.ends_with("\nUse \"runsc flags\" for a list of top-level flags\n"));
     // Groups in subcommands' order: unnamed first, then sorted names.
     let pos = |s: &str| top.find(s).unwrap();
@@ -696,7 +698,7 @@ fn help_texts() {
     assert!(pos("Subcommands for internal use only:") < pos("Subcommands for metrics:"));
 
     let d = help_text(Some("do")).unwrap();
-    assert!(d.starts_with("do [flags] <cmd> - runs a command.\n"));
+    assert!(d.starts_with("do [flags] <cmd> [args...] - run a host command in a sandbox.\n"));
     assert!(d.contains("  -cwd string\n    \t"));
     assert!(d.contains("(default \".\")\n"));
     assert!(d.contains("  -force-overlay\n    \t"));

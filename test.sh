@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what the tests need, then run every check and test.
+#
+#   ./test.sh
+#
+# Run as root on Debian 12 (it installs Debian packages with apt-get). The
+# Rust toolchain pinned in rust-toolchain.toml comes from rustup.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+# Debian packages: busybox-static and a static C toolchain for the
+# differential tests' fixtures.
+packages=(busybox-static gcc libc6-dev)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "test.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}"
+fi
+
+toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup run "$toolchain" cargo --version >/dev/null 2>&1 ||
+	! rustup component list --toolchain "$toolchain" --installed | grep -q '^clippy' ||
+	! rustup component list --toolchain "$toolchain" --installed | grep -q '^rustfmt'; then
+	rustup toolchain install "$toolchain" --profile minimal --component clippy,rustfmt
+fi
+
+set -x
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+# One profile for every test: the release build is also what the
+# differential tests run as target/release/runsc.
+cargo test --workspace --release
