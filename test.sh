@@ -34,4 +34,12 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # One profile for every test: the release build is also what the
 # differential tests run as target/release/runsc.
-cargo test --workspace --release
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --release --all-targets 2>&1 | tee "$log" || status=$?
+set +x
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+	END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -130,9 +130,59 @@ impl Root {
     }
 
     fn check_visible(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
-        match host::fs_type(fd)? {
-            PROC_SUPER_MAGIC | SYSFS_MAGIC => Err(Errno::ENOENT),
-            _ => Ok(()),
+        if is_hidden_fs(fd)? {
+            Err(Errno::ENOENT)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether `fd` is on a host filesystem the sandbox must not see.
+fn is_hidden_fs(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    Ok(matches!(host::fs_type(fd)?, PROC_SUPER_MAGIC | SYSFS_MAGIC))
+}
+
+/// Read directory entries of `dir` into `buf` (`getdents64` records),
+/// leaving out subdirectories that are host procfs or sysfs mounts, which
+/// `open` refuses too.
+pub fn read_dir(dir: &File, buf: &mut [u8]) -> Result<usize, Errno> {
+    const DT_DIR: u8 = 4;
+    loop {
+        let n = host::getdents64(dir.host(), buf)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        // Compact the kept records to the front of `buf`.
+        let (mut read, mut kept) = (0, 0);
+        while read + 19 <= n {
+            let reclen = usize::from(u16::from_le_bytes([buf[read + 16], buf[read + 17]]));
+            if reclen == 0 || read + reclen > n {
+                break;
+            }
+            let name_bytes = &buf[read + 19..read + reclen];
+            let name = &name_bytes[..name_bytes
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_bytes.len())];
+            let hidden = buf[read + 18] == DT_DIR
+                && name != b"."
+                && name != b".."
+                && std::str::from_utf8(name).is_ok_and(|name| {
+                    host::openat2_beneath(dir.host(), name, libc::O_PATH | libc::O_NOFOLLOW)
+                        .and_then(|fd| is_hidden_fs(fd.as_fd()))
+                        .unwrap_or(false)
+                });
+            if !hidden {
+                buf.copy_within(read..read + reclen, kept);
+                kept += reclen;
+            }
+            read += reclen;
+        }
+        // Everything this batch held was hidden: read on rather than report
+        // an end of directory that is not there.
+        if kept > 0 {
+            return Ok(kept);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Real static programs run by the Sentry on the ptrace platform.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use sentry::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Task};
@@ -22,7 +22,7 @@ fn kernel() -> Arc<Kernel> {
 fn run(argv: &[&str]) -> Result<(ExitStatus, String), StartError> {
     let (mut out_r, out_w) = std::io::pipe().unwrap();
     let stdin = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
-    let stderr = OwnedFd::from(std::io::stderr().lock().try_clone_ish());
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned().unwrap();
     let spec = ProcessSpec {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         envv: vec!["PATH=/usr/bin:/bin".into()],
@@ -36,16 +36,6 @@ fn run(argv: &[&str]) -> Result<(ExitStatus, String), StartError> {
     let mut out = String::new();
     out_r.read_to_string(&mut out).unwrap();
     Ok((status, out))
-}
-
-trait CloneIsh {
-    fn try_clone_ish(&self) -> std::fs::File;
-}
-impl CloneIsh for std::io::StderrLock<'_> {
-    fn try_clone_ish(&self) -> std::fs::File {
-        use std::os::fd::AsFd;
-        std::fs::File::from(self.as_fd().try_clone_to_owned().unwrap())
-    }
 }
 
 #[test]
@@ -85,6 +75,21 @@ fn host_proc_is_not_visible() {
     let (status, out) = run(&[BUSYBOX, "cat", "/proc/self/status"]).unwrap();
     assert_eq!(status, ExitStatus::Exited(1));
     assert_eq!(out, "");
+}
+
+#[test]
+fn host_proc_and_sys_are_not_listed() {
+    let (status, out) = run(&[BUSYBOX, "ls", "/"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(0), "ls / printed {out:?}");
+    let names: Vec<&str> = out.lines().collect();
+    assert!(
+        names.contains(&"etc") && names.contains(&"usr"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"proc") && !names.contains(&"sys"),
+        "{names:?}"
+    );
 }
 
 #[test]
