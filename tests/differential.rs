@@ -51,6 +51,10 @@ fn build_fixtures() -> PathBuf {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
     exe("not-elf", b"just text, no interpreter line\n");
+    exe(
+        "script.sh",
+        b"#!/bin/busybox sh\necho script \"$0\" got \"$@\"\n",
+    );
     let elf = std::fs::read(fix.join("auxv")).unwrap();
     exe("truncated-elf", &elf[..100]);
     let patched = |at: usize, bytes: &[u8]| {

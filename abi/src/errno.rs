@@ -76,6 +76,7 @@ errnos! {
     EOVERFLOW => "value too large for defined data type",
     ELIBBAD => "accessing a corrupted shared library",
     EOPNOTSUPP => "operation not supported",
+    ETIMEDOUT => "connection timed out",
 }
 
 impl Errno {

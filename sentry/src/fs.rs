@@ -279,6 +279,15 @@ impl FdTable {
         slot.as_ref().map(|(_, c)| *c).ok_or(Errno::EBADF)
     }
 
+    /// Close every descriptor marked close-on-exec.
+    pub fn close_on_exec(&mut self) {
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|(_, cloexec)| *cloexec) {
+                *slot = None;
+            }
+        }
+    }
+
     pub fn set_cloexec(&mut self, fd: u64, cloexec: bool) -> Result<(), Errno> {
         let slot = usize::try_from(fd)
             .ok()

@@ -245,3 +245,46 @@ pub fn sched_yield() {
     // SAFETY: sched_yield takes no arguments.
     unsafe { libc::sched_yield() };
 }
+
+/// `statx(fd, "", AT_EMPTY_PATH | flags, mask)`: the raw 256-byte
+/// `struct statx` of the file behind `fd`, in the layout user space reads.
+pub fn statx_fd(fd: BorrowedFd<'_>, flags: i32, mask: u32) -> Result<[u8; 256], Errno> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the path is a static empty C string and the kernel writes one
+    // 256-byte struct statx into `buf`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags | libc::AT_EMPTY_PATH,
+            mask,
+            buf.as_mut_ptr(),
+        )
+    })?;
+    Ok(buf)
+}
+
+/// `fstatfs(2)`: the raw 120-byte x86-64 `struct statfs`.
+pub fn statfs_raw(fd: BorrowedFd<'_>) -> Result<[u8; 120], Errno> {
+    let mut buf = [0u8; 120];
+    // SAFETY: the kernel writes one 120-byte struct statfs into `buf`.
+    check(unsafe { libc::syscall(libc::SYS_fstatfs, fd.as_raw_fd(), buf.as_mut_ptr()) })?;
+    Ok(buf)
+}
+
+/// Online CPUs of the host (`sysconf(_SC_NPROCESSORS_ONLN)`).
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The host's `struct sysinfo`: uptime, memory and load.
+pub fn sysinfo() -> Result<libc::sysinfo, Errno> {
+    // SAFETY: an all-zero sysinfo is a valid value of the C struct.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes one struct sysinfo into `info`.
+    check(unsafe { libc::sysinfo(&mut info) } as libc::c_long)?;
+    Ok(info)
+}

@@ -12,6 +12,7 @@
 //! that created it).
 
 mod fs;
+mod futex;
 mod host;
 mod loader;
 mod memfile;

@@ -6,7 +6,7 @@
 //! a host file the application must never write through, and the copy is
 //! what a private mapping would show.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use abi::auxvec::*;
 use abi::{page_down, page_up, Errno, PAGE_SIZE};
@@ -151,26 +151,20 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Load the ELF executable open at `fd` into `mm`.
-pub fn load_elf(
-    mm: &mut MemoryManager,
-    fd: BorrowedFd<'_>,
-    path: &str,
-) -> Result<Image, LoadFailure> {
-    let mut head = [0u8; 64];
-    let n = host::read(fd, &mut head, Some(0)).map_err(|e| fail(e, "reading the ELF header"))?;
-    let header = parse_header(&head[..n])?;
+/// An ELF file's header and program headers, checked as Linux checks them.
+struct ElfFile {
+    header: ElfHeader,
+    phdrs: Vec<Phdr>,
+    loads: Vec<Phdr>,
+}
+
+fn read_elf(fd: BorrowedFd<'_>, head: &[u8]) -> Result<ElfFile, LoadFailure> {
+    let header = parse_header(head)?;
     let mut table = vec![0u8; header.phnum * PHDR_SIZE];
     // A table past the end of the file is ENOEXEC, as in Linux's
     // load_elf_binary (its elf_read says EIO, which the caller replaces).
     read_exact_at(fd, &mut table, header.phoff).map_err(|f| fail(Errno::ENOEXEC, f.why))?;
     let phdrs = parse_phdrs(&table);
-    if phdrs.iter().any(|p| p.kind == PT_INTERP) {
-        return Err(fail(
-            Errno::ENOEXEC,
-            "dynamically linked executables are not supported yet",
-        ));
-    }
     let loads: Vec<Phdr> = phdrs
         .iter()
         .copied()
@@ -187,19 +181,64 @@ pub fn load_elf(
             return Err(fail(Errno::ENOEXEC, "bad ELF segment"));
         }
     }
-    let bias = if header.kind == ET_DYN {
-        DYN_BASE + (random_u64() % ASLR_PAGES) * PAGE_SIZE - page_down(loads[0].vaddr)
-    } else {
-        0
-    };
+    Ok(ElfFile {
+        header,
+        phdrs,
+        loads,
+    })
+}
 
+impl ElfFile {
+    /// The path in PT_INTERP, if the file names an interpreter.
+    fn interpreter(&self, fd: BorrowedFd<'_>) -> Result<Option<String>, LoadFailure> {
+        let Some(p) = self.phdrs.iter().find(|p| p.kind == PT_INTERP) else {
+            return Ok(None);
+        };
+        // Linux refuses interpreter paths of one byte or more than PATH_MAX.
+        if p.filesz < 2 || p.filesz > 4096 {
+            return Err(fail(Errno::ENOEXEC, "bad PT_INTERP"));
+        }
+        let mut buf = vec![0u8; p.filesz as usize];
+        read_exact_at(fd, &mut buf, p.offset).map_err(|f| fail(Errno::ENOEXEC, f.why))?;
+        if buf.pop() != Some(0) {
+            return Err(fail(Errno::ENOEXEC, "PT_INTERP is not NUL-terminated"));
+        }
+        String::from_utf8(buf)
+            .map(Some)
+            .map_err(|_| fail(Errno::ENOEXEC, "PT_INTERP is not UTF-8"))
+    }
+
+    /// Bytes from the lowest to the highest page of the loadable segments.
+    fn span(&self) -> Result<(u64, u64), LoadFailure> {
+        let low = page_down(self.loads.iter().map(|p| p.vaddr).min().unwrap_or(0));
+        let high = self
+            .loads
+            .iter()
+            .map(|p| p.vaddr + p.memsz)
+            .max()
+            .unwrap_or(0);
+        let high = page_up(high).ok_or(fail(Errno::ENOEXEC, "bad ELF segment"))?;
+        Ok((low, high - low))
+    }
+}
+
+/// Copy the loadable segments of `elf` into `mm` at `bias`.
+fn map_elf(
+    mm: &mut MemoryManager,
+    fd: BorrowedFd<'_>,
+    elf: &ElfFile,
+    bias: u64,
+    path: &str,
+) -> Result<Image, LoadFailure> {
     // Map segment by segment; a page shared by two segments keeps the
     // first's memory and gets both protections.
     let mut mapped_end = 0u64;
     let mut end = 0u64;
     let mut prev_access = AccessType::NONE;
-    for p in &loads {
-        let start = bias + p.vaddr;
+    for p in &elf.loads {
+        let start = bias
+            .checked_add(p.vaddr)
+            .ok_or(fail(Errno::ENOEXEC, "bad ELF segment"))?;
         let seg_end = start + p.memsz;
         let map_start = page_down(start).max(mapped_end);
         let map_end = page_up(seg_end).ok_or(fail(Errno::ENOEXEC, "bad ELF segment"))?;
@@ -241,11 +280,13 @@ pub fn load_elf(
         prev_access = access;
     }
 
-    let phdr = match phdrs.iter().find(|p| p.kind == PT_PHDR) {
+    let header = &elf.header;
+    let phdr = match elf.phdrs.iter().find(|p| p.kind == PT_PHDR) {
         Some(p) => bias + p.vaddr,
         None => {
             // The table lies in the first segment that contains its bytes.
-            let p = loads
+            let p = elf
+                .loads
                 .iter()
                 .find(|p| p.offset <= header.phoff && header.phoff < p.offset + p.filesz)
                 .ok_or(fail(Errno::ENOEXEC, "ELF program headers are not loaded"))?;
@@ -260,6 +301,156 @@ pub fn load_elf(
     })
 }
 
+/// Linux's limit on nested `#!` interpreters.
+const MAX_SCRIPT_DEPTH: usize = 5;
+/// How much of a file Linux reads to recognise its format (BINPRM_BUF_SIZE).
+const BINPRM_BUF: usize = 256;
+
+/// What `load` produced.
+pub struct Loaded {
+    /// Where execution starts: the interpreter's entry if there is one.
+    pub start: u64,
+    pub image: Image,
+    /// Load address of the ELF interpreter (AT_BASE), 0 without one.
+    pub interp_base: u64,
+    /// Top of the stack reserved by `load`.
+    pub stack_top: u64,
+    /// argv after `#!` rewriting.
+    pub argv: Vec<String>,
+}
+
+/// Opens files for the loader: the container root, as the kernel sees it.
+pub trait Opener {
+    /// Open the absolute path for reading; returns the descriptor and mode.
+    fn open_exec(&self, path: &str) -> Result<(std::os::fd::OwnedFd, abi::Stat), Errno>;
+}
+
+/// Check execve's conditions on an opened file: a regular file with an
+/// execute bit that applies to `uid` (root needs any execute bit).
+fn check_executable(st: &abi::Stat, uid: u32) -> Result<(), LoadFailure> {
+    if st.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(fail(Errno::EACCES, "not a regular file"));
+    }
+    let bits = if uid == 0 {
+        0o111
+    } else if st.uid == uid {
+        0o100
+    } else {
+        0o011
+    };
+    if st.mode & bits == 0 {
+        return Err(fail(Errno::EACCES, "no execute permission"));
+    }
+    Ok(())
+}
+
+/// Split a `#!` line as Linux does: the interpreter, then everything after
+/// it (trimmed) as one optional argument.
+pub fn parse_shebang(head: &[u8]) -> Result<(String, Option<String>), LoadFailure> {
+    let line = &head[2..];
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line =
+        std::str::from_utf8(line).map_err(|_| fail(Errno::ENOEXEC, "#! line is not UTF-8"))?;
+    let line = line.trim_matches(|c| c == ' ' || c == '\t');
+    let (interp, arg) = match line.find([' ', '\t']) {
+        Some(i) => (
+            &line[..i],
+            Some(line[i..].trim_matches(|c| c == ' ' || c == '\t')),
+        ),
+        None => (line, None),
+    };
+    if interp.is_empty() {
+        return Err(fail(Errno::ENOEXEC, "#! names no interpreter"));
+    }
+    Ok((
+        interp.to_string(),
+        arg.filter(|a| !a.is_empty()).map(str::to_string),
+    ))
+}
+
+/// Load the program at `path` (absolute, in the container) into `mm`,
+/// following `#!` interpreters and PT_INTERP, and reserve the stack.
+pub fn load(
+    mm: &mut MemoryManager,
+    opener: &dyn Opener,
+    path: &str,
+    mut argv: Vec<String>,
+    uid: u32,
+) -> Result<Loaded, LoadFailure> {
+    let stack_top = reserve_stack(mm).map_err(|e| fail(e, "reserving the stack"))?;
+    let mut path = path.to_string();
+    let mut depth = 0;
+    loop {
+        let (fd, st) = opener
+            .open_exec(&path)
+            .map_err(|e| fail(e, "opening the program"))?;
+        check_executable(&st, uid)?;
+        let mut head = vec![0u8; BINPRM_BUF];
+        let n = host::read(fd.as_fd(), &mut head, Some(0))
+            .map_err(|e| fail(e, "reading the program"))?;
+        head.truncate(n);
+        if head.starts_with(b"#!") {
+            depth += 1;
+            if depth > MAX_SCRIPT_DEPTH {
+                return Err(fail(Errno::ELOOP, "too many nested #! interpreters"));
+            }
+            let (interp, arg) = parse_shebang(&head)?;
+            // argv[0] is replaced by the interpreter (and its argument),
+            // followed by the script's path.
+            let rest = argv.split_off(argv.len().min(1));
+            argv = std::iter::once(interp.clone())
+                .chain(arg)
+                .chain([path.clone()])
+                .chain(rest)
+                .collect();
+            path = interp;
+            continue;
+        }
+        let elf = read_elf(fd.as_fd(), &head)?;
+        let bias = if elf.header.kind == ET_DYN {
+            DYN_BASE + (random_u64() % ASLR_PAGES) * PAGE_SIZE - elf.span()?.0
+        } else {
+            0
+        };
+        let interp = elf.interpreter(fd.as_fd())?;
+        let image = map_elf(mm, fd.as_fd(), &elf, bias, &path)?;
+        let Some(interp) = interp else {
+            return Ok(Loaded {
+                start: image.entry,
+                image,
+                interp_base: 0,
+                stack_top,
+                argv,
+            });
+        };
+        // The interpreter goes where anonymous mappings go, top-down.
+        let (ifd, ist) = opener
+            .open_exec(&interp)
+            .map_err(|e| fail(e, "opening the ELF interpreter"))?;
+        if ist.mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(fail(Errno::EACCES, "ELF interpreter is not a regular file"));
+        }
+        let mut ihead = vec![0u8; 64];
+        let n = host::read(ifd.as_fd(), &mut ihead, Some(0))
+            .map_err(|e| fail(e, "reading the ELF interpreter"))?;
+        ihead.truncate(n);
+        let ielf = read_elf(ifd.as_fd(), &ihead).map_err(|f| fail(Errno::ELIBBAD, f.why))?;
+        let (low, span) = ielf.span()?;
+        let base = mm
+            .find_free(span)
+            .map_err(|e| fail(e, "placing the ELF interpreter"))?;
+        let ibias = base - low;
+        let iimage = map_elf(mm, ifd.as_fd(), &ielf, ibias, &interp)?;
+        return Ok(Loaded {
+            start: iimage.entry,
+            image,
+            interp_base: base,
+            stack_top,
+            argv,
+        });
+    }
+}
+
 /// A segment's protection from its `p_flags` (PF_X 1, PF_W 2, PF_R 4).
 fn segment_access(flags: u32) -> AccessType {
     AccessType {
@@ -271,21 +462,15 @@ fn segment_access(flags: u32) -> AccessType {
 
 /// What the initial stack carries besides argv and envp.
 pub struct StackInfo<'a> {
-    pub image: Image,
+    pub loaded: &'a Loaded,
     pub execfn: &'a str,
     pub uid: u32,
     pub gid: u32,
 }
 
-/// Reserve the stack and lay out argc, argv, envp and auxv on it as Linux
-/// does (`create_elf_tables`); returns the initial stack pointer.
-pub fn build_stack(
-    mm: &mut MemoryManager,
-    argv: &[String],
-    envv: &[String],
-    info: &StackInfo<'_>,
-) -> Result<u64, Errno> {
-    // Leave a randomised gap below the top of user memory, like Linux.
+/// Reserve the stack below a randomised gap under the top of user memory,
+/// and start anonymous mappings a further gap below it, like Linux.
+fn reserve_stack(mm: &mut MemoryManager) -> Result<u64, Errno> {
     let top = page_down(mm.max_addr() - PAGE_SIZE * 16 - (random_u64() % (1 << 16)) * PAGE_SIZE);
     let bottom = top - STACK_SIZE;
     mm.map_anonymous(
@@ -295,9 +480,20 @@ pub fn build_stack(
         AccessType::READ_WRITE,
         VmaKind::Stack,
     )?;
-    // Anonymous mmaps go below the stack with a gap for it to grow into.
     mm.mmap_top = page_down(bottom - (random_u64() % (1 << 20)) * PAGE_SIZE - (1 << 30));
+    Ok(top)
+}
 
+/// Lay out argc, argv, envp and auxv on the stack `load` reserved, as
+/// Linux's `create_elf_tables` does; returns the initial stack pointer.
+pub fn build_stack(
+    mm: &mut MemoryManager,
+    envv: &[String],
+    info: &StackInfo<'_>,
+) -> Result<u64, Errno> {
+    let argv = &info.loaded.argv;
+    let image = info.loaded.image;
+    let top = info.loaded.stack_top;
     let mut sp = top;
     let mut push_bytes = |mm: &MemoryManager, bytes: &[u8]| -> Result<u64, Errno> {
         sp -= bytes.len() as u64;
@@ -331,12 +527,12 @@ pub fn build_stack(
         (AT_HWCAP, host_auxv(AT_HWCAP)),
         (AT_PAGESZ, PAGE_SIZE),
         (AT_CLKTCK, 100),
-        (AT_PHDR, info.image.phdr),
+        (AT_PHDR, image.phdr),
         (AT_PHENT, PHDR_SIZE as u64),
-        (AT_PHNUM, info.image.phnum),
-        (AT_BASE, 0),
+        (AT_PHNUM, image.phnum),
+        (AT_BASE, info.loaded.interp_base),
         (AT_FLAGS, 0),
-        (AT_ENTRY, info.image.entry),
+        (AT_ENTRY, image.entry),
         (AT_UID, u64::from(info.uid)),
         (AT_EUID, u64::from(info.uid)),
         (AT_GID, u64::from(info.gid)),

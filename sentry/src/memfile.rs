@@ -140,6 +140,19 @@ impl MemoryFile {
     }
 }
 
+impl MemoryFile {
+    /// The 32-bit word at `offset` (4-byte aligned), as an atomic shared
+    /// with the application: futexes compare and update it.
+    pub fn atomic_u32(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
+        Self::check_range(offset, 4);
+        assert!(offset.is_multiple_of(4), "unaligned atomic at {offset:#x}");
+        // SAFETY: the word lies inside our mapping (checked), is aligned
+        // (checked), and the mapping outlives `&self`; AtomicU32 has the
+        // layout of u32 and every access to the word through it is atomic.
+        unsafe { &*(self.base.add(offset as usize) as *const std::sync::atomic::AtomicU32) }
+    }
+}
+
 impl Drop for MemoryFile {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping made in `new`; no copies are in

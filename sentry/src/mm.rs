@@ -90,7 +90,7 @@ impl MemoryManager {
     }
 
     /// The highest free range of `len` bytes below `mmap_top`.
-    fn find_free(&self, len: u64) -> Result<u64, Errno> {
+    pub(crate) fn find_free(&self, len: u64) -> Result<u64, Errno> {
         let mut end = self.mmap_top;
         for (&start, vma) in self.vmas.range(..self.mmap_top).rev() {
             if vma.end <= end && end - vma.end >= len {
@@ -290,6 +290,19 @@ impl MemoryManager {
             cur = chunk_end;
         }
         Ok(())
+    }
+
+    /// The memory file offset behind `addr`, which must be mapped with
+    /// `need` (EFAULT otherwise).
+    pub fn translate(&self, addr: u64, need: AccessType) -> Result<u64, Errno> {
+        let mut offset = None;
+        self.walk(addr, 1, need, |off, _, _| offset = Some(off))?;
+        offset.ok_or(Errno::EFAULT)
+    }
+
+    /// The memory file, for atomic access to words found by `translate`.
+    pub fn memory_file(&self) -> &MemoryFile {
+        &self.mf
     }
 
     /// Copy application memory at `addr` into `buf` (needs read access).

@@ -27,6 +27,7 @@ pub struct Kernel {
     pub(crate) mf: Arc<MemoryFile>,
     pub(crate) root: Root,
     pub(crate) hostname: String,
+    pub(crate) futexes: crate::futex::FutexTable,
 }
 
 impl Kernel {
@@ -36,6 +37,7 @@ impl Kernel {
             mf: Arc::new(MemoryFile::new()?),
             root: Root::new(config.root),
             hostname: config.hostname,
+            futexes: Default::default(),
         }))
     }
 }
@@ -137,42 +139,23 @@ impl Task {
             why: "no program given",
         })?;
         let path = resolve_program(&kernel.root, program, &spec.envv, &spec.cwd)?;
-        let load_err = |errno, why| StartError::Load {
+        let ctx = kernel
+            .platform
+            .new_context()
+            .map_err(|e| StartError::Setup(e.to_string()))?;
+        let (mm, state) = load_image(
+            &kernel,
+            &path,
+            spec.argv.clone(),
+            &spec.envv,
+            spec.uid,
+            spec.gid,
+        )
+        .map_err(|(errno, why)| StartError::Load {
             path: path.clone(),
             errno,
             why,
-        };
-        let (fd, st) = kernel
-            .root
-            .open(&path, libc::O_RDONLY)
-            .map_err(|e| load_err(e, "opening the program"))?;
-        if st.mode & libc::S_IFMT != libc::S_IFREG || !may_execute(&st, spec.uid) {
-            return Err(load_err(Errno::EACCES, "not an executable regular file"));
-        }
-        let setup = |e: &dyn fmt::Display| StartError::Setup(e.to_string());
-        let space = kernel.platform.new_address_space().map_err(|e| setup(&e))?;
-        let ctx = kernel.platform.new_context().map_err(|e| setup(&e))?;
-        let mut mm = MemoryManager::new(
-            space,
-            kernel.mf.clone(),
-            kernel.platform.min_user_address(),
-            kernel.platform.max_user_address(),
-        );
-        let image =
-            loader::load_elf(&mut mm, fd.as_fd(), &path).map_err(|f| load_err(f.errno, f.why))?;
-        let info = StackInfo {
-            image,
-            execfn: &path,
-            uid: spec.uid,
-            gid: spec.gid,
-        };
-        let sp = loader::build_stack(&mut mm, &spec.argv, &spec.envv, &info)
-            .map_err(|e| load_err(e, "building the initial stack"))?;
-        mm.set_brk_start(abi::page_up(image.end).unwrap_or(image.end));
-
-        let mut state = kernel.platform.initial_state();
-        state.regs.rip = image.entry;
-        state.regs.rsp = sp;
+        })?;
         let mut fds = FdTable::default();
         for (i, host) in spec.stdio.into_iter().enumerate() {
             let flags = crate::host::status_flags(host.as_fd()).unwrap_or(libc::O_RDWR);
@@ -185,15 +168,7 @@ impl Task {
                 false,
             );
         }
-        let comm = program
-            .rsplit('/')
-            .next()
-            .unwrap_or(program)
-            .as_bytes()
-            .iter()
-            .take(15)
-            .copied()
-            .collect();
+        let comm = comm_of(&path);
         Ok(Task {
             kernel,
             mm,
@@ -245,6 +220,87 @@ impl Task {
     }
 }
 
+/// The name a new image gets in `comm`: the file name, at most 15 bytes.
+fn comm_of(path: &str) -> Vec<u8> {
+    path.rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .bytes()
+        .take(15)
+        .collect()
+}
+
+impl crate::loader::Opener for Root {
+    fn open_exec(&self, path: &str) -> Result<(OwnedFd, abi::Stat), Errno> {
+        self.open(path, libc::O_RDONLY)
+    }
+}
+
+/// A fresh address space with the program at `path` loaded and its stack
+/// laid out, and the registers to start it with.
+fn load_image(
+    kernel: &Kernel,
+    path: &str,
+    argv: Vec<String>,
+    envv: &[String],
+    uid: u32,
+    gid: u32,
+) -> Result<(MemoryManager, ArchState), (Errno, &'static str)> {
+    let space = kernel.platform.new_address_space().map_err(|e| {
+        tracing::error!("creating an address space: {e}");
+        (Errno::ENOMEM, "creating an address space")
+    })?;
+    let mut mm = MemoryManager::new(
+        space,
+        kernel.mf.clone(),
+        kernel.platform.min_user_address(),
+        kernel.platform.max_user_address(),
+    );
+    let loaded =
+        loader::load(&mut mm, &kernel.root, path, argv, uid).map_err(|f| (f.errno, f.why))?;
+    let info = StackInfo {
+        loaded: &loaded,
+        execfn: path,
+        uid,
+        gid,
+    };
+    let sp =
+        loader::build_stack(&mut mm, envv, &info).map_err(|e| (e, "building the initial stack"))?;
+    let end = loaded.image.end;
+    mm.set_brk_start(abi::page_up(end).unwrap_or(end));
+    let mut state = kernel.platform.initial_state();
+    state.regs.rip = loaded.start;
+    state.regs.rsp = sp;
+    Ok((mm, state))
+}
+
+impl Task {
+    /// execve: replace the process image with the program at `path`
+    /// (absolute). On failure the old image is untouched.
+    pub(crate) fn exec(
+        &mut self,
+        path: &str,
+        argv: Vec<String>,
+        envv: &[String],
+    ) -> Result<(), Errno> {
+        let (mm, state) = load_image(&self.kernel, path, argv, envv, self.uid, self.gid).map_err(
+            |(e, why)| {
+                tracing::debug!("execve {path:?}: {why}: {e:?}");
+                e
+            },
+        )?;
+        // The point of no return: the old address space goes away here.
+        self.mm = mm;
+        self.state = state;
+        self.ctx.full_state_changed();
+        self.fds.close_on_exec();
+        self.comm = comm_of(path);
+        self.clear_child_tid = 0;
+        self.robust_list = 0;
+        Ok(())
+    }
+}
+
 /// Find the program as execvp would: a name with a slash is a path
 /// (relative to `cwd`); a bare name is searched in `PATH` from `envv`.
 fn resolve_program(
@@ -282,17 +338,4 @@ fn resolve_program(
         name: program.to_string(),
         path: dirs,
     })
-}
-
-/// execve's permission check: some execute bit for root, the matching class
-/// otherwise.
-fn may_execute(st: &abi::Stat, uid: u32) -> bool {
-    let bits = if uid == 0 {
-        0o111
-    } else if st.uid == uid {
-        0o100
-    } else {
-        0o011
-    };
-    st.mode & bits != 0
 }

@@ -10,7 +10,7 @@ use crate::host;
 use crate::task::Task;
 
 /// `AT_FDCWD` as it arrives in a 64-bit register.
-const AT_FDCWD: u64 = libc::AT_FDCWD as u32 as u64;
+pub(super) const AT_FDCWD: u64 = libc::AT_FDCWD as u32 as u64;
 /// Longest path accepted (PATH_MAX, including the NUL).
 const PATH_MAX: usize = 4096;
 /// Bytes moved per host call by read/write loops.
@@ -18,7 +18,7 @@ const CHUNK: usize = 256 << 10;
 /// Linux caps one read or write at this many bytes (MAX_RW_COUNT).
 const MAX_RW: u64 = 0x7fff_f000;
 
-fn path_arg(task: &Task, addr: u64) -> Result<String, Errno> {
+pub(super) fn path_arg(task: &Task, addr: u64) -> Result<String, Errno> {
     let bytes = task.mm.copy_in_string(addr, PATH_MAX - 1)?;
     String::from_utf8(bytes).map_err(|_| {
         tracing::info!("non-UTF-8 path refused");
@@ -27,7 +27,7 @@ fn path_arg(task: &Task, addr: u64) -> Result<String, Errno> {
 }
 
 /// The absolute sandbox path of `path` relative to `dirfd`.
-fn resolve(task: &Task, dirfd: u64, path: &str) -> Result<String, Errno> {
+pub(super) fn resolve(task: &Task, dirfd: u64, path: &str) -> Result<String, Errno> {
     if path.starts_with('/') {
         return Ok(path.to_string());
     }
@@ -508,4 +508,107 @@ pub fn chdir(task: &mut Task, a: [u64; 6]) -> SysResult {
 pub fn fchdir(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds.get(a[0])?;
     change_dir(task, file.path.clone())
+}
+
+pub fn statx(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+    const STATX_RESERVED: u64 = 0x8000_0000;
+    let (dirfd, path_addr, flags, mask, out) = (a[0], a[1], a[2], a[3], a[4]);
+    let allowed = (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT) as u64
+        | AT_STATX_SYNC_TYPE;
+    if flags & !allowed != 0
+        || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+        || mask & STATX_RESERVED != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_arg(task, path_addr)?;
+    let buf = if path.is_empty() && flags & libc::AT_EMPTY_PATH as u64 != 0 {
+        if dirfd == AT_FDCWD {
+            let (fd, _) = task.kernel.root.open(&task.cwd, libc::O_PATH)?;
+            host::statx_fd(std::os::fd::AsFd::as_fd(&fd), 0, mask as u32)?
+        } else {
+            host::statx_fd(task.fds.get(dirfd)?.host(), 0, mask as u32)?
+        }
+    } else {
+        let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW as u64 != 0 {
+            libc::O_NOFOLLOW
+        } else {
+            0
+        };
+        let abs = resolve(task, dirfd, &path)?;
+        let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH | nofollow)?;
+        host::statx_fd(std::os::fd::AsFd::as_fd(&fd), 0, mask as u32)?
+    };
+    task.mm.copy_out(out, &buf)?;
+    Ok(0)
+}
+
+pub fn statfs(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let path = path_arg(task, a[0])?;
+    let abs = resolve(task, AT_FDCWD, &path)?;
+    let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH)?;
+    let buf = host::statfs_raw(std::os::fd::AsFd::as_fd(&fd))?;
+    task.mm.copy_out(a[1], &buf)?;
+    Ok(0)
+}
+
+pub fn fstatfs(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let buf = host::statfs_raw(task.fds.get(a[0])?.host())?;
+    task.mm.copy_out(a[1], &buf)?;
+    Ok(0)
+}
+
+/// The extended-attribute calls: the root filesystem here keeps no
+/// extended attributes, which Linux reports as EOPNOTSUPP for such a
+/// filesystem. The file (or descriptor) must still exist.
+fn no_xattrs(target: Result<(), Errno>) -> SysResult {
+    target?;
+    Err(Errno::EOPNOTSUPP)
+}
+
+fn xattr_path(task: &Task, addr: u64, follow: bool) -> Result<(), Errno> {
+    let path = path_arg(task, addr)?;
+    let abs = resolve(task, AT_FDCWD, &path)?;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    task.kernel
+        .root
+        .open(&abs, libc::O_PATH | nofollow)
+        .map(drop)
+}
+
+pub fn getxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
+    no_xattrs(xattr_path(task, a[0], true))
+}
+
+pub fn lgetxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
+    no_xattrs(xattr_path(task, a[0], false))
+}
+
+pub fn fgetxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
+    no_xattrs(task.fds.get(a[0]).map(drop))
+}
+
+pub fn listxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
+    no_xattrs(xattr_path(task, a[0], true))
+}
+
+pub fn llistxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
+    no_xattrs(xattr_path(task, a[0], false))
+}
+
+pub fn flistxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
+    no_xattrs(task.fds.get(a[0]).map(drop))
+}
+
+pub fn fadvise64(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let file = task.fds.get(a[0])?;
+    if !(0..=5).contains(&a[3]) {
+        return Err(Errno::EINVAL);
+    }
+    if !file.is_regular() && !file.is_dir() {
+        return Err(Errno::ESPIPE);
+    }
+    // Advice only: the host's page cache serves these files.
+    Ok(0)
 }

@@ -4,7 +4,9 @@
 //! A number without an entry returns ENOSYS and is logged once, as upstream
 //! does. The table is data, so `runsc help syscalls` can print it.
 
+mod exec;
 mod file;
+mod futex;
 mod mem;
 mod process;
 
@@ -67,6 +69,7 @@ table! {
     __NR_dup2 => file::dup2,
     __NR_getpid => process::getpid,
     __NR_sendfile => file::sendfile,
+    __NR_execve => exec::execve,
     __NR_exit => process::exit,
     __NR_uname => process::uname,
     __NR_fcntl => file::fcntl,
@@ -76,17 +79,29 @@ table! {
     __NR_readlink => file::readlink,
     __NR_gettimeofday => process::gettimeofday,
     __NR_getrlimit => process::getrlimit,
+    __NR_sysinfo => process::sysinfo,
     __NR_getuid => process::getuid,
     __NR_getgid => process::getgid,
     __NR_geteuid => process::getuid,
     __NR_getegid => process::getgid,
     __NR_getppid => process::getppid,
+    __NR_statfs => file::statfs,
+    __NR_fstatfs => file::fstatfs,
     __NR_prctl => process::prctl,
     __NR_arch_prctl => process::arch_prctl,
     __NR_gettid => process::gettid,
     __NR_time => process::time,
+    __NR_getxattr => file::getxattr,
+    __NR_lgetxattr => file::lgetxattr,
+    __NR_fgetxattr => file::fgetxattr,
+    __NR_listxattr => file::listxattr,
+    __NR_llistxattr => file::llistxattr,
+    __NR_flistxattr => file::flistxattr,
+    __NR_sched_getaffinity => process::sched_getaffinity,
+    __NR_futex => futex::futex,
     __NR_getdents64 => file::getdents64,
     __NR_set_tid_address => process::set_tid_address,
+    __NR_fadvise64 => file::fadvise64,
     __NR_clock_gettime => process::clock_gettime,
     __NR_exit_group => process::exit_group,
     __NR_openat => file::openat,
@@ -97,12 +112,31 @@ table! {
     __NR_dup3 => file::dup3,
     __NR_prlimit64 => process::prlimit64,
     __NR_getrandom => process::getrandom,
+    __NR_statx => file::statx,
+    __NR_execveat => exec::execveat,
     __NR_faccessat2 => file::faccessat2,
 }
 
 /// Every implemented syscall, by number.
 pub fn syscall_table() -> &'static [Entry] {
     TABLE
+}
+
+/// The table indexed by syscall number, built on first use.
+fn by_number() -> &'static [Option<&'static Entry>] {
+    static INDEX: std::sync::OnceLock<Vec<Option<&'static Entry>>> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let len = TABLE
+            .iter()
+            .map(|e| e.number as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut index = vec![None; len];
+        for e in TABLE {
+            index[e.number as usize] = Some(e);
+        }
+        index
+    })
 }
 
 /// Numbers already reported as unimplemented (one bit each).
@@ -123,11 +157,13 @@ fn report_unimplemented(nr: u64) {
 pub(crate) fn dispatch(task: &mut Task) {
     let nr = task.state.regs.orig_rax;
     let args = task.state.regs.syscall_args();
-    let entry = TABLE.iter().find(|e| u64::from(e.number) == nr);
+    let entry = usize::try_from(nr)
+        .ok()
+        .and_then(|nr| by_number().get(nr).copied().flatten());
     let result = match entry {
         Some(e) => {
             let r = (e.handler)(task, args);
-            tracing::trace!("{}({:#x?}) = {:?}", e.name(), args, r);
+            tracing::debug!("{}({:#x?}) = {:?}", e.name(), args, r);
             r
         }
         None => {
@@ -151,7 +187,7 @@ mod tests {
         for e in TABLE {
             assert!(seen.insert(e.number), "{} listed twice", e.name());
         }
-        let name = |n| TABLE.iter().find(|e| e.number == n).map(|e| e.name());
+        let name = |n: usize| by_number()[n].map(|e| e.name());
         assert_eq!(name(0), Some("read"));
         assert_eq!(name(231), Some("exit_group"));
         assert_eq!(name(257), Some("openat"));

@@ -252,3 +252,52 @@ pub fn time(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     Ok(sec as u64)
 }
+
+pub fn sched_getaffinity(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if a[0] != 0 && a[0] != Task::TID {
+        return Err(Errno::ESRCH);
+    }
+    let size = a[1] as usize;
+    if !size.is_multiple_of(8) || size == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let cpus = host::online_cpus();
+    let bytes = cpus.div_ceil(64) * 8;
+    if size < bytes {
+        return Err(Errno::EINVAL);
+    }
+    let mut mask = vec![0u8; bytes];
+    for cpu in 0..cpus {
+        mask[cpu / 8] |= 1 << (cpu % 8);
+    }
+    task.mm.copy_out(a[2], &mask)?;
+    Ok(bytes as u64)
+}
+
+pub fn sysinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let info = host::sysinfo()?;
+    // struct sysinfo on x86-64: uptime, loads[3], totalram, freeram,
+    // sharedram, bufferram, totalswap, freeswap (longs), procs (u16, padded),
+    // totalhigh, freehigh (longs), mem_unit (u32), padding: 112 bytes.
+    let mut b = [0u8; 112];
+    let longs = [
+        info.uptime as u64,
+        info.loads[0],
+        info.loads[1],
+        info.loads[2],
+        info.totalram,
+        info.freeram,
+        info.sharedram,
+        info.bufferram,
+        info.totalswap,
+        info.freeswap,
+    ];
+    for (i, v) in longs.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    // One process is running in this sandbox.
+    b[80..82].copy_from_slice(&1u16.to_le_bytes());
+    b[104..108].copy_from_slice(&info.mem_unit.to_le_bytes());
+    task.mm.copy_out(a[0], &b)?;
+    Ok(0)
+}

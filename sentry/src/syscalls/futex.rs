@@ -1,0 +1,131 @@
+//! futex(2).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use abi::Errno;
+use platform::AccessType;
+
+use super::SysResult;
+use crate::host;
+use crate::task::Task;
+
+const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
+const FUTEX_REQUEUE: u64 = 3;
+const FUTEX_CMP_REQUEUE: u64 = 4;
+const FUTEX_WAKE_OP: u64 = 5;
+const FUTEX_WAIT_BITSET: u64 = 9;
+const FUTEX_WAKE_BITSET: u64 = 10;
+const FUTEX_PRIVATE_FLAG: u64 = 128;
+const FUTEX_CLOCK_REALTIME: u64 = 256;
+
+/// Read a `struct timespec`, rejecting what Linux rejects.
+fn timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
+    let mut b = [0u8; 16];
+    task.mm.copy_in(addr, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let nsec = i64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(sec as u64, nsec as u32))
+}
+
+/// The instant an absolute timeout on `clock` falls on.
+fn deadline_at(abs: Duration, clock: i32) -> Result<Instant, Errno> {
+    let (sec, nsec) = host::clock_gettime(clock)?;
+    let now = Duration::new(sec as u64, nsec as u32);
+    Ok(Instant::now() + abs.saturating_sub(now))
+}
+
+/// The memory-file offset that keys the futex word at `addr`.
+fn key(task: &Task, addr: u64) -> Result<u64, Errno> {
+    if !addr.is_multiple_of(4) {
+        return Err(Errno::EINVAL);
+    }
+    task.mm.translate(addr, AccessType::READ)
+}
+
+/// FUTEX_WAKE_OP's operation on the second word; returns whether the old
+/// value meets the encoded condition.
+fn wake_op(task: &Task, key2: u64, encoded: u32) -> Result<bool, Errno> {
+    let sign_extend_12 = |v: u32| ((v << 20) as i32) >> 20;
+    let op = (encoded >> 28) & 7;
+    let shift = encoded & (8 << 28) != 0;
+    let cmp = (encoded >> 24) & 15;
+    let mut oparg = sign_extend_12((encoded >> 12) & 0xfff);
+    let cmparg = sign_extend_12(encoded & 0xfff);
+    if shift {
+        oparg = 1i32.checked_shl(oparg as u32 & 31).unwrap_or(0);
+    }
+    let word = task.mm.memory_file().atomic_u32(key2);
+    let oparg = oparg as u32;
+    let old = match op {
+        0 => word.swap(oparg, Ordering::SeqCst),
+        1 => word.fetch_add(oparg, Ordering::SeqCst),
+        2 => word.fetch_or(oparg, Ordering::SeqCst),
+        3 => word.fetch_and(!oparg, Ordering::SeqCst),
+        4 => word.fetch_xor(oparg, Ordering::SeqCst),
+        _ => return Err(Errno::ENOSYS),
+    } as i32;
+    Ok(match cmp {
+        0 => old == cmparg,
+        1 => old != cmparg,
+        2 => old < cmparg,
+        3 => old <= cmparg,
+        4 => old > cmparg,
+        5 => old >= cmparg,
+        _ => return Err(Errno::ENOSYS),
+    })
+}
+
+pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (addr, op, val, timeout, addr2, val3) = (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
+    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    if op & FUTEX_CLOCK_REALTIME != 0 && cmd != FUTEX_WAIT_BITSET && cmd != FUTEX_WAIT {
+        return Err(Errno::ENOSYS);
+    }
+    let k = key(task, addr)?;
+    let mf = task.mm.memory_file();
+    let load = || mf.atomic_u32(k).load(Ordering::SeqCst);
+    let futexes = &task.kernel.futexes;
+    match cmd {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let bitset = if cmd == FUTEX_WAIT { u32::MAX } else { val3 };
+            let deadline = if timeout == 0 {
+                None
+            } else if cmd == FUTEX_WAIT && op & FUTEX_CLOCK_REALTIME == 0 {
+                Some(Instant::now() + timespec(task, timeout)?)
+            } else {
+                let clock = if op & FUTEX_CLOCK_REALTIME != 0 {
+                    libc::CLOCK_REALTIME
+                } else {
+                    libc::CLOCK_MONOTONIC
+                };
+                Some(deadline_at(timespec(task, timeout)?, clock)?)
+            };
+            futexes.wait(k, val, bitset, deadline, load).map(|()| 0)
+        }
+        FUTEX_WAKE => futexes.wake(k, val, u32::MAX).map(u64::from),
+        FUTEX_WAKE_BITSET => futexes.wake(k, val, val3).map(u64::from),
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            let k2 = key(task, addr2)?;
+            // val2 travels in the timeout argument.
+            let move_n = timeout as u32;
+            let check: Option<(u32, &dyn Fn() -> u32)> =
+                (cmd == FUTEX_CMP_REQUEUE).then_some((val3, &load));
+            futexes.requeue(k, k2, val, move_n, check).map(u64::from)
+        }
+        FUTEX_WAKE_OP => {
+            let k2 = task.mm.translate(addr2, AccessType::READ_WRITE)?;
+            futexes
+                .wake_op(k, k2, val, timeout as u32, || wake_op(task, k2, val3))
+                .map(u64::from)
+        }
+        other => {
+            tracing::info!("futex operation {other} (priority inheritance) not supported: ENOSYS");
+            Err(Errno::ENOSYS)
+        }
+    }
+}
