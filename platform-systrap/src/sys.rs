@@ -28,8 +28,8 @@ pub fn gettid() -> i32 {
 /// `ptrace(req, pid, addr, data)` for requests whose `data` is a plain value.
 fn ptrace_value(req: libc::c_uint, pid: i32, addr: u64, data: u64) -> Result<libc::c_long, Errno> {
     // SAFETY: for the requests this module passes here (CONT, SYSEMU,
-    // SETOPTIONS, POKEDATA) addr and data are values, not pointers into our
-    // memory (POKEDATA writes into the tracee).
+    // SEIZE, INTERRUPT, SETOPTIONS, POKEDATA) addr and data are values, not
+    // pointers into our memory (POKEDATA writes into the tracee).
     check(unsafe { libc::ptrace(req, pid, addr, data) })
 }
 
@@ -43,6 +43,16 @@ pub fn ptrace_cont(pid: i32) -> Result<(), Errno> {
 pub fn ptrace_sysemu(pid: i32) -> Result<(), Errno> {
     const PTRACE_SYSEMU: libc::c_uint = 31;
     ptrace_value(PTRACE_SYSEMU, pid, 0, 0).map(drop)
+}
+
+/// Trace `pid` from this thread without stopping it (`PTRACE_SEIZE`).
+pub fn ptrace_seize(pid: i32, options: u64) -> Result<(), Errno> {
+    ptrace_value(libc::PTRACE_SEIZE, pid, 0, options).map(drop)
+}
+
+/// Stop a seized tracee (`PTRACE_INTERRUPT`); it reports PTRACE_EVENT_STOP.
+pub fn ptrace_interrupt(pid: i32) -> Result<(), Errno> {
+    ptrace_value(libc::PTRACE_INTERRUPT, pid, 0, 0).map(drop)
 }
 
 /// Set the tracer options of a stopped tracee.
@@ -134,7 +144,8 @@ pub fn ptrace_getsiginfo(pid: i32) -> Result<(i32, i32, u64), Errno> {
 /// How a waited-for tracee changed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStatus {
-    /// Stopped with this signal (`0x80|SIGTRAP` for a syscall stop).
+    /// Stopped: bits 0-7 the signal (`0x80|SIGTRAP` for a syscall stop),
+    /// bits 8-15 the ptrace event, as `status >> 8` holds them.
     Stopped(i32),
     Exited(i32),
     Signaled(i32),
@@ -154,7 +165,7 @@ pub fn wait(pid: i32) -> Result<WaitStatus, Errno> {
             return Err(e);
         }
         return Ok(if libc::WIFSTOPPED(status) {
-            WaitStatus::Stopped(libc::WSTOPSIG(status))
+            WaitStatus::Stopped((status >> 8) & 0xffff)
         } else if libc::WIFSIGNALED(status) {
             WaitStatus::Signaled(libc::WTERMSIG(status))
         } else {
@@ -171,9 +182,14 @@ pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> Result<(), Errno> {
 
 /// Kill process `pid` with SIGKILL and reap it.
 pub fn kill_and_reap(pid: i32) {
+    kill(pid);
+    while let Ok(WaitStatus::Stopped(_)) = wait(pid) {}
+}
+
+/// Send SIGKILL to process `pid`.
+pub fn kill(pid: i32) {
     // SAFETY: kill takes plain integers.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    while let Ok(WaitStatus::Stopped(_)) = wait(pid) {}
 }
 
 /// Start a stub process: a child sharing this process's file table

@@ -142,15 +142,31 @@ fn stub_holds_nothing_of_the_sentry() {
 }
 
 #[test]
-fn wrong_thread_is_refused() {
+fn a_context_stays_with_its_thread() {
     let p = PtracePlatform::new().unwrap();
     let mut space = p.new_address_space().unwrap();
-    let file = code_file(&[0xeb, 0xfe]);
+    let file = code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
+    space
+        .map_file(
+            CODE_ADDR,
+            4096,
+            file.as_fd(),
+            0,
+            AccessType::from_prot(5),
+            false,
+        )
+        .unwrap();
+    let mut ctx = p.new_context().unwrap();
+    let mut state = p.initial_state();
+    state.regs.rip = CODE_ADDR;
+    assert_eq!(
+        ctx.switch(space.as_mut(), &mut state).unwrap(),
+        SwitchEvent::Syscall
+    );
     let err = std::thread::scope(|s| {
         s.spawn(|| {
-            space
-                .map_file(CODE_ADDR, 4096, file.as_fd(), 0, AccessType::READ, false)
-                .unwrap_err()
+            state.regs.rip = CODE_ADDR;
+            ctx.switch(space.as_mut(), &mut state).unwrap_err()
         })
         .join()
         .unwrap()
@@ -159,4 +175,57 @@ fn wrong_thread_is_refused() {
         matches!(err, platform::PlatformError::WrongThread(_)),
         "{err}"
     );
+}
+
+#[test]
+fn threads_share_one_address_space() {
+    // Thread 1 stores 0x1234 to the data page and makes a syscall; thread 2
+    // then loads it: mov (%rbx),%rdi; mov $39,%eax; syscall.
+    let p = PtracePlatform::new().unwrap();
+    let mut space = p.new_address_space().unwrap();
+    let store = [
+        0x48, 0xc7, 0x03, 0x34, 0x12, 0, 0, 0xb8, 39, 0, 0, 0, 0x0f, 0x05,
+    ]; // movq $0x1234,(%rbx)
+    let load = [0x48, 0x8b, 0x3b, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
+    let mut code = store.to_vec();
+    code.resize(64, 0xcc);
+    code.extend_from_slice(&load);
+    let file = code_file(&code);
+    let data = code_file(&[]);
+    space
+        .map_file(
+            CODE_ADDR,
+            4096,
+            file.as_fd(),
+            0,
+            AccessType::from_prot(5),
+            false,
+        )
+        .unwrap();
+    space
+        .map_file(
+            CODE_ADDR + 0x10000,
+            4096,
+            data.as_fd(),
+            0,
+            AccessType::READ_WRITE,
+            false,
+        )
+        .unwrap();
+    let space = std::sync::Mutex::new(space);
+    let run = |entry: u64| {
+        let mut ctx = p.new_context().unwrap();
+        let mut state = p.initial_state();
+        state.regs.rip = entry;
+        state.regs.rbx = CODE_ADDR + 0x10000;
+        let ev = ctx
+            .switch(space.lock().unwrap().as_mut(), &mut state)
+            .unwrap();
+        (ev, state.regs.rdi)
+    };
+    let (ev, _) = std::thread::scope(|s| s.spawn(|| run(CODE_ADDR)).join().unwrap());
+    assert_eq!(ev, SwitchEvent::Syscall);
+    let (ev, rdi) = std::thread::scope(|s| s.spawn(|| run(CODE_ADDR + 64)).join().unwrap());
+    assert_eq!(ev, SwitchEvent::Syscall);
+    assert_eq!(rdi, 0x1234);
 }

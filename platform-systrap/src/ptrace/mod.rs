@@ -1,25 +1,30 @@
-//! The ptrace platform: application code runs in a traced stub process and
+//! The ptrace platform: application code runs in traced stub processes and
 //! every syscall it makes stops it (`PTRACE_SYSEMU`) without running on the
-//! host.
+//! host (upstream's `pkg/sentry/platform/ptrace`).
 //!
-//! Layout of a stub's address space: one read-only, executable page of stub
-//! code at [`STUB_ADDR`] (a `syscall; int3` used to inject `mmap`/`munmap`)
-//! and the application's mappings of the Sentry's memory file below it.
-//! Everything the stub inherited from the Sentry at clone time is unmapped
-//! before the first application instruction runs.
+//! An address space is a stub process: one read-only, executable page of
+//! stub code at [`STUB_ADDR`] and the application's mappings of the
+//! Sentry's memory file below it; everything the stub inherited from the
+//! Sentry at clone time is unmapped before any application code runs.
 //!
-//! ptrace ties a tracee to the one host thread that traces it, so an address
-//! space and the contexts switching into it must be driven from the host
-//! thread that created the address space; other threads get
-//! [`PlatformError::WrongThread`]. That is enough for one thread per address
-//! space; the multi-threaded model (one traced stub thread per Sentry thread,
-//! as upstream) arrives with clone in the Sentry.
+//! ptrace binds a tracee to the one host thread that traces it, so:
+//! - each address space has a *request thread* that traces the stub's first
+//!   thread and injects `mmap`/`munmap` (and `clone` for new stub threads)
+//!   on behalf of whichever host thread asks;
+//! - each context (task) that runs in an address space gets a stub thread of
+//!   its own, cloned by the request thread and then seized by the host
+//!   thread that runs the task, which alone drives it from then on.
+//!
+//! Stub threads are separate thread groups sharing one memory (no
+//! CLONE_THREAD), so a signal aimed at one stops no other.
 
 mod stub;
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, Weak};
 
 use abi::Errno;
 use platform::{
@@ -32,6 +37,8 @@ pub use stub::STUB_ADDR;
 
 /// `SIGTRAP | 0x80`: a syscall stop under `PTRACE_O_TRACESYSGOOD`.
 const SYSCALL_STOP: i32 = libc::SIGTRAP | 0x80;
+/// The stop `PTRACE_INTERRUPT` produces on a seized tracee.
+const INTERRUPT_STOP: i32 = libc::SIGTRAP | (libc::PTRACE_EVENT_STOP << 8);
 
 /// The ptrace platform (`--platform=ptrace`).
 pub struct PtracePlatform {
@@ -42,8 +49,7 @@ impl PtracePlatform {
     /// Checks that the host lets us trace: makes and discards one stub.
     pub fn new() -> Result<PtracePlatform, PlatformError> {
         let xsave_size = sys::xsave_size().max(FpState::MIN_SIZE);
-        let probe = stub::Stub::new(xsave_size)?;
-        drop(probe);
+        drop(stub::Stub::new(xsave_size)?);
         Ok(PtracePlatform { xsave_size })
     }
 }
@@ -63,15 +69,18 @@ impl Platform for PtracePlatform {
 
     fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError> {
         Ok(Box::new(PtraceAddressSpace {
-            stub: stub::Stub::new(self.xsave_size)?,
+            shared: Space::start(self.xsave_size)?,
         }))
     }
 
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(Box::new(PtraceContext {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             interrupter: Arc::new(PtraceInterrupter::default()),
             fp_dirty: true,
-            last_pid: 0,
+            last_tid: 0,
+            spaces: Vec::new(),
         }))
     }
 
@@ -88,8 +97,167 @@ impl Platform for PtracePlatform {
     }
 }
 
+/// What the request thread does for other threads.
+enum Request {
+    Syscall {
+        nr: libc::c_long,
+        args: [u64; 6],
+        reply: Sender<Result<u64, PlatformError>>,
+    },
+    NewThread {
+        reply: Sender<Result<i32, PlatformError>>,
+    },
+}
+
+/// A stub thread seized by one context's host thread.
+#[derive(Clone, Copy)]
+struct StubThread {
+    tid: i32,
+    tracer: i32,
+}
+
+/// One address space, shared by its handle and the contexts running in it.
+struct Space {
+    requests: Mutex<Option<Sender<Request>>>,
+    /// Stub thread of each context (by context id).
+    threads: Mutex<HashMap<u64, StubThread>>,
+}
+
+impl Space {
+    /// Start the request thread, which creates the stub.
+    fn start(xsave_size: usize) -> Result<Arc<Space>, PlatformError> {
+        let (tx, rx) = channel::<Request>();
+        let (ready_tx, ready_rx) = channel();
+        std::thread::Builder::new()
+            .name("ptrace-stub".into())
+            .spawn(move || {
+                let mut stub = match stub::Stub::new(xsave_size) {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Serve until the address space is dropped; dropping the
+                // stub then kills it.
+                for req in rx {
+                    match req {
+                        Request::Syscall { nr, args, reply } => {
+                            drop(reply.send(stub.syscall(nr, args)))
+                        }
+                        Request::NewThread { reply } => drop(reply.send(stub.new_thread())),
+                    }
+                }
+            })
+            .map_err(|e| PlatformError::Host {
+                op: "spawn stub thread",
+                errno: Errno::from_io(&e),
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| PlatformError::StubDied("request thread ended".into()))??;
+        Ok(Arc::new(Space {
+            requests: Mutex::new(Some(tx)),
+            threads: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(Sender<Result<T, PlatformError>>) -> Request,
+    ) -> Result<T, PlatformError> {
+        let (reply, answer) = channel();
+        let sent = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|tx| tx.send(make(reply)).is_ok());
+        if sent != Some(true) {
+            return Err(PlatformError::StubDied("the address space is gone".into()));
+        }
+        answer
+            .recv()
+            .map_err(|_| PlatformError::StubDied("request thread ended".into()))?
+    }
+
+    fn syscall(&self, nr: libc::c_long, args: [u64; 6]) -> Result<u64, PlatformError> {
+        self.ask(|reply| Request::Syscall { nr, args, reply })
+    }
+
+    /// The stub thread of context `id`, created and seized by the calling
+    /// thread on first use.
+    fn thread_for(&self, id: u64) -> Result<StubThread, PlatformError> {
+        if let Some(t) = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(*t);
+        }
+        let tid = self.ask(|reply| Request::NewThread { reply })?;
+        let host = |op| move |errno| PlatformError::Host { op, errno };
+        let options = libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL;
+        if let Err(e) = sys::ptrace_seize(tid, options as u64) {
+            sys::kill(tid);
+            return Err(host("PTRACE_SEIZE")(e));
+        }
+        sys::ptrace_interrupt(tid).map_err(host("PTRACE_INTERRUPT"))?;
+        match sys::wait(tid).map_err(host("wait for stub thread"))? {
+            WaitStatus::Stopped(INTERRUPT_STOP) => {}
+            other => {
+                return Err(PlatformError::StubDied(format!(
+                    "new stub thread: {other:?}"
+                )))
+            }
+        }
+        let thread = StubThread {
+            tid,
+            tracer: sys::gettid(),
+        };
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, thread);
+        Ok(thread)
+    }
+
+    /// Kill and forget context `id`'s stub thread.
+    fn drop_thread(&self, id: u64) {
+        if let Some(t) = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+        {
+            if t.tracer == sys::gettid() {
+                sys::kill_and_reap(t.tid);
+            } else {
+                sys::kill(t.tid);
+            }
+        }
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        for (_, t) in self
+            .threads
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            sys::kill(t.tid);
+        }
+    }
+}
+
 struct PtraceAddressSpace {
-    stub: stub::Stub,
+    shared: Arc<Space>,
 }
 
 impl AddressSpace for PtraceAddressSpace {
@@ -106,17 +274,15 @@ impl AddressSpace for PtraceAddressSpace {
         if precommit {
             flags |= libc::MAP_POPULATE as u64;
         }
-        let ret = self.stub.syscall(
-            libc::SYS_mmap,
-            [
-                addr,
-                len,
-                u64::from(access.to_prot()),
-                flags,
-                file.as_raw_fd() as u64,
-                offset,
-            ],
-        )?;
+        let args = [
+            addr,
+            len,
+            u64::from(access.to_prot()),
+            flags,
+            file.as_raw_fd() as u64,
+            offset,
+        ];
+        let ret = self.shared.syscall(libc::SYS_mmap, args)?;
         if ret != addr {
             return Err(stub::errno_of("mmap in stub", ret));
         }
@@ -125,7 +291,7 @@ impl AddressSpace for PtraceAddressSpace {
 
     fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError> {
         let ret = self
-            .stub
+            .shared
             .syscall(libc::SYS_munmap, [addr, len, 0, 0, 0, 0])?;
         if ret != 0 {
             return Err(stub::errno_of("munmap in stub", ret));
@@ -135,6 +301,17 @@ impl AddressSpace for PtraceAddressSpace {
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+}
+
+impl Drop for PtraceAddressSpace {
+    fn drop(&mut self) {
+        // Ends the request thread, which kills the stub.
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -150,29 +327,43 @@ impl Interrupter for PtraceInterrupter {
         self.pending.store(true, Ordering::SeqCst);
         let tid = self.running.load(Ordering::SeqCst);
         if tid > 0 {
-            // The stub is single-threaded: its thread id is its pid. A stop
-            // with this signal makes `switch` return; it is never delivered.
+            // Each stub thread is its own thread group. A stop with this
+            // signal makes `switch` return; it is never delivered.
             let _ = sys::tgkill(tid, tid, SIGNAL_INTERRUPT);
         }
     }
 }
 
 struct PtraceContext {
+    id: u64,
     interrupter: Arc<PtraceInterrupter>,
-    /// The FP state in `ArchState` differs from the stub's.
+    /// The FP state in `ArchState` differs from the stub thread's.
     fp_dirty: bool,
-    /// The stub this context last ran in; another stub needs the full state.
-    last_pid: i32,
+    /// The stub thread this context last ran on; another needs the full state.
+    last_tid: i32,
+    /// Address spaces this context has a stub thread in.
+    spaces: Vec<Weak<Space>>,
 }
 
 impl PtraceContext {
-    fn stub(space: &mut dyn AddressSpace) -> Result<&mut stub::Stub, PlatformError> {
+    fn thread(&mut self, space: &mut dyn AddressSpace) -> Result<StubThread, PlatformError> {
         let space = space
             .as_any_mut()
             .downcast_mut::<PtraceAddressSpace>()
             .expect("a ptrace context runs only in ptrace address spaces");
-        space.stub.check_owner()?;
-        Ok(&mut space.stub)
+        let known = self
+            .spaces
+            .iter()
+            .any(|w| w.as_ptr() == Arc::as_ptr(&space.shared));
+        let thread = space.shared.thread_for(self.id)?;
+        if !known {
+            self.spaces.retain(|w| w.strong_count() > 0);
+            self.spaces.push(Arc::downgrade(&space.shared));
+        }
+        if thread.tracer != sys::gettid() {
+            return Err(PlatformError::WrongThread("a ptrace context"));
+        }
+        Ok(thread)
     }
 }
 
@@ -182,44 +373,48 @@ impl Context for PtraceContext {
         space: &mut dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<SwitchEvent, PlatformError> {
-        let stub = Self::stub(space)?;
-        let pid = stub.pid();
+        let tid = self.thread(space)?.tid;
         if self.interrupter.pending.swap(false, Ordering::SeqCst) {
             return Ok(SwitchEvent::Interrupt);
         }
-        if self.last_pid != pid {
+        if self.last_tid != tid {
             self.fp_dirty = true;
-            self.last_pid = pid;
+            self.last_tid = tid;
         }
-        sys::ptrace_setregs(pid, &state.regs).map_err(|e| host("PTRACE_SETREGS", e))?;
+        sys::ptrace_setregs(tid, &state.regs).map_err(|e| host("PTRACE_SETREGS", e))?;
         if self.fp_dirty {
-            sys::ptrace_setxstate(pid, state.fp.as_bytes())
+            sys::ptrace_setxstate(tid, state.fp.as_bytes())
                 .map_err(|e| host("PTRACE_SETREGSET", e))?;
             self.fp_dirty = false;
         }
-        self.interrupter.running.store(pid, Ordering::SeqCst);
-        let resumed = sys::ptrace_sysemu(pid);
-        let status = resumed.and_then(|()| sys::wait(pid));
+        self.interrupter.running.store(tid, Ordering::SeqCst);
+        let status = sys::ptrace_sysemu(tid).and_then(|()| sys::wait(tid));
         self.interrupter.running.store(0, Ordering::SeqCst);
         let status = status.map_err(|e| host("PTRACE_SYSEMU", e))?;
         match status {
             WaitStatus::Stopped(SYSCALL_STOP) => {
-                sys::ptrace_getregs(pid, &mut state.regs).map_err(|e| host("PTRACE_GETREGS", e))?;
+                sys::ptrace_getregs(tid, &mut state.regs).map_err(|e| host("PTRACE_GETREGS", e))?;
                 Ok(SwitchEvent::Syscall)
             }
-            WaitStatus::Stopped(_) => {
-                sys::ptrace_getregs(pid, &mut state.regs).map_err(|e| host("PTRACE_GETREGS", e))?;
+            WaitStatus::Stopped(stop) => {
+                sys::ptrace_getregs(tid, &mut state.regs).map_err(|e| host("PTRACE_GETREGS", e))?;
+                if stop >> 8 != 0 {
+                    // A ptrace event stop (a group stop of a seized tracee):
+                    // nothing the application did.
+                    return Ok(SwitchEvent::Interrupt);
+                }
                 let (signo, code, addr) =
-                    sys::ptrace_getsiginfo(pid).map_err(|e| host("PTRACE_GETSIGINFO", e))?;
-                // Signals raised by the kernel for what the instruction did
-                // have a positive si_code; anything sent by a process (our
-                // own interrupt, or a stray kill from the host) does not, and
+                    sys::ptrace_getsiginfo(tid).map_err(|e| host("PTRACE_GETSIGINFO", e))?;
+                // Signals the kernel raised for what the instruction did have
+                // a positive si_code; anything a process sent (our own
+                // interrupt, or a stray kill from the host) does not, and
                 // only means "come back to the Sentry".
                 if code <= 0 {
                     self.interrupter.pending.store(false, Ordering::SeqCst);
                     return Ok(SwitchEvent::Interrupt);
                 }
-                self.pull_full_state(space, state)?;
+                sys::ptrace_getxstate(tid, state.fp.as_bytes_mut())
+                    .map_err(|e| host("PTRACE_GETREGSET", e))?;
                 Ok(SwitchEvent::Signal {
                     info: SignalInfo { signo, code, addr },
                     access: None,
@@ -237,8 +432,8 @@ impl Context for PtraceContext {
         space: &mut dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<(), PlatformError> {
-        let stub = Self::stub(space)?;
-        sys::ptrace_getxstate(stub.pid(), state.fp.as_bytes_mut())
+        let tid = self.thread(space)?.tid;
+        sys::ptrace_getxstate(tid, state.fp.as_bytes_mut())
             .map_err(|e| host("PTRACE_GETREGSET", e))?;
         Ok(())
     }
@@ -249,6 +444,14 @@ impl Context for PtraceContext {
 
     fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.interrupter.clone()
+    }
+}
+
+impl Drop for PtraceContext {
+    fn drop(&mut self) {
+        for space in self.spaces.drain(..).filter_map(|w| w.upgrade()) {
+            space.drop_thread(self.id);
+        }
     }
 }
 

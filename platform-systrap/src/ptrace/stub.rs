@@ -1,4 +1,4 @@
-//! A stub process: creation, syscall injection, teardown.
+//! A stub process: creation, syscall injection, new stub threads, teardown.
 
 use abi::Errno;
 use platform::{PlatformError, Regs};
@@ -12,9 +12,27 @@ pub const STUB_ADDR: u64 = 0x7fff_fff0_0000;
 /// One past the highest user address on x86-64 with 4-level paging.
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 
-/// The stub page's code: `syscall; int3`, so an injected syscall stops the
-/// stub with SIGTRAP as soon as it returns.
-const STUB_CODE: [u8; 8] = [0x0f, 0x05, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc];
+/// The stub page's code.
+///
+/// ```text
+/// 0x00  syscall           injected syscalls start here,
+/// 0x02  int3              and stop the stub when they return
+/// 0x08  syscall           injected clone() of a new stub thread starts here:
+/// 0x0a  test %rax,%rax    the parent (rax = child id)
+/// 0x0d  je 0x10
+/// 0x0f  int3              stops;
+/// 0x10  jmp 0x10          the child (rax = 0) spins until a thread seizes it
+/// ```
+const STUB_CODE: [u8; 24] = [
+    0x0f, 0x05, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, //
+    0x0f, 0x05, 0x48, 0x85, 0xc0, 0x74, 0x01, 0xcc, //
+    0xeb, 0xfe, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc,
+];
+const SYSCALL_ENTRY: u64 = 0x00;
+const CLONE_ENTRY: u64 = 0x08;
+/// Where an injected syscall stops: just after its `int3`.
+const SYSCALL_STOP_IP: u64 = 0x03;
+const CLONE_STOP_IP: u64 = 0x10;
 
 std::arch::global_asm!(
     ".pushsection .text.runsc_ptrace_stub,\"ax\",@progbits",
@@ -31,14 +49,15 @@ extern "C" {
     fn runsc_ptrace_stub_syscall();
 }
 
+/// The first thread of a stub process, through which syscalls are injected.
 pub struct Stub {
     pid: i32,
     /// The host thread that traces the stub; only it may drive it.
     owner: i32,
-    /// Where the injected `syscall` instruction is.
-    syscall_ip: u64,
     /// Register state to inject from (valid selectors and flags).
     base_regs: Regs,
+    /// The stub page is in place.
+    ready: bool,
 }
 
 impl Stub {
@@ -52,8 +71,8 @@ impl Stub {
         let mut stub = Stub {
             pid,
             owner: sys::gettid(),
-            syscall_ip: runsc_ptrace_stub_syscall as *const () as usize as u64,
             base_regs: Regs::default(),
+            ready: false,
         };
         stub.setup(xsave_size)?;
         Ok(stub)
@@ -91,9 +110,12 @@ impl Stub {
         if ret != STUB_ADDR {
             return Err(errno_of("mmap stub page", ret));
         }
-        sys::ptrace_pokedata(self.pid, STUB_ADDR, u64::from_le_bytes(STUB_CODE))
-            .map_err(host("PTRACE_POKEDATA"))?;
-        self.syscall_ip = STUB_ADDR;
+        for (i, word) in STUB_CODE.chunks_exact(8).enumerate() {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            sys::ptrace_pokedata(self.pid, STUB_ADDR + 8 * i as u64, word)
+                .map_err(host("PTRACE_POKEDATA"))?;
+        }
+        self.ready = true;
 
         // Drop everything else the stub inherited: the Sentry's image, heap,
         // stacks, and the host vDSO.
@@ -106,22 +128,57 @@ impl Stub {
         Ok(())
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// Fails unless called from the host thread that traces the stub.
-    pub fn check_owner(&self) -> Result<(), PlatformError> {
+    fn check_owner(&self) -> Result<(), PlatformError> {
         if sys::gettid() == self.owner {
             Ok(())
         } else {
-            Err(PlatformError::WrongThread("a ptrace address space"))
+            Err(PlatformError::WrongThread("a ptrace stub"))
         }
     }
 
     /// Make the stub run syscall `nr` with `args`; returns the raw result
     /// (`-errno` on failure). The stub must be stopped.
     pub fn syscall(&mut self, nr: libc::c_long, args: [u64; 6]) -> Result<u64, PlatformError> {
+        if self.ready {
+            self.inject(
+                STUB_ADDR + SYSCALL_ENTRY,
+                STUB_ADDR + SYSCALL_STOP_IP,
+                nr,
+                args,
+            )
+        } else {
+            let ip = runsc_ptrace_stub_syscall as *const () as usize as u64;
+            self.inject(ip, ip + 3, nr, args)
+        }
+    }
+
+    /// Start a new stub thread: a process sharing this stub's memory and
+    /// file table, spinning in the stub page until a host thread seizes it.
+    /// Returns its id.
+    pub fn new_thread(&mut self) -> Result<i32, PlatformError> {
+        // No CLONE_THREAD: each stub thread is its own thread group, so a
+        // stop or signal aimed at one never touches another. No exit signal.
+        let flags = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES) as u64;
+        let ret = self.inject(
+            STUB_ADDR + CLONE_ENTRY,
+            STUB_ADDR + CLONE_STOP_IP,
+            libc::SYS_clone,
+            [flags, 0, 0, 0, 0, 0],
+        )?;
+        match i32::try_from(ret as i64) {
+            Ok(tid) if tid > 0 => Ok(tid),
+            _ => Err(errno_of("clone stub thread", ret)),
+        }
+    }
+
+    fn inject(
+        &mut self,
+        ip: u64,
+        stop_ip: u64,
+        nr: libc::c_long,
+        args: [u64; 6],
+    ) -> Result<u64, PlatformError> {
         self.check_owner()?;
         let host = |op| move |errno| PlatformError::Host { op, errno };
         let regs = Regs {
@@ -133,7 +190,7 @@ impl Stub {
             r10: args[3],
             r8: args[4],
             r9: args[5],
-            rip: self.syscall_ip,
+            rip: ip,
             ..self.base_regs
         };
         sys::ptrace_setregs(self.pid, &regs).map_err(host("PTRACE_SETREGS"))?;
@@ -141,8 +198,8 @@ impl Stub {
             sys::ptrace_cont(self.pid).map_err(host("PTRACE_CONT"))?;
             match sys::wait(self.pid).map_err(host("wait for stub"))? {
                 WaitStatus::Stopped(libc::SIGTRAP) => break,
-                // A signal (an interrupt for a context) reached the stub
-                // mid-injection: suppress it and let the syscall finish.
+                // A signal reached the stub mid-injection: suppress it and
+                // let the syscall finish.
                 WaitStatus::Stopped(_) => continue,
                 other => {
                     return Err(PlatformError::StubDied(format!(
@@ -153,7 +210,7 @@ impl Stub {
         }
         let mut out = Regs::default();
         sys::ptrace_getregs(self.pid, &mut out).map_err(host("PTRACE_GETREGS"))?;
-        if out.rip != self.syscall_ip + 3 {
+        if out.rip != stop_ip {
             return Err(PlatformError::StubDied(format!(
                 "stub trapped at {:#x}, not after its syscall",
                 out.rip
