@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # Debian packages: busybox-static and a static C toolchain for the
-# differential tests' fixtures.
-packages=(busybox-static gcc libc6-dev)
+# differential tests' fixtures; runsc (upstream's 2022 Go build) for the
+# interop tests against its gofer.
+packages=(busybox-static gcc libc6-dev runsc)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,23 @@
+//! lisafs: the protocol between the Sentry (client) and the gofer (server),
+//! byte-compatible with upstream gVisor (both the 2022 release and current
+//! upstream; see `gvisor-protocols.md` §1).
+//!
+//! * [`message`]: every request and response (MIDs 0-33) and its codec.
+//! * [`sock`]: the socket communicator's framing (8-byte header, max
+//!   message size) with host FDs passed as `SCM_RIGHTS`.
+//! * [`client`]: a synchronous client over one socket.
+//!
+//! Only `sys` (sendmsg/recvmsg with control messages) uses `unsafe`.
+
+#![deny(unsafe_code)]
+
+pub mod client;
+pub mod message;
+pub mod sock;
+#[allow(unsafe_code)]
+mod sys;
+mod wire;
+
+pub use client::{Client, ClientError};
+pub use message::{DecodeError, EncodeError, Mid, Request, Response};
+pub use sock::{FrameError, Message};
