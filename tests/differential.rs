@@ -34,7 +34,7 @@ fn build_fixtures() -> PathBuf {
         for (suffix, mode) in [("", "-static"), ("-pie", "-static-pie")] {
             let out = fix.join(format!("{stem}{suffix}"));
             let status = Command::new("cc")
-                .args(["-O2", "-Wall", "-Werror", mode, "-o"])
+                .args(["-O2", "-Wall", "-Werror", "-pthread", mode, "-o"])
                 .arg(&out)
                 .arg(&path)
                 .status()

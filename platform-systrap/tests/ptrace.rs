@@ -37,7 +37,7 @@ fn run(
     setup: impl FnOnce(&mut platform::ArchState),
 ) -> (SwitchEvent, platform::ArchState) {
     let p = PtracePlatform::new().expect("ptrace works here");
-    let mut space = p.new_address_space().unwrap();
+    let space = p.new_address_space().unwrap();
     let file = code_file(code);
     space
         .map_file(
@@ -53,7 +53,7 @@ fn run(
     let mut state = p.initial_state();
     state.regs.rip = CODE_ADDR;
     setup(&mut state);
-    let ev = ctx.switch(space.as_mut(), &mut state).unwrap();
+    let ev = ctx.switch(space.as_ref(), &mut state).unwrap();
     (ev, state)
 }
 
@@ -98,7 +98,7 @@ fn fp_state_reaches_the_application() {
 #[test]
 fn interrupt_pulls_a_spinning_thread_out() {
     let p = PtracePlatform::new().unwrap();
-    let mut space = p.new_address_space().unwrap();
+    let space = p.new_address_space().unwrap();
     let file = code_file(&[0xeb, 0xfe]); // jmp .
     space
         .map_file(
@@ -120,7 +120,7 @@ fn interrupt_pulls_a_spinning_thread_out() {
             interrupter.interrupt();
         }
     });
-    let ev = ctx.switch(space.as_mut(), &mut state).unwrap();
+    let ev = ctx.switch(space.as_ref(), &mut state).unwrap();
     tx.send(()).unwrap();
     assert_eq!(ev, SwitchEvent::Interrupt);
     assert_eq!(state.regs.rip, CODE_ADDR);
@@ -144,7 +144,7 @@ fn stub_holds_nothing_of_the_sentry() {
 #[test]
 fn a_context_stays_with_its_thread() {
     let p = PtracePlatform::new().unwrap();
-    let mut space = p.new_address_space().unwrap();
+    let space = p.new_address_space().unwrap();
     let file = code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
     space
         .map_file(
@@ -160,13 +160,13 @@ fn a_context_stays_with_its_thread() {
     let mut state = p.initial_state();
     state.regs.rip = CODE_ADDR;
     assert_eq!(
-        ctx.switch(space.as_mut(), &mut state).unwrap(),
+        ctx.switch(space.as_ref(), &mut state).unwrap(),
         SwitchEvent::Syscall
     );
     let err = std::thread::scope(|s| {
         s.spawn(|| {
             state.regs.rip = CODE_ADDR;
-            ctx.switch(space.as_mut(), &mut state).unwrap_err()
+            ctx.switch(space.as_ref(), &mut state).unwrap_err()
         })
         .join()
         .unwrap()
@@ -182,7 +182,7 @@ fn threads_share_one_address_space() {
     // Thread 1 stores 0x1234 to the data page and makes a syscall; thread 2
     // then loads it: mov (%rbx),%rdi; mov $39,%eax; syscall.
     let p = PtracePlatform::new().unwrap();
-    let mut space = p.new_address_space().unwrap();
+    let space = p.new_address_space().unwrap();
     let store = [
         0x48, 0xc7, 0x03, 0x34, 0x12, 0, 0, 0xb8, 39, 0, 0, 0, 0x0f, 0x05,
     ]; // movq $0x1234,(%rbx)
@@ -212,15 +212,12 @@ fn threads_share_one_address_space() {
             false,
         )
         .unwrap();
-    let space = std::sync::Mutex::new(space);
     let run = |entry: u64| {
         let mut ctx = p.new_context().unwrap();
         let mut state = p.initial_state();
         state.regs.rip = entry;
         state.regs.rbx = CODE_ADDR + 0x10000;
-        let ev = ctx
-            .switch(space.lock().unwrap().as_mut(), &mut state)
-            .unwrap();
+        let ev = ctx.switch(space.as_ref(), &mut state).unwrap();
         (ev, state.regs.rdi)
     };
     let (ev, _) = std::thread::scope(|s| s.spawn(|| run(CODE_ADDR)).join().unwrap());

@@ -122,13 +122,14 @@ pub trait Interrupter: Send + Sync {
     fn interrupt(&self);
 }
 
-/// Where one application's memory is mapped.
-pub trait AddressSpace: Send {
+/// Where one application's memory is mapped. Shared by every task that runs
+/// in it, so its methods take `&self`.
+pub trait AddressSpace: Send + Sync {
     /// Map `len` bytes of `file` at `offset` to `addr`, shared, replacing
     /// whatever was mapped there. `addr`, `offset` and `len` are page-aligned
     /// and `len > 0`; `precommit` asks to populate the pages now.
     fn map_file(
-        &mut self,
+        &self,
         addr: u64,
         len: u64,
         file: BorrowedFd<'_>,
@@ -138,11 +139,11 @@ pub trait AddressSpace: Send {
     ) -> Result<(), PlatformError>;
 
     /// Remove every mapping in `[addr, addr+len)` (page-aligned, `len > 0`).
-    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError>;
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError>;
 
     /// This address space's state for the platform's contexts (downcast by
     /// the platform that made it).
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// Runs one task's application code.
@@ -152,7 +153,7 @@ pub trait Context: Send {
     /// the FP state is current only after [`Context::pull_full_state`].
     fn switch(
         &mut self,
-        space: &mut dyn AddressSpace,
+        space: &dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<SwitchEvent, PlatformError>;
 
@@ -160,7 +161,7 @@ pub trait Context: Send {
     /// on the syscall fast path).
     fn pull_full_state(
         &mut self,
-        space: &mut dyn AddressSpace,
+        space: &dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<(), PlatformError>;
 
@@ -207,7 +208,7 @@ pub trait Platform: Send + Sync {
     }
 
     /// A new, empty address space.
-    fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError>;
+    fn new_address_space(&self) -> Result<std::sync::Arc<dyn AddressSpace>, PlatformError>;
 
     /// A new context for one task.
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;

@@ -228,8 +228,9 @@ impl File {
     }
 }
 
-/// A process's descriptor table.
-#[derive(Default)]
+/// A process's descriptor table. Cloning it (fork) shares the open file
+/// descriptions, as Linux does.
+#[derive(Clone, Default)]
 pub struct FdTable {
     slots: Vec<Option<(Arc<File>, bool)>>,
 }

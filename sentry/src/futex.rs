@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use abi::Errno;
 
+use crate::process::KILL_POLL;
+
 /// One blocked waiter.
 struct Waiter {
     bitset: u32,
@@ -28,6 +30,9 @@ impl FutexTable {
     /// Block while the word at `key` holds `expected`. `load` reads the word;
     /// it is called with the table locked, so a waker that changes the
     /// word and then wakes cannot slip in between check and sleep.
+    ///
+    /// `stop` says the waiting task was killed: the wait then ends with
+    /// EINTR within [`crate::process::KILL_POLL`].
     pub fn wait(
         &self,
         key: u64,
@@ -35,6 +40,7 @@ impl FutexTable {
         bitset: u32,
         deadline: Option<Instant>,
         load: impl FnOnce() -> u32,
+        stop: &dyn Fn() -> bool,
     ) -> Result<(), Errno> {
         if bitset == 0 {
             return Err(Errno::EINVAL);
@@ -52,21 +58,22 @@ impl FutexTable {
             queues.entry(key).or_default().push(waiter.clone());
         }
         let mut woken = waiter.woken.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = false;
         while !*woken {
-            match deadline {
-                None => woken = waiter.cond.wait(woken).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    woken = waiter
-                        .cond
-                        .wait_timeout(woken, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break;
             }
+            if stop() {
+                stopped = true;
+                break;
+            }
+            let slice = deadline.map_or(KILL_POLL, |d| (d - now).min(KILL_POLL));
+            woken = waiter
+                .cond
+                .wait_timeout(woken, slice)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         if *woken {
             return Ok(());
@@ -80,6 +87,8 @@ impl FutexTable {
         queues.retain(|_, q| !q.is_empty());
         if *waiter.woken.lock().unwrap_or_else(|e| e.into_inner()) {
             Ok(())
+        } else if stopped {
+            Err(Errno::EINTR)
         } else {
             Err(Errno::ETIMEDOUT)
         }
@@ -182,7 +191,10 @@ mod tests {
     #[test]
     fn wait_returns_eagain_when_the_word_changed() {
         let t = FutexTable::default();
-        assert_eq!(t.wait(8, 1, u32::MAX, None, || 2), Err(Errno::EAGAIN));
+        assert_eq!(
+            t.wait(8, 1, u32::MAX, None, || 2, &|| false),
+            Err(Errno::EAGAIN)
+        );
     }
 
     #[test]
@@ -190,8 +202,18 @@ mod tests {
         let t = FutexTable::default();
         let deadline = Instant::now() + Duration::from_millis(20);
         assert_eq!(
-            t.wait(8, 1, u32::MAX, Some(deadline), || 1),
+            t.wait(8, 1, u32::MAX, Some(deadline), || 1, &|| false),
             Err(Errno::ETIMEDOUT)
+        );
+        assert!(t.queues.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_killed_waiter_returns_eintr() {
+        let t = FutexTable::default();
+        assert_eq!(
+            t.wait(8, 1, u32::MAX, None, || 1, &|| true),
+            Err(Errno::EINTR)
         );
         assert!(t.queues.lock().unwrap().is_empty());
     }
@@ -202,7 +224,9 @@ mod tests {
         let word = Arc::new(AtomicU32::new(0));
         let (t2, w2) = (t.clone(), word.clone());
         let waiter = std::thread::spawn(move || {
-            t2.wait(64, 0, u32::MAX, None, || w2.load(Ordering::SeqCst))
+            t2.wait(64, 0, u32::MAX, None, || w2.load(Ordering::SeqCst), &|| {
+                false
+            })
         });
         // Wake until the waiter has queued and been released.
         let mut woken = 0;
@@ -219,7 +243,7 @@ mod tests {
         let t = Arc::new(FutexTable::default());
         let spawn = |key, bits| {
             let t = t.clone();
-            std::thread::spawn(move || t.wait(key, 0, bits, None, || 0))
+            std::thread::spawn(move || t.wait(key, 0, bits, None, || 0, &|| false))
         };
         let a = spawn(1, 0b01);
         let b = spawn(1, 0b10);

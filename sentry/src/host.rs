@@ -288,3 +288,13 @@ pub fn sysinfo() -> Result<libc::sysinfo, Errno> {
     check(unsafe { libc::sysinfo(&mut info) } as libc::c_long)?;
     Ok(info)
 }
+
+/// A host pipe, both ends close-on-exec, with `flags` (O_NONBLOCK,
+/// O_DIRECT) added: (read end, write end).
+pub fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0i32; 2];
+    // SAFETY: the kernel writes two descriptors into `fds`.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), flags | libc::O_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}

@@ -17,6 +17,7 @@ mod host;
 mod loader;
 mod memfile;
 mod mm;
+mod process;
 mod syscalls;
 mod task;
 

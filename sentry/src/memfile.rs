@@ -141,6 +141,37 @@ impl MemoryFile {
 }
 
 impl MemoryFile {
+    /// Copy `[src, src+len)` to `dst`, skipping holes (pages never touched),
+    /// which stay holes in the copy.
+    pub fn copy_populated(&self, src: u64, dst: u64, len: u64) {
+        Self::check_range(src, len as usize);
+        Self::check_range(dst, len as usize);
+        let seek = |pos: u64, whence: i32| {
+            // SAFETY: lseek on our own memfd; only its return value is used,
+            // so concurrent seeks from other threads do not matter.
+            let r = unsafe { libc::lseek(self.fd.as_raw_fd(), pos as i64, whence) };
+            (r >= 0).then_some(r as u64)
+        };
+        let end = src + len;
+        let mut pos = src;
+        while pos < end {
+            let Some(data) = seek(pos, libc::SEEK_DATA).filter(|&d| d < end) else {
+                break;
+            };
+            let hole = seek(data, libc::SEEK_HOLE).unwrap_or(end).min(end);
+            // SAFETY: both ranges lie inside our mapping (checked above) and
+            // do not overlap (distinct allocations).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.base.add(data as usize),
+                    self.base.add((dst + (data - src)) as usize),
+                    (hole - data) as usize,
+                )
+            };
+            pos = hole;
+        }
+    }
+
     /// The 32-bit word at `offset` (4-byte aligned), as an atomic shared
     /// with the application: futexes compare and update it.
     pub fn atomic_u32(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
@@ -228,6 +259,25 @@ mod tests {
         a.free(z, 4096);
         assert!(a.free.is_empty());
         assert_eq!(a.next, 8192);
+    }
+
+    #[test]
+    fn copies_keep_data_and_holes() {
+        let mf = MemoryFile::new().unwrap();
+        let src = mf.allocate(3 * 4096).unwrap();
+        let dst = mf.allocate(3 * 4096).unwrap();
+        mf.copy_out(src + 5, b"first");
+        mf.copy_out(src + 2 * 4096 + 7, b"third");
+        mf.copy_populated(src, dst, 3 * 4096);
+        let mut b = [0u8; 5];
+        mf.copy_in(dst + 5, &mut b);
+        assert_eq!(&b, b"first");
+        mf.copy_in(dst + 2 * 4096 + 7, &mut b);
+        assert_eq!(&b, b"third");
+        // The middle page was never touched and stays a hole in the copy.
+        // SAFETY: lseek on the test's own memfd.
+        let data = unsafe { libc::lseek(mf.fd.as_raw_fd(), (dst + 4096) as i64, libc::SEEK_DATA) };
+        assert_eq!(data as u64, dst + 2 * 4096);
     }
 
     #[test]

@@ -35,7 +35,7 @@ struct Vma {
 }
 
 pub struct MemoryManager {
-    space: Box<dyn AddressSpace>,
+    space: Arc<dyn AddressSpace>,
     mf: Arc<MemoryFile>,
     vmas: BTreeMap<u64, Vma>,
     min_addr: u64,
@@ -48,7 +48,7 @@ pub struct MemoryManager {
 
 impl MemoryManager {
     pub fn new(
-        space: Box<dyn AddressSpace>,
+        space: Arc<dyn AddressSpace>,
         mf: Arc<MemoryFile>,
         min_addr: u64,
         max_addr: u64,
@@ -66,8 +66,8 @@ impl MemoryManager {
     }
 
     /// The platform address space, for `Context::switch`.
-    pub fn space_mut(&mut self) -> &mut dyn AddressSpace {
-        self.space.as_mut()
+    pub fn space(&self) -> Arc<dyn AddressSpace> {
+        self.space.clone()
     }
 
     pub fn max_addr(&self) -> u64 {
@@ -233,6 +233,42 @@ impl MemoryManager {
         Ok(())
     }
 
+    /// A copy of this memory for a forked child, mapped into `space`.
+    /// Only pages that hold data are copied; holes stay holes.
+    pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
+        let mut child = MemoryManager {
+            space,
+            mf: self.mf.clone(),
+            vmas: BTreeMap::new(),
+            min_addr: self.min_addr,
+            max_addr: self.max_addr,
+            mmap_top: self.mmap_top,
+            brk_start: self.brk_start,
+            brk: self.brk,
+        };
+        for (&start, vma) in &self.vmas {
+            let len = vma.end - start;
+            let offset = self.mf.allocate(len)?;
+            // Owned by the child from here, so its Drop frees it on failure.
+            child.vmas.insert(
+                start,
+                Vma {
+                    offset,
+                    ..vma.clone()
+                },
+            );
+            self.mf.copy_populated(vma.offset, offset, len);
+            child
+                .space
+                .map_file(start, len, self.mf.fd(), offset, vma.access, false)
+                .map_err(|e| {
+                    tracing::error!("mapping a forked child's memory: {e}");
+                    Errno::ENOMEM
+                })?;
+        }
+        Ok(child)
+    }
+
     /// Place the program break after the loaded image.
     pub fn set_brk_start(&mut self, addr: u64) {
         self.brk_start = addr;
@@ -298,11 +334,6 @@ impl MemoryManager {
         let mut offset = None;
         self.walk(addr, 1, need, |off, _, _| offset = Some(off))?;
         offset.ok_or(Errno::EFAULT)
-    }
-
-    /// The memory file, for atomic access to words found by `translate`.
-    pub fn memory_file(&self) -> &MemoryFile {
-        &self.mf
     }
 
     /// Copy application memory at `addr` into `buf` (needs read access).

@@ -1,16 +1,19 @@
 //! The kernel object and the task run loop.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use abi::Errno;
-use platform::{ArchState, Context, Platform, SwitchEvent};
+use platform::{AddressSpace, ArchState, Context, Platform, SwitchEvent};
 
 use crate::fs::{self, FdTable, File, Root};
 use crate::loader::{self, StackInfo};
 use crate::memfile::MemoryFile;
 use crate::mm::MemoryManager;
+use crate::process::{TaskHandle, ThreadGroup};
 use crate::syscalls;
 
 /// What the runtime hands the kernel.
@@ -28,9 +31,38 @@ pub struct Kernel {
     pub(crate) root: Root,
     pub(crate) hostname: String,
     pub(crate) futexes: crate::futex::FutexTable,
+    next_pid: AtomicI32,
+    /// Live and zombie processes by PID, for the calls that name one.
+    groups: Mutex<HashMap<i32, Weak<ThreadGroup>>>,
 }
 
 impl Kernel {
+    pub(crate) fn register_group(&self, tg: &Arc<ThreadGroup>) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.retain(|_, g| g.strong_count() > 0);
+        groups.insert(tg.tgid, Arc::downgrade(tg));
+    }
+
+    pub(crate) fn unregister_group(&self, tgid: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&tgid);
+    }
+
+    pub(crate) fn find_group(&self, tgid: i32) -> Option<Arc<ThreadGroup>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tgid)
+            .and_then(Weak::upgrade)
+    }
+
+    /// A fresh thread id in the sandbox's PID namespace (the first is 1).
+    pub(crate) fn alloc_pid(&self) -> i32 {
+        self.next_pid.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub fn new(config: KernelConfig) -> Result<Arc<Kernel>, Errno> {
         Ok(Arc::new(Kernel {
             platform: config.platform,
@@ -38,6 +70,8 @@ impl Kernel {
             root: Root::new(config.root),
             hostname: config.hostname,
             futexes: Default::default(),
+            next_pid: AtomicI32::new(1),
+            groups: Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -109,29 +143,38 @@ impl std::error::Error for StartError {}
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// One thread of application code and the process state it owns.
+/// One thread of application code, run by one host thread.
 pub struct Task {
     pub(crate) kernel: Arc<Kernel>,
-    pub(crate) mm: MemoryManager,
-    ctx: Box<dyn Context>,
+    pub(crate) tid: i32,
+    pub(crate) tg: Arc<ThreadGroup>,
+    pub(crate) handle: Arc<TaskHandle>,
+    /// Shared by the threads of a process (CLONE_VM).
+    pub(crate) mm: Arc<Mutex<MemoryManager>>,
+    /// The address space `mm` maps into, held apart so running application
+    /// code does not hold the memory manager's lock.
+    pub(crate) space: Arc<dyn AddressSpace>,
+    pub(crate) ctx: Box<dyn Context>,
     pub(crate) state: ArchState,
-    pub(crate) fds: FdTable,
-    pub(crate) cwd: String,
+    /// Shared with CLONE_FILES.
+    pub(crate) fds: Arc<Mutex<FdTable>>,
+    /// The working directory, shared with CLONE_FS.
+    pub(crate) fs: Arc<Mutex<String>>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     /// prctl(PR_SET_NAME), at most 15 bytes.
     pub(crate) comm: Vec<u8>,
     pub(crate) clear_child_tid: u64,
     pub(crate) robust_list: u64,
+    /// Set when this thread has exited (exit) or its group is exiting.
     pub(crate) exit: Option<ExitStatus>,
+    /// A vfork parent waiting for this child to exec or exit.
+    pub(crate) vfork_done: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Task {
-    /// The thread id the application sees (the first task of its PID
-    /// namespace).
-    pub(crate) const TID: u64 = 1;
-
-    /// Load `spec`'s program into a fresh address space, ready to run.
+    /// Load `spec`'s program into a fresh address space as the sandbox's
+    /// first process (PID 1), ready to run on the calling host thread.
     pub fn start(kernel: Arc<Kernel>, spec: ProcessSpec) -> Result<Task, StartError> {
         let program = spec.argv.first().ok_or(StartError::Load {
             path: String::new(),
@@ -168,55 +211,143 @@ impl Task {
                 false,
             );
         }
-        let comm = comm_of(&path);
+        let tid = kernel.alloc_pid();
+        let tg = ThreadGroup::new(tid, Weak::new(), tid, tid);
+        kernel.register_group(&tg);
+        let handle = Arc::new(TaskHandle {
+            tid,
+            interrupter: ctx.interrupter(),
+            killed: AtomicBool::new(false),
+        });
+        tg.lock().threads.push(handle.clone());
+        let space = mm.space();
         Ok(Task {
             kernel,
-            mm,
+            tid,
+            tg,
+            handle,
+            mm: Arc::new(Mutex::new(mm)),
+            space,
             ctx,
             state,
-            fds,
-            cwd: spec.cwd,
+            fds: Arc::new(Mutex::new(fds)),
+            fs: Arc::new(Mutex::new(spec.cwd)),
             uid: spec.uid,
             gid: spec.gid,
-            comm,
+            comm: comm_of(&path),
             clear_child_tid: 0,
             robust_list: 0,
             exit: None,
+            vfork_done: None,
         })
     }
 
-    /// Run the task until it exits.
-    pub fn run(mut self) -> ExitStatus {
-        loop {
-            let event = self.ctx.switch(self.mm.space_mut(), &mut self.state);
-            match event {
+    /// Run the first process: this thread until it exits, then wait for the
+    /// whole process to end. Returns its status.
+    pub fn run(self) -> ExitStatus {
+        let tg = self.tg.clone();
+        self.run_thread();
+        tg.wait_exit()
+    }
+
+    pub(crate) fn mm(&self) -> MutexGuard<'_, MemoryManager> {
+        self.mm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn fds(&self) -> MutexGuard<'_, FdTable> {
+        self.fds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn cwd(&self) -> String {
+        self.fs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_cwd(&self, cwd: String) {
+        *self.fs.lock().unwrap_or_else(|e| e.into_inner()) = cwd;
+    }
+
+    /// Run this thread's application code until the thread exits.
+    pub(crate) fn run_thread(mut self) {
+        let status = loop {
+            if self.handle.is_killed() {
+                break self
+                    .tg
+                    .lock()
+                    .exit_status
+                    .unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
+            }
+            match self.ctx.switch(self.space.as_ref(), &mut self.state) {
                 Ok(SwitchEvent::Syscall) => {
                     syscalls::dispatch(&mut self);
                     if let Some(status) = self.exit {
-                        return status;
+                        break status;
                     }
                 }
                 Ok(SwitchEvent::Signal { info, .. }) => {
                     // No signal handlers yet (issue "Sentry core"): a fault
-                    // takes its default action, which for every
-                    // synchronous fault signal is to kill the process.
+                    // takes its default action, which for every synchronous
+                    // fault signal is to kill the whole process.
                     tracing::info!(
-                        "task killed by signal {} (code {}, addr {:#x}) at rip {:#x}",
+                        "task {} killed by signal {} (code {}, addr {:#x}) at rip {:#x}",
+                        self.tid,
                         info.signo,
                         info.code,
                         info.addr,
                         self.state.regs.rip
                     );
-                    tracing::debug!("mappings at the fault:\n{}", self.mm.describe());
-                    return ExitStatus::Signaled(info.signo);
+                    tracing::debug!("mappings at the fault:\n{}", self.mm().describe());
+                    let status = ExitStatus::Signaled(info.signo);
+                    self.exit_group(status);
+                    break status;
                 }
                 Ok(SwitchEvent::Interrupt) => {}
                 Err(e) => {
-                    tracing::error!("platform failure running the task: {e}");
-                    return ExitStatus::Signaled(libc::SIGKILL);
+                    tracing::error!("platform failure running task {}: {e}", self.tid);
+                    let status = ExitStatus::Signaled(libc::SIGKILL);
+                    self.exit_group(status);
+                    break status;
                 }
             }
+        };
+        self.finish(status);
+    }
+
+    /// Ask every thread of the group to exit with `status`.
+    pub(crate) fn exit_group(&mut self, status: ExitStatus) {
+        self.tg.lock().exit_status.get_or_insert(status);
+        self.tg.kill_others(self.tid);
+        self.exit = Some(status);
+    }
+
+    /// The thread is gone: clear its child-tid word (waking a joiner), tell
+    /// its group, release a vfork parent.
+    fn finish(mut self, status: ExitStatus) {
+        if self.clear_child_tid != 0 {
+            let addr = self.clear_child_tid;
+            let key = self.mm().translate(addr, platform::AccessType::READ_WRITE);
+            if let Ok(key) = key {
+                self.kernel
+                    .mf
+                    .atomic_u32(key)
+                    .store(0, std::sync::atomic::Ordering::SeqCst);
+                let _ = self.kernel.futexes.wake(key, 1, u32::MAX);
+            }
         }
+        self.vfork_done.take();
+        let (tg, tid) = (self.tg.clone(), self.tid);
+        // Release the address space (and its stub thread) before the group
+        // is reported gone.
+        drop(self);
+        tg.thread_exited(tid, status);
+    }
+
+    /// Start `child` on a host thread of its own.
+    pub(crate) fn spawn(child: Task) -> Result<(), Errno> {
+        std::thread::Builder::new()
+            .name(format!("task-{}", child.tid))
+            .spawn(move || child.run_thread())
+            .map(drop)
+            .map_err(|e| Errno::from_io(&e))
     }
 }
 
@@ -289,11 +420,15 @@ impl Task {
                 e
             },
         )?;
-        // The point of no return: the old address space goes away here.
-        self.mm = mm;
+        // The point of no return: other threads die, the old address space
+        // goes away (a vfork parent keeps its own), and the parent resumes.
+        self.tg.kill_others(self.tid);
+        self.space = mm.space();
+        self.mm = Arc::new(Mutex::new(mm));
         self.state = state;
         self.ctx.full_state_changed();
-        self.fds.close_on_exec();
+        self.fds().close_on_exec();
+        self.vfork_done.take();
         self.comm = comm_of(path);
         self.clear_child_tid = 0;
         self.robust_list = 0;

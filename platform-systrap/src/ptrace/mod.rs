@@ -67,8 +67,8 @@ impl Platform for PtracePlatform {
         STUB_ADDR
     }
 
-    fn new_address_space(&self) -> Result<Box<dyn AddressSpace>, PlatformError> {
-        Ok(Box::new(PtraceAddressSpace {
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
+        Ok(Arc::new(PtraceAddressSpace {
             shared: Space::start(self.xsave_size)?,
         }))
     }
@@ -262,7 +262,7 @@ struct PtraceAddressSpace {
 
 impl AddressSpace for PtraceAddressSpace {
     fn map_file(
-        &mut self,
+        &self,
         addr: u64,
         len: u64,
         file: BorrowedFd<'_>,
@@ -289,7 +289,7 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(())
     }
 
-    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError> {
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
         let ret = self
             .shared
             .syscall(libc::SYS_munmap, [addr, len, 0, 0, 0, 0])?;
@@ -299,7 +299,7 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(())
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+    fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
@@ -346,10 +346,10 @@ struct PtraceContext {
 }
 
 impl PtraceContext {
-    fn thread(&mut self, space: &mut dyn AddressSpace) -> Result<StubThread, PlatformError> {
+    fn thread(&mut self, space: &dyn AddressSpace) -> Result<StubThread, PlatformError> {
         let space = space
-            .as_any_mut()
-            .downcast_mut::<PtraceAddressSpace>()
+            .as_any()
+            .downcast_ref::<PtraceAddressSpace>()
             .expect("a ptrace context runs only in ptrace address spaces");
         let known = self
             .spaces
@@ -370,7 +370,7 @@ impl PtraceContext {
 impl Context for PtraceContext {
     fn switch(
         &mut self,
-        space: &mut dyn AddressSpace,
+        space: &dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<SwitchEvent, PlatformError> {
         let tid = self.thread(space)?.tid;
@@ -429,7 +429,7 @@ impl Context for PtraceContext {
 
     fn pull_full_state(
         &mut self,
-        space: &mut dyn AddressSpace,
+        space: &dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<(), PlatformError> {
         let tid = self.thread(space)?.tid;

@@ -20,13 +20,13 @@ fn string_array(task: &Task, addr: u64, total: &mut usize) -> Result<Vec<String>
     }
     for i in 0u64.. {
         let mut ptr = [0u8; 8];
-        task.mm.copy_in(addr + i * 8, &mut ptr)?;
+        task.mm().copy_in(addr + i * 8, &mut ptr)?;
         let ptr = u64::from_le_bytes(ptr);
         if ptr == 0 {
             break;
         }
         let s = task
-            .mm
+            .mm()
             .copy_in_string(ptr, MAX_ARG_STRLEN - 1)
             .map_err(|e| {
                 if e == Errno::ENAMETOOLONG {
@@ -58,7 +58,7 @@ fn exec(task: &mut Task, dirfd: u64, path: u64, argv: u64, envp: u64, flags: u64
             return Err(Errno::ENOENT);
         }
         // The descriptor's file, found again by the path it was opened by.
-        task.fds.get(dirfd)?.path.clone()
+        task.fds().get(dirfd)?.path.clone()
     } else {
         resolve(task, dirfd, &name)?
     };

@@ -19,7 +19,7 @@ const CHUNK: usize = 256 << 10;
 const MAX_RW: u64 = 0x7fff_f000;
 
 pub(super) fn path_arg(task: &Task, addr: u64) -> Result<String, Errno> {
-    let bytes = task.mm.copy_in_string(addr, PATH_MAX - 1)?;
+    let bytes = task.mm().copy_in_string(addr, PATH_MAX - 1)?;
     String::from_utf8(bytes).map_err(|_| {
         tracing::info!("non-UTF-8 path refused");
         Errno::EINVAL
@@ -32,9 +32,9 @@ pub(super) fn resolve(task: &Task, dirfd: u64, path: &str) -> Result<String, Err
         return Ok(path.to_string());
     }
     if dirfd == AT_FDCWD {
-        return Ok(fs::join(&task.cwd, path));
+        return Ok(fs::join(&task.cwd(), path));
     }
-    let dir = task.fds.get(dirfd)?;
+    let dir = task.fds().get(dirfd)?;
     if !dir.is_dir() {
         return Err(Errno::ENOTDIR);
     }
@@ -52,7 +52,7 @@ pub fn openat(task: &mut Task, a: [u64; 6]) -> SysResult {
         abs,
         st.mode,
     );
-    task.fds
+    task.fds()
         .insert(Arc::new(file), flags & libc::O_CLOEXEC != 0, 0)
 }
 
@@ -61,7 +61,7 @@ pub fn open(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn close(task: &mut Task, a: [u64; 6]) -> SysResult {
-    task.fds.remove(a[0]).map(|_| 0)
+    task.fds().remove(a[0]).map(|_| 0)
 }
 
 /// Read up to `count` bytes from `file` (at `offset`, if given) into
@@ -87,7 +87,7 @@ fn read_into(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        if let Err(e) = task.mm.copy_out(buf + done as u64, &chunk[..n]) {
+        if let Err(e) = task.mm().copy_out(buf + done as u64, &chunk[..n]) {
             return if done == 0 { Err(e) } else { Ok(done as u64) };
         }
         done += n;
@@ -110,7 +110,7 @@ fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64
     let mut chunk = vec![0u8; count.min(CHUNK)];
     while done < count {
         let want = (count - done).min(chunk.len());
-        if let Err(e) = task.mm.copy_in(buf + done as u64, &mut chunk[..want]) {
+        if let Err(e) = task.mm().copy_in(buf + done as u64, &mut chunk[..want]) {
             return if done == 0 { Err(e) } else { Ok(done as u64) };
         }
         let mut sent = 0;
@@ -131,17 +131,17 @@ fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64
 }
 
 pub fn read(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     read_into(task, &file, a[1], a[2], None)
 }
 
 pub fn write(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     write_from(task, &file, a[1], a[2], None)
 }
 
 pub fn pread64(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     if (a[3] as i64) < 0 {
         return Err(Errno::EINVAL);
     }
@@ -149,7 +149,7 @@ pub fn pread64(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn pwrite64(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     if (a[3] as i64) < 0 {
         return Err(Errno::EINVAL);
     }
@@ -162,7 +162,7 @@ fn iovecs(task: &Task, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> 
         return Err(Errno::EINVAL);
     }
     let mut raw = vec![0u8; count as usize * 16];
-    task.mm.copy_in(addr, &mut raw)?;
+    task.mm().copy_in(addr, &mut raw)?;
     let iov: Vec<(u64, u64)> = raw
         .chunks_exact(16)
         .map(|c| {
@@ -177,7 +177,7 @@ fn iovecs(task: &Task, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> 
 }
 
 pub fn readv(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     let mut total = 0;
     for (base, len) in iovecs(task, a[1], a[2])? {
         match read_into(task, &file, base, len, None) {
@@ -195,7 +195,7 @@ pub fn readv(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn writev(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     let mut total = 0;
     for (base, len) in iovecs(task, a[1], a[2])? {
         match write_from(task, &file, base, len, None) {
@@ -213,8 +213,8 @@ pub fn writev(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let out = task.fds.get(a[0])?;
-    let inp = task.fds.get(a[1])?;
+    let out = task.fds().get(a[0])?;
+    let inp = task.fds().get(a[1])?;
     if !inp.readable() || !out.writable() {
         return Err(Errno::EBADF);
     }
@@ -222,7 +222,7 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
         None
     } else {
         let mut b = [0u8; 8];
-        task.mm.copy_in(a[2], &mut b)?;
+        task.mm().copy_in(a[2], &mut b)?;
         let off = i64::from_le_bytes(b);
         if off < 0 {
             return Err(Errno::EINVAL);
@@ -258,13 +258,14 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
     }
     if let Some(off) = offset {
-        task.mm.copy_out(a[2], &(off + done as u64).to_le_bytes())?;
+        task.mm()
+            .copy_out(a[2], &(off + done as u64).to_le_bytes())?;
     }
     Ok(done as u64)
 }
 
 pub fn lseek(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     let whence = a[2] as i32;
     if !(0..=4).contains(&whence) {
         return Err(Errno::EINVAL);
@@ -273,12 +274,12 @@ pub fn lseek(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 fn stat_out(task: &Task, st: &abi::Stat, addr: u64) -> SysResult {
-    task.mm.copy_out(addr, &st.to_bytes())?;
+    task.mm().copy_out(addr, &st.to_bytes())?;
     Ok(0)
 }
 
 pub fn fstat(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     let st = host::fstat(file.host())?;
     stat_out(task, &st, a[1])
 }
@@ -296,10 +297,10 @@ fn stat_path(task: &Task, dirfd: u64, path_addr: u64, out: u64, flags: u64) -> S
             return Err(Errno::ENOENT);
         }
         let st = if dirfd == AT_FDCWD {
-            let (fd, _) = task.kernel.root.open(&task.cwd, libc::O_PATH)?;
+            let (fd, _) = task.kernel.root.open(&task.cwd(), libc::O_PATH)?;
             host::fstat(std::os::fd::AsFd::as_fd(&fd))?
         } else {
-            host::fstat(task.fds.get(dirfd)?.host())?
+            host::fstat(task.fds().get(dirfd)?.host())?
         };
         return stat_out(task, &st, out);
     }
@@ -341,7 +342,7 @@ pub fn readlinkat(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     let target = host::readlink_fd(std::os::fd::AsFd::as_fd(&fd))?;
     let n = target.len().min(size as usize);
-    task.mm.copy_out(a[2], &target[..n])?;
+    task.mm().copy_out(a[2], &target[..n])?;
     Ok(n as u64)
 }
 
@@ -363,9 +364,9 @@ fn access_path(task: &Task, dirfd: u64, path_addr: u64, mode: u64, flags: u64) -
     };
     let abs = if path.is_empty() && flags & libc::AT_EMPTY_PATH as u64 != 0 {
         if dirfd == AT_FDCWD {
-            task.cwd.clone()
+            task.cwd()
         } else {
-            task.fds.get(dirfd)?.path.clone()
+            task.fds().get(dirfd)?.path.clone()
         }
     } else {
         resolve(task, dirfd, &path)?
@@ -392,20 +393,20 @@ pub fn faccessat2(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getdents64(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     if !file.is_dir() {
         return Err(Errno::ENOTDIR);
     }
     let mut buf = vec![0u8; (a[2] as usize).min(CHUNK)];
     let n = fs::read_dir(&file, &mut buf)?;
-    task.mm.copy_out(a[1], &buf[..n])?;
+    task.mm().copy_out(a[1], &buf[..n])?;
     Ok(n as u64)
 }
 
 pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
     const TCGETS: u64 = 0x5401;
     const TIOCGWINSZ: u64 = 0x5413;
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     // Read-only terminal queries go to the host terminal the runtime gave
     // us; they change nothing there.
     let size = match a[1] {
@@ -418,17 +419,17 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
     };
     let mut out = vec![0u8; size];
     host::ioctl_read(file.host(), a[1], &mut out)?;
-    task.mm.copy_out(a[2], &out)?;
+    task.mm().copy_out(a[2], &out)?;
     Ok(0)
 }
 
 pub fn dup(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
-    task.fds.insert(file, false, 0)
+    let file = task.fds().get(a[0])?;
+    task.fds().insert(file, false, 0)
 }
 
 pub fn dup2(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     if a[0] == a[1] {
         return Ok(a[1]);
     }
@@ -436,7 +437,7 @@ pub fn dup2(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn dup3(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     let flags = a[2] as i32;
     if a[0] == a[1] || flags & !libc::O_CLOEXEC != 0 {
         return Err(Errno::EINVAL);
@@ -449,24 +450,24 @@ fn dup_to(task: &mut Task, file: Arc<File>, to: u64, cloexec: bool) -> SysResult
         .ok()
         .filter(|&t| t < fs::MAX_FDS)
         .ok_or(Errno::EBADF)?;
-    task.fds.set(slot, file, cloexec);
+    task.fds().set(slot, file, cloexec);
     Ok(to)
 }
 
 pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     match a[1] as i32 {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
             let min = usize::try_from(a[2])
                 .ok()
                 .filter(|&m| m < fs::MAX_FDS)
                 .ok_or(Errno::EINVAL)?;
-            task.fds
+            task.fds()
                 .insert(file, a[1] as i32 == libc::F_DUPFD_CLOEXEC, min)
         }
-        libc::F_GETFD => Ok(u64::from(task.fds.cloexec(a[0])?)),
+        libc::F_GETFD => Ok(u64::from(task.fds().cloexec(a[0])?)),
         libc::F_SETFD => task
-            .fds
+            .fds()
             .set_cloexec(a[0], a[2] & libc::FD_CLOEXEC as u64 != 0)
             .map(|()| 0),
         libc::F_GETFL => Ok((file.flags | libc::O_LARGEFILE) as u64),
@@ -478,12 +479,12 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getcwd(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let mut cwd = task.cwd.clone().into_bytes();
+    let mut cwd = task.cwd().into_bytes();
     cwd.push(0);
     if (a[1] as usize) < cwd.len() {
         return Err(Errno::ERANGE);
     }
-    task.mm.copy_out(a[0], &cwd)?;
+    task.mm().copy_out(a[0], &cwd)?;
     Ok(cwd.len() as u64)
 }
 
@@ -495,7 +496,7 @@ fn change_dir(task: &mut Task, abs: String) -> SysResult {
     if st.mode & libc::S_IFMT != libc::S_IFDIR {
         return Err(Errno::ENOTDIR);
     }
-    task.cwd = fs::normalize(&abs);
+    task.set_cwd(fs::normalize(&abs));
     Ok(0)
 }
 
@@ -506,7 +507,7 @@ pub fn chdir(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn fchdir(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     change_dir(task, file.path.clone())
 }
 
@@ -525,10 +526,10 @@ pub fn statx(task: &mut Task, a: [u64; 6]) -> SysResult {
     let path = path_arg(task, path_addr)?;
     let buf = if path.is_empty() && flags & libc::AT_EMPTY_PATH as u64 != 0 {
         if dirfd == AT_FDCWD {
-            let (fd, _) = task.kernel.root.open(&task.cwd, libc::O_PATH)?;
+            let (fd, _) = task.kernel.root.open(&task.cwd(), libc::O_PATH)?;
             host::statx_fd(std::os::fd::AsFd::as_fd(&fd), 0, mask as u32)?
         } else {
-            host::statx_fd(task.fds.get(dirfd)?.host(), 0, mask as u32)?
+            host::statx_fd(task.fds().get(dirfd)?.host(), 0, mask as u32)?
         }
     } else {
         let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW as u64 != 0 {
@@ -540,7 +541,7 @@ pub fn statx(task: &mut Task, a: [u64; 6]) -> SysResult {
         let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH | nofollow)?;
         host::statx_fd(std::os::fd::AsFd::as_fd(&fd), 0, mask as u32)?
     };
-    task.mm.copy_out(out, &buf)?;
+    task.mm().copy_out(out, &buf)?;
     Ok(0)
 }
 
@@ -549,13 +550,13 @@ pub fn statfs(task: &mut Task, a: [u64; 6]) -> SysResult {
     let abs = resolve(task, AT_FDCWD, &path)?;
     let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH)?;
     let buf = host::statfs_raw(std::os::fd::AsFd::as_fd(&fd))?;
-    task.mm.copy_out(a[1], &buf)?;
+    task.mm().copy_out(a[1], &buf)?;
     Ok(0)
 }
 
 pub fn fstatfs(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let buf = host::statfs_raw(task.fds.get(a[0])?.host())?;
-    task.mm.copy_out(a[1], &buf)?;
+    let buf = host::statfs_raw(task.fds().get(a[0])?.host())?;
+    task.mm().copy_out(a[1], &buf)?;
     Ok(0)
 }
 
@@ -586,7 +587,7 @@ pub fn lgetxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn fgetxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(task.fds.get(a[0]).map(drop))
+    no_xattrs(task.fds().get(a[0]).map(drop))
 }
 
 pub fn listxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -598,11 +599,11 @@ pub fn llistxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn flistxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(task.fds.get(a[0]).map(drop))
+    no_xattrs(task.fds().get(a[0]).map(drop))
 }
 
 pub fn fadvise64(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds.get(a[0])?;
+    let file = task.fds().get(a[0])?;
     if !(0..=5).contains(&a[3]) {
         return Err(Errno::EINVAL);
     }

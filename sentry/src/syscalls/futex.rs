@@ -23,7 +23,7 @@ const FUTEX_CLOCK_REALTIME: u64 = 256;
 /// Read a `struct timespec`, rejecting what Linux rejects.
 fn timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
     let mut b = [0u8; 16];
-    task.mm.copy_in(addr, &mut b)?;
+    task.mm().copy_in(addr, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
     let nsec = i64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
@@ -44,7 +44,7 @@ fn key(task: &Task, addr: u64) -> Result<u64, Errno> {
     if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
-    task.mm.translate(addr, AccessType::READ)
+    task.mm().translate(addr, AccessType::READ)
 }
 
 /// FUTEX_WAKE_OP's operation on the second word; returns whether the old
@@ -59,7 +59,7 @@ fn wake_op(task: &Task, key2: u64, encoded: u32) -> Result<bool, Errno> {
     if shift {
         oparg = 1i32.checked_shl(oparg as u32 & 31).unwrap_or(0);
     }
-    let word = task.mm.memory_file().atomic_u32(key2);
+    let word = task.kernel.mf.atomic_u32(key2);
     let oparg = oparg as u32;
     let old = match op {
         0 => word.swap(oparg, Ordering::SeqCst),
@@ -87,7 +87,7 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::ENOSYS);
     }
     let k = key(task, addr)?;
-    let mf = task.mm.memory_file();
+    let mf = task.kernel.mf.clone();
     let load = || mf.atomic_u32(k).load(Ordering::SeqCst);
     let futexes = &task.kernel.futexes;
     match cmd {
@@ -105,7 +105,10 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
                 };
                 Some(deadline_at(timespec(task, timeout)?, clock)?)
             };
-            futexes.wait(k, val, bitset, deadline, load).map(|()| 0)
+            let handle = task.handle.clone();
+            futexes
+                .wait(k, val, bitset, deadline, load, &|| handle.is_killed())
+                .map(|()| 0)
         }
         FUTEX_WAKE => futexes.wake(k, val, u32::MAX).map(u64::from),
         FUTEX_WAKE_BITSET => futexes.wake(k, val, val3).map(u64::from),
@@ -118,7 +121,7 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
             futexes.requeue(k, k2, val, move_n, check).map(u64::from)
         }
         FUTEX_WAKE_OP => {
-            let k2 = task.mm.translate(addr2, AccessType::READ_WRITE)?;
+            let k2 = task.mm().translate(addr2, AccessType::READ_WRITE)?;
             futexes
                 .wake_op(k, k2, val, timeout as u32, || wake_op(task, k2, val3))
                 .map(u64::from)

@@ -11,7 +11,7 @@ use crate::task::Task;
 const PROT_MASK: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
 
 pub fn brk(task: &mut Task, a: [u64; 6]) -> SysResult {
-    Ok(task.mm.brk(a[0]))
+    Ok(task.mm().brk(a[0]))
 }
 
 pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -30,7 +30,7 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
     if (fixed || noreplace) && addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
-    if noreplace && task.mm.is_mapped(addr, len) {
+    if noreplace && task.mm().is_mapped(addr, len) {
         return Err(Errno::EEXIST);
     }
     let access = AccessType::from_prot(prot as u32);
@@ -38,11 +38,11 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
         // One process per address space so far: a shared anonymous mapping
         // behaves as a private one until fork exists.
         return task
-            .mm
+            .mm()
             .map_anonymous(addr, len, fixed || noreplace, access, VmaKind::Anonymous);
     }
 
-    let file = task.fds.get(fd)?;
+    let file = task.fds().get(fd)?;
     if !file.readable() {
         return Err(Errno::EACCES);
     }
@@ -57,7 +57,7 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
     // A private (or read-only shared) mapping of a file nobody writes shows
     // the file's bytes as of now; the copy is exactly that. Bytes past the
     // end of the file read as zeros within the last page.
-    let at = task.mm.map_anonymous(
+    let at = task.mm().map_anonymous(
         addr,
         len,
         fixed || noreplace,
@@ -72,14 +72,14 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
         if n == 0 {
             break;
         }
-        task.mm.copy_out_force(at + done, &buf[..n])?;
+        task.mm().copy_out_force(at + done, &buf[..n])?;
         done += n as u64;
     }
     Ok(at)
 }
 
 pub fn munmap(task: &mut Task, a: [u64; 6]) -> SysResult {
-    task.mm.unmap(a[0], a[1]).map(|()| 0)
+    task.mm().unmap(a[0], a[1]).map(|()| 0)
 }
 
 pub fn mprotect(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -93,7 +93,7 @@ pub fn mprotect(task: &mut Task, a: [u64; 6]) -> SysResult {
             Err(Errno::EINVAL)
         };
     }
-    task.mm
+    task.mm()
         .protect(a[0], a[1], AccessType::from_prot(a[2] as u32))
         .map(|()| 0)
 }

@@ -4,6 +4,7 @@
 //! A number without an entry returns ENOSYS and is logged once, as upstream
 //! does. The table is data, so `runsc help syscalls` can print it.
 
+mod clone;
 mod exec;
 mod file;
 mod futex;
@@ -64,13 +65,18 @@ table! {
     __NR_readv => file::readv,
     __NR_writev => file::writev,
     __NR_access => file::access,
+    __NR_pipe => clone::pipe,
     __NR_sched_yield => process::sched_yield,
     __NR_dup => file::dup,
     __NR_dup2 => file::dup2,
     __NR_getpid => process::getpid,
     __NR_sendfile => file::sendfile,
+    __NR_clone => clone::clone,
+    __NR_fork => clone::fork,
+    __NR_vfork => clone::vfork,
     __NR_execve => exec::execve,
     __NR_exit => process::exit,
+    __NR_wait4 => clone::wait4,
     __NR_uname => process::uname,
     __NR_fcntl => file::fcntl,
     __NR_getcwd => file::getcwd,
@@ -85,6 +91,11 @@ table! {
     __NR_geteuid => process::getuid,
     __NR_getegid => process::getgid,
     __NR_getppid => process::getppid,
+    __NR_getpgrp => clone::getpgrp,
+    __NR_setsid => clone::setsid,
+    __NR_setpgid => clone::setpgid,
+    __NR_getpgid => clone::getpgid,
+    __NR_getsid => clone::getsid,
     __NR_statfs => file::statfs,
     __NR_fstatfs => file::fstatfs,
     __NR_prctl => process::prctl,
@@ -104,16 +115,19 @@ table! {
     __NR_fadvise64 => file::fadvise64,
     __NR_clock_gettime => process::clock_gettime,
     __NR_exit_group => process::exit_group,
+    __NR_waitid => clone::waitid,
     __NR_openat => file::openat,
     __NR_newfstatat => file::newfstatat,
     __NR_readlinkat => file::readlinkat,
     __NR_faccessat => file::faccessat,
     __NR_set_robust_list => process::set_robust_list,
     __NR_dup3 => file::dup3,
+    __NR_pipe2 => clone::pipe2,
     __NR_prlimit64 => process::prlimit64,
     __NR_getrandom => process::getrandom,
     __NR_statx => file::statx,
     __NR_execveat => exec::execveat,
+    __NR_clone3 => clone::clone3,
     __NR_faccessat2 => file::faccessat2,
 }
 

@@ -7,27 +7,27 @@ use crate::host;
 use crate::task::{ExitStatus, Task};
 
 pub fn exit(task: &mut Task, a: [u64; 6]) -> SysResult {
-    // The only thread: its exit ends the process.
+    // This thread only; the process ends with its last thread.
     task.exit = Some(ExitStatus::Exited((a[0] & 0xff) as i32));
     Ok(0)
 }
 
 pub fn exit_group(task: &mut Task, a: [u64; 6]) -> SysResult {
-    task.exit = Some(ExitStatus::Exited((a[0] & 0xff) as i32));
+    task.exit_group(ExitStatus::Exited((a[0] & 0xff) as i32));
     Ok(0)
 }
 
-pub fn getpid(_: &mut Task, _: [u64; 6]) -> SysResult {
-    Ok(Task::TID)
+pub fn getpid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(task.tg.tgid as u64)
 }
 
-pub fn gettid(_: &mut Task, _: [u64; 6]) -> SysResult {
-    Ok(Task::TID)
+pub fn gettid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(task.tid as u64)
 }
 
-pub fn getppid(_: &mut Task, _: [u64; 6]) -> SysResult {
-    // The first process's parent is outside its PID namespace.
-    Ok(0)
+pub fn getppid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    // The first process's parent is outside its PID namespace: 0.
+    Ok(task.tg.parent().map_or(0, |p| p.tgid as u64))
 }
 
 pub fn getuid(task: &mut Task, _: [u64; 6]) -> SysResult {
@@ -63,7 +63,7 @@ pub fn uname(task: &mut Task, a: [u64; 6]) -> SysResult {
         let bytes = &field.as_bytes()[..field.len().min(64)];
         buf[i * 65..i * 65 + bytes.len()].copy_from_slice(bytes);
     }
-    task.mm.copy_out(a[0], &buf)?;
+    task.mm().copy_out(a[0], &buf)?;
     Ok(0)
 }
 
@@ -72,9 +72,10 @@ pub fn arch_prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
     const ARCH_SET_FS: u64 = 0x1002;
     const ARCH_GET_FS: u64 = 0x1003;
     const ARCH_GET_GS: u64 = 0x1004;
+    let max_addr = task.mm().max_addr();
     let regs = &mut task.state.regs;
     match a[0] {
-        ARCH_SET_FS | ARCH_SET_GS if a[1] >= task.mm.max_addr() => Err(Errno::EPERM),
+        ARCH_SET_FS | ARCH_SET_GS if a[1] >= max_addr => Err(Errno::EPERM),
         ARCH_SET_FS => {
             regs.fs_base = a[1];
             regs.fs = 0;
@@ -87,11 +88,11 @@ pub fn arch_prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
         ARCH_GET_FS => {
             let v = regs.fs_base;
-            task.mm.copy_out(a[1], &v.to_le_bytes()).map(|()| 0)
+            task.mm().copy_out(a[1], &v.to_le_bytes()).map(|()| 0)
         }
         ARCH_GET_GS => {
             let v = regs.gs_base;
-            task.mm.copy_out(a[1], &v.to_le_bytes()).map(|()| 0)
+            task.mm().copy_out(a[1], &v.to_le_bytes()).map(|()| 0)
         }
         code => {
             tracing::info!("arch_prctl code {code:#x} not supported: EINVAL");
@@ -102,7 +103,7 @@ pub fn arch_prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 pub fn set_tid_address(task: &mut Task, a: [u64; 6]) -> SysResult {
     task.clear_child_tid = a[0];
-    Ok(Task::TID)
+    Ok(task.tid as u64)
 }
 
 pub fn set_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -123,7 +124,8 @@ pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
             // The name may sit at the end of a mapping: read it byte-wise
             // up to the first NUL or 15 bytes.
             for (i, b) in name.iter_mut().take(15).enumerate() {
-                task.mm.copy_in(a[1] + i as u64, std::slice::from_mut(b))?;
+                task.mm()
+                    .copy_in(a[1] + i as u64, std::slice::from_mut(b))?;
                 if *b == 0 {
                     break;
                 }
@@ -135,7 +137,7 @@ pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
         PR_GET_NAME => {
             let mut name = [0u8; 16];
             name[..task.comm.len()].copy_from_slice(&task.comm);
-            task.mm.copy_out(a[1], &name).map(|()| 0)
+            task.mm().copy_out(a[1], &name).map(|()| 0)
         }
         option => {
             tracing::info!("prctl option {option} not supported: EINVAL");
@@ -170,11 +172,11 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
 
 pub fn getrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {
     let lim = default_rlimit(a[0]).ok_or(Errno::EINVAL)?;
-    task.mm.copy_out(a[1], &rlimit_bytes(lim)).map(|()| 0)
+    task.mm().copy_out(a[1], &rlimit_bytes(lim)).map(|()| 0)
 }
 
 pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if a[0] != 0 && a[0] != Task::TID {
+    if a[0] != 0 && a[0] != task.tid as u64 && a[0] != task.tg.tgid as u64 {
         return Err(Errno::ESRCH);
     }
     let lim = default_rlimit(a[1]).ok_or(Errno::EINVAL)?;
@@ -185,7 +187,7 @@ pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EPERM);
     }
     if a[3] != 0 {
-        task.mm.copy_out(a[3], &rlimit_bytes(lim))?;
+        task.mm().copy_out(a[3], &rlimit_bytes(lim))?;
     }
     Ok(0)
 }
@@ -201,7 +203,7 @@ pub fn getrandom(task: &mut Task, a: [u64; 6]) -> SysResult {
     let len = a[1].min(1 << 20) as usize;
     let mut buf = vec![0u8; len];
     let n = host::getrandom(&mut buf)?;
-    task.mm.copy_out(a[0], &buf[..n])?;
+    task.mm().copy_out(a[0], &buf[..n])?;
     Ok(n as u64)
 }
 
@@ -227,7 +229,7 @@ pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&sec.to_le_bytes());
     b[8..].copy_from_slice(&nsec.to_le_bytes());
-    task.mm.copy_out(a[1], &b).map(|()| 0)
+    task.mm().copy_out(a[1], &b).map(|()| 0)
 }
 
 pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -236,11 +238,11 @@ pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&sec.to_le_bytes());
         b[8..].copy_from_slice(&(nsec / 1000).to_le_bytes());
-        task.mm.copy_out(a[0], &b)?;
+        task.mm().copy_out(a[0], &b)?;
     }
     if a[1] != 0 {
         // struct timezone is obsolete; Linux reports zeros unless set.
-        task.mm.copy_out(a[1], &[0u8; 8])?;
+        task.mm().copy_out(a[1], &[0u8; 8])?;
     }
     Ok(0)
 }
@@ -248,13 +250,13 @@ pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {
 pub fn time(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (sec, _) = host::clock_gettime(libc::CLOCK_REALTIME)?;
     if a[0] != 0 {
-        task.mm.copy_out(a[0], &sec.to_le_bytes())?;
+        task.mm().copy_out(a[0], &sec.to_le_bytes())?;
     }
     Ok(sec as u64)
 }
 
 pub fn sched_getaffinity(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if a[0] != 0 && a[0] != Task::TID {
+    if a[0] != 0 && a[0] != task.tid as u64 && a[0] != task.tg.tgid as u64 {
         return Err(Errno::ESRCH);
     }
     let size = a[1] as usize;
@@ -270,7 +272,7 @@ pub fn sched_getaffinity(task: &mut Task, a: [u64; 6]) -> SysResult {
     for cpu in 0..cpus {
         mask[cpu / 8] |= 1 << (cpu % 8);
     }
-    task.mm.copy_out(a[2], &mask)?;
+    task.mm().copy_out(a[2], &mask)?;
     Ok(bytes as u64)
 }
 
@@ -298,6 +300,6 @@ pub fn sysinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
     // One process is running in this sandbox.
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&info.mem_unit.to_le_bytes());
-    task.mm.copy_out(a[0], &b)?;
+    task.mm().copy_out(a[0], &b)?;
     Ok(0)
 }
