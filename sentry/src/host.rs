@@ -298,3 +298,26 @@ pub fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd), Errno> {
     // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
+
+/// XCR0: the state components the host's XSAVE covers.
+pub fn xcr0() -> u64 {
+    let (eax, edx): (u32, u32);
+    // SAFETY: xgetbv with ECX = 0 reads XCR0; it is available wherever
+    // XSAVE is, which the platform requires (it reads XSAVE state through
+    // ptrace), and touches no memory.
+    unsafe {
+        std::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") eax, out("edx") edx, options(nomem, nostack, preserves_flags))
+    };
+    u64::from(edx) << 32 | u64::from(eax)
+}
+
+/// `poll(2)` on host descriptors: `fds` holds (fd, events, revents).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, Errno> {
+    // SAFETY: `fds` is a live slice of pollfd structs; the kernel writes
+    // their revents fields.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match check(n as libc::c_long) {
+        Err(e) if e == Errno::EINTR => Ok(0),
+        other => other,
+    }
+}

@@ -11,6 +11,7 @@
 //! the host thread that will run the task (ptrace binds a stub to the thread
 //! that created it).
 
+mod deliver;
 mod fs;
 mod futex;
 mod host;
@@ -18,6 +19,7 @@ mod loader;
 mod memfile;
 mod mm;
 mod process;
+mod signal;
 mod syscalls;
 mod task;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use platform::Interrupter;
 
+use crate::signal::{self, Handlers, Queued, ThreadSignals};
 use crate::task::ExitStatus;
 
 /// How long a blocked task sleeps before it looks again at whether it was
@@ -24,9 +25,48 @@ pub(crate) struct TaskHandle {
     /// Set when the task must exit (exit_group of its group, exec of
     /// another thread); checked every time it enters the Sentry.
     pub killed: AtomicBool,
+    /// Mask and pending signals; `wake` is notified when a signal arrives.
+    pub signals: Mutex<ThreadSignals>,
+    pub wake: Condvar,
 }
 
 impl TaskHandle {
+    pub fn new(tid: i32, interrupter: Arc<dyn Interrupter>, mask: u64) -> Arc<TaskHandle> {
+        Arc::new(TaskHandle {
+            tid,
+            interrupter,
+            killed: AtomicBool::new(false),
+            signals: Mutex::new(ThreadSignals {
+                mask,
+                ..ThreadSignals::default()
+            }),
+            wake: Condvar::new(),
+        })
+    }
+
+    pub fn signals(&self) -> MutexGuard<'_, ThreadSignals> {
+        self.signals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue a signal for this thread and get it out of application code
+    /// or a blocking wait to take it.
+    pub fn post(&self, q: Queued) {
+        let deliverable = {
+            let mut s = self.signals();
+            s.post(q);
+            s.deliverable()
+        };
+        if deliverable {
+            self.wake.notify_all();
+            self.interrupter.interrupt();
+        }
+    }
+
+    /// Whether a blocking call should end: killed, or a signal to take.
+    pub fn interrupted(&self) -> bool {
+        self.is_killed() || self.signals().deliverable()
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
         self.interrupter.interrupt();
@@ -52,6 +92,10 @@ pub(crate) struct GroupState {
 
 pub(crate) struct ThreadGroup {
     pub tgid: i32,
+    /// The signal the parent gets when this process ends (clone's low byte).
+    pub exit_signal: i32,
+    /// Signal dispositions, shared by the threads.
+    pub handlers: Mutex<Handlers>,
     state: Mutex<GroupState>,
     /// Notified when a child of this group becomes a zombie, and when this
     /// group itself does (for whoever waits for the init process).
@@ -59,9 +103,18 @@ pub(crate) struct ThreadGroup {
 }
 
 impl ThreadGroup {
-    pub fn new(tgid: i32, parent: Weak<ThreadGroup>, pgid: i32, sid: i32) -> Arc<ThreadGroup> {
+    pub fn new(
+        tgid: i32,
+        parent: Weak<ThreadGroup>,
+        pgid: i32,
+        sid: i32,
+        exit_signal: i32,
+        handlers: Handlers,
+    ) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             tgid,
+            exit_signal,
+            handlers: Mutex::new(handlers),
             state: Mutex::new(GroupState {
                 parent,
                 children: Vec::new(),
@@ -73,6 +126,38 @@ impl ThreadGroup {
             }),
             changed: Condvar::new(),
         })
+    }
+
+    pub fn handlers(&self) -> MutexGuard<'_, Handlers> {
+        self.handlers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue a process-directed signal on a thread that does not block it
+    /// (the first thread if all do). Signals ignored at this moment are
+    /// dropped, as Linux does at generation time. Returns false if the
+    /// group has no threads left.
+    pub fn post(&self, q: Queued) -> bool {
+        let action = self.handlers().get(q.sig);
+        let ignored = action.handler == signal::SIG_IGN
+            || (action.handler == signal::SIG_DFL
+                && signal::default_action(q.sig) == signal::Default_::Ignore);
+        let target = {
+            let st = self.lock();
+            st.threads
+                .iter()
+                .find(|t| t.signals().mask & signal::bit(q.sig) == 0)
+                .or(st.threads.first())
+                .cloned()
+        };
+        match target {
+            Some(t) => {
+                if !ignored || q.sig == signal::SIGKILL {
+                    t.post(q);
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, GroupState> {
@@ -100,16 +185,44 @@ impl ThreadGroup {
             if !st.threads.is_empty() {
                 return;
             }
-            st.exit_status.get_or_insert(status);
+            let status = *st.exit_status.get_or_insert(status);
             st.zombie = true;
-            st.parent.upgrade()
+            (st.parent.upgrade(), status)
         };
         self.changed.notify_all();
-        if let Some(parent) = parent {
-            // Take the parent's lock so a waiter between its scan and its
-            // sleep cannot miss this notification.
-            drop(parent.lock());
-            parent.changed.notify_all();
+        if let (Some(parent), status) = parent {
+            self.notify_parent(&parent, status);
+        }
+    }
+
+    /// Tell the parent this process ended: SIGCHLD (or the clone's exit
+    /// signal), or immediate reaping if the parent ignores SIGCHLD.
+    fn notify_parent(self: &ThreadGroup, parent: &ThreadGroup, status: ExitStatus) {
+        let action = parent.handlers().get(signal::SIGCHLD);
+        let autoreap =
+            action.handler == signal::SIG_IGN || action.flags & signal::SA_NOCLDWAIT != 0;
+        {
+            // Under the parent's lock, so a waiter between its scan and its
+            // sleep cannot miss this.
+            let mut st = parent.lock();
+            if autoreap {
+                st.children.retain(|c| c.tgid != self.tgid);
+            }
+        }
+        parent.changed.notify_all();
+        if self.exit_signal > 0 {
+            const CLD_EXITED: i32 = 1;
+            const CLD_KILLED: i32 = 2;
+            let (code, value) = match status {
+                ExitStatus::Exited(c) => (CLD_EXITED, c & 0xff),
+                ExitStatus::Signaled(s) => (CLD_KILLED, s),
+            };
+            let mut info = signal::user_info(self.exit_signal, code, self.tgid, 0);
+            info[24..28].copy_from_slice(&value.to_le_bytes());
+            parent.post(Queued {
+                sig: self.exit_signal,
+                info,
+            });
         }
     }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use abi::Errno;
@@ -14,6 +14,7 @@ use crate::loader::{self, StackInfo};
 use crate::memfile::MemoryFile;
 use crate::mm::MemoryManager;
 use crate::process::{TaskHandle, ThreadGroup};
+use crate::signal::{AltStack, Handlers};
 use crate::syscalls;
 
 /// What the runtime hands the kernel.
@@ -48,6 +49,23 @@ impl Kernel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&tgid);
+    }
+
+    pub(crate) fn all_groups(&self) -> Vec<Arc<ThreadGroup>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// The thread `tid` and its process.
+    pub(crate) fn find_task(&self, tid: i32) -> Option<(Arc<ThreadGroup>, Arc<TaskHandle>)> {
+        self.all_groups().into_iter().find_map(|g| {
+            let t = g.lock().threads.iter().find(|t| t.tid == tid).cloned();
+            t.map(|t| (g, t))
+        })
     }
 
     pub(crate) fn find_group(&self, tgid: i32) -> Option<Arc<ThreadGroup>> {
@@ -170,6 +188,10 @@ pub struct Task {
     pub(crate) exit: Option<ExitStatus>,
     /// A vfork parent waiting for this child to exec or exit.
     pub(crate) vfork_done: Option<std::sync::mpsc::Sender<()>>,
+    /// sigaltstack.
+    pub(crate) alt_stack: AltStack,
+    /// The mask to restore after rt_sigsuspend once a signal is taken.
+    pub(crate) saved_mask: Option<u64>,
 }
 
 impl Task {
@@ -212,13 +234,9 @@ impl Task {
             );
         }
         let tid = kernel.alloc_pid();
-        let tg = ThreadGroup::new(tid, Weak::new(), tid, tid);
+        let tg = ThreadGroup::new(tid, Weak::new(), tid, tid, 0, Handlers::default());
         kernel.register_group(&tg);
-        let handle = Arc::new(TaskHandle {
-            tid,
-            interrupter: ctx.interrupter(),
-            killed: AtomicBool::new(false),
-        });
+        let handle = TaskHandle::new(tid, ctx.interrupter(), 0);
         tg.lock().threads.push(handle.clone());
         let space = mm.space();
         Ok(Task {
@@ -239,6 +257,8 @@ impl Task {
             robust_list: 0,
             exit: None,
             vfork_done: None,
+            alt_stack: AltStack::default(),
+            saved_mask: None,
         })
     }
 
@@ -279,34 +299,19 @@ impl Task {
             match self.ctx.switch(self.space.as_ref(), &mut self.state) {
                 Ok(SwitchEvent::Syscall) => {
                     syscalls::dispatch(&mut self);
-                    if let Some(status) = self.exit {
-                        break status;
+                    if self.exit.is_none() {
+                        self.deliver_signals(true);
                     }
                 }
-                Ok(SwitchEvent::Signal { info, .. }) => {
-                    // No signal handlers yet (issue "Sentry core"): a fault
-                    // takes its default action, which for every synchronous
-                    // fault signal is to kill the whole process.
-                    tracing::info!(
-                        "task {} killed by signal {} (code {}, addr {:#x}) at rip {:#x}",
-                        self.tid,
-                        info.signo,
-                        info.code,
-                        info.addr,
-                        self.state.regs.rip
-                    );
-                    tracing::debug!("mappings at the fault:\n{}", self.mm().describe());
-                    let status = ExitStatus::Signaled(info.signo);
-                    self.exit_group(status);
-                    break status;
-                }
-                Ok(SwitchEvent::Interrupt) => {}
+                Ok(SwitchEvent::Signal { info, .. }) => self.fault(info),
+                Ok(SwitchEvent::Interrupt) => self.deliver_signals(false),
                 Err(e) => {
                     tracing::error!("platform failure running task {}: {e}", self.tid);
-                    let status = ExitStatus::Signaled(libc::SIGKILL);
-                    self.exit_group(status);
-                    break status;
+                    self.exit_group(ExitStatus::Signaled(libc::SIGKILL));
                 }
+            }
+            if let Some(status) = self.exit {
+                break status;
             }
         };
         self.finish(status);
@@ -429,6 +434,8 @@ impl Task {
         self.ctx.full_state_changed();
         self.fds().close_on_exec();
         self.vfork_done.take();
+        self.tg.handlers().reset_for_exec();
+        self.alt_stack = AltStack::default();
         self.comm = comm_of(path);
         self.clear_child_tid = 0;
         self.robust_list = 0;

@@ -1,6 +1,5 @@
 //! Processes and threads: clone, fork, vfork, wait, process groups, pipes.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use abi::Errno;
@@ -93,11 +92,7 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     };
     let ctx = kernel.platform.new_context().map_err(platform_err)?;
     let tid = kernel.alloc_pid();
-    let handle = Arc::new(TaskHandle {
-        tid,
-        interrupter: ctx.interrupter(),
-        killed: AtomicBool::new(false),
-    });
+    let handle = TaskHandle::new(tid, ctx.interrupter(), task.handle.signals().mask);
     let tg = if flags & CLONE_THREAD != 0 {
         task.tg.clone()
     } else {
@@ -113,7 +108,8 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         let weak = parent
             .as_ref()
             .map_or_else(std::sync::Weak::new, Arc::downgrade);
-        let tg = ThreadGroup::new(tid, weak, pgid, sid);
+        let handlers = task.tg.handlers().clone();
+        let tg = ThreadGroup::new(tid, weak, pgid, sid, (flags & CSIGNAL) as i32, handlers);
         if let Some(parent) = parent {
             parent.lock().children.push(tg.clone());
         }
@@ -162,6 +158,12 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         robust_list: 0,
         exit: None,
         vfork_done: (flags & CLONE_VFORK != 0).then_some(vfork_tx),
+        alt_stack: if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
+            Default::default()
+        } else {
+            task.alt_stack
+        },
+        saved_mask: None,
     };
     Task::spawn(child)?;
     if flags & CLONE_VFORK != 0 {
@@ -296,8 +298,8 @@ fn wait_child(
         if nohang {
             return Ok(None);
         }
-        if task.handle.is_killed() {
-            return Err(Errno::EINTR);
+        if task.handle.interrupted() {
+            return Err(Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number"));
         }
         st = task
             .tg

@@ -7,6 +7,7 @@ use abi::Errno;
 use super::SysResult;
 use crate::fs::{self, File};
 use crate::host;
+use crate::signal::{self, Queued};
 use crate::task::Task;
 
 /// `AT_FDCWD` as it arrives in a 64-bit register.
@@ -121,6 +122,19 @@ fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64
                 offset.map(|o| o + (done + sent) as u64),
             ) {
                 Ok(n) => sent += n,
+                Err(Errno::EPIPE) => {
+                    // Writing to a pipe nobody reads raises SIGPIPE too.
+                    let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
+                    task.handle.post(Queued {
+                        sig: signal::SIGPIPE,
+                        info,
+                    });
+                    return if done + sent == 0 {
+                        Err(Errno::EPIPE)
+                    } else {
+                        Ok((done + sent) as u64)
+                    };
+                }
                 Err(e) if done + sent == 0 => return Err(e),
                 Err(_) => return Ok((done + sent) as u64),
             }

@@ -80,6 +80,11 @@ fn wake_op(task: &Task, key2: u64, encoded: u32) -> Result<bool, Errno> {
     })
 }
 
+/// A futex wait cut short by a signal restarts if the handler allows.
+fn restartable() -> Errno {
+    Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number")
+}
+
 pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (addr, op, val, timeout, addr2, val3) = (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
@@ -107,8 +112,9 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
             };
             let handle = task.handle.clone();
             futexes
-                .wait(k, val, bitset, deadline, load, &|| handle.is_killed())
+                .wait(k, val, bitset, deadline, load, &|| handle.interrupted())
                 .map(|()| 0)
+                .map_err(|e| if e == Errno::EINTR { restartable() } else { e })
         }
         FUTEX_WAKE => futexes.wake(k, val, u32::MAX).map(u64::from),
         FUTEX_WAKE_BITSET => futexes.wake(k, val, val3).map(u64::from),

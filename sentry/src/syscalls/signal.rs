@@ -1,0 +1,389 @@
+//! Signal syscalls: dispositions, masks, sending, waiting, sigreturn.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abi::Errno;
+use platform::FpState;
+
+use super::SysResult;
+use crate::deliver::ERESTARTNOHAND;
+use crate::process::{TaskHandle, ThreadGroup, KILL_POLL};
+use crate::signal::{self, bit, AltStack, Queued, SigAction, UNBLOCKABLE};
+use crate::task::Task;
+
+const SI_USER: i32 = 0;
+const SI_TKILL: i32 = -6;
+
+fn check_sig(sig: u64) -> Result<i32, Errno> {
+    if (1..=64).contains(&sig) {
+        Ok(sig as i32)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+fn restart(code: i32) -> Errno {
+    Errno::new(code).expect("restart codes are valid errno numbers")
+}
+
+fn read_set(task: &Task, addr: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 8];
+    task.mm().copy_in(addr, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+pub fn rt_sigaction(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (sig, act, oact, size) = (a[0], a[1], a[2], a[3]);
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let sig = check_sig(sig)?;
+    let new = if act != 0 {
+        if bit(sig) & UNBLOCKABLE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut b = [0u8; 32];
+        task.mm().copy_in(act, &mut b)?;
+        Some(SigAction::from_bytes(&b))
+    } else {
+        None
+    };
+    let old = {
+        let mut h = task.tg.handlers();
+        let old = h.get(sig);
+        if let Some(mut new) = new {
+            new.mask &= !UNBLOCKABLE;
+            h.actions[(sig - 1) as usize] = new;
+        }
+        old
+    };
+    // A signal set to be ignored is discarded if pending (POSIX).
+    if let Some(new) = new {
+        let ignored = new.handler == signal::SIG_IGN
+            || (new.handler == signal::SIG_DFL
+                && signal::default_action(sig) == signal::Default_::Ignore);
+        if ignored {
+            for t in task.tg.lock().threads.iter() {
+                t.signals().discard(sig);
+            }
+        }
+    }
+    if oact != 0 {
+        task.mm().copy_out(oact, &old.to_bytes())?;
+    }
+    Ok(0)
+}
+
+pub fn rt_sigprocmask(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const SIG_BLOCK: u64 = 0;
+    const SIG_UNBLOCK: u64 = 1;
+    const SIG_SETMASK: u64 = 2;
+    let (how, set, oset, size) = (a[0], a[1], a[2], a[3]);
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let new = if set != 0 {
+        Some(read_set(task, set)?)
+    } else {
+        None
+    };
+    let old = task.handle.signals().mask;
+    if let Some(new) = new {
+        let mask = match how {
+            SIG_BLOCK => old | new,
+            SIG_UNBLOCK => old & !new,
+            SIG_SETMASK => new,
+            _ => return Err(Errno::EINVAL),
+        };
+        task.handle.signals().mask = mask & !UNBLOCKABLE;
+    }
+    if oset != 0 {
+        task.mm().copy_out(oset, &old.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+pub fn rt_sigpending(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if a[1] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let set = {
+        let s = task.handle.signals();
+        s.pending_set() & s.mask
+    };
+    task.mm().copy_out(a[0], &set.to_le_bytes())?;
+    Ok(0)
+}
+
+pub fn rt_sigreturn(task: &mut Task, _: [u64; 6]) -> SysResult {
+    // The handler's `ret` popped the frame's return address.
+    let frame = task.state.regs.rsp.wrapping_sub(8);
+    let mut uc = [0u8; 304];
+    let bad = |task: &mut Task| {
+        tracing::info!("rt_sigreturn: bad frame; killing with SIGSEGV");
+        task.exit_group(crate::task::ExitStatus::Signaled(libc::SIGSEGV));
+        Ok(0)
+    };
+    if task.mm().copy_in(frame + 8, &mut uc).is_err() {
+        return bad(task);
+    }
+    let restored = signal::restore_regs(&mut task.state, &uc);
+    let size = task.state.fp.as_bytes().len();
+    if restored.fp_addr == 0 {
+        task.state.fp = FpState::reset(size);
+    } else {
+        let mut image = vec![0u8; size + 4];
+        if task.mm().copy_in(restored.fp_addr, &mut image).is_err()
+            || !signal::check_fp(&image, size)
+        {
+            return bad(task);
+        }
+        task.state.fp.as_bytes_mut().copy_from_slice(&image[..size]);
+    }
+    task.ctx.full_state_changed();
+    task.handle.signals().mask = restored.mask;
+    if !task.alt_stack.contains(task.state.regs.rsp) {
+        task.alt_stack = restored.alt;
+    }
+    // Leave the restored rax in place.
+    Ok(task.state.regs.rax)
+}
+
+pub fn sigaltstack(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MINSIGSTKSZ: u64 = 2048;
+    let (ss, oss) = (a[0], a[1]);
+    let old = task.alt_stack;
+    let sp = task.state.regs.rsp;
+    if ss != 0 {
+        let mut b = [0u8; 24];
+        task.mm().copy_in(ss, &mut b)?;
+        if old.contains(sp) {
+            return Err(Errno::EPERM);
+        }
+        let flags = i32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        let new = AltStack {
+            sp: u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")),
+            size: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            flags,
+        };
+        const SS_AUTODISARM: i32 = 1 << 31;
+        if flags & !(signal::SS_DISABLE | signal::SS_ONSTACK | SS_AUTODISARM) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        task.alt_stack = if flags & signal::SS_DISABLE != 0 {
+            AltStack {
+                flags: signal::SS_DISABLE,
+                ..AltStack::default()
+            }
+        } else {
+            if new.size < MINSIGSTKSZ {
+                return Err(Errno::ENOMEM);
+            }
+            AltStack { flags: 0, ..new }
+        };
+    }
+    if oss != 0 {
+        task.mm().copy_out(oss, &old.to_bytes(sp))?;
+    }
+    Ok(0)
+}
+
+/// Sleep until a signal the thread does not block arrives (or it is killed).
+fn wait_for_signal(handle: &TaskHandle, deadline: Option<Instant>) -> bool {
+    let mut s = handle.signals();
+    loop {
+        if s.deliverable() || handle.is_killed() {
+            return true;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return false;
+        }
+        let slice = deadline.map_or(KILL_POLL, |d| (d - now).min(KILL_POLL));
+        s = handle
+            .wake
+            .wait_timeout(s, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+pub fn rt_sigsuspend(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if a[1] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = read_set(task, a[0])? & !UNBLOCKABLE;
+    let old = std::mem::replace(&mut task.handle.signals().mask, mask);
+    task.saved_mask = Some(old);
+    wait_for_signal(&task.handle, None);
+    Err(restart(ERESTARTNOHAND))
+}
+
+pub fn pause(task: &mut Task, _: [u64; 6]) -> SysResult {
+    wait_for_signal(&task.handle, None);
+    Err(restart(ERESTARTNOHAND))
+}
+
+/// Sleep for `dur` unless a signal comes first (then EINTR, with the time
+/// left written to `rem` if given).
+fn sleep(task: &mut Task, dur: Duration, rem: u64) -> SysResult {
+    let deadline = Instant::now() + dur;
+    if wait_for_signal(&task.handle, Some(deadline)) {
+        if rem != 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(left.as_secs() as i64).to_le_bytes());
+            b[8..].copy_from_slice(&i64::from(left.subsec_nanos()).to_le_bytes());
+            task.mm().copy_out(rem, &b)?;
+        }
+        return Err(Errno::EINTR);
+    }
+    Ok(0)
+}
+
+fn read_timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
+    let mut b = [0u8; 16];
+    task.mm().copy_in(addr, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let nsec = i64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(sec as u64, nsec as u32))
+}
+
+pub fn nanosleep(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let dur = read_timespec(task, a[0])?;
+    sleep(task, dur, a[1])
+}
+
+pub fn clock_nanosleep(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const TIMER_ABSTIME: u64 = 1;
+    let (clock, flags, req, rem) = (a[0] as i32, a[1], a[2], a[3]);
+    if !matches!(
+        clock,
+        libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
+    ) {
+        return Err(Errno::EINVAL);
+    }
+    let t = read_timespec(task, req)?;
+    let dur = if flags & TIMER_ABSTIME != 0 {
+        let (sec, nsec) = crate::host::clock_gettime(clock)?;
+        t.saturating_sub(Duration::new(sec as u64, nsec as u32))
+    } else {
+        t
+    };
+    // An absolute sleep reports no remaining time.
+    sleep(task, dur, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
+}
+
+/// Send `sig` to a whole process; sig 0 only checks it exists.
+fn send_group(task: &Task, tg: &ThreadGroup, sig: i32, info: [u8; 128]) -> Result<(), Errno> {
+    if sig == 0 {
+        return if tg.lock().threads.is_empty() {
+            Err(Errno::ESRCH)
+        } else {
+            Ok(())
+        };
+    }
+    let _ = task;
+    if tg.post(Queued { sig, info }) {
+        Ok(())
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+pub fn kill(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let pid = a[0] as i32;
+    let sig = if a[1] == 0 { 0 } else { check_sig(a[1])? };
+    let info = signal::user_info(sig, SI_USER, task.tg.tgid, task.uid);
+    let targets: Vec<Arc<ThreadGroup>> = if pid > 0 {
+        vec![task.kernel.find_group(pid).ok_or(Errno::ESRCH)?]
+    } else {
+        let pgid = match pid {
+            0 => Some(task.tg.lock().pgid),
+            -1 => None,
+            p => Some(-p),
+        };
+        task.kernel
+            .all_groups()
+            .into_iter()
+            .filter(|g| pgid.is_none_or(|p| g.lock().pgid == p))
+            // kill(-1) spares the caller and init.
+            .filter(|g| pid != -1 || (g.tgid != task.tg.tgid && g.tgid != 1))
+            .collect()
+    };
+    let mut sent = false;
+    for g in &targets {
+        sent |= send_group(task, g, sig, info).is_ok();
+    }
+    if sent {
+        Ok(0)
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+fn send_thread(
+    task: &Task,
+    tgid: Option<i32>,
+    tid: i32,
+    sig: u64,
+    info: Option<[u8; 128]>,
+) -> SysResult {
+    if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
+        return Err(Errno::EINVAL);
+    }
+    let sig = if sig == 0 { 0 } else { check_sig(sig)? };
+    let (tg, handle) = task.kernel.find_task(tid).ok_or(Errno::ESRCH)?;
+    if tgid.is_some_and(|g| g != tg.tgid) {
+        return Err(Errno::ESRCH);
+    }
+    if sig != 0 {
+        let info = info.unwrap_or_else(|| signal::user_info(sig, SI_TKILL, task.tg.tgid, task.uid));
+        let action = tg.handlers().get(sig);
+        let ignored = action.handler == signal::SIG_IGN
+            || (action.handler == signal::SIG_DFL
+                && signal::default_action(sig) == signal::Default_::Ignore);
+        if !ignored || sig == signal::SIGKILL {
+            handle.post(Queued { sig, info });
+        }
+    }
+    Ok(0)
+}
+
+pub fn tgkill(task: &mut Task, a: [u64; 6]) -> SysResult {
+    send_thread(task, Some(a[0] as i32), a[1] as i32, a[2], None)
+}
+
+pub fn tkill(task: &mut Task, a: [u64; 6]) -> SysResult {
+    send_thread(task, None, a[0] as i32, a[1], None)
+}
+
+/// The siginfo a process supplies: it may not pretend to be the kernel or
+/// kill(2) when signalling another process.
+fn queued_info(task: &Task, target: i32, sig: i32, addr: u64) -> Result<[u8; 128], Errno> {
+    let mut info = [0u8; 128];
+    task.mm().copy_in(addr, &mut info)?;
+    let code = i32::from_le_bytes(info[8..12].try_into().expect("4 bytes"));
+    if (code >= 0 || code == SI_TKILL) && target != task.tg.tgid {
+        return Err(Errno::EPERM);
+    }
+    info[0..4].copy_from_slice(&sig.to_le_bytes());
+    Ok(info)
+}
+
+pub fn rt_sigqueueinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let sig = check_sig(a[1])?;
+    let tg = task.kernel.find_group(a[0] as i32).ok_or(Errno::ESRCH)?;
+    let info = queued_info(task, tg.tgid, sig, a[2])?;
+    send_group(task, &tg, sig, info).map(|()| 0)
+}
+
+pub fn rt_tgsigqueueinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let sig = check_sig(a[2])?;
+    let info = queued_info(task, a[0] as i32, sig, a[3])?;
+    send_thread(task, Some(a[0] as i32), a[1] as i32, a[2], Some(info))
+}
