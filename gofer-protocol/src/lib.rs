@@ -6,6 +6,8 @@
 //! * [`sock`]: the socket communicator's framing (8-byte header, max
 //!   message size) with host FDs passed as `SCM_RIGHTS`.
 //! * [`client`]: a synchronous client over one socket.
+//! * [`server`]: the server framework: a connection loop and FDID table
+//!   around a [`server::FileServer`].
 //!
 //! Only `sys` (sendmsg/recvmsg with control messages) uses `unsafe`.
 
@@ -13,6 +15,7 @@
 
 pub mod client;
 pub mod message;
+pub mod server;
 pub mod sock;
 #[allow(unsafe_code)]
 mod sys;
@@ -20,4 +23,5 @@ mod wire;
 
 pub use client::{Client, ClientError};
 pub use message::{DecodeError, EncodeError, Mid, Request, Response};
+pub use server::{serve, Ctx, FileServer, Reply, ServeError};
 pub use sock::{FrameError, Message};

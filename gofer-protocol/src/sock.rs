@@ -172,3 +172,65 @@ pub fn read_message(sock: &UnixStream, max: u32, max_fds: usize) -> Result<Messa
     }
     Ok(Message { mid, payload, fds })
 }
+
+/// What a server read off its socket: a request, or the header of one whose
+/// payload exceeded the max message size (the payload was read and thrown
+/// away in bounded chunks, so the stream stays in step and nothing of that
+/// size was allocated).
+#[derive(Debug)]
+pub enum Incoming {
+    /// A request within the size limit.
+    Message(Message),
+    /// A request whose payload was larger than the limit.
+    Oversize { mid: u16, len: u32 },
+}
+
+/// Reads one request for a server. Requests never carry FDs, so none are
+/// accepted (the kernel closes any that a peer attaches). A payload longer
+/// than `max` is drained and reported as [`Incoming::Oversize`], so the
+/// server can answer it with an error as upstream does, without buffering
+/// it.
+pub fn read_request(sock: &UnixStream, max: u32) -> Result<Incoming, FrameError> {
+    let max = max.min(HARD_MAX_MESSAGE_SIZE);
+    let mut header = [0u8; HEADER_SIZE];
+    let mut fds = Vec::new();
+    let got = read_full(sock, &mut header, 0, &mut fds)?;
+    if got == 0 {
+        return Err(FrameError::Closed);
+    }
+    if got < HEADER_SIZE {
+        return Err(FrameError::Truncated {
+            part: "header",
+            got,
+            want: HEADER_SIZE,
+        });
+    }
+    let (len, mid) = decode_header(&header);
+    if len > max {
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut left = len as usize;
+        while left > 0 {
+            let want = left.min(chunk.len());
+            let got = read_full(sock, &mut chunk[..want], 0, &mut fds)?;
+            if got < want {
+                return Err(FrameError::Truncated {
+                    part: "payload",
+                    got: len as usize - left + got,
+                    want: len as usize,
+                });
+            }
+            left -= want;
+        }
+        return Ok(Incoming::Oversize { mid, len });
+    }
+    let mut payload = vec![0u8; len as usize];
+    let got = read_full(sock, &mut payload, 0, &mut fds)?;
+    if got < payload.len() {
+        return Err(FrameError::Truncated {
+            part: "payload",
+            got,
+            want: payload.len(),
+        });
+    }
+    Ok(Incoming::Message(Message { mid, payload, fds }))
+}

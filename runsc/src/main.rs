@@ -6,6 +6,7 @@
 mod cli;
 mod cmd_boot;
 mod cmd_do;
+mod cmd_gofer;
 mod logging;
 mod spec;
 
@@ -61,6 +62,10 @@ fn main() {
         Command::Boot(args) => {
             logging::init(&config, "boot");
             cmd_boot::run(&config, args)
+        }
+        Command::Gofer(args) => {
+            logging::init(&config, "gofer");
+            cmd_gofer::run(&config, args)
         }
         Command::Unimplemented { name } => {
             eprintln!("runsc {name}: this subcommand is not implemented yet");

@@ -432,3 +432,29 @@ pub(crate) static BOOT_FLAGS: &[FlagDef] = &[
     f("profiling-metrics-fd-lossy", Bool, "false", Yes, "the profiling metrics FD may lose data"),
     f("status-fd", Int, "-1", Yes, "FD on which boot reports whether loading succeeded (not upstream)"),
 ];
+
+/// `runsc gofer` flags: upstream's (the 2022 set and the later ones).
+#[rustfmt::skip]
+pub(crate) static GOFER_FLAGS: &[FlagDef] = &[
+    f("bundle", Str, "", Yes, "path to the root of the bundle directory, defaults to the current directory"),
+    f("io-fds", IntList, "", Yes, "list of FDs to connect gofer servers. They must follow this order: root first, then mounts as defined in the spec"),
+    f("dev-io-fd", Int, "-1", Yes, "FD of the /dev gofer connection (-1: none)"),
+    f("apply-caps", Bool, "true", Yes, "if true, apply capabilities to restrict what the Gofer process can do"),
+    f("setup-root", Bool, "true", Yes, "if true, set up an empty root for the process"),
+    f("spec-fd", Int, "-1", Yes, "required fd with the container spec"),
+    f("mounts-fd", Int, "-1", Yes, "mountsFD is the file descriptor to write list of mounts after they have been resolved (direct paths, no symlinks)."),
+    f("rpc-fd", Int, "-1", Yes, "FD of the socket for gofer-to-host RPCs (-1: none)"),
+    f("sync-userns-fd", Int, "-1", Yes, "file descriptor used to synchronize rootless user namespace initialization."),
+    f("sync-chroot-fd", Int, "-1", Yes, "file descriptor closed by the launcher once the gofer may chroot (-1: none)"),
+    f("proc-mount-sync-fd", Int, "-1", Yes, "file descriptor written to once /proc may be unmounted (-1: none)"),
+    f("pin-ring-fd", Int, "-1", Yes, "FD of a disabled io_uring held to make FD release asynchronous (-1: none)"),
+    f("sync-sentry-exit-fd", Int, "-1", Yes, "FD over which a pidfd of the sandbox arrives; the gofer waits for its exit (-1: none)"),
+    f("gofer-mount-confs", Kind::StrList { check: check_any }, "", Yes, "how each gofer mount is configured"),
+    f("uid", Int, "0", Yes, "user ID to switch to (rootless)"),
+    f("gid", Int, "0", Yes, "group ID to switch to (rootless)"),
+    f("profile-block-fd", Int, "-1", Yes, "file descriptor to write block profile to. -1 disables profiling."),
+    f("profile-cpu-fd", Int, "-1", Yes, "file descriptor to write CPU profile to. -1 disables profiling."),
+    f("profile-heap-fd", Int, "-1", Yes, "file descriptor to write heap profile to. -1 disables profiling."),
+    f("profile-mutex-fd", Int, "-1", Yes, "file descriptor to write mutex profile to. -1 disables profiling."),
+    f("trace-fd", Int, "-1", Yes, "file descriptor to write Go execution trace to. -1 disables tracing."),
+];

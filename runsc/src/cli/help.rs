@@ -2,7 +2,7 @@
 //! google/subcommands (`explain`, `ExplainGroup`, `ExplainCommand`) and
 //! runsc's own `help` command.
 
-use super::flags::{BOOT_FLAGS, DO_FLAGS, GLOBAL_FLAGS, PLATFORMS};
+use super::flags::{BOOT_FLAGS, DO_FLAGS, GLOBAL_FLAGS, GOFER_FLAGS, PLATFORMS};
 use super::goflag::{print_defaults, FlagDef};
 
 /// One upstream subcommand.
@@ -99,6 +99,7 @@ pub(crate) fn flags_of(name: &str) -> &'static [FlagDef] {
     match name {
         "do" => DO_FLAGS,
         "boot" => BOOT_FLAGS,
+        "gofer" => GOFER_FLAGS,
         _ => &[],
     }
 }

@@ -36,7 +36,9 @@ mod tests;
 use std::ffi::OsString;
 use std::fmt;
 
-use flags::{BOOT_FLAGS, DO_FLAGS, GLOBAL_FLAGS, LOG_FORMATS, NOT_IN_CONFIG, PLATFORMS};
+use flags::{
+    BOOT_FLAGS, DO_FLAGS, GLOBAL_FLAGS, GOFER_FLAGS, LOG_FORMATS, NOT_IN_CONFIG, PLATFORMS,
+};
 use goflag::{go_quote, FlagDef, Kind, ParseError, Support, Values};
 
 /// The OCI runtime spec version upstream reports.
@@ -68,6 +70,7 @@ pub struct Config {
 pub enum Command {
     Do(DoArgs),
     Boot(BootArgs),
+    Gofer(GoferArgs),
     /// `runsc help [topic]` (also `runsc -help`); print [`help_text`].
     Help(Option<String>),
     /// `runsc flags`; print [`flags_text`].
@@ -119,6 +122,24 @@ pub struct BootArgs {
     pub setup_root: bool,
     pub attached: bool,
     /// The sandbox ID (the only positional argument).
+    pub id: String,
+}
+
+/// `runsc gofer [flags] <id>`. All upstream gofer flags are accepted;
+/// these are carried. Unset FDs are -1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoferArgs {
+    pub bundle: String,
+    /// The lisafs sockets: the root first, then the spec's bind mounts.
+    pub io_fds: Vec<i32>,
+    pub dev_io_fd: i32,
+    pub spec_fd: i32,
+    pub mounts_fd: i32,
+    pub sync_userns_fd: i32,
+    pub sync_chroot_fd: i32,
+    pub apply_caps: bool,
+    pub setup_root: bool,
+    /// The container ID (the only positional argument).
     pub id: String,
 }
 
@@ -371,7 +392,7 @@ fn dispatch(rest: &[String]) -> Result<Command, CliError> {
     let Some(cmd) = help::find(name) else {
         return Err(CliError::new(help::short_usage(), EXIT_FAILURE));
     };
-    if !matches!(name.as_str(), "help" | "flags" | "do" | "boot") {
+    if !matches!(name.as_str(), "help" | "flags" | "do" | "boot" | "gofer") {
         // Not implemented here: its flags are not parsed either.
         return Ok(Command::Unimplemented { name: name.clone() });
     }
@@ -442,6 +463,27 @@ fn dispatch(rest: &[String]) -> Result<Command, CliError> {
                 apply_caps: v.boolean("apply-caps"),
                 setup_root: v.boolean("setup-root"),
                 attached: v.boolean("attached"),
+                id: id.clone(),
+            }))
+        }
+        "gofer" => {
+            let [id] = positionals.as_slice() else {
+                return Err(CliError::new(usage, EXIT_FAILURE));
+            };
+            let v = Sub {
+                defs: GOFER_FLAGS,
+                values: &values,
+            };
+            Ok(Command::Gofer(GoferArgs {
+                bundle: v.string("bundle"),
+                io_fds: v.fd_list("io-fds")?,
+                dev_io_fd: v.fd("dev-io-fd")?,
+                spec_fd: v.fd("spec-fd")?,
+                mounts_fd: v.fd("mounts-fd")?,
+                sync_userns_fd: v.fd("sync-userns-fd")?,
+                sync_chroot_fd: v.fd("sync-chroot-fd")?,
+                apply_caps: v.boolean("apply-caps"),
+                setup_root: v.boolean("setup-root"),
                 id: id.clone(),
             }))
         }

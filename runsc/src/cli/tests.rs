@@ -345,7 +345,6 @@ fn every_listed_subcommand_is_recognised() {
         "spec",
         "update",
         "wait",
-        "gofer",
         "debug",
         "umount",
         "install",
@@ -515,7 +514,7 @@ fn debug_fd_flags_only_for_boot_and_gofer() {
         "flags --debug-log-fd and --panic-log-fd should only be passed to 'boot' and 'gofer' command, but was passed to \"list\""
     );
     assert_eq!(
-        ok(&["--panic-log-fd=3", "gofer"])
+        ok(&["--panic-log-fd=3", "gofer", "id"])
             .config
             .get_int("panic-log-fd"),
         3
@@ -788,4 +787,46 @@ fn non_utf8_argument_is_rejected() {
     let e = parse(&args).unwrap_err();
     assert_eq!(e.exit_code(), 128);
     assert!(e.to_string().starts_with("argument 1 is not valid UTF-8"));
+}
+
+#[test]
+fn gofer_takes_upstreams_flags() {
+    let inv = ok(&[
+        "--TESTONLY-unsafe-nonroot",
+        "gofer",
+        "--bundle",
+        "/b",
+        "--setup-root=false",
+        "-apply-caps=false",
+        "--io-fds=3",
+        "--io-fds=6,7",
+        "--spec-fd=4",
+        "--mounts-fd=5",
+        "--sync-userns-fd=8",
+        "--gofer-mount-confs=lisafs:self,lisafs:none",
+        "--profile-cpu-fd=9",
+        "cid",
+    ]);
+    assert_eq!(
+        inv.command,
+        Command::Gofer(GoferArgs {
+            bundle: "/b".into(),
+            io_fds: vec![3, 6, 7],
+            dev_io_fd: -1,
+            spec_fd: 4,
+            mounts_fd: 5,
+            sync_userns_fd: 8,
+            sync_chroot_fd: -1,
+            apply_caps: false,
+            setup_root: false,
+            id: "cid".into(),
+        })
+    );
+    // Upstream's defaults: caps applied, root set up.
+    match ok(&["gofer", "x"]).command {
+        Command::Gofer(g) => assert!(g.apply_caps && g.setup_root && g.io_fds.is_empty()),
+        c => panic!("{c:?}"),
+    }
+    assert_eq!(err(&["gofer"]).exit_code(), 128);
+    assert_eq!(err(&["gofer", "--no-such-flag", "x"]).exit_code(), 128);
 }
