@@ -321,3 +321,107 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, Errno> {
         other => other,
     }
 }
+
+fn owned(ret: libc::c_long) -> Result<OwnedFd, Errno> {
+    let fd = check(ret)?;
+    // SAFETY: the call returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A host epoll instance (close-on-exec).
+pub fn epoll_create() -> Result<OwnedFd, Errno> {
+    // SAFETY: epoll_create1 takes a flag and returns a new descriptor.
+    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as libc::c_long)
+}
+
+/// `epoll_ctl` with the application's 12-byte `struct epoll_event` as is.
+pub fn epoll_ctl(
+    epfd: BorrowedFd<'_>,
+    op: i32,
+    fd: BorrowedFd<'_>,
+    event: Option<[u8; 12]>,
+) -> Result<(), Errno> {
+    let mut ev = event.map(|b| libc::epoll_event {
+        events: u32::from_le_bytes(b[0..4].try_into().expect("4 bytes")),
+        u64: u64::from_le_bytes(b[4..12].try_into().expect("8 bytes")),
+    });
+    let ptr = ev
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |e| e as *mut libc::epoll_event);
+    // SAFETY: `ptr` is null or points at a live epoll_event the kernel reads.
+    check(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), op, fd.as_raw_fd(), ptr) } as libc::c_long)
+        .map(drop)
+}
+
+/// `epoll_wait` for at most `timeout_ms`; returns events as 12-byte records.
+pub fn epoll_wait(
+    epfd: BorrowedFd<'_>,
+    max: usize,
+    timeout_ms: i32,
+) -> Result<Vec<[u8; 12]>, Errno> {
+    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; max];
+    // SAFETY: the kernel writes at most `max` events into `evs`.
+    let n = unsafe { libc::epoll_wait(epfd.as_raw_fd(), evs.as_mut_ptr(), max as i32, timeout_ms) };
+    let n = match check(n as libc::c_long) {
+        Err(e) if e == Errno::EINTR => 0,
+        other => other?,
+    };
+    Ok(evs[..n]
+        .iter()
+        .map(|e| {
+            let mut b = [0u8; 12];
+            let (events, data) = (e.events, e.u64);
+            b[0..4].copy_from_slice(&events.to_le_bytes());
+            b[4..12].copy_from_slice(&data.to_le_bytes());
+            b
+        })
+        .collect())
+}
+
+/// A host eventfd with `flags` (EFD_NONBLOCK, EFD_SEMAPHORE), close-on-exec.
+pub fn eventfd(init: u32, flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: eventfd takes integers and returns a new descriptor.
+    owned(unsafe { libc::eventfd(init, flags | libc::EFD_CLOEXEC) } as libc::c_long)
+}
+
+/// A host timerfd on `clock` with `flags` (TFD_NONBLOCK), close-on-exec.
+pub fn timerfd_create(clock: i32, flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: timerfd_create takes integers and returns a new descriptor.
+    owned(unsafe { libc::timerfd_create(clock, flags | libc::TFD_CLOEXEC) } as libc::c_long)
+}
+
+/// `timerfd_settime` with raw 32-byte itimerspecs; returns the old one.
+pub fn timerfd_settime(fd: BorrowedFd<'_>, flags: i32, new: &[u8; 32]) -> Result<[u8; 32], Errno> {
+    let mut old = [0u8; 32];
+    // SAFETY: both buffers are 32 bytes, the size of struct itimerspec; the
+    // kernel reads `new` and writes `old`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_timerfd_settime,
+            fd.as_raw_fd(),
+            flags,
+            new.as_ptr(),
+            old.as_mut_ptr(),
+        )
+    })?;
+    Ok(old)
+}
+
+/// `timerfd_gettime` as a raw 32-byte itimerspec.
+pub fn timerfd_gettime(fd: BorrowedFd<'_>) -> Result<[u8; 32], Errno> {
+    let mut cur = [0u8; 32];
+    // SAFETY: the kernel writes one 32-byte struct itimerspec into `cur`.
+    check(unsafe { libc::syscall(libc::SYS_timerfd_gettime, fd.as_raw_fd(), cur.as_mut_ptr()) })?;
+    Ok(cur)
+}
+
+/// `clock_getres(2)` of a host clock, as (seconds, nanoseconds).
+pub fn clock_getres(clock: i32) -> Result<(i64, i64), Errno> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel writes one timespec into `ts`.
+    check(unsafe { libc::clock_getres(clock, &mut ts) } as libc::c_long)?;
+    Ok((ts.tv_sec, ts.tv_nsec))
+}

@@ -178,8 +178,9 @@ pub struct Task {
     pub(crate) fds: Arc<Mutex<FdTable>>,
     /// The working directory, shared with CLONE_FS.
     pub(crate) fs: Arc<Mutex<String>>,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
+    /// The file mode creation mask, shared with CLONE_FS.
+    pub(crate) umask: Arc<Mutex<u32>>,
+    pub(crate) creds: Credentials,
     /// prctl(PR_SET_NAME), at most 15 bytes.
     pub(crate) comm: Vec<u8>,
     pub(crate) clear_child_tid: u64,
@@ -250,8 +251,8 @@ impl Task {
             state,
             fds: Arc::new(Mutex::new(fds)),
             fs: Arc::new(Mutex::new(spec.cwd)),
-            uid: spec.uid,
-            gid: spec.gid,
+            umask: Arc::new(Mutex::new(0o022)),
+            creds: Credentials::new(spec.uid, spec.gid),
             comm: comm_of(&path),
             clear_child_tid: 0,
             robust_list: 0,
@@ -356,6 +357,38 @@ impl Task {
     }
 }
 
+/// A task's user and group identities (credentials(7)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub ruid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub rgid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Credentials {
+    pub fn new(uid: u32, gid: u32) -> Credentials {
+        Credentials {
+            ruid: uid,
+            euid: uid,
+            suid: uid,
+            rgid: gid,
+            egid: gid,
+            sgid: gid,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Root holds every capability; nobody else holds any (user namespaces
+    /// and file capabilities come later).
+    pub fn privileged(&self) -> bool {
+        self.euid == 0
+    }
+}
+
 /// The name a new image gets in `comm`: the file name, at most 15 bytes.
 fn comm_of(path: &str) -> Vec<u8> {
     path.rsplit('/')
@@ -419,12 +452,18 @@ impl Task {
         argv: Vec<String>,
         envv: &[String],
     ) -> Result<(), Errno> {
-        let (mm, state) = load_image(&self.kernel, path, argv, envv, self.uid, self.gid).map_err(
-            |(e, why)| {
-                tracing::debug!("execve {path:?}: {why}: {e:?}");
-                e
-            },
-        )?;
+        let (mm, state) = load_image(
+            &self.kernel,
+            path,
+            argv,
+            envv,
+            self.creds.euid,
+            self.creds.egid,
+        )
+        .map_err(|(e, why)| {
+            tracing::debug!("execve {path:?}: {why}: {e:?}");
+            e
+        })?;
         // The point of no return: other threads die, the old address space
         // goes away (a vfork parent keeps its own), and the parent resumes.
         self.tg.kill_others(self.tid);

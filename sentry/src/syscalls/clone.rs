@@ -85,6 +85,13 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     } else {
         Arc::new(Mutex::new(task.fds().clone()))
     };
+    let umask = if flags & CLONE_FS != 0 {
+        task.umask.clone()
+    } else {
+        Arc::new(Mutex::new(
+            *task.umask.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
+    };
     let fs = if flags & CLONE_FS != 0 {
         task.fs.clone()
     } else {
@@ -147,8 +154,8 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         state,
         fds,
         fs,
-        uid: task.uid,
-        gid: task.gid,
+        umask,
+        creds: task.creds.clone(),
         comm: task.comm.clone(),
         clear_child_tid: if flags & CLONE_CHILD_CLEARTID != 0 {
             args.child_tid
@@ -387,7 +394,7 @@ pub fn waitid(task: &mut Task, a: [u64; 6]) -> SysResult {
         info[0..4].copy_from_slice(&libc::SIGCHLD.to_le_bytes());
         info[8..12].copy_from_slice(&code.to_le_bytes());
         info[16..20].copy_from_slice(&child.to_le_bytes());
-        info[20..24].copy_from_slice(&task.uid.to_le_bytes());
+        info[20..24].copy_from_slice(&task.creds.ruid.to_le_bytes());
         info[24..28].copy_from_slice(&value.to_le_bytes());
     }
     if infop != 0 {

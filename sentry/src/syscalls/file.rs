@@ -61,6 +61,11 @@ pub fn open(task: &mut Task, a: [u64; 6]) -> SysResult {
     openat(task, [AT_FDCWD, a[0], a[1], a[2], 0, 0])
 }
 
+pub fn creat(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let flags = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
+    openat(task, [AT_FDCWD, a[0], flags, a[1], 0, 0])
+}
+
 pub fn close(task: &mut Task, a: [u64; 6]) -> SysResult {
     task.fds().remove(a[0]).map(|_| 0)
 }

@@ -31,11 +31,19 @@ pub fn getppid(task: &mut Task, _: [u64; 6]) -> SysResult {
 }
 
 pub fn getuid(task: &mut Task, _: [u64; 6]) -> SysResult {
-    Ok(u64::from(task.uid))
+    Ok(u64::from(task.creds.ruid))
 }
 
 pub fn getgid(task: &mut Task, _: [u64; 6]) -> SysResult {
-    Ok(u64::from(task.gid))
+    Ok(u64::from(task.creds.rgid))
+}
+
+pub fn geteuid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(u64::from(task.creds.euid))
+}
+
+pub fn getegid(task: &mut Task, _: [u64; 6]) -> SysResult {
+    Ok(u64::from(task.creds.egid))
 }
 
 pub fn sched_yield(_: &mut Task, _: [u64; 6]) -> SysResult {
@@ -230,6 +238,21 @@ pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
     b[..8].copy_from_slice(&sec.to_le_bytes());
     b[8..].copy_from_slice(&nsec.to_le_bytes());
     task.mm().copy_out(a[1], &b).map(|()| 0)
+}
+
+pub fn clock_getres(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if !clock_ok(a[0]) {
+        tracing::info!("clock_getres: clock {} not supported: EINVAL", a[0] as i32);
+        return Err(Errno::EINVAL);
+    }
+    if a[1] != 0 {
+        let (sec, nsec) = host::clock_getres(a[0] as i32)?;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&sec.to_le_bytes());
+        b[8..].copy_from_slice(&nsec.to_le_bytes());
+        task.mm().copy_out(a[1], &b)?;
+    }
+    Ok(0)
 }
 
 pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {

@@ -298,7 +298,7 @@ fn send_group(task: &Task, tg: &ThreadGroup, sig: i32, info: [u8; 128]) -> Resul
 pub fn kill(task: &mut Task, a: [u64; 6]) -> SysResult {
     let pid = a[0] as i32;
     let sig = if a[1] == 0 { 0 } else { check_sig(a[1])? };
-    let info = signal::user_info(sig, SI_USER, task.tg.tgid, task.uid);
+    let info = signal::user_info(sig, SI_USER, task.tg.tgid, task.creds.ruid);
     let targets: Vec<Arc<ThreadGroup>> = if pid > 0 {
         vec![task.kernel.find_group(pid).ok_or(Errno::ESRCH)?]
     } else {
@@ -342,7 +342,8 @@ fn send_thread(
         return Err(Errno::ESRCH);
     }
     if sig != 0 {
-        let info = info.unwrap_or_else(|| signal::user_info(sig, SI_TKILL, task.tg.tgid, task.uid));
+        let info =
+            info.unwrap_or_else(|| signal::user_info(sig, SI_TKILL, task.tg.tgid, task.creds.ruid));
         let action = tg.handlers().get(sig);
         let ignored = action.handler == signal::SIG_IGN
             || (action.handler == signal::SIG_DFL
