@@ -141,24 +141,66 @@ impl MemoryFile {
 }
 
 impl MemoryFile {
-    /// Copy `[src, src+len)` to `dst`, skipping holes (pages never touched),
-    /// which stay holes in the copy.
-    pub fn copy_populated(&self, src: u64, dst: u64, len: u64) {
-        Self::check_range(src, len as usize);
-        Self::check_range(dst, len as usize);
+    /// Zero `[offset, offset+len)` (page-aligned) by returning its pages to
+    /// the host.
+    pub fn zero(&self, offset: u64, len: u64) {
+        Self::check_range(offset, len as usize);
+        // SAFETY: punching a hole in our own memfd inside its bounds.
+        let ret = unsafe {
+            libc::fallocate(
+                self.fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset as i64,
+                len as i64,
+            )
+        };
+        if ret < 0 {
+            // Fall back to writing zeros so the contract (reads as zero) holds.
+            // SAFETY: the range lies inside our mapping (checked above).
+            unsafe { std::ptr::write_bytes(self.base.add(offset as usize), 0, len as usize) };
+        }
+    }
+
+    /// One byte per page of `[offset, offset+len)`: 1 if it holds data
+    /// (was touched and not discarded since).
+    pub fn resident(&self, offset: u64, len: u64) -> Vec<u8> {
+        Self::check_range(offset, len as usize);
+        let mut out = vec![0u8; len.div_ceil(PAGE_SIZE) as usize];
+        self.for_each_data(offset, len, |data, hole| {
+            for page in (data - offset) / PAGE_SIZE..(hole - offset).div_ceil(PAGE_SIZE) {
+                out[page as usize] = 1;
+            }
+        });
+        out
+    }
+
+    /// Call `f(start, end)` for each run of data (not holes) in
+    /// `[offset, offset+len)`.
+    fn for_each_data(&self, offset: u64, len: u64, mut f: impl FnMut(u64, u64)) {
         let seek = |pos: u64, whence: i32| {
             // SAFETY: lseek on our own memfd; only its return value is used,
             // so concurrent seeks from other threads do not matter.
             let r = unsafe { libc::lseek(self.fd.as_raw_fd(), pos as i64, whence) };
             (r >= 0).then_some(r as u64)
         };
-        let end = src + len;
-        let mut pos = src;
+        let end = offset + len;
+        let mut pos = offset;
         while pos < end {
             let Some(data) = seek(pos, libc::SEEK_DATA).filter(|&d| d < end) else {
                 break;
             };
             let hole = seek(data, libc::SEEK_HOLE).unwrap_or(end).min(end);
+            f(data, hole);
+            pos = hole;
+        }
+    }
+
+    /// Copy `[src, src+len)` to `dst`, skipping holes (pages never touched),
+    /// which stay holes in the copy.
+    pub fn copy_populated(&self, src: u64, dst: u64, len: u64) {
+        Self::check_range(src, len as usize);
+        Self::check_range(dst, len as usize);
+        self.for_each_data(src, len, |data, hole| {
             // SAFETY: both ranges lie inside our mapping (checked above) and
             // do not overlap (distinct allocations).
             unsafe {
@@ -168,8 +210,7 @@ impl MemoryFile {
                     (hole - data) as usize,
                 )
             };
-            pos = hole;
-        }
+        });
     }
 
     /// The 32-bit word at `offset` (4-byte aligned), as an atomic shared

@@ -269,6 +269,112 @@ impl MemoryManager {
         Ok(child)
     }
 
+    /// The VMA covering exactly `[addr, end)` after splitting, or EFAULT if
+    /// the range is not one mapping.
+    fn single_vma(&mut self, addr: u64, end: u64) -> Result<Vma, Errno> {
+        let (&start, vma) = self.vmas.range(..=addr).next_back().ok_or(Errno::EFAULT)?;
+        if vma.end < end || start > addr {
+            return Err(Errno::EFAULT);
+        }
+        let vma = vma.clone();
+        self.split_at(addr);
+        self.split_at(end);
+        Ok(Vma {
+            offset: vma.offset + (addr - start),
+            end,
+            ..vma
+        })
+    }
+
+    /// mremap(2): resize `[old, old+old_len)` (one mapping) to `new_len`,
+    /// in place or, with `may_move`, elsewhere (or exactly at `fixed`).
+    pub fn remap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> Result<u64, Errno> {
+        let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+        let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+        if !old.is_multiple_of(PAGE_SIZE) || new_len == 0 || old_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        let vma = self.single_vma(old, old_end)?;
+        if fixed.is_none() {
+            if new_len <= old_len {
+                if new_len < old_len {
+                    self.unmap(old + new_len, old_len - new_len)?;
+                }
+                return Ok(old);
+            }
+            // Grow in place when the pages after it are free.
+            let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+            if self.check_range(old, new_len).is_ok() && !self.overlaps(old_end, grow_end) {
+                self.map_anonymous(
+                    old_end,
+                    grow_end - old_end,
+                    true,
+                    vma.access,
+                    vma.kind.clone(),
+                )?;
+                return Ok(old);
+            }
+            if !may_move {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        // Move: new memory, the old contents copied in, the old range gone.
+        let dest = match fixed {
+            Some(at) => {
+                if at % PAGE_SIZE != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let at_end = at.checked_add(new_len).ok_or(Errno::EINVAL)?;
+                if at < old_end && old < at_end {
+                    return Err(Errno::EINVAL);
+                }
+                self.map_anonymous(at, new_len, true, vma.access, vma.kind.clone())?
+            }
+            None => self.map_anonymous(0, new_len, false, vma.access, vma.kind.clone())?,
+        };
+        let dest_offset = self
+            .vmas
+            .get(&dest)
+            .map(|v| v.offset)
+            .ok_or(Errno::EFAULT)?;
+        self.mf
+            .copy_populated(vma.offset, dest_offset, old_len.min(new_len));
+        self.unmap(old, old_len)?;
+        Ok(dest)
+    }
+
+    /// madvise(MADV_DONTNEED/FREE): private anonymous pages read as zeros
+    /// afterwards; the memory goes back to the host.
+    pub fn discard(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        let mut ranges = Vec::new();
+        self.walk(addr, len as usize, AccessType::NONE, |off, _, n| {
+            ranges.push((off, n as u64))
+        })
+        .map_err(|_| Errno::ENOMEM)?;
+        for (off, n) in ranges {
+            self.mf.zero(off, n);
+        }
+        Ok(())
+    }
+
+    /// mincore(2): one byte per page, 1 where the page holds data.
+    pub fn residency(&self, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        self.walk(addr, len as usize, AccessType::NONE, |off, _, n| {
+            out.extend(self.mf.resident(off, n as u64));
+        })
+        .map_err(|_| Errno::ENOMEM)?;
+        Ok(out)
+    }
+
     /// Place the program break after the loaded image.
     pub fn set_brk_start(&mut self, addr: u64) {
         self.brk_start = addr;

@@ -97,3 +97,88 @@ pub fn mprotect(task: &mut Task, a: [u64; 6]) -> SysResult {
         .protect(a[0], a[1], AccessType::from_prot(a[2] as u32))
         .map(|()| 0)
 }
+
+pub fn mremap(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MREMAP_MAYMOVE: u64 = 1;
+    const MREMAP_FIXED: u64 = 2;
+    const MREMAP_DONTUNMAP: u64 = 4;
+    let (old, old_len, new_len, flags, new_addr) = (a[0], a[1], a[2], a[3], a[4]);
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+        || flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MREMAP_DONTUNMAP != 0 {
+        tracing::info!("mremap: MREMAP_DONTUNMAP not supported: EINVAL");
+        return Err(Errno::EINVAL);
+    }
+    let fixed = (flags & MREMAP_FIXED != 0).then_some(new_addr);
+    task.mm()
+        .remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0, fixed)
+}
+
+pub fn madvise(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MADV_NORMAL: u64 = 0;
+    const MADV_RANDOM: u64 = 1;
+    const MADV_SEQUENTIAL: u64 = 2;
+    const MADV_WILLNEED: u64 = 3;
+    const MADV_DONTNEED: u64 = 4;
+    const MADV_FREE: u64 = 8;
+    const MADV_HUGEPAGE: u64 = 14;
+    const MADV_NOHUGEPAGE: u64 = 15;
+    let (addr, len, advice) = (a[0], a[1], a[2]);
+    if addr % PAGE_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    match advice {
+        MADV_DONTNEED | MADV_FREE => task.mm().discard(addr, len).map(|()| 0),
+        // Hints about access patterns and page sizes change nothing that
+        // the application can observe.
+        MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED | MADV_HUGEPAGE
+        | MADV_NOHUGEPAGE => {
+            if task.mm().is_mapped(addr, len) {
+                Ok(0)
+            } else {
+                Err(Errno::ENOMEM)
+            }
+        }
+        other => {
+            tracing::info!("madvise advice {other} not supported: EINVAL");
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+pub fn mincore(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if !a[0].is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(a[1]).ok_or(Errno::ENOMEM)?;
+    let vec = task.mm().residency(a[0], len)?;
+    task.mm().copy_out(a[2], &vec)?;
+    Ok(0)
+}
+
+pub fn msync(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MS_ASYNC: u64 = 1;
+    const MS_INVALIDATE: u64 = 2;
+    const MS_SYNC: u64 = 4;
+    if !a[0].is_multiple_of(PAGE_SIZE)
+        || a[2] & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || a[2] & MS_ASYNC != 0 && a[2] & MS_SYNC != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(a[1]).ok_or(Errno::ENOMEM)?;
+    // No mapping writes back to a file (shared writable file mappings are
+    // refused), so there is nothing to flush; the range must be mapped.
+    if len == 0 || task.mm().is_mapped(a[0], len) {
+        Ok(0)
+    } else {
+        Err(Errno::ENOMEM)
+    }
+}
