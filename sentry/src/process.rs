@@ -86,6 +86,13 @@ pub(crate) struct GroupState {
     pub exit_status: Option<ExitStatus>,
     /// Every thread has exited; waiting for the parent to reap.
     pub zombie: bool,
+    /// prctl(PR_SET_PDEATHSIG): the signal this process gets when its
+    /// parent exits (0 for none).
+    pub pdeath_signal: i32,
+    /// prctl(PR_SET_DUMPABLE).
+    pub dumpable: bool,
+    /// prctl(PR_SET_NO_NEW_PRIVS): never cleared once set.
+    pub no_new_privs: bool,
     pub pgid: i32,
     pub sid: i32,
 }
@@ -121,6 +128,9 @@ impl ThreadGroup {
                 threads: Vec::new(),
                 exit_status: None,
                 zombie: false,
+                pdeath_signal: 0,
+                dumpable: true,
+                no_new_privs: false,
                 pgid,
                 sid,
             }),
@@ -178,8 +188,12 @@ impl ThreadGroup {
     /// Record that thread `tid` is gone; if it was the last, the group
     /// becomes a zombie with `status` (unless an exit status was already
     /// set) and its parent is told.
-    pub fn thread_exited(&self, tid: i32, status: ExitStatus) {
-        let parent = {
+    ///
+    /// The children of a process that ends are handed to `init` (the
+    /// sandbox's PID 1), which reaps them, and each gets its parent-death
+    /// signal if it asked for one.
+    pub fn thread_exited(&self, tid: i32, status: ExitStatus, init: Option<Arc<ThreadGroup>>) {
+        let (parent, status, children) = {
             let mut st = self.lock();
             st.threads.retain(|t| t.tid != tid);
             if !st.threads.is_empty() {
@@ -187,10 +201,34 @@ impl ThreadGroup {
             }
             let status = *st.exit_status.get_or_insert(status);
             st.zombie = true;
-            (st.parent.upgrade(), status)
+            (
+                st.parent.upgrade(),
+                status,
+                std::mem::take(&mut st.children),
+            )
         };
         self.changed.notify_all();
-        if let (Some(parent), status) = parent {
+        let init = init.filter(|i| i.tgid != self.tgid);
+        for child in children {
+            let (zombie, pdeath) = {
+                let mut c = child.lock();
+                c.parent = init.as_ref().map_or_else(Weak::new, Arc::downgrade);
+                (c.zombie, c.pdeath_signal)
+            };
+            if pdeath > 0 {
+                child.post(Queued {
+                    sig: pdeath,
+                    info: signal::user_info(pdeath, 0x80, 0, 0),
+                });
+            }
+            if let Some(init) = &init {
+                init.lock().children.push(child.clone());
+                if zombie {
+                    init.changed.notify_all();
+                }
+            }
+        }
+        if let Some(parent) = parent {
             self.notify_parent(&parent, status);
         }
     }

@@ -340,11 +340,11 @@ impl Task {
             }
         }
         self.vfork_done.take();
-        let (tg, tid) = (self.tg.clone(), self.tid);
+        let (tg, tid, kernel) = (self.tg.clone(), self.tid, self.kernel.clone());
         // Release the address space (and its stub thread) before the group
         // is reported gone.
         drop(self);
-        tg.thread_exited(tid, status);
+        tg.thread_exited(tid, status, kernel.find_group(1));
     }
 
     /// Start `child` on a host thread of its own.

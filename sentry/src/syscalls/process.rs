@@ -124,9 +124,42 @@ pub fn set_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const PR_SET_PDEATHSIG: u64 = 1;
+    const PR_GET_PDEATHSIG: u64 = 2;
+    const PR_GET_DUMPABLE: u64 = 3;
+    const PR_SET_DUMPABLE: u64 = 4;
     const PR_SET_NAME: u64 = 15;
     const PR_GET_NAME: u64 = 16;
+    const PR_SET_NO_NEW_PRIVS: u64 = 38;
+    const PR_GET_NO_NEW_PRIVS: u64 = 39;
     match a[0] {
+        PR_SET_PDEATHSIG => {
+            if a[1] > 64 {
+                return Err(Errno::EINVAL);
+            }
+            task.tg.lock().pdeath_signal = a[1] as i32;
+            Ok(0)
+        }
+        PR_GET_PDEATHSIG => {
+            let sig = task.tg.lock().pdeath_signal;
+            task.mm().copy_out(a[1], &sig.to_le_bytes()).map(|()| 0)
+        }
+        PR_GET_DUMPABLE => Ok(u64::from(task.tg.lock().dumpable)),
+        PR_SET_DUMPABLE => match a[1] {
+            0 | 1 => {
+                task.tg.lock().dumpable = a[1] == 1;
+                Ok(0)
+            }
+            _ => Err(Errno::EINVAL),
+        },
+        PR_SET_NO_NEW_PRIVS => {
+            if a[1] != 1 || a[2] != 0 || a[3] != 0 || a[4] != 0 {
+                return Err(Errno::EINVAL);
+            }
+            task.tg.lock().no_new_privs = true;
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS => Ok(u64::from(task.tg.lock().no_new_privs)),
         PR_SET_NAME => {
             let mut name = [0u8; 16];
             // The name may sit at the end of a mapping: read it byte-wise
