@@ -6,8 +6,9 @@
 //! → EINVAL, unknown or unadvertised MID → EOPNOTSUPP, undecodable payload
 //! → EIO, handler panic → EREMOTEIO, oversize response → EIO), the error
 //! response (MID 0 carrying an errno), Mount's supported-MID list, Close,
-//! and the per-connection FDID table (first FDID 1, never reused, 0 never
-//! valid). The file server sees decoded requests and answers with decoded
+//! Channel (a flipcall window and fdchannel per channel, each served on its
+//! own thread with the same checks as the socket), and the per-connection
+//! FDID table (first FDID 1, never reused, 0 never valid). The file server sees decoded requests and answers with decoded
 //! responses plus the host FDs to donate.
 //!
 //! A malformed or hostile client gets an error response or a closed
@@ -19,10 +20,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use abi::Errno;
 use thiserror::Error;
 
+use crate::channel::{self, Channel, WindowAllocator};
 use crate::message::{ErrorResp, FdId, Mid, MountResp, Request, Response, Statx};
 use crate::sock::{self, FrameError, Incoming, GO_SERVER_MAX_MESSAGE_SIZE};
 
@@ -33,6 +36,11 @@ mod errno {
     pub(super) fn eremoteio() -> Errno {
         Errno::new(libc::EREMOTEIO).unwrap_or(Errno::EIO)
     }
+}
+
+/// The errno for a failed host call (EIO if it has none).
+fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().and_then(Errno::new).unwrap_or(Errno::EIO)
 }
 
 /// A successful answer: the response and the host FDs donated with it.
@@ -125,12 +133,22 @@ impl<S: FileServer + ?Sized> FdTable<S> {
     }
 }
 
-/// Shared state of one connection (the socket and, later, its channels).
+/// The channels of one connection.
+struct Channels {
+    /// Set once the connection ends: no more channels (ENOSYS).
+    closed: bool,
+    /// The window memfd, created with the first channel.
+    alloc: Option<WindowAllocator>,
+    live: Vec<(Arc<Channel>, JoinHandle<()>)>,
+}
+
+/// Shared state of one connection (the socket and its channels).
 struct Conn<S: FileServer> {
     server: Arc<S>,
     max: u32,
     supported: Vec<u16>,
     table: Mutex<FdTable<S>>,
+    channels: Mutex<Channels>,
 }
 
 /// What a handler sees of its connection: the FDID table and limits.
@@ -258,10 +276,10 @@ fn error_wire(e: Errno) -> Wire {
 impl<S: FileServer> Conn<S> {
     fn new(server: Arc<S>) -> Self {
         let max = server.max_message_size().min(sock::HARD_MAX_MESSAGE_SIZE);
-        let mut supported: Vec<u16> = [Mid::Mount, Mid::Close]
+        let mut supported: Vec<u16> = [Mid::Mount, Mid::Channel, Mid::Close]
             .iter()
             .chain(server.supported())
-            .filter(|m| **m != Mid::Error && **m != Mid::Channel)
+            .filter(|m| **m != Mid::Error)
             .map(|m| m.raw())
             .collect();
         supported.sort_unstable();
@@ -271,6 +289,70 @@ impl<S: FileServer> Conn<S> {
             max,
             supported,
             table: Mutex::new(FdTable::new()),
+            channels: Mutex::new(Channels {
+                closed: false,
+                alloc: None,
+                live: Vec::new(),
+            }),
+        }
+    }
+
+    fn channels(&self) -> MutexGuard<'_, Channels> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Channel: allocates a window and an fdchannel, starts a thread
+    /// serving it, and answers with the window's place and the two FDs
+    /// (memfd, client end of the fdchannel).
+    fn open_channel(self: &Arc<Self>) -> Result<Reply, Errno> {
+        let mut set = self.channels();
+        if set.closed {
+            return Err(Errno::ENOSYS);
+        }
+        if set.live.len() >= channel::max_channels() {
+            return Err(Errno::ENOMEM);
+        }
+        if set.alloc.is_none() {
+            set.alloc = Some(WindowAllocator::new().map_err(|e| io_errno(&e))?);
+        }
+        let alloc = set.alloc.as_mut().ok_or(Errno::ENOMEM)?;
+        let (ch, resp, fds) = alloc.create_channel(self.max).map_err(|e| match e {
+            channel::ChannelError::Io(e) => io_errno(&e),
+            _ => Errno::ENOMEM,
+        })?;
+        let ch = Arc::new(ch);
+        let conn = Arc::clone(self);
+        let served = Arc::clone(&ch);
+        let thread = std::thread::Builder::new()
+            .name("lisafs-channel".into())
+            .spawn(move || {
+                // A protocol error from the client ends this channel only;
+                // the channel is shut down either way.
+                let _ = served.serve(|mid, payload| {
+                    let w = conn.dispatch(mid, payload);
+                    (w.mid, w.payload, w.fds)
+                });
+            })
+            .map_err(|_| Errno::EAGAIN)?;
+        set.live.push((ch, thread));
+        Ok(Reply::with_fds(
+            Response::Channel(resp),
+            fds.into_iter().collect(),
+        ))
+    }
+
+    /// Ends every channel and waits for their threads.
+    fn close_channels(&self) {
+        let live = {
+            let mut set = self.channels();
+            set.closed = true;
+            std::mem::take(&mut set.live)
+        };
+        for (ch, _) in &live {
+            ch.shutdown();
+        }
+        for (_, t) in live {
+            let _ = t.join();
         }
     }
 
@@ -283,7 +365,7 @@ impl<S: FileServer> Conn<S> {
 
     /// Handles one request and encodes the answer, applying §1.3's checks
     /// in upstream's order.
-    fn dispatch(&self, mid: u16, payload: &[u8]) -> Wire {
+    fn dispatch(self: &Arc<Self>, mid: u16, payload: &[u8]) -> Wire {
         if payload.len() as u64 > u64::from(self.max) {
             return error_wire(Errno::EIO);
         }
@@ -323,7 +405,7 @@ impl<S: FileServer> Conn<S> {
         }
     }
 
-    fn handle(&self, req: Request) -> Result<Reply, Errno> {
+    fn handle(self: &Arc<Self>, req: Request) -> Result<Reply, Errno> {
         let ctx = self.ctx();
         match req {
             Request::Mount => {
@@ -341,6 +423,7 @@ impl<S: FileServer> Conn<S> {
                     fd.into_iter().collect(),
                 ))
             }
+            Request::Channel => self.open_channel(),
             Request::Close(c) => {
                 for id in c.fds {
                     ctx.remove(id);
@@ -357,8 +440,10 @@ impl<S: FileServer> Conn<S> {
 /// the transport failed or the peer broke off inside a message. Every FDID
 /// of the connection is released when this returns.
 pub fn serve<S: FileServer>(server: Arc<S>, sock: UnixStream) -> Result<(), ServeError> {
-    let conn = Conn::new(server);
+    let conn = Arc::new(Conn::new(server));
     let res = serve_socket(&conn, &sock);
+    // The socket is the session: when it ends, so do the channels.
+    conn.close_channels();
     // Release host resources promptly, whatever happened.
     conn.table
         .lock()
@@ -368,7 +453,7 @@ pub fn serve<S: FileServer>(server: Arc<S>, sock: UnixStream) -> Result<(), Serv
     res
 }
 
-fn serve_socket<S: FileServer>(conn: &Conn<S>, sock: &UnixStream) -> Result<(), ServeError> {
+fn serve_socket<S: FileServer>(conn: &Arc<Conn<S>>, sock: &UnixStream) -> Result<(), ServeError> {
     loop {
         let wire = match sock::read_request(sock, conn.max) {
             Ok(Incoming::Message(msg)) => conn.dispatch(msg.mid, &msg.payload),

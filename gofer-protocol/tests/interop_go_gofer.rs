@@ -569,3 +569,176 @@ fn go_gofer_mutations_and_channel() {
     assert!(st.success(), "gofer exited with {st}; log:\n{log}");
     let _ = fs::remove_dir_all(&work);
 }
+
+/// The same reads as `go_gofer_serves_our_client`, but over flipcall
+/// channels: FStat, Walk, OpenAt (host FD on the fdchannel), PRead,
+/// ReadLinkAt, Getdents64, and an error response.
+#[test]
+fn go_gofer_over_channels() {
+    let work = scratch_dir("interop-go-gofer-chan");
+    let root = work.join("root");
+    fs::create_dir_all(root.join("dir")).unwrap();
+    let content = b"hello over flipcall\n";
+    fs::write(root.join("file.txt"), content).unwrap();
+    fs::write(root.join("dir/a"), b"a").unwrap();
+    fs::write(root.join("dir/bb"), b"bb").unwrap();
+    std::os::unix::fs::symlink("file.txt", root.join("link")).unwrap();
+    let (gofer, sock, _mounts) = start_gofer(&work, &root);
+    let c = Client::new(sock);
+    let (m, _) = c
+        .mount()
+        .unwrap_or_else(|e| panic!("Mount: {e}; gofer log:\n{}", gofer.log()));
+    assert!(m.supports(Mid::Channel));
+    // The Go gofer allows clamp(GOMAXPROCS, 2, 4) channels; ask for more
+    // and take what it grants (ENOMEM past its limit).
+    let n = c
+        .open_channels(8)
+        .unwrap_or_else(|e| panic!("Channel: {e}; gofer log:\n{}", gofer.log()));
+    assert!((2..=4).contains(&n), "{n} channels");
+    assert_eq!(c.idle_channels(), n);
+
+    let before = c.channel_calls();
+    let w = walk(&c, 1, &["file.txt"]);
+    let file = w.inodes[0];
+    assert_stat_matches(&fstat(&c, file.control_fd).unwrap(), &root.join("file.txt"));
+    let (open_fd, host) = open(&c, file.control_fd, libc::O_RDONLY as u32);
+    assert_eq!(host.len(), 1, "the host FD arrives on the fdchannel");
+    let mut buf = vec![0; 64];
+    let n_read = fs::File::from(host.into_iter().next().unwrap())
+        .read_at(&mut buf, 0)
+        .unwrap();
+    assert_eq!(&buf[..n_read], content);
+    match c
+        .call(&Request::PRead(PReadReq {
+            offset: 6,
+            fd: open_fd,
+            count: 4096,
+            pad: 0,
+        }))
+        .unwrap()
+    {
+        (Response::PRead(r), _) => assert_eq!(r.data, &content[6..]),
+        r => panic!("PRead answered {r:?}"),
+    }
+    // A large read: the whole window's worth of payload path.
+    let big = vec![0xabu8; 1 << 20];
+    fs::write(root.join("big"), &big).unwrap();
+    let bf = walk(&c, 1, &["big"]).inodes[0];
+    let (big_open, _) = open(&c, bf.control_fd, libc::O_RDONLY as u32);
+    match c
+        .call(&Request::PRead(PReadReq {
+            offset: 0,
+            fd: big_open,
+            count: 1 << 20,
+            pad: 0,
+        }))
+        .unwrap()
+    {
+        (Response::PRead(r), _) => assert!(r.data == big),
+        r => panic!("PRead answered {r:?}"),
+    }
+
+    let link = walk(&c, 1, &["link"]).inodes[0];
+    match c
+        .call(&Request::ReadLinkAt(ReadLinkAtReq {
+            fd: link.control_fd,
+        }))
+        .unwrap()
+    {
+        (Response::ReadLinkAt(r), _) => assert_eq!(r.target, b"file.txt"),
+        r => panic!("ReadLinkAt answered {r:?}"),
+    }
+    let dir = walk(&c, 1, &["dir"]).inodes[0];
+    let (dir_open, _) = open(&c, dir.control_fd, libc::O_RDONLY as u32);
+    let mut names = Vec::new();
+    let mut count = -65536;
+    loop {
+        let (resp, _) = c
+            .call(&Request::Getdents64(Getdents64Req {
+                dir_fd: dir_open,
+                count,
+                pad: 0,
+            }))
+            .unwrap();
+        let Response::Getdents64(d) = resp else {
+            panic!("Getdents64 answered {resp:?}");
+        };
+        if d.dirents.is_empty() {
+            break;
+        }
+        names.extend(d.dirents.into_iter().map(|d| d.name));
+        count = 65536;
+    }
+    names.sort();
+    assert_eq!(names, vec![b"a".to_vec(), b"bb".to_vec()]);
+    let e = fstat(&c, 9999).unwrap_err();
+    assert!(matches!(e, ClientError::Remote(Errno::EBADF)), "{e}");
+
+    // Every one of those went over a channel; none were retired.
+    assert_eq!(c.channel_calls() - before, 14);
+    assert_eq!(c.idle_channels(), n);
+
+    // Ending the session with channels open: the gofer exits cleanly.
+    drop(c);
+    let log = gofer.log();
+    let st = gofer.wait();
+    assert!(st.success(), "gofer exited with {st}; log:\n{log}");
+    let _ = fs::remove_dir_all(&work);
+}
+
+/// The Go gofer dies (SIGKILL) while our call waits on a channel: the call
+/// fails promptly instead of waiting forever on the futex.
+#[test]
+fn go_gofer_death_mid_call_does_not_hang_us() {
+    let work = scratch_dir("interop-go-gofer-death");
+    let root = work.join("root");
+    fs::create_dir_all(&root).unwrap();
+    let (mut gofer, sock, _mounts) = start_gofer(&work, &root);
+    let c = Client::new(sock);
+    c.mount().unwrap();
+    assert!(c.open_channels(2).unwrap() >= 1);
+    let pid = gofer.child.as_ref().unwrap().id() as i32;
+    // Freeze the gofer so the call is certainly in flight, then kill it.
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    // Wait until every thread of it has stopped (state T).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stopped = fs::read_dir(format!("/proc/{pid}/task")).unwrap().all(|t| {
+            let stat = fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('T') || state.starts_with('t')
+        });
+        if stopped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gofer did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let c = std::sync::Arc::new(c);
+    let c2 = c.clone();
+    let call = std::thread::spawn(move || c2.call(&Request::FStat(StatReq { fd: 1 })));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !call.is_finished(),
+        "the call waits while the gofer is stopped"
+    );
+    let mut child = gofer.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !call.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the call hangs after the gofer died"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let e = call.join().unwrap().unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Channel(ce) if ce.is_shutdown()),
+        "{e}"
+    );
+    assert_eq!(e.errno(), Errno::EIO);
+    let _ = fs::remove_dir_all(&work);
+}

@@ -123,8 +123,8 @@ fn mount_advertises_what_the_server_implements() {
     assert_eq!(m.root.control_fd, 1, "the first FDID is 1");
     assert_eq!(m.root.stat.ino, 7);
     assert_eq!(m.max_message_size, 4096);
-    // Mount and Close are the framework's; FStat and Walk the toy's.
-    assert_eq!(m.supported, vec![1, 3, 5, 9]);
+    // Mount, Channel and Close are the framework's; FStat and Walk the toy's.
+    assert_eq!(m.supported, vec![1, 2, 3, 5, 9]);
     drop(s);
     h.join().unwrap().unwrap();
 }
@@ -176,7 +176,10 @@ fn bad_requests_get_upstreams_errnos_and_the_connection_survives() {
     assert_eq!(errno_of(raw(&s, &frame(0xffff, &[]))), libc::EOPNOTSUPP);
     // A MID lisafs defines but this server does not implement.
     assert_eq!(errno_of(raw(&s, &frame(12, &[0; 24]))), libc::EOPNOTSUPP);
-    assert_eq!(errno_of(raw(&s, &frame(2, &[]))), libc::EOPNOTSUPP);
+    assert_eq!(
+        errno_of(raw(&s, &frame(Mid::Flush.raw(), &[0; 8]))),
+        libc::EOPNOTSUPP
+    );
     // A payload that does not decode: short, and with trailing bytes.
     assert_eq!(errno_of(raw(&s, &frame(3, &[1, 0, 0]))), libc::EIO);
     assert_eq!(errno_of(raw(&s, &frame(3, &[0; 9]))), libc::EIO);
