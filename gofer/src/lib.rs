@@ -46,6 +46,9 @@ pub struct Config {
     pub host_fifo: bool,
     /// Let clients see host sockets (upstream `--host-uds=open`).
     pub host_uds: bool,
+    /// directfs: donate the root's host FD in the Mount reply so the Sentry
+    /// opens files beneath it itself (upstream's default, `--directfs`).
+    pub directfs: bool,
 }
 
 /// What a control FD refers to: a file beneath the root, held by FD.
@@ -957,8 +960,13 @@ impl FileServer for HostFs {
             Ok(fd) => fd,
             Err(_) => rustix::io::dup(&self.root).map_err(errno)?,
         };
+        let donated = if self.config.directfs {
+            Some(rustix::io::fcntl_dupfd_cloexec(&fd, 0).map_err(errno)?)
+        } else {
+            None
+        };
         let (node, stat) = self.node(fd)?;
-        Ok((node, stat, None))
+        Ok((node, stat, donated))
     }
 
     fn handle(&self, req: Request, ctx: &Ctx<'_, Self>) -> Result<Reply, Errno> {

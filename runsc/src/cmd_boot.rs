@@ -7,32 +7,18 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use gofer_protocol::Client;
 use platform::Platform;
 use platform_systrap::PtracePlatform;
 use sentry::{Kernel, KernelConfig, ProcessSpec, Task};
 
 use crate::cli::{BootArgs, Config};
+use crate::fds::take_fd;
 use crate::spec::Spec;
-
-/// Take ownership of an inherited descriptor named on the command line.
-fn take_fd(fd: i32, what: &str) -> anyhow::Result<OwnedFd> {
-    if fd < 0 {
-        bail!("boot needs --{what}");
-    }
-    // The descriptor must be open; F_GETFD is the cheapest check and keeps
-    // from_raw_fd from adopting a number that means nothing.
-    // SAFETY: F_GETFD only reads descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        bail!("--{what}={fd} is not an open descriptor");
-    }
-    // SAFETY: the launcher handed this descriptor to us for our exclusive
-    // use and nothing else in this process refers to it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
     match config.get("platform") {
@@ -55,8 +41,8 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
             return 128;
         }
     };
-    let task = match start(config, &args) {
-        Ok(task) => task,
+    let (task, _gofer) = match start(config, &args) {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!("starting the sandbox: {e:#}");
             let _ = writeln!(status, "error: {e:#}");
@@ -73,16 +59,26 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
     exit.code()
 }
 
-fn start(config: &Config, args: &BootArgs) -> anyhow::Result<Task> {
+/// The first process, ready to run, and the gofer connection it mounted
+/// its root through (kept open for the sandbox's life).
+fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Client)> {
     let mut spec_json = String::new();
     File::from(take_fd(args.spec_fd, "spec-fd")?)
         .read_to_string(&mut spec_json)
         .context("reading the spec")?;
     let spec: Spec = serde_json::from_str(&spec_json).context("parsing the spec")?;
     let [root_fd] = args.io_fds[..] else {
-        bail!("boot needs exactly one --io-fds (the root directory) until the gofer lands");
+        bail!("boot needs exactly one --io-fds (the root's lisafs connection); mounts are not supported yet");
     };
-    let root = take_fd(root_fd, "io-fds")?;
+    // The root comes from the gofer: with directfs its Mount reply donates
+    // the root directory's FD, beneath which the Sentry opens files itself.
+    let gofer = Client::new(UnixStream::from(take_fd(root_fd, "io-fds")?));
+    let (_, donated) = gofer
+        .mount()
+        .map_err(|e| anyhow::anyhow!("mounting the root through the gofer: {e}"))?;
+    let Some(root) = donated else {
+        bail!("the gofer did not donate the root FD: the Sentry needs --directfs=true (file access over lisafs is not built yet)");
+    };
     let stdio = args
         .stdio_fds
         .iter()
@@ -106,5 +102,5 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<Task> {
         stdio,
     };
     // The start error's own text is what upstream prints; no extra context.
-    Ok(Task::start(kernel, process)?)
+    Ok((Task::start(kernel, process)?, gofer))
 }

@@ -2,23 +2,24 @@
 //! root is the host's (read-only), with this terminal's stdio, and exit
 //! with its status (upstream's `runsc/cmd/do.go`).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
 
 use crate::cli::{Config, DoArgs};
+use crate::fds::pass_fds;
 use crate::spec::{Process, Root, Spec, User};
 
 /// How upstream prefixes errors from starting the container.
 const START_PREFIX: &str = "starting container: starting root container: starting sandbox: ";
 
-/// Descriptor numbers the sandbox process gets, after stdio.
+/// Descriptor numbers the gofer and sandbox processes get, after stdio.
 const SPEC_FD: i32 = 3;
-const ROOT_FD: i32 = 4;
+const IO_FD: i32 = 4;
+/// The sandbox's start status, or the gofer's mount list.
 const STATUS_FD: i32 = 5;
 
 pub fn run(config: &Config, args: DoArgs) -> i32 {
@@ -69,84 +70,103 @@ fn build_spec(args: &DoArgs) -> anyhow::Result<Spec> {
 
 fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     let spec = build_spec(&args)?;
-    let root = File::open(&spec.root.path)
-        .with_context(|| format!("opening the root {:?}", spec.root.path))?;
+    let json = serde_json::to_vec(&spec).context("encoding the spec")?;
+    let id = format!("runsc-{:06}", std::process::id() % 1_000_000);
+    let (gofer_sock, sentry_sock) = UnixStream::pair().context("creating the gofer socket")?;
+
+    // The gofer serves the root; the sandbox mounts it through the socket.
+    let (gspec_r, mut gspec_w) = std::io::pipe().context("creating the spec pipe")?;
+    let (mounts_r, mounts_w) = std::io::pipe().context("creating the mounts pipe")?;
+    let mut gofer_cmd = Command::new("/proc/self/exe");
+    gofer_cmd
+        .args(config.to_flags())
+        .arg("gofer")
+        .arg(format!("--bundle={}", spec.process.cwd))
+        .arg(format!("--spec-fd={SPEC_FD}"))
+        .arg(format!("--io-fds={IO_FD}"))
+        .arg(format!("--mounts-fd={STATUS_FD}"))
+        .arg("--setup-root=false")
+        .arg("--apply-caps=false")
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let gofer_fds = [
+        (gspec_r.into(), SPEC_FD),
+        (gofer_sock.into(), IO_FD),
+        (mounts_w.into(), STATUS_FD),
+    ];
+    pass_fds(&mut gofer_cmd, &gofer_fds);
+    let mut gofer = gofer_cmd.spawn().context("starting the gofer")?;
+    drop(gofer_fds);
+    gspec_w
+        .write_all(&json)
+        .context("sending the spec to the gofer")?;
+    drop(gspec_w);
+    // The sandbox has no use for the mount list yet (no bind mounts);
+    // read it so the gofer never blocks on a full pipe.
+    let mut mounts = String::new();
+    let _ = BufReader::new(mounts_r).read_to_string(&mut mounts);
+
     let (spec_r, mut spec_w) = std::io::pipe().context("creating the spec pipe")?;
     let (status_r, status_w) = std::io::pipe().context("creating the status pipe")?;
-    let id = format!("runsc-{:06}", std::process::id() % 1_000_000);
-
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(config.to_flags())
         .arg("boot")
         .arg(format!("--spec-fd={SPEC_FD}"))
-        .arg(format!("--io-fds={ROOT_FD}"))
+        .arg(format!("--io-fds={IO_FD}"))
         .arg(format!("--status-fd={STATUS_FD}"))
         .arg("--stdio-fds=0,1,2")
         .arg("--attached")
         .arg(&id);
-    let passed: [(OwnedFd, i32); 3] = [
+    let boot_fds = [
         (spec_r.into(), SPEC_FD),
-        (root.into(), ROOT_FD),
+        (sentry_sock.into(), IO_FD),
         (status_w.into(), STATUS_FD),
     ];
-    let raw: Vec<(i32, i32)> = passed
-        .iter()
-        .map(|(fd, to)| (fd.as_raw_fd(), *to))
-        .collect();
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls dup2, which is async-signal-safe; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move every source out of the target range first, so no dup2
-            // overwrites a source that is still to be moved.
-            let mut staged = [(0, 0); 3];
-            for (i, &(from, to)) in raw.iter().enumerate() {
-                let tmp = libc::fcntl(from, libc::F_DUPFD, 100);
-                if tmp < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                staged[i] = (tmp, to);
-            }
-            for (tmp, to) in staged {
-                if libc::dup2(tmp, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("starting the sandbox process")?;
-    drop(passed);
+    pass_fds(&mut cmd, &boot_fds);
+    let child = cmd.spawn().context("starting the sandbox process");
+    drop(boot_fds);
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = gofer.kill();
+            let _ = gofer.wait();
+            return Err(e);
+        }
+    };
 
     // The spec goes through a pipe, written after the child exists so a
     // large environment cannot fill the pipe and block us.
-    let json = serde_json::to_vec(&spec).context("encoding the spec")?;
     let wrote = spec_w.write_all(&json);
     drop(spec_w);
 
     let mut line = String::new();
     let _ = BufReader::new(status_r).read_line(&mut line);
-    match line.trim_end().strip_prefix("error: ") {
+    let result = match line.trim_end().strip_prefix("error: ") {
         Some(msg) => {
             let _ = child.wait();
-            anyhow::bail!("{START_PREFIX}{msg}");
+            Err(anyhow::anyhow!("{START_PREFIX}{msg}"))
         }
         None if line.trim_end() != "ok" => {
             let status = child.wait().context("waiting for the sandbox")?;
             wrote.context("sending the spec to the sandbox")?;
-            anyhow::bail!(
+            Err(anyhow::anyhow!(
                 "{START_PREFIX}the sandbox process ended before starting the container ({status})"
-            );
+            ))
         }
-        None => {}
-    }
-    let status = child.wait().context("waiting for the sandbox")?;
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => {
-            eprintln!("runsc: the sandbox process was killed by signal {sig}");
-            128 + sig
+        None => {
+            let status = child.wait().context("waiting for the sandbox")?;
+            Ok(match (status.code(), status.signal()) {
+                (Some(code), _) => code,
+                (None, Some(sig)) => {
+                    eprintln!("runsc: the sandbox process was killed by signal {sig}");
+                    128 + sig
+                }
+                (None, None) => 128,
+            })
         }
-        (None, None) => 128,
-    })
+    };
+    // The gofer ends once the sandbox's connection is gone.
+    let _ = gofer.wait();
+    result
 }

@@ -5,17 +5,19 @@
 //! (`root.path`, relative to `--bundle`) on the first `--io-fds` socket and
 //! each bind mount's source on the following ones (in spec order), writes
 //! the mount list as JSON to `--mounts-fd` (`[]` when there are none), and
-//! exits 0 once every connection has been closed by its client.
+//! exits 0 once every connection has been closed by its client. With
+//! `--directfs` (the default) each Mount reply donates the served
+//! directory's host FD, and the Sentry opens files beneath it itself.
 //!
 //! Not done yet (issue "Gofer"): the `--setup-root` pivot into an empty
 //! tmpfs root and chroot, `--apply-caps` capability dropping, the seccomp
 //! allow-list, rootless (`--sync-userns-fd`) and `--sync-chroot-fd`
-//! synchronisation, and directfs mount-FD donation. Confinement therefore
+//! synchronisation. Confinement therefore
 //! rests on the file server's own `openat2(RESOLVE_BENEATH|...)` walks.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,21 +26,7 @@ use anyhow::{bail, Context as _};
 use gofer::{Config as FsConfig, HostFs};
 
 use crate::cli::{Config, GoferArgs};
-
-/// Takes ownership of an inherited descriptor named on the command line.
-fn take_fd(fd: i32, what: &str) -> anyhow::Result<OwnedFd> {
-    if fd < 0 {
-        bail!("gofer needs --{what}");
-    }
-    // SAFETY: F_GETFD only reads descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        bail!("--{what}={fd} is not an open descriptor");
-    }
-    // SAFETY: the launcher handed this descriptor to us for our exclusive
-    // use, it is open (checked above), and nothing else in this process
-    // refers to it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
+use crate::fds::take_fd;
 
 /// What the gofer needs from the spec; read leniently (any other field,
 /// or a spec other runtimes wrote, is fine).
@@ -140,6 +128,7 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
     }
     let host_uds = matches!(config.get("host-uds"), "open" | "all");
     let host_fifo = config.get("host-fifo") == "open";
+    let directfs = config.get_bool("directfs");
     let mut threads = Vec::new();
     for (&fd, (path, readonly)) in args.io_fds.iter().zip(sources) {
         let sock = UnixStream::from(take_fd(fd, "io-fds")?);
@@ -149,6 +138,7 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
                 readonly,
                 host_fifo,
                 host_uds,
+                directfs,
             },
         )
         .with_context(|| format!("opening {} to serve it", path.display()))?;

@@ -7,6 +7,7 @@ mod cli;
 mod cmd_boot;
 mod cmd_do;
 mod cmd_gofer;
+mod fds;
 mod logging;
 mod spec;
 

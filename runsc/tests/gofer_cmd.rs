@@ -30,7 +30,11 @@ fn our_runsc_gofer_serves_the_spec_root() {
     let (m, fd) = c
         .mount()
         .unwrap_or_else(|e| panic!("Mount: {e}; log:\n{}", gofer.log()));
-    assert!(fd.is_none());
+    // directfs is on by default: the Mount reply donates the root's FD.
+    let donated = fd.expect("directfs donates the root FD");
+    let st = rustix::fs::fstat(&donated).unwrap();
+    let want = fs::metadata(&root).unwrap();
+    assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&want));
     assert_eq!(m.root.control_fd, 1);
     let mut json = String::new();
     mounts.read_to_string(&mut json).unwrap();

@@ -1,0 +1,57 @@
+//! Descriptors handed between runsc's processes: adopting the ones named
+//! on a command line, and placing ones at fixed numbers in a child.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use anyhow::bail;
+
+/// Take ownership of an inherited descriptor named on the command line
+/// (`--{what}={fd}`).
+pub fn take_fd(fd: i32, what: &str) -> anyhow::Result<OwnedFd> {
+    if fd < 0 {
+        bail!("this command needs --{what}");
+    }
+    // SAFETY: F_GETFD only reads descriptor flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        bail!("--{what}={fd} is not an open descriptor");
+    }
+    // SAFETY: the launcher handed this descriptor to us for our exclusive
+    // use, it is open (checked above), and nothing else in this process
+    // refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arrange for `fds` to appear in the child at the given numbers. The
+/// caller keeps the descriptors open until the child has been spawned.
+pub fn pass_fds(cmd: &mut Command, fds: &[(OwnedFd, i32)]) {
+    let raw: Vec<(i32, i32)> = fds.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls fcntl, dup2 and close, which are async-signal-safe; it allocates
+    // nothing (`raw` was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every source out of the target range first, so no dup2
+            // overwrites a source that is still to be moved.
+            let mut staged = [(-1, -1); 8];
+            for (slot, &(from, to)) in staged.iter_mut().zip(raw.iter()) {
+                let tmp = libc::fcntl(from, libc::F_DUPFD, 100);
+                if tmp < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                *slot = (tmp, to);
+            }
+            for &(tmp, to) in staged.iter().take(raw.len()) {
+                if libc::dup2(tmp, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The staging copy must not outlive exec: a stray write end
+                // would keep a pipe from ever reporting EOF.
+                libc::close(tmp);
+            }
+            Ok(())
+        });
+    }
+    assert!(fds.len() <= 8, "pass_fds handles at most 8 descriptors");
+}
