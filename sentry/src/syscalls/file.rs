@@ -195,11 +195,18 @@ fn iovecs(task: &Task, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> 
     Ok(iov)
 }
 
-pub fn readv(task: &mut Task, a: [u64; 6]) -> SysResult {
+/// Move data for each iovec in turn with `op` (read_into or write_from),
+/// stopping at the first short transfer; an error after some data was
+/// moved ends the call with the count so far, as Linux does.
+fn vectored(
+    task: &Task,
+    a: [u64; 6],
+    op: fn(&Task, &File, u64, u64, Option<u64>) -> SysResult,
+) -> SysResult {
     let file = task.fds().get(a[0])?;
     let mut total = 0;
     for (base, len) in iovecs(task, a[1], a[2])? {
-        match read_into(task, &file, base, len, None) {
+        match op(task, &file, base, len, None) {
             Ok(n) => {
                 total += n;
                 if n < len {
@@ -213,22 +220,12 @@ pub fn readv(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(total)
 }
 
+pub fn readv(task: &mut Task, a: [u64; 6]) -> SysResult {
+    vectored(task, a, read_into)
+}
+
 pub fn writev(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds().get(a[0])?;
-    let mut total = 0;
-    for (base, len) in iovecs(task, a[1], a[2])? {
-        match write_from(task, &file, base, len, None) {
-            Ok(n) => {
-                total += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
+    vectored(task, a, write_from)
 }
 
 pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
