@@ -136,10 +136,13 @@ fn load_cases(fix: &Path) -> Vec<Case> {
     cases
 }
 
-fn command(argv: &[String], sandboxed: bool) -> Command {
-    let mut cmd = if sandboxed {
+/// Every case runs on each platform; systrap is the default.
+const PLATFORMS: [&str; 2] = ["systrap", "ptrace"];
+
+fn command(argv: &[String], platform: Option<&str>) -> Command {
+    let mut cmd = if let Some(platform) = platform {
         let mut c = Command::new(RUNSC);
-        c.arg("do").args(argv);
+        c.arg(format!("--platform={platform}")).arg("do").args(argv);
         c
     } else {
         let mut c = Command::new(&argv[0]);
@@ -167,14 +170,14 @@ fn show(out: &Output) -> String {
     )
 }
 
-/// Run one case; `Err` says how the two runs differ.
-fn check(case: &Case) -> Result<(), String> {
-    let sandboxed = command(&case.argv, true)
+/// Run one case on `platform`; `Err` says how the two runs differ.
+fn check(case: &Case, platform: &str) -> Result<(), String> {
+    let sandboxed = command(&case.argv, Some(platform))
         .output()
         .map_err(|e| format!("running runsc: {e}"))?;
     match case.kind.as_str() {
         "run" => {
-            let native = command(&case.argv, false)
+            let native = command(&case.argv, None)
                 .output()
                 .map_err(|e| format!("running natively: {e}"))?;
             let same = native.stdout == sandboxed.stdout
@@ -191,7 +194,7 @@ fn check(case: &Case) -> Result<(), String> {
             }
         }
         "exec-error" => {
-            let errno = match command(&case.argv, false).spawn() {
+            let errno = match command(&case.argv, None).spawn() {
                 Ok(mut child) => {
                     let _ = child.wait();
                     return Err("native execve succeeded; the case expects it to fail".into());
@@ -226,19 +229,21 @@ fn differential_cases() {
         cases.len()
     );
     let mut failures = BTreeMap::new();
-    for case in &cases {
-        match check(case) {
-            Ok(()) => println!("ok    {} {}", case.kind, case.name),
-            Err(why) => {
-                println!("FAIL  {} {}\n{why}", case.kind, case.name);
-                failures.insert(case.name.clone(), why);
+    for platform in PLATFORMS {
+        for case in &cases {
+            match check(case, platform) {
+                Ok(()) => println!("ok    {platform} {} {}", case.kind, case.name),
+                Err(why) => {
+                    println!("FAIL  {platform} {} {}\n{why}", case.kind, case.name);
+                    failures.insert(format!("{platform}/{}", case.name), why);
+                }
             }
         }
     }
+    let runs = cases.len() * PLATFORMS.len();
     println!(
-        "{} cases: {} passed, {} failed",
-        cases.len(),
-        cases.len() - failures.len(),
+        "{runs} case runs: {} passed, {} failed",
+        runs - failures.len(),
         failures.len()
     );
     assert!(

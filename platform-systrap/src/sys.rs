@@ -288,3 +288,196 @@ pub fn xsave_size() -> usize {
     let leaf = std::arch::x86_64::__cpuid_count(0xd, 0);
     leaf.ebx as usize
 }
+
+/// A fresh anonymous memory file (`memfd_create`, close-on-exec) of `len`
+/// bytes.
+pub fn memfd(name: &std::ffi::CStr, len: u64) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `name` is a NUL-terminated string that lives across the call.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_memfd_create,
+            name.as_ptr(),
+            libc::MFD_CLOEXEC as libc::c_ulong,
+        )
+    })? as i32;
+    // SAFETY: memfd_create just returned this descriptor; nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let file = std::fs::File::from(fd);
+    file.set_len(len).map_err(|e| Errno::from_io(&e))?;
+    Ok(file.into())
+}
+
+/// A shared mapping of a memory file in this process, which a stub process
+/// maps too. The stub's threads write it concurrently and are untrusted, so
+/// it is never exposed as a Rust reference to plain data: words are read and
+/// written atomically, byte ranges are copied in and out, and every offset
+/// is bounds-checked (out-of-range accesses panic, as slice indexing does).
+pub struct SharedMem {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory, reachable only through the
+// methods below, which use atomic or raw-pointer copies; it does not belong
+// to any thread.
+unsafe impl Send for SharedMem {}
+// SAFETY: as above; every access is atomic or a raw copy, never a reference.
+unsafe impl Sync for SharedMem {}
+
+impl SharedMem {
+    /// Map `len` bytes of `fd` from offset 0, shared, readable and writable.
+    pub fn map(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> Result<SharedMem, Errno> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh mapping chosen by the kernel (no MAP_FIXED) cannot
+        // overlap any memory Rust already uses.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(last_errno());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast()).ok_or(Errno::EINVAL)?;
+        Ok(SharedMem { ptr, len })
+    }
+
+    fn at(&self, off: usize, size: usize, align: usize) -> *mut u8 {
+        assert!(
+            off.checked_add(size).is_some_and(|end| end <= self.len) && off.is_multiple_of(align),
+            "shared memory access {off:#x}+{size} out of bounds or misaligned"
+        );
+        // SAFETY: off + size <= len, so the result stays inside the mapping.
+        unsafe { self.ptr.as_ptr().add(off) }
+    }
+
+    /// The 32-bit word at `off` (4-aligned), for atomics and futexes.
+    pub fn u32_at(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        let p = self.at(off, 4, 4);
+        // SAFETY: `p` is 4-aligned, inside the mapping, and lives as long as
+        // `self`; AtomicU32 tolerates concurrent writers, including other
+        // processes.
+        unsafe { &*p.cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    /// The 64-bit word at `off` (8-aligned).
+    pub fn u64_at(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        let p = self.at(off, 8, 8);
+        // SAFETY: as for `u32_at`, with 8-byte alignment.
+        unsafe { &*p.cast::<std::sync::atomic::AtomicU64>() }
+    }
+
+    /// Copy `out.len()` bytes from `off` into `out`.
+    pub fn read(&self, off: usize, out: &mut [u8]) {
+        let p = self.at(off, out.len(), 1);
+        // SAFETY: the source range is inside the mapping and cannot overlap
+        // `out`, which is ordinary Rust memory. A concurrent writer in the
+        // stub can only make the copied bytes arbitrary, which callers
+        // treat as untrusted input.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+    }
+
+    /// Copy `data` to `off`.
+    pub fn write(&self, off: usize, data: &[u8]) {
+        let p = self.at(off, data.len(), 1);
+        // SAFETY: the destination range is inside the mapping, which Rust
+        // code never holds a reference into, and cannot overlap `data`.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+    }
+
+    /// The little-endian u64 at `off` (any alignment).
+    pub fn read_u64(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(off, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    /// Store `v` little-endian at `off` (any alignment).
+    pub fn write_u64(&self, off: usize, v: u64) {
+        self.write(off, &v.to_le_bytes());
+    }
+}
+
+impl Drop for SharedMem {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `map` with this length, and no
+        // reference into it outlives `self` (the accessors borrow `self`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `FUTEX_WAIT` (shared, not process-private: the other side is a stub
+/// process mapping the same file) while `word` holds `expected`, for at
+/// most `timeout`. Returns early on wake-ups, signals and value changes.
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: std::time::Duration,
+) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned 32-bit word and `ts` a live timespec;
+    // the kernel only reads them.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
+}
+
+/// `FUTEX_WAKE` (shared) at most `n` waiters on `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: u32) {
+    // SAFETY: `word` is a live, aligned 32-bit word; the kernel only uses
+    // its address as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+}
+
+/// Whether user space may use `rdfsbase`/`wrfsbase` (`HWCAP2_FSGSBASE`).
+pub fn has_fsgsbase() -> bool {
+    const HWCAP2_FSGSBASE: u64 = 1 << 1;
+    // SAFETY: getauxval reads the process's auxiliary vector; no pointers.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    hwcap2 & HWCAP2_FSGSBASE != 0
+}
+
+/// The bytes of this binary's own code between two symbols, `start`
+/// inclusive and `end` exclusive (the systrap stub code, which is copied
+/// into stub processes).
+pub fn code_bytes(start: usize, end: usize) -> Vec<u8> {
+    assert!(start <= end && end - start < 1 << 20, "bad code range");
+    // SAFETY: both addresses are symbols of one section of our own text,
+    // which is mapped readable for the life of the process and never
+    // written.
+    unsafe { std::slice::from_raw_parts(start as *const u8, end - start) }.to_vec()
+}
+
+/// TSC cycles per microsecond, measured over about a millisecond (the
+/// stub's spin budget is counted with `rdtsc`, which it may use without a
+/// syscall).
+pub fn tsc_per_us() -> f64 {
+    let t0 = std::time::Instant::now();
+    let c0 = rdtsc();
+    while t0.elapsed() < std::time::Duration::from_millis(1) {
+        std::hint::spin_loop();
+    }
+    let c1 = rdtsc();
+    let us = t0.elapsed().as_secs_f64() * 1e6;
+    (c1.wrapping_sub(c0) as f64 / us).max(1.0)
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc reads the time-stamp counter; it touches no memory.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}

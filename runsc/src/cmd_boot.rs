@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use gofer_protocol::Client;
 use platform::Platform;
-use platform_systrap::PtracePlatform;
+use platform_systrap::{PtracePlatform, SystrapPlatform};
 use sentry::{Kernel, KernelConfig, ProcessSpec, Task};
 
 use crate::cli::{BootArgs, Config};
@@ -22,10 +22,10 @@ use crate::spec::Spec;
 
 fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
     match config.get("platform") {
-        // systrap is upstream's default; until it is built (issue
-        // "Platform: systrap") its place is taken by ptrace, which runs the
-        // same programs, only slower.
-        "ptrace" | "systrap" => Ok(Arc::new(
+        "systrap" => Ok(Arc::new(
+            SystrapPlatform::new().context("starting the systrap platform")?,
+        )),
+        "ptrace" => Ok(Arc::new(
             PtracePlatform::new().context("starting the ptrace platform")?,
         )),
         other => bail!("platform {other:?} is not supported by this runsc"),

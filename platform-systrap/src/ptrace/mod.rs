@@ -18,7 +18,7 @@
 //! Stub threads are separate thread groups sharing one memory (no
 //! CLONE_THREAD), so a signal aimed at one stops no other.
 
-mod stub;
+pub(crate) mod stub;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};

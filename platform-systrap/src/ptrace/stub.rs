@@ -172,7 +172,12 @@ impl Stub {
         }
     }
 
-    fn inject(
+    /// Run syscall `nr` with `args` in the stub's first thread, starting at
+    /// `ip` (a `syscall` instruction in stub code) and expecting the `int3`
+    /// stop to leave the instruction pointer at `stop_ip`. Returns the raw
+    /// result. Other platforms (systrap) use it with entry points of their
+    /// own code.
+    pub(crate) fn inject(
         &mut self,
         ip: u64,
         stop_ip: u64,
@@ -220,7 +225,7 @@ impl Stub {
     }
 }
 
-pub(super) fn errno_of(op: &'static str, ret: u64) -> PlatformError {
+pub(crate) fn errno_of(op: &'static str, ret: u64) -> PlatformError {
     let errno = Errno::new(-(ret as i64) as i32).unwrap_or(Errno::EIO);
     PlatformError::Host { op, errno }
 }

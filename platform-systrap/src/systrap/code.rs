@@ -1,0 +1,504 @@
+//! The systrap stub code, the read-only configuration page next to it, and
+//! the seccomp filter every stub thread installs.
+//!
+//! The code is written here as assembly and assembled into the Sentry's own
+//! text (section `.text.runsc_systrap`); its bytes, from
+//! `runsc_systrap_start` to `runsc_systrap_end`, are copied into a memory
+//! file that every stub maps read-only and executable at [`CODE_ADDR`]. It
+//! is position-independent: jumps are relative and the only data it reads
+//! is the configuration page, reached `rip`-relative one page above the
+//! code's first byte. None of it runs in the Sentry.
+
+use super::layout::*;
+
+/// Where the stub code sits in every stub process.
+pub const CODE_ADDR: u64 = SYSTRAP_BASE;
+/// Where the read-only configuration page sits: right after the code page.
+pub const CONFIG_ADDR: u64 = SYSTRAP_BASE + PAGE;
+/// Offset from the code of the read-only table of every slot's `stack_t`
+/// (signal stack), after the configuration page.
+const STACKS_OFF: u64 = 2 * PAGE;
+/// Bytes of the stub image: code, configuration, `stack_t` table.
+pub const IMAGE_SIZE: u64 = STACKS_OFF + (MAX_SLOTS as u64 * 24).next_multiple_of(PAGE);
+const _: () = assert!(CODE_ADDR + IMAGE_SIZE <= SLOTS_BASE);
+
+// Offsets in the configuration page.
+/// `struct kernel_sigaction` for every signal the stub handles.
+const CFG_SIGACTION: u64 = 0x00;
+/// `struct sock_fprog` pointing at the filter below.
+const CFG_FPROG: u64 = 0x20;
+/// Nonzero when the handler may use `rdfsbase`/`rdgsbase`.
+const CFG_FSGSBASE: u64 = 0x30;
+/// An empty signal set for `rt_sigprocmask`.
+const CFG_EMPTY_MASK: u64 = 0x38;
+/// How many TSC cycles the handler spins waiting for the Sentry before it
+/// sleeps on the futex (u64).
+const CFG_SPIN_CYCLES: u64 = 0x40;
+/// The seccomp filter's instructions.
+const CFG_FILTER: u64 = 0x80;
+
+/// The configuration fields, (offset, size), in address order; a test
+/// checks that they do not overlap.
+#[cfg(test)]
+pub const CFG_FIELDS: [(u64, u64); 6] = [
+    (CFG_SIGACTION, 32),
+    (CFG_FPROG, 16),
+    (CFG_FSGSBASE, 4),
+    (CFG_EMPTY_MASK, 8),
+    (CFG_SPIN_CYCLES, 8),
+    (CFG_FILTER, 8),
+];
+
+/// The `sa_mask` the image gives every handler (for tests).
+#[cfg(test)]
+pub fn image_sa_mask(image: &[u8]) -> u64 {
+    let off = (PAGE + CFG_SIGACTION + 24) as usize;
+    u64::from_le_bytes(image[off..off + 8].try_into().expect("8 bytes"))
+}
+
+std::arch::global_asm!(
+    ".pushsection .text.runsc_systrap,\"ax\",@progbits",
+    ".p2align 6",
+    ".globl runsc_systrap_start",
+    "runsc_systrap_start:",
+    ".Lsystrap_base:",
+    // ---- A new stub thread. The Sentry injects clone() here through the
+    // stub's first (traced) thread. The parent gets the child's id and
+    // stops on the int3; the child starts at `test` with rax = 0 and rsp
+    // inside its slot's signal stack.
+    ".globl runsc_systrap_clone",
+    "runsc_systrap_clone:",
+    "syscall",
+    "test rax, rax",
+    "jz 2f",
+    "int3",
+    ".globl runsc_systrap_clone_stop",
+    "runsc_systrap_clone_stop:",
+    "ud2",
+    // The child. It uses no stack (other application threads could write
+    // it) and reads only registers and the read-only configuration page,
+    // so nothing the application does can change what it installs.
+    "2:",
+    "mov r15, rsp",
+    "and r15, -{slot}", // r15 = the slot (per-thread shared memory)
+    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the stub's first thread.
+    "mov eax, 157",
+    "mov edi, 1",
+    "mov esi, 9",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    // sigaltstack(&stacks[slot index], NULL), from the read-only table.
+    "mov rdi, r15",
+    "mov rax, {slots_base}",
+    "sub rdi, rax",
+    "shr rdi, {slot_shift}",
+    "imul rdi, rdi, 24",
+    "lea rax, [rip + .Lsystrap_base + {stacks}]",
+    "add rdi, rax",
+    "mov eax, 131",
+    "xor esi, esi",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    // rt_sigaction(sig, &config.sigaction, NULL, 8) for SIGSYS, SIGSEGV,
+    // SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGCHLD (the interrupt signal).
+    ".irp sig, 31, 11, 7, 8, 4, 5, 17",
+    "mov eax, 13",
+    "mov edi, \\sig",
+    "lea rsi, [rip + .Lsystrap_base + {page} + {cfg_sigaction}]",
+    "xor edx, edx",
+    "mov r10d, 8",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    ".endr",
+    // rt_sigprocmask(SIG_SETMASK, &empty, NULL, 8)
+    "mov eax, 14",
+    "mov edi, 2",
+    "lea rsi, [rip + .Lsystrap_base + {page} + {cfg_empty_mask}]",
+    "xor edx, edx",
+    "mov r10d, 8",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    "mov eax, 157",
+    "mov edi, 38",
+    "mov esi, 1",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "xor r8d, r8d",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    // seccomp(SECCOMP_SET_MODE_FILTER, 0, &config.fprog)
+    "mov eax, 317",
+    "mov edi, 1",
+    "xor esi, esi",
+    "lea rdx, [rip + .Lsystrap_base + {page} + {cfg_fprog}]",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    // The first trap: getpid, which the filter refuses even from here.
+    // The handler reports it and parks; the Sentry resumes the thread
+    // into application code by rewriting this signal frame.
+    "mov eax, 39",
+    "syscall",
+    "ud2",
+    // Setup failed: leave the error for the Sentry and exit.
+    "3:",
+    "mov [r15 + {setup_err}], rax",
+    "mov eax, 60",
+    "mov edi, 1",
+    "syscall",
+    "ud2",
+    // ---- The signal handler for every trap, fault and interrupt. Runs on
+    // the slot's signal stack with every signal blocked: rdi = signo,
+    // rsi = &siginfo, rdx = &ucontext, [rsp] = the restorer address.
+    ".p2align 4",
+    ".globl runsc_systrap_handler",
+    "runsc_systrap_handler:",
+    "mov rbx, rsp",
+    "and rbx, -{slot}", // rbx = the slot
+    "mov [rbx + {siginfo_ptr}], rsi",
+    "mov [rbx + {uctx_ptr}], rdx",
+    "cmp dword ptr [rip + .Lsystrap_base + {page} + {cfg_fsgsbase}], 0",
+    "je 4f",
+    "rdfsbase rax",
+    "mov [rbx + {fs_base}], rax",
+    "rdgsbase rax",
+    "mov [rbx + {gs_base}], rax",
+    "4:",
+    // Publish the event; wake the Sentry only if it sleeps.
+    "mov dword ptr [rbx + {state}], {event}",
+    "mfence",
+    "cmp dword ptr [rbx + {sentry_sleeping}], 0",
+    "je 5f",
+    "mov eax, 202", // futex(&state, FUTEX_WAKE, 1)
+    "lea rdi, [rbx + {state}]",
+    "mov esi, 1",
+    "mov edx, 1",
+    "syscall",
+    // Spin a while (a TSC budget) for the Sentry's answer, then sleep on
+    // the futex.
+    "5:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov rsi, rax",
+    "add rsi, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "6:",
+    "cmp dword ptr [rbx + {state}], {resume}",
+    "je 9f",
+    "pause",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "cmp rax, rsi",
+    "jb 6b",
+    "7:",
+    "mov dword ptr [rbx + {stub_sleeping}], 1",
+    "mfence",
+    "cmp dword ptr [rbx + {state}], {resume}",
+    "je 8f",
+    "mov eax, 202", // futex(&state, FUTEX_WAIT, EVENT, NULL)
+    "lea rdi, [rbx + {state}]",
+    "xor esi, esi",
+    "mov edx, {event}",
+    "xor r10d, r10d",
+    "syscall",
+    "jmp 7b",
+    "8:",
+    "mov dword ptr [rbx + {stub_sleeping}], 0",
+    // Resumed: the Sentry rewrote the signal frame. Apply the thread
+    // pointers it asked for, then return into the application.
+    "9:",
+    "cmp dword ptr [rbx + {set_fs}], 0",
+    "je 12f",
+    "mov dword ptr [rbx + {set_fs}], 0",
+    "mov eax, 158", // arch_prctl(ARCH_SET_FS, fs_base)
+    "mov edi, 0x1002",
+    "mov rsi, [rbx + {fs_base}]",
+    "syscall",
+    "12:",
+    "cmp dword ptr [rbx + {set_gs}], 0",
+    "je 13f",
+    "mov dword ptr [rbx + {set_gs}], 0",
+    "mov eax, 158", // arch_prctl(ARCH_SET_GS, gs_base)
+    "mov edi, 0x1001",
+    "mov rsi, [rbx + {gs_base}]",
+    "syscall",
+    "13:",
+    "add rsp, 8", // rt_sigreturn expects rsp just past the restorer slot
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+    // ---- sa_restorer (required on x86-64; the handler never returns to it).
+    ".globl runsc_systrap_restorer",
+    "runsc_systrap_restorer:",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+    ".globl runsc_systrap_end",
+    "runsc_systrap_end:",
+    ".popsection",
+    slot = const SLOT_SIZE,
+    page = const PAGE,
+    slots_base = const SLOTS_BASE,
+    slot_shift = const SLOT_SIZE.trailing_zeros(),
+    stacks = const STACKS_OFF,
+    setup_err = const MSG_SETUP_ERR,
+    siginfo_ptr = const MSG_SIGINFO_PTR,
+    uctx_ptr = const MSG_UCTX_PTR,
+    fs_base = const MSG_FS_BASE,
+    gs_base = const MSG_GS_BASE,
+    set_fs = const MSG_SET_FS,
+    set_gs = const MSG_SET_GS,
+    state = const MSG_STATE,
+    stub_sleeping = const MSG_STUB_SLEEPING,
+    sentry_sleeping = const MSG_SENTRY_SLEEPING,
+    event = const STATE_EVENT,
+    resume = const STATE_RESUME,
+    cfg_spin_cycles = const CFG_SPIN_CYCLES,
+    cfg_sigaction = const CFG_SIGACTION,
+    cfg_fprog = const CFG_FPROG,
+    cfg_fsgsbase = const CFG_FSGSBASE,
+    cfg_empty_mask = const CFG_EMPTY_MASK,
+);
+
+extern "C" {
+    fn runsc_systrap_start();
+    fn runsc_systrap_clone();
+    fn runsc_systrap_clone_stop();
+    fn runsc_systrap_handler();
+    fn runsc_systrap_restorer();
+    fn runsc_systrap_end();
+}
+
+fn addr(f: unsafe extern "C" fn()) -> u64 {
+    f as usize as u64
+}
+
+/// Offset of a stub code symbol from the start of the code.
+fn offset(f: unsafe extern "C" fn()) -> u64 {
+    addr(f) - addr(runsc_systrap_start)
+}
+
+/// Where the injected `clone` of a new stub thread starts, in a stub.
+pub fn clone_entry() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_clone)
+}
+
+/// Where the injected `clone` stops (just past its `int3`), in a stub.
+pub fn clone_stop() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_clone_stop)
+}
+
+/// The memory-file image of the stub's read-only pages: the code, the
+/// configuration page, and the table of signal stacks. `spin_cycles` is the
+/// handler's spin budget in TSC cycles.
+pub fn image(fsgsbase: bool, spin_cycles: u64) -> Vec<u8> {
+    let code = crate::sys::code_bytes(
+        addr(runsc_systrap_start) as usize,
+        addr(runsc_systrap_end) as usize,
+    );
+    assert!(
+        code.len() < PAGE as usize,
+        "systrap stub code exceeds a page"
+    );
+    let mut image = vec![0u8; IMAGE_SIZE as usize];
+    image[..PAGE as usize].fill(0xcc);
+    image[..code.len()].copy_from_slice(&code);
+    // stack_t per slot: ss_sp, ss_flags (int, padded), ss_size.
+    for i in 0..MAX_SLOTS {
+        let e = STACKS_OFF as usize + 24 * i;
+        let sp = SLOTS_BASE + i as u64 * SLOT_SIZE + ALTSTACK_OFF;
+        image[e..e + 8].copy_from_slice(&sp.to_le_bytes());
+        image[e + 8..e + 16].copy_from_slice(&u64::from(SS_AUTODISARM).to_le_bytes());
+        image[e + 16..e + 24].copy_from_slice(&ALTSTACK_SIZE.to_le_bytes());
+    }
+    let cfg = &mut image[PAGE as usize..STACKS_OFF as usize];
+    let put = |cfg: &mut [u8], off: u64, bytes: &[u8]| {
+        cfg[off as usize..off as usize + bytes.len()].copy_from_slice(bytes)
+    };
+    // struct kernel_sigaction: handler, flags, restorer, mask.
+    const SA_SIGINFO: u64 = 0x4;
+    const SA_ONSTACK: u64 = 0x0800_0000;
+    const SA_RESTORER: u64 = 0x0400_0000;
+    let handler = CODE_ADDR + offset(runsc_systrap_handler);
+    let restorer = CODE_ADDR + offset(runsc_systrap_restorer);
+    put(cfg, CFG_SIGACTION, &handler.to_le_bytes());
+    put(
+        cfg,
+        CFG_SIGACTION + 8,
+        &(SA_SIGINFO | SA_ONSTACK | SA_RESTORER).to_le_bytes(),
+    );
+    put(cfg, CFG_SIGACTION + 16, &restorer.to_le_bytes());
+    put(cfg, CFG_SIGACTION + 24, &u64::MAX.to_le_bytes()); // block all
+    let filter = filter();
+    put(cfg, CFG_FPROG, &(filter.len() as u16).to_le_bytes());
+    put(
+        cfg,
+        CFG_FPROG + 8,
+        &(CONFIG_ADDR + CFG_FILTER).to_le_bytes(),
+    );
+    put(cfg, CFG_FSGSBASE, &u32::from(fsgsbase).to_le_bytes());
+    put(cfg, CFG_EMPTY_MASK, &0u64.to_le_bytes());
+    put(cfg, CFG_SPIN_CYCLES, &spin_cycles.to_le_bytes());
+    let mut off = CFG_FILTER;
+    for insn in &filter {
+        put(cfg, off, &insn.to_bytes());
+        off += 8;
+    }
+    assert!(off <= PAGE, "seccomp filter exceeds the configuration page");
+    image
+}
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+impl Insn {
+    fn to_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&self.code.to_le_bytes());
+        b[2] = self.jt;
+        b[3] = self.jf;
+        b[4..8].copy_from_slice(&self.k.to_le_bytes());
+        b
+    }
+}
+
+const LD_ABS_W: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+pub const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+// struct seccomp_data offsets.
+const D_NR: u32 = 0;
+const D_ARCH: u32 = 4;
+const D_IP_LO: u32 = 8;
+const D_IP_HI: u32 = 12;
+const fn d_arg_lo(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+/// The stub threads' filter. Every syscall traps (SIGSYS) unless it is
+/// x86-64, issued from the stub code page, and one of the few the handler
+/// makes: `rt_sigreturn`, `futex(FUTEX_WAIT | FUTEX_WAKE)` and
+/// `arch_prctl(ARCH_SET_FS | ARCH_SET_GS)`. Application code that jumps
+/// into the stub page gains nothing beyond those.
+pub fn filter() -> Vec<Insn> {
+    // Built back to front is error-prone; instead the two returns sit at
+    // fixed places at the end and every jump is computed against them.
+    let ld = |k| Insn {
+        code: LD_ABS_W,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut prog: Vec<(Insn, Option<Target>, Option<Target>)> = Vec::new();
+    #[derive(Clone, Copy)]
+    enum Target {
+        Trap,
+        Allow,
+        Next,
+        /// Skip this many instructions after the next one.
+        Skip(usize),
+    }
+    use Target::*;
+    let jeq = |k, t, f| {
+        (
+            Insn {
+                code: JEQ_K,
+                jt: 0,
+                jf: 0,
+                k,
+            },
+            Some(t),
+            Some(f),
+        )
+    };
+    prog.push((ld(D_ARCH), None, None));
+    prog.push(jeq(AUDIT_ARCH_X86_64, Next, Trap));
+    prog.push((ld(D_IP_HI), None, None));
+    prog.push(jeq((CODE_ADDR >> 32) as u32, Next, Trap));
+    prog.push((ld(D_IP_LO), None, None));
+    // The low half of the code page's range: [lo, lo + PAGE).
+    let lo = CODE_ADDR as u32;
+    prog.push((
+        Insn {
+            code: JGE_K,
+            jt: 0,
+            jf: 0,
+            k: lo,
+        },
+        Some(Next),
+        Some(Trap),
+    ));
+    prog.push((
+        Insn {
+            code: JGE_K,
+            jt: 0,
+            jf: 0,
+            k: lo + PAGE as u32,
+        },
+        Some(Trap),
+        Some(Next),
+    ));
+    prog.push((ld(D_NR), None, None));
+    prog.push(jeq(libc::SYS_rt_sigreturn as u32, Allow, Next));
+    // futex: op (arg 1) must be plain FUTEX_WAIT or FUTEX_WAKE.
+    prog.push(jeq(libc::SYS_futex as u32, Next, Skip(3)));
+    prog.push((ld(d_arg_lo(1)), None, None));
+    prog.push(jeq(libc::FUTEX_WAIT as u32, Allow, Next));
+    prog.push(jeq(libc::FUTEX_WAKE as u32, Allow, Trap));
+    // arch_prctl: code (arg 0) must be ARCH_SET_FS or ARCH_SET_GS.
+    prog.push(jeq(libc::SYS_arch_prctl as u32, Next, Trap));
+    prog.push((ld(d_arg_lo(0)), None, None));
+    prog.push(jeq(0x1002, Allow, Next));
+    prog.push(jeq(0x1001, Allow, Trap));
+
+    // Returns at the end: trap, then allow.
+    let trap_at = prog.len();
+    let allow_at = trap_at + 1;
+    let mut out = Vec::with_capacity(prog.len() + 2);
+    for (i, (mut insn, t, f)) in prog.into_iter().enumerate() {
+        let rel = |target: Option<Target>| -> u8 {
+            let dest = match target {
+                None | Some(Next) => i + 1,
+                Some(Trap) => trap_at,
+                Some(Allow) => allow_at,
+                Some(Skip(n)) => i + 1 + n,
+            };
+            u8::try_from(dest - (i + 1)).expect("BPF jump fits")
+        };
+        if t.is_some() {
+            insn.jt = rel(t);
+            insn.jf = rel(f);
+        }
+        out.push(insn);
+    }
+    out.push(Insn {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: SECCOMP_RET_TRAP,
+    });
+    out.push(Insn {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: SECCOMP_RET_ALLOW,
+    });
+    out
+}

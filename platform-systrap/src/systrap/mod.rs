@@ -1,0 +1,1090 @@
+//! The systrap platform, first slice: application syscalls and faults reach
+//! the Sentry through a signal handler in the stub and shared memory,
+//! without a ptrace stop (upstream's `pkg/sentry/platform/systrap`, design
+//! in `gvisor-protocols.md` section 8; the mechanism is ours).
+//!
+//! # Pieces
+//!
+//! - **Stub process.** Created exactly as the ptrace platform creates its
+//!   stub ([`crate::ptrace::stub::Stub`]): a `CLONE_FILES` child of the
+//!   Sentry, traced by a per-address-space *request thread*, stripped of
+//!   everything it inherited. ptrace is used for setup only: the request
+//!   thread injects `mmap` of the stub code, `mmap`/`munmap` of application
+//!   memory, and `clone` of new stub threads. Nothing ever traces the
+//!   threads that run application code, so their signals reach their own
+//!   handler instead of stopping them.
+//! - **Stub code** ([`code`]): our own assembly, copied into a memory file
+//!   mapped read-only and executable at [`code::CODE_ADDR`], with read-only
+//!   data after it (the `sigaction`, the seccomp program, each slot's
+//!   `stack_t`). A new stub thread runs its setup from there: parent-death
+//!   signal, `sigaltstack` (with `SS_AUTODISARM`, so the handler always
+//!   starts at the top of its stack whatever the application did to `rsp`),
+//!   handlers for SIGSYS, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGCHLD,
+//!   `PR_SET_NO_NEW_PRIVS`, and the seccomp filter. The setup code uses no
+//!   stack and reads only registers and read-only pages, so a concurrently
+//!   running application thread cannot change what gets installed.
+//! - **Seccomp filter** ([`code::filter`]): every syscall returns
+//!   `SECCOMP_RET_TRAP` unless it is x86-64, issued from the stub code
+//!   page, and one of `rt_sigreturn`, `futex(FUTEX_WAIT|FUTEX_WAKE)`,
+//!   `arch_prctl(ARCH_SET_FS|ARCH_SET_GS)`. 32-bit `int 0x80` traps too and
+//!   is reported as a SIGSYS signal, not as a syscall.
+//! - **Slots.** Each stub thread owns a 64 KiB slot of its own memory file,
+//!   mapped at the same time in the stub (at a slot-aligned address above
+//!   [`layout::SLOTS_BASE`]) and in the Sentry. Page 0 holds the message
+//!   words ([`layout`]); the rest is the thread's signal stack. The handler
+//!   finds its slot by rounding its stack pointer down.
+//! - **Handoff.** The handler does not copy registers: it records where the
+//!   kernel put the `siginfo` and `ucontext` (both on the signal stack,
+//!   hence in shared memory), sets the state word to EVENT and wakes the
+//!   Sentry only if the Sentry sleeps; then spins a while on the state word
+//!   and falls back to `FUTEX_WAIT`. The Sentry reads the registers and,
+//!   when asked ([`Context::pull_full_state`]), the XSAVE area straight out
+//!   of the signal frame, writes the next registers (and FP state when it
+//!   changed) straight back into it, sets RESUME (waking the stub only if it
+//!   sleeps), and the handler returns into the application with
+//!   `rt_sigreturn`. A new thread's first trap is a refused `getpid` at the
+//!   end of its setup, so every entry into application code, the first
+//!   included, is a signal return. Both sides spin before sleeping; the
+//!   futex words are shared (not process-private) because the two sides
+//!   are different processes.
+//! - **fs/gs base** are not in a signal frame: the Sentry asks the handler
+//!   to `arch_prctl(ARCH_SET_FS/GS)` when the value it wants differs from
+//!   what the thread has, and, when the CPU lets user space change them
+//!   (`FSGSBASE`), the handler reads them back with `rdfsbase/rdgsbase` on
+//!   every trap.
+//! - **Interrupts** send SIGCHLD ([`platform::SIGNAL_INTERRUPT`]) with
+//!   `tgkill` to the stub thread while it runs a context; its handler
+//!   reports the event like any other, and `switch` returns
+//!   [`SwitchEvent::Interrupt`].
+//! - **Death and reaping.** Stub threads are cloned with
+//!   `CLONE_PARENT_SETTID` and `CLONE_CHILD_CLEARTID` on a word of their
+//!   slot, so the Sentry sees a dead thread as a zero there; its waits time
+//!   out periodically to look. They are cloned with `CLONE_PARENT`, making
+//!   them children of the Sentry (the ptrace-stopped stub would never reap
+//!   them), and the Sentry kills and reaps each when its context or address
+//!   space goes; their parent-death signal also kills them if the
+//!   address space's request thread ends.
+//!
+//! Unlike the ptrace platform, no host thread owns a stub thread once it
+//! runs: a context may be switched from any host thread.
+//!
+//! # Trust
+//!
+//! The slots are writable by the application (they are in its address
+//! space), so everything the Sentry reads from them is untrusted: pointers
+//! are bounds-checked against the slot, values only ever become the
+//! application's own registers. What the application can reach from the
+//! stub page is what the filter allows from there, which touches no host
+//! resource beyond its own threads (`stub_code_grants_no_syscalls` jumps to
+//! every byte of the stub code). One application thread can still rewrite
+//! another's parked signal frame (mask, signal stack) in the instant
+//! between the Sentry's write and the `rt_sigreturn`; the Sentry rewrites
+//! both on every resume, and the worst outcome is that application thread
+//! dying or wedging, which the Sentry sees as a dead stub thread or clears
+//! by dropping the context.
+//!
+//! # Not done yet (issue 4)
+//!
+//! - Address-space changes still go through ptrace injection by the
+//!   request thread (upstream: a syscall thread in the stub driven by a
+//!   futex or seccomp user notification).
+//! - No stub pool or template: each address space clones and strips a new
+//!   stub (several ms).
+//! - Spin budgets are fixed (20 µs each side), not adapted to load or to
+//!   the number of cores.
+//! - No syscall patching; every syscall pays a signal delivery and an
+//!   `rt_sigreturn`, which dominates the round trip.
+//! - The Sentry's own seccomp allow-list (not built yet) will need
+//!   `memfd_create`, shared `futex`, `tgkill`, `wait4` and `mmap` of the
+//!   slots for this platform.
+
+mod code;
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use abi::Errno;
+use platform::{
+    AccessType, AddressSpace, ArchState, Context, FpState, Interrupter, Platform, PlatformError,
+    Regs, SignalInfo, SwitchEvent, SIGNAL_INTERRUPT,
+};
+
+use crate::ptrace::stub::{self, Stub};
+use crate::sys::{self, SharedMem};
+use layout::*;
+
+/// Addresses and the layout of a slot, shared with the stub code.
+mod layout {
+    pub const PAGE: u64 = 4096;
+    /// The stub code page; the application may map only below it.
+    pub const SYSTRAP_BASE: u64 = 0x7ffe_0000_0000;
+    /// The first slot.
+    pub const SLOTS_BASE: u64 = SYSTRAP_BASE + 0x10_0000;
+    /// Bytes per slot; slots are aligned to their size.
+    pub const SLOT_SIZE: u64 = 0x1_0000;
+    /// Stub threads per address space.
+    pub const MAX_SLOTS: usize = 4096;
+
+    // Message words at the start of a slot.
+    /// EVENT (stub wrote one) or RESUME (Sentry wrote the next state);
+    /// both sides' futex word.
+    pub const MSG_STATE: u64 = 0x00;
+    pub const MSG_STUB_SLEEPING: u64 = 0x04;
+    pub const MSG_SENTRY_SLEEPING: u64 = 0x08;
+    /// The stub thread's id while it lives (set and cleared by the kernel).
+    pub const MSG_TID: u64 = 0x0c;
+    pub const MSG_SIGINFO_PTR: u64 = 0x10;
+    pub const MSG_UCTX_PTR: u64 = 0x18;
+    pub const MSG_FS_BASE: u64 = 0x20;
+    pub const MSG_GS_BASE: u64 = 0x28;
+    pub const MSG_SET_FS: u64 = 0x30;
+    pub const MSG_SET_GS: u64 = 0x34;
+    /// The failing syscall's result if the thread's setup failed.
+    pub const MSG_SETUP_ERR: u64 = 0x38;
+
+    /// The signal stack: the rest of the slot.
+    pub const ALTSTACK_OFF: u64 = PAGE;
+    pub const ALTSTACK_SIZE: u64 = SLOT_SIZE - PAGE;
+
+    /// `sigaltstack` flag: the kernel disarms the signal stack while a
+    /// handler runs on it, so a handler always starts at its top.
+    pub const SS_AUTODISARM: u32 = 1 << 31;
+
+    pub const STATE_EVENT: u32 = 1;
+    pub const STATE_RESUME: u32 = 2;
+}
+
+// The kernel's x86-64 signal frame (`struct ucontext`, `struct sigcontext`).
+const UC_STACK: usize = 16;
+const UC_MCONTEXT: usize = 40;
+const UC_SIGMASK: usize = UC_MCONTEXT + 256;
+const UC_SIZE: usize = UC_SIGMASK + 8;
+const MC_CSGSFS: usize = 144;
+const MC_ERR: usize = 152;
+const MC_TRAPNO: usize = 160;
+const MC_FPSTATE: usize = 184;
+const SIGINFO_SIZE: usize = 128;
+/// `struct _fpx_sw_bytes` in the FXSAVE area's software-reserved bytes.
+const FP_SW_BYTES: usize = 464;
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FXSAVE_SIZE: usize = 512;
+const SYS_SECCOMP: i32 = 1;
+
+/// How long the Sentry spins on the state word before it sleeps.
+const SENTRY_SPIN: Duration = Duration::from_micros(20);
+/// How long the stub's handler spins waiting for the Sentry before it
+/// sleeps.
+const STUB_SPIN: Duration = Duration::from_micros(20);
+/// How often a sleeping Sentry looks whether the stub thread died.
+const DEATH_POLL: Duration = Duration::from_millis(50);
+/// How long a new stub thread may take to reach its first trap.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The systrap platform (`--platform=systrap`).
+pub struct SystrapPlatform {
+    xsave_size: usize,
+    fsgsbase: bool,
+    /// The stub code and configuration pages, mapped into every stub.
+    image: Arc<OwnedFd>,
+}
+
+impl SystrapPlatform {
+    /// Builds the stub image and checks that the host runs it: makes one
+    /// address space with one thread that must reach its first trap.
+    pub fn new() -> Result<SystrapPlatform, PlatformError> {
+        let xsave_size = sys::xsave_size().max(FpState::MIN_SIZE);
+        let fsgsbase = sys::has_fsgsbase();
+        let spin_cycles = (sys::tsc_per_us() * STUB_SPIN.as_micros() as f64) as u64;
+        let image = code::image(fsgsbase, spin_cycles);
+        let fd = sys::memfd(c"runsc-systrap-stub", image.len() as u64)
+            .map_err(host_err("memfd_create"))?;
+        let file = std::fs::File::from(fd);
+        std::os::unix::fs::FileExt::write_all_at(&file, &image, 0).map_err(|e| {
+            PlatformError::Host {
+                op: "write stub image",
+                errno: Errno::from_io(&e),
+            }
+        })?;
+        let p = SystrapPlatform {
+            xsave_size,
+            fsgsbase,
+            image: Arc::new(file.into()),
+        };
+        let space = Space::start(&p)?;
+        let slot = space.new_thread()?;
+        space.release_slot(&slot);
+        Ok(p)
+    }
+}
+
+impl Platform for SystrapPlatform {
+    fn name(&self) -> &'static str {
+        "systrap"
+    }
+
+    fn min_user_address(&self) -> u64 {
+        abi::PAGE_SIZE * 16
+    }
+
+    fn max_user_address(&self) -> u64 {
+        SYSTRAP_BASE
+    }
+
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
+        Ok(Arc::new(SystrapAddressSpace {
+            space: Space::start(self)?,
+        }))
+    }
+
+    fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
+        Ok(Box::new(SystrapContext {
+            interrupter: Arc::new(SystrapInterrupter::default()),
+            threads: Vec::new(),
+            current: None,
+            fp_dirty: true,
+            fsgsbase: self.fsgsbase,
+        }))
+    }
+
+    fn initial_state(&self) -> ArchState {
+        ArchState {
+            regs: Regs {
+                cs: 0x33,
+                ss: 0x2b,
+                eflags: 0x202,
+                ..Regs::default()
+            },
+            fp: FpState::reset(self.xsave_size),
+        }
+    }
+}
+
+fn host_err(op: &'static str) -> impl Fn(Errno) -> PlatformError {
+    move |errno| PlatformError::Host { op, errno }
+}
+
+/// Work for the request thread, which alone may drive the traced stub.
+type Job = Box<dyn FnOnce(&mut Stub) + Send>;
+
+/// One thread's slot: its shared memory, mapped here and in the stub.
+struct Slot {
+    index: usize,
+    mem: SharedMem,
+    in_use: AtomicBool,
+    /// The stub thread started in this slot and not yet reaped (0: none).
+    /// Stub threads are children of the Sentry (`CLONE_PARENT`), which
+    /// reaps each when its slot is released.
+    child: Mutex<i32>,
+}
+
+impl Slot {
+    /// Kill and reap the thread started in this slot, if any.
+    fn reap(&self) {
+        let tid = std::mem::take(&mut *self.child.lock().unwrap_or_else(|e| e.into_inner()));
+        if tid > 0 {
+            sys::kill_and_reap(tid);
+        }
+    }
+
+    /// The slot's address in the stub.
+    fn stub_addr(&self) -> u64 {
+        SLOTS_BASE + self.index as u64 * SLOT_SIZE
+    }
+
+    fn tid(&self) -> i32 {
+        self.mem.u32_at(MSG_TID as usize).load(Ordering::SeqCst) as i32
+    }
+
+    /// Wait for the stub thread's next event (spin, then futex), failing if
+    /// the thread dies or `deadline` passes.
+    fn wait_event(&self, deadline: Option<Instant>) -> Result<(), PlatformError> {
+        let state = self.mem.u32_at(MSG_STATE as usize);
+        let spin_start = Instant::now();
+        'spin: loop {
+            for _ in 0..32 {
+                if state.load(Ordering::Acquire) == STATE_EVENT {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
+            }
+            if spin_start.elapsed() > SENTRY_SPIN {
+                break 'spin;
+            }
+        }
+        let sleeping = self.mem.u32_at(MSG_SENTRY_SLEEPING as usize);
+        loop {
+            sleeping.store(1, Ordering::SeqCst);
+            let seen = state.load(Ordering::SeqCst);
+            if seen != STATE_EVENT {
+                sys::futex_wait(state, seen, DEATH_POLL);
+            }
+            sleeping.store(0, Ordering::Relaxed);
+            if state.load(Ordering::Acquire) == STATE_EVENT {
+                return Ok(());
+            }
+            if self.tid() == 0 {
+                let err = self
+                    .mem
+                    .u64_at(MSG_SETUP_ERR as usize)
+                    .load(Ordering::SeqCst);
+                return Err(PlatformError::StubDied(if err != 0 {
+                    format!(
+                        "stub thread setup failed: {}",
+                        Errno::new(-(err as i64) as i32).unwrap_or(Errno::EIO)
+                    )
+                } else {
+                    "stub thread exited".into()
+                }));
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Err(PlatformError::StubDied(
+                    "stub thread did not report in time".into(),
+                ));
+            }
+        }
+    }
+
+    /// Let the parked stub thread go on.
+    fn resume(&self) {
+        let state = self.mem.u32_at(MSG_STATE as usize);
+        state.store(STATE_RESUME, Ordering::SeqCst);
+        if self
+            .mem
+            .u32_at(MSG_STUB_SLEEPING as usize)
+            .load(Ordering::SeqCst)
+            != 0
+        {
+            sys::futex_wake(state, 1);
+        }
+    }
+}
+
+/// One address space: a stub process, its request thread, its slots.
+struct Space {
+    requests: Mutex<Option<Sender<Job>>>,
+    /// The request thread, joined on drop so that the stub is gone when
+    /// the address space is.
+    server: Option<std::thread::JoinHandle<()>>,
+    slots: Mutex<Vec<Arc<Slot>>>,
+}
+
+impl Space {
+    /// Start the request thread, which creates the stub, and map the stub
+    /// code into it.
+    fn start(p: &SystrapPlatform) -> Result<Arc<Space>, PlatformError> {
+        let xsave_size = p.xsave_size;
+        let (tx, rx) = channel::<Job>();
+        let (ready_tx, ready_rx) = channel();
+        let server = std::thread::Builder::new()
+            .name("systrap-stub".into())
+            .spawn(move || {
+                let mut stub = match Stub::new(xsave_size) {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Serve until the address space is dropped; dropping the
+                // stub then kills it (and, by their parent-death signal,
+                // every stub thread).
+                for job in rx {
+                    job(&mut stub);
+                }
+            })
+            .map_err(|e| PlatformError::Host {
+                op: "spawn stub thread",
+                errno: Errno::from_io(&e),
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| PlatformError::StubDied("request thread ended".into()))??;
+        let space = Arc::new(Space {
+            requests: Mutex::new(Some(tx)),
+            server: Some(server),
+            slots: Mutex::new(Vec::new()),
+        });
+        let fd = p.image.as_raw_fd() as u64;
+        let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
+        let rx_prot = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+        space.mmap(
+            [code::CODE_ADDR, PAGE, rx_prot, fixed, fd, 0],
+            "map stub code",
+        )?;
+        let ro = libc::PROT_READ as u64;
+        space.mmap(
+            [
+                code::CONFIG_ADDR,
+                code::IMAGE_SIZE - PAGE,
+                ro,
+                fixed,
+                fd,
+                PAGE,
+            ],
+            "map stub configuration",
+        )?;
+        Ok(space)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Stub) -> Result<T, PlatformError> + Send + 'static,
+    ) -> Result<T, PlatformError> {
+        let (reply, answer) = channel();
+        let job: Job = Box::new(move |stub| drop(reply.send(f(stub))));
+        let sent = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|tx| tx.send(job).is_ok());
+        if sent != Some(true) {
+            return Err(PlatformError::StubDied("the address space is gone".into()));
+        }
+        answer
+            .recv()
+            .map_err(|_| PlatformError::StubDied("request thread ended".into()))?
+    }
+
+    fn syscall(&self, nr: libc::c_long, args: [u64; 6]) -> Result<u64, PlatformError> {
+        self.run(move |stub| stub.syscall(nr, args))
+    }
+
+    fn mmap(&self, args: [u64; 6], op: &'static str) -> Result<(), PlatformError> {
+        let ret = self.syscall(libc::SYS_mmap, args)?;
+        if ret != args[0] {
+            return Err(stub::errno_of(op, ret));
+        }
+        Ok(())
+    }
+
+    /// A free slot: a dead thread's, or a new one mapped on both sides.
+    fn alloc_slot(&self) -> Result<Arc<Slot>, PlatformError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots
+            .iter()
+            .find(|s| !s.in_use.load(Ordering::SeqCst) && s.tid() == 0)
+        {
+            slot.in_use.store(true, Ordering::SeqCst);
+            return Ok(slot.clone());
+        }
+        let index = slots.len();
+        if index >= MAX_SLOTS {
+            return Err(PlatformError::Host {
+                op: "new stub thread (too many in one address space)",
+                errno: Errno::EAGAIN,
+            });
+        }
+        let fd = sys::memfd(c"runsc-systrap-slot", SLOT_SIZE).map_err(host_err("memfd_create"))?;
+        let mem = SharedMem::map(fd.as_fd(), SLOT_SIZE as usize).map_err(host_err("mmap slot"))?;
+        let slot = Arc::new(Slot {
+            index,
+            mem,
+            in_use: AtomicBool::new(true),
+            child: Mutex::new(0),
+        });
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
+        // The descriptor is closed when `fd` drops; both mappings stay.
+        self.mmap(
+            [
+                slot.stub_addr(),
+                SLOT_SIZE,
+                rw,
+                fixed,
+                fd.as_raw_fd() as u64,
+                0,
+            ],
+            "map stub thread slot",
+        )?;
+        slots.push(slot.clone());
+        Ok(slot)
+    }
+
+    /// Start a stub thread and wait for it to park at its first trap.
+    fn new_thread(&self) -> Result<Arc<Slot>, PlatformError> {
+        let slot = self.alloc_slot()?;
+        let m = &slot.mem;
+        for off in [
+            MSG_STATE,
+            MSG_STUB_SLEEPING,
+            MSG_SENTRY_SLEEPING,
+            MSG_TID,
+            MSG_SET_FS,
+            MSG_SET_GS,
+        ] {
+            m.u32_at(off as usize).store(0, Ordering::SeqCst);
+        }
+        m.u64_at(MSG_SETUP_ERR as usize).store(0, Ordering::SeqCst);
+        let base = slot.stub_addr();
+
+        // Its own thread group (a signal to it touches no other), sharing
+        // memory and files, no exit signal; a child of the Sentry (the
+        // stub's parent), which reaps it, not of the ptrace-stopped stub,
+        // which never would; the kernel keeps its id in MSG_TID for as
+        // long as it lives.
+        let flags = (libc::CLONE_PARENT
+            | libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
+        let tid_word = base + MSG_TID;
+        let sp = base + SLOT_SIZE - 64;
+        let ret = self.run(move |stub| {
+            stub.inject(
+                code::clone_entry(),
+                code::clone_stop(),
+                libc::SYS_clone,
+                [flags, sp, tid_word, tid_word, 0, 0],
+            )
+        });
+        let ret = match ret {
+            Ok(r) => r,
+            Err(e) => {
+                self.release_slot(&slot);
+                return Err(e);
+            }
+        };
+        if (ret as i64) <= 0 {
+            self.release_slot(&slot);
+            return Err(stub::errno_of("clone stub thread", ret));
+        }
+        *slot.child.lock().unwrap_or_else(|e| e.into_inner()) = ret as i32;
+        if let Err(e) = slot.wait_event(Some(Instant::now() + SETUP_TIMEOUT)) {
+            self.release_slot(&slot);
+            return Err(e);
+        }
+        // The first event must be the refused getpid at the end of setup.
+        let frame = Frame::locate(&slot)?;
+        let info = frame.siginfo(&slot);
+        let rip = slot.mem.read_u64(frame.uc + UC_MCONTEXT + 128);
+        let code_range = code::CODE_ADDR..code::CODE_ADDR + PAGE;
+        if info.signo != libc::SIGSYS || !code_range.contains(&rip) {
+            self.release_slot(&slot);
+            return Err(PlatformError::StubDied(format!(
+                "new stub thread's first event was signal {} at {rip:#x}",
+                info.signo
+            )));
+        }
+        Ok(slot)
+    }
+
+    /// Kill and reap the slot's thread (if any) and let the slot be reused.
+    fn release_slot(&self, slot: &Slot) {
+        slot.reap();
+        slot.in_use.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        for slot in self
+            .slots
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            slot.reap();
+        }
+        // Ends the request thread, which kills and reaps the stub's first
+        // thread.
+        self.requests
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+}
+
+struct SystrapAddressSpace {
+    space: Arc<Space>,
+}
+
+impl AddressSpace for SystrapAddressSpace {
+    fn map_file(
+        &self,
+        addr: u64,
+        len: u64,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        access: AccessType,
+        precommit: bool,
+    ) -> Result<(), PlatformError> {
+        let mut flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
+        if precommit {
+            flags |= libc::MAP_POPULATE as u64;
+        }
+        self.space.mmap(
+            [
+                addr,
+                len,
+                u64::from(access.to_prot()),
+                flags,
+                file.as_raw_fd() as u64,
+                offset,
+            ],
+            "mmap in stub",
+        )
+    }
+
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
+        let ret = self
+            .space
+            .syscall(libc::SYS_munmap, [addr, len, 0, 0, 0, 0])?;
+        if ret != 0 {
+            return Err(stub::errno_of("munmap in stub", ret));
+        }
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Where the parked thread's signal frame is, as offsets into its slot.
+#[derive(Clone, Copy)]
+struct Frame {
+    uc: usize,
+    info: usize,
+    fp: usize,
+    fp_len: usize,
+}
+
+impl Frame {
+    /// Find and check the frame the handler reported. The pointers come
+    /// from memory the application can write: each must lie in the slot's
+    /// signal stack.
+    fn locate(slot: &Slot) -> Result<Frame, PlatformError> {
+        let m = &slot.mem;
+        let base = slot.stub_addr();
+        let inside = |ptr: u64, size: usize| -> Option<usize> {
+            let off = ptr.checked_sub(base)?;
+            (off >= ALTSTACK_OFF && off.checked_add(size as u64)? <= SLOT_SIZE)
+                .then_some(off as usize)
+        };
+        let corrupt =
+            || PlatformError::StubDied("stub thread reported a corrupt signal frame".into());
+        let uc = inside(m.read_u64(MSG_UCTX_PTR as usize), UC_SIZE).ok_or_else(corrupt)?;
+        let info =
+            inside(m.read_u64(MSG_SIGINFO_PTR as usize), SIGINFO_SIZE).ok_or_else(corrupt)?;
+        let fp_ptr = m.read_u64(uc + UC_MCONTEXT + MC_FPSTATE);
+        let fp = inside(fp_ptr, FXSAVE_SIZE).ok_or_else(corrupt)?;
+        let mut sw = [0u8; 32];
+        m.read(fp + FP_SW_BYTES, &mut sw);
+        let magic = u32::from_le_bytes(sw[0..4].try_into().expect("4 bytes"));
+        let xstate_size = u32::from_le_bytes(sw[16..20].try_into().expect("4 bytes")) as usize;
+        let fp_len = if magic == FP_XSTATE_MAGIC1 && xstate_size >= FpState::MIN_SIZE {
+            xstate_size.min(SLOT_SIZE as usize - fp)
+        } else {
+            FXSAVE_SIZE
+        };
+        Ok(Frame {
+            uc,
+            info,
+            fp,
+            fp_len,
+        })
+    }
+
+    fn siginfo(&self, slot: &Slot) -> RawSigInfo {
+        let mut b = [0u8; 32];
+        slot.mem.read(self.info, &mut b);
+        let i32_at = |o: usize| i32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        RawSigInfo {
+            signo: i32_at(0),
+            code: i32_at(8),
+            addr: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            arch: i32_at(28) as u32,
+        }
+    }
+
+    /// The general registers from the frame into `regs` (fs/gs base,
+    /// orig_rax and the ds/es/fs/gs selectors are not in a signal frame and
+    /// are left alone). Returns the fault's error code and trap number.
+    fn load_regs(&self, slot: &Slot, regs: &mut Regs) -> (u64, u64) {
+        let mut mc = [0u8; 192];
+        slot.mem.read(self.uc + UC_MCONTEXT, &mut mc);
+        let q = |i: usize| u64::from_le_bytes(mc[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        regs.r8 = q(0);
+        regs.r9 = q(1);
+        regs.r10 = q(2);
+        regs.r11 = q(3);
+        regs.r12 = q(4);
+        regs.r13 = q(5);
+        regs.r14 = q(6);
+        regs.r15 = q(7);
+        regs.rdi = q(8);
+        regs.rsi = q(9);
+        regs.rbp = q(10);
+        regs.rbx = q(11);
+        regs.rdx = q(12);
+        regs.rax = q(13);
+        regs.rcx = q(14);
+        regs.rsp = q(15);
+        regs.rip = q(16);
+        regs.eflags = q(17);
+        let segs = q(MC_CSGSFS / 8);
+        regs.cs = segs & 0xffff;
+        regs.ss = (segs >> 48) & 0xffff;
+        (q(MC_ERR / 8), q(MC_TRAPNO / 8))
+    }
+
+    /// Write `regs` into the frame for the thread's `rt_sigreturn`, with an
+    /// empty signal mask and the slot's own signal stack.
+    fn store_regs(&self, slot: &Slot, regs: &Regs) {
+        let vals = [
+            regs.r8,
+            regs.r9,
+            regs.r10,
+            regs.r11,
+            regs.r12,
+            regs.r13,
+            regs.r14,
+            regs.r15,
+            regs.rdi,
+            regs.rsi,
+            regs.rbp,
+            regs.rbx,
+            regs.rdx,
+            regs.rax,
+            regs.rcx,
+            regs.rsp,
+            regs.rip,
+            regs.eflags,
+        ];
+        let mut gregs = [0u8; 18 * 8];
+        for (chunk, v) in gregs.chunks_exact_mut(8).zip(vals) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        let m = &slot.mem;
+        m.write(self.uc + UC_MCONTEXT, &gregs);
+        m.write(
+            self.uc + UC_MCONTEXT + MC_CSGSFS,
+            &(regs.cs as u16).to_le_bytes(),
+        );
+        m.write(
+            self.uc + UC_MCONTEXT + MC_CSGSFS + 6,
+            &(regs.ss as u16).to_le_bytes(),
+        );
+        m.write_u64(
+            self.uc + UC_MCONTEXT + MC_FPSTATE,
+            slot.stub_addr() + self.fp as u64,
+        );
+        m.write_u64(self.uc + UC_SIGMASK, 0);
+        m.write_u64(self.uc + UC_STACK, slot.stub_addr() + ALTSTACK_OFF);
+        m.write_u64(self.uc + UC_STACK + 8, u64::from(SS_AUTODISARM));
+        m.write_u64(self.uc + UC_STACK + 16, ALTSTACK_SIZE);
+    }
+
+    /// The XSAVE area from the frame into `fp`.
+    fn load_fp(&self, slot: &Slot, fp: &mut FpState) {
+        let bytes = fp.as_bytes_mut();
+        let n = self.fp_len.min(bytes.len());
+        slot.mem.read(self.fp, &mut bytes[..n]);
+    }
+
+    /// `fp` into the frame's XSAVE area, keeping the kernel's
+    /// software-reserved bytes, which `rt_sigreturn` checks.
+    fn store_fp(&self, slot: &Slot, fp: &FpState) {
+        let bytes = fp.as_bytes();
+        let n = self.fp_len.min(bytes.len());
+        slot.mem.write(self.fp, &bytes[..FP_SW_BYTES.min(n)]);
+        if n > FXSAVE_SIZE {
+            slot.mem
+                .write(self.fp + FXSAVE_SIZE, &bytes[FXSAVE_SIZE..n]);
+        }
+    }
+}
+
+struct RawSigInfo {
+    signo: i32,
+    code: i32,
+    addr: u64,
+    arch: u32,
+}
+
+#[derive(Default)]
+struct SystrapInterrupter {
+    pending: AtomicBool,
+    /// The stub thread running this context's code, 0 when none.
+    running: AtomicI32,
+}
+
+impl Interrupter for SystrapInterrupter {
+    fn interrupt(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        let tid = self.running.load(Ordering::SeqCst);
+        if tid > 0 {
+            // Each stub thread is its own thread group. The handler reports
+            // this signal as an interrupt; if the thread is parked in the
+            // handler it stays pending until the next return to the
+            // application, which then comes straight back (a spurious
+            // interrupt, which callers tolerate).
+            let _ = sys::tgkill(tid, tid, SIGNAL_INTERRUPT);
+        }
+    }
+}
+
+/// A context's stub thread in one address space.
+struct Bound {
+    space: Weak<Space>,
+    slot: Arc<Slot>,
+    tid: i32,
+    /// The frame the thread is parked in.
+    frame: Frame,
+    /// The fs/gs base the thread has, when known.
+    fs_base: Option<u64>,
+    gs_base: Option<u64>,
+}
+
+fn space_of(space: &dyn AddressSpace) -> &Arc<Space> {
+    &space
+        .as_any()
+        .downcast_ref::<SystrapAddressSpace>()
+        .expect("a systrap context runs only in systrap address spaces")
+        .space
+}
+
+struct SystrapContext {
+    interrupter: Arc<SystrapInterrupter>,
+    threads: Vec<Bound>,
+    /// Index in `threads` of the thread that ran last.
+    current: Option<usize>,
+    /// `ArchState.fp` is newer than the thread's.
+    fp_dirty: bool,
+    fsgsbase: bool,
+}
+
+impl SystrapContext {
+    /// This context's thread in `space`, if it has one.
+    fn find(&self, space: &Arc<Space>) -> Option<usize> {
+        self.threads
+            .iter()
+            .position(|b| b.space.as_ptr() == Arc::as_ptr(space))
+    }
+
+    /// This context's thread in `space`, started on first use.
+    fn bind(&mut self, space: &dyn AddressSpace) -> Result<usize, PlatformError> {
+        let space = space_of(space);
+        if let Some(i) = self.find(space) {
+            return Ok(i);
+        }
+        // Forget threads of address spaces that are gone (their threads
+        // died with them).
+        let current = self.current.map(|i| self.threads[i].slot.clone());
+        self.threads.retain(|b| b.space.strong_count() > 0);
+        self.current =
+            current.and_then(|s| self.threads.iter().position(|b| Arc::ptr_eq(&b.slot, &s)));
+        let slot = space.new_thread()?;
+        let frame = Frame::locate(&slot)?;
+        self.threads.push(Bound {
+            space: Arc::downgrade(space),
+            tid: slot.tid(),
+            slot,
+            frame,
+            fs_base: None,
+            gs_base: None,
+        });
+        Ok(self.threads.len() - 1)
+    }
+}
+
+impl Context for SystrapContext {
+    fn switch(
+        &mut self,
+        space: &dyn AddressSpace,
+        state: &mut ArchState,
+    ) -> Result<SwitchEvent, PlatformError> {
+        let idx = self.bind(space)?;
+        if self.current != Some(idx) {
+            // Moving to another thread (another address space): carry the
+            // FP state over unless the Sentry already rewrote it.
+            if let (false, Some(old)) = (self.fp_dirty, self.current) {
+                let old = &self.threads[old];
+                if old.slot.tid() == old.tid {
+                    old.frame.load_fp(&old.slot, &mut state.fp);
+                }
+            }
+            self.fp_dirty = true;
+            self.current = Some(idx);
+        }
+        let b = &mut self.threads[idx];
+        self.interrupter.running.store(b.tid, Ordering::SeqCst);
+        if self.interrupter.pending.swap(false, Ordering::SeqCst) {
+            self.interrupter.running.store(0, Ordering::SeqCst);
+            return Ok(SwitchEvent::Interrupt);
+        }
+
+        let slot = &*b.slot;
+        b.frame.store_regs(slot, &state.regs);
+        if self.fp_dirty {
+            b.frame.store_fp(slot, &state.fp);
+            self.fp_dirty = false;
+        }
+        if b.fs_base != Some(state.regs.fs_base) {
+            slot.mem
+                .u64_at(MSG_FS_BASE as usize)
+                .store(state.regs.fs_base, Ordering::Relaxed);
+            slot.mem
+                .u32_at(MSG_SET_FS as usize)
+                .store(1, Ordering::Relaxed);
+            b.fs_base = Some(state.regs.fs_base);
+        }
+        if b.gs_base != Some(state.regs.gs_base) {
+            slot.mem
+                .u64_at(MSG_GS_BASE as usize)
+                .store(state.regs.gs_base, Ordering::Relaxed);
+            slot.mem
+                .u32_at(MSG_SET_GS as usize)
+                .store(1, Ordering::Relaxed);
+            b.gs_base = Some(state.regs.gs_base);
+        }
+        slot.resume();
+        let waited = slot.wait_event(None);
+        self.interrupter.running.store(0, Ordering::SeqCst);
+        waited?;
+
+        b.frame = Frame::locate(slot)?;
+        let (err, trapno) = b.frame.load_regs(slot, &mut state.regs);
+        if self.fsgsbase {
+            let fs = slot
+                .mem
+                .u64_at(MSG_FS_BASE as usize)
+                .load(Ordering::Relaxed);
+            let gs = slot
+                .mem
+                .u64_at(MSG_GS_BASE as usize)
+                .load(Ordering::Relaxed);
+            state.regs.fs_base = fs;
+            state.regs.gs_base = gs;
+            b.fs_base = Some(fs);
+            b.gs_base = Some(gs);
+        }
+        let info = b.frame.siginfo(slot);
+        // A seccomp trap of an x86-64 syscall; a 32-bit one (int 0x80) is
+        // not served and is reported below as SIGSYS.
+        if info.signo == libc::SIGSYS
+            && info.code == SYS_SECCOMP
+            && info.arch == code::AUDIT_ARCH_X86_64
+        {
+            // The kernel rolled rax back to the syscall number.
+            state.regs.orig_rax = state.regs.rax;
+            state.regs.rax = Errno::ENOSYS.as_return();
+            return Ok(SwitchEvent::Syscall);
+        }
+        state.regs.orig_rax = u64::MAX;
+        // Signals a process sent (our interrupt, or a stray kill from the
+        // host) have si_code <= 0 and only mean "come back to the Sentry".
+        if info.signo == SIGNAL_INTERRUPT || info.code <= 0 {
+            self.interrupter.pending.store(false, Ordering::SeqCst);
+            return Ok(SwitchEvent::Interrupt);
+        }
+        b.frame.load_fp(slot, &mut state.fp);
+        let access = (info.signo == libc::SIGSEGV && trapno == 14).then(|| {
+            // Page-fault error code: bit 1 write, bit 4 instruction fetch.
+            let write = err & 2 != 0;
+            let execute = err & 16 != 0;
+            AccessType {
+                read: !write && !execute,
+                write,
+                execute,
+            }
+        });
+        Ok(SwitchEvent::Signal {
+            info: SignalInfo {
+                signo: info.signo,
+                code: info.code,
+                addr: info.addr,
+            },
+            access,
+        })
+    }
+
+    fn pull_full_state(
+        &mut self,
+        space: &dyn AddressSpace,
+        state: &mut ArchState,
+    ) -> Result<(), PlatformError> {
+        // Only the thread that ran last holds newer FP state than `state`.
+        if let Some(idx) = self.find(space_of(space)) {
+            if Some(idx) == self.current && !self.fp_dirty {
+                let b = &self.threads[idx];
+                b.frame.load_fp(&b.slot, &mut state.fp);
+            }
+        }
+        Ok(())
+    }
+
+    fn full_state_changed(&mut self) {
+        self.fp_dirty = true;
+    }
+
+    fn interrupter(&self) -> Arc<dyn Interrupter> {
+        self.interrupter.clone()
+    }
+}
+
+impl Drop for SystrapContext {
+    fn drop(&mut self) {
+        for b in self.threads.drain(..) {
+            // An address space that is gone reaped its threads already.
+            if let Some(space) = b.space.upgrade() {
+                space.release_slot(&b.slot);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_jumps_land_on_returns() {
+        let f = code::filter();
+        let n = f.len();
+        assert_eq!(f[n - 2].k, code::SECCOMP_RET_TRAP);
+        assert_eq!(f[n - 1].k, code::SECCOMP_RET_ALLOW);
+        for (i, insn) in f.iter().enumerate() {
+            if insn.code & 0x07 == 0x05 {
+                assert!(i + 1 + (insn.jt as usize) < n);
+                assert!(i + 1 + (insn.jf as usize) < n);
+            }
+        }
+    }
+
+    #[test]
+    fn configuration_fields_do_not_overlap() {
+        for w in code::CFG_FIELDS.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "{:?} overlaps {:?}", w[0], w[1]);
+        }
+        // Every signal stays blocked while the handler runs, whatever else
+        // the configuration page holds.
+        let image = code::image(true, u64::MAX / 3);
+        assert_eq!(code::image_sa_mask(&image), u64::MAX);
+    }
+
+    #[test]
+    fn stub_code_fits_its_page() {
+        let image = code::image(false, 1000);
+        assert_eq!(image.len() as u64, code::IMAGE_SIZE);
+        assert!(code::clone_stop() > code::clone_entry());
+    }
+
+    #[test]
+    fn slots_stay_below_the_ptrace_stub_page() {
+        let end = SLOTS_BASE + MAX_SLOTS as u64 * SLOT_SIZE;
+        assert!(end <= crate::ptrace::STUB_ADDR);
+        assert_eq!(SLOTS_BASE % SLOT_SIZE, 0);
+    }
+}

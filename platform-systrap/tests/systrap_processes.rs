@@ -1,0 +1,141 @@
+//! Tests that look at host processes: a stub thread killed from outside,
+//! and stub processes released with their address spaces. In their own test
+//! binary, one at a time, because they scan this process's children, which
+//! would also find other tests' stubs.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use platform::{AccessType, AddressSpace, Platform, SwitchEvent};
+use platform_systrap::SystrapPlatform;
+
+const CODE_ADDR: u64 = 0x10_0000;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn code_file(code: &[u8]) -> File {
+    let path = std::env::temp_dir().join(format!(
+        "systrap-proc-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut page = vec![0xccu8; 4096];
+    page[..code.len()].copy_from_slice(code);
+    file.write_all(&page).unwrap();
+    file
+}
+
+fn space_with(p: &SystrapPlatform, file: &File) -> Arc<dyn AddressSpace> {
+    let space = p.new_address_space().unwrap();
+    space
+        .map_file(
+            CODE_ADDR,
+            4096,
+            file.as_fd(),
+            0,
+            AccessType::from_prot(5),
+            false,
+        )
+        .unwrap();
+    space
+}
+
+/// Processes (live or zombie) whose parent is this process.
+fn children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn stubs_are_released_with_their_address_spaces() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let p = SystrapPlatform::new().unwrap();
+    let before = children();
+    // mov $39, %eax; syscall; jmp back
+    let file = code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7]);
+    // 100 contexts doing syscalls in one address space, and 20 address
+    // spaces at once.
+    let space = space_with(&p, &file);
+    let spaces: Vec<_> = (0..20).map(|_| space_with(&p, &file)).collect();
+    std::thread::scope(|s| {
+        for i in 0..120 {
+            let space = if i < 100 { &space } else { &spaces[i - 100] };
+            let p = &p;
+            s.spawn(move || {
+                let mut ctx = p.new_context().unwrap();
+                let mut st = p.initial_state();
+                st.regs.rip = CODE_ADDR;
+                for _ in 0..50 {
+                    let ev = ctx.switch(space.as_ref(), &mut st).unwrap();
+                    assert_eq!(ev, SwitchEvent::Syscall);
+                }
+            });
+        }
+    });
+    assert!(children() > before, "stub processes are children here");
+    drop(space);
+    drop(spaces);
+    assert_eq!(children(), before, "every stub process was reaped");
+}
+
+#[test]
+fn a_dead_stub_thread_is_reported() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let p = SystrapPlatform::new().unwrap();
+    let file = code_file(&[0xeb, 0xfe]); // jmp .
+    let space = space_with(&p, &file);
+    let mut ctx = p.new_context().unwrap();
+    let mut st = p.initial_state();
+    st.regs.rip = CODE_ADDR;
+    let runner = std::thread::spawn(move || {
+        let r = ctx
+            .switch(space.as_ref(), &mut st)
+            .map_err(|e| e.to_string());
+        (r, space)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // The stub threads are the only processes with a systrap slot mapped
+    // that nobody traces (the stub's first thread is traced).
+    let me = std::process::id();
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if pid as u32 != me
+            && status.contains("TracerPid:\t0\n")
+            && maps.contains("runsc-systrap-slot")
+        {
+            // SAFETY: kill takes plain integers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed += 1;
+        }
+    }
+    assert!(killed > 0, "found no stub thread to kill");
+    let (r, _space) = runner.join().unwrap();
+    let err = r.expect_err("switch must fail once its stub thread is gone");
+    assert!(err.contains("exited"), "{err}");
+}
