@@ -12,6 +12,7 @@
 //! All host syscalls the platforms make go through [`sys`], the one module
 //! with `unsafe` in it.
 
+mod interrupt;
 mod ptrace;
 mod sys;
 mod systrap;

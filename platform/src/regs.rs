@@ -36,6 +36,57 @@ pub struct Regs {
 }
 
 impl Regs {
+    /// The general registers in the order `struct sigcontext` stores them
+    /// (`arch/x86/include/uapi/asm/sigcontext.h`): r8-r15, rdi, rsi, rbp,
+    /// rbx, rdx, rax, rcx, rsp, rip, eflags.
+    pub fn sigcontext_gregs(&self) -> [u64; 18] {
+        [
+            self.r8,
+            self.r9,
+            self.r10,
+            self.r11,
+            self.r12,
+            self.r13,
+            self.r14,
+            self.r15,
+            self.rdi,
+            self.rsi,
+            self.rbp,
+            self.rbx,
+            self.rdx,
+            self.rax,
+            self.rcx,
+            self.rsp,
+            self.rip,
+            self.eflags,
+        ]
+    }
+
+    /// Set the registers from `struct sigcontext` order, eflags included
+    /// as given (callers decide which flags user code may change).
+    pub fn set_sigcontext_gregs(&mut self, g: &[u64; 18]) {
+        [
+            self.r8,
+            self.r9,
+            self.r10,
+            self.r11,
+            self.r12,
+            self.r13,
+            self.r14,
+            self.r15,
+            self.rdi,
+            self.rsi,
+            self.rbp,
+            self.rbx,
+            self.rdx,
+            self.rax,
+            self.rcx,
+            self.rsp,
+            self.rip,
+            self.eflags,
+        ] = *g;
+    }
+
     /// The six syscall arguments in ABI order.
     pub fn syscall_args(&self) -> [u64; 6] {
         [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9]
@@ -113,6 +164,28 @@ mod tests {
             ..Regs::default()
         };
         assert_eq!(r.syscall_args(), [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn sigcontext_order_round_trips() {
+        let r = Regs {
+            r8: 1,
+            r15: 8,
+            rdi: 9,
+            rax: 14,
+            rsp: 16,
+            rip: 17,
+            eflags: 0x246,
+            ..Regs::default()
+        };
+        let g = r.sigcontext_gregs();
+        assert_eq!(
+            (g[0], g[7], g[8], g[13], g[15], g[16], g[17]),
+            (1, 8, 9, 14, 16, 17, 0x246)
+        );
+        let mut back = Regs::default();
+        back.set_sigcontext_gregs(&g);
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -276,27 +276,7 @@ pub fn build_frame(
     );
     put(&mut f, 16, 0); // uc_link
     f[24..48].copy_from_slice(&alt.to_bytes(regs.rsp));
-    let gp = [
-        regs.r8,
-        regs.r9,
-        regs.r10,
-        regs.r11,
-        regs.r12,
-        regs.r13,
-        regs.r14,
-        regs.r15,
-        regs.rdi,
-        regs.rsi,
-        regs.rbp,
-        regs.rbx,
-        regs.rdx,
-        regs.rax,
-        regs.rcx,
-        regs.rsp,
-        regs.rip,
-        regs.eflags,
-    ];
-    for (i, v) in gp.iter().enumerate() {
+    for (i, v) in regs.sigcontext_gregs().iter().enumerate() {
         put(&mut f, MCONTEXT + i * 8, *v);
     }
     // cs, gs, fs, ss as four u16s.
@@ -340,19 +320,14 @@ pub fn restore_regs(state: &mut ArchState, uc: &[u8; 304]) -> Restored {
     let w = |at: usize| u64::from_le_bytes(uc[at..at + 8].try_into().expect("8 bytes"));
     let m = MCONTEXT - 8;
     let r = &mut state.regs;
-    let gp = [
-        &mut r.r8, &mut r.r9, &mut r.r10, &mut r.r11, &mut r.r12, &mut r.r13, &mut r.r14,
-        &mut r.r15, &mut r.rdi, &mut r.rsi, &mut r.rbp, &mut r.rbx, &mut r.rdx, &mut r.rax,
-        &mut r.rcx, &mut r.rsp, &mut r.rip,
-    ];
-    for (i, reg) in gp.into_iter().enumerate() {
-        *reg = w(m + i * 8);
-    }
+    let old_eflags = r.eflags;
+    let gregs: [u64; 18] = std::array::from_fn(|i| w(m + i * 8));
+    r.set_sigcontext_gregs(&gregs);
     // Only the flags user code may change (Linux's FIX_EFLAGS): CF PF AF ZF
     // SF TF DF OF, AC, RF.
     const FIX_EFLAGS: u64 =
         0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x1_0000;
-    r.eflags = (r.eflags & !FIX_EFLAGS) | (w(m + 136) & FIX_EFLAGS);
+    r.eflags = (old_eflags & !FIX_EFLAGS) | (gregs[17] & FIX_EFLAGS);
     r.orig_rax = u64::MAX; // no syscall restart after sigreturn
     let alt_flags = i32::from_le_bytes(uc[24..28].try_into().expect("4"));
     Restored {

@@ -22,16 +22,17 @@ pub(crate) mod stub;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, Weak};
 
 use abi::Errno;
 use platform::{
     AccessType, AddressSpace, ArchState, Context, FpState, Interrupter, Platform, PlatformError,
-    Regs, SignalInfo, SwitchEvent, SIGNAL_INTERRUPT,
+    Regs, SignalInfo, SwitchEvent,
 };
 
+use crate::interrupt::StubInterrupter;
 use crate::sys::{self, WaitStatus};
 pub use stub::STUB_ADDR;
 
@@ -77,7 +78,7 @@ impl Platform for PtracePlatform {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(Box::new(PtraceContext {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            interrupter: Arc::new(PtraceInterrupter::default()),
+            interrupter: Arc::new(StubInterrupter::default()),
             fp_dirty: true,
             last_tid: 0,
             spaces: Vec::new(),
@@ -315,28 +316,9 @@ impl Drop for PtraceAddressSpace {
     }
 }
 
-#[derive(Default)]
-struct PtraceInterrupter {
-    pending: AtomicBool,
-    /// The stub thread running this context's code, 0 when none.
-    running: AtomicI32,
-}
-
-impl Interrupter for PtraceInterrupter {
-    fn interrupt(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        let tid = self.running.load(Ordering::SeqCst);
-        if tid > 0 {
-            // Each stub thread is its own thread group. A stop with this
-            // signal makes `switch` return; it is never delivered.
-            let _ = sys::tgkill(tid, tid, SIGNAL_INTERRUPT);
-        }
-    }
-}
-
 struct PtraceContext {
     id: u64,
-    interrupter: Arc<PtraceInterrupter>,
+    interrupter: Arc<StubInterrupter>,
     /// The FP state in `ArchState` differs from the stub thread's.
     fp_dirty: bool,
     /// The stub thread this context last ran on; another needs the full state.

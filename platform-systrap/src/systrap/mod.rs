@@ -101,7 +101,7 @@
 mod code;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -112,6 +112,7 @@ use platform::{
     Regs, SignalInfo, SwitchEvent, SIGNAL_INTERRUPT,
 };
 
+use crate::interrupt::StubInterrupter;
 use crate::ptrace::stub::{self, Stub};
 use crate::sys::{self, SharedMem};
 use layout::*;
@@ -241,7 +242,7 @@ impl Platform for SystrapPlatform {
 
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
         Ok(Box::new(SystrapContext {
-            interrupter: Arc::new(SystrapInterrupter::default()),
+            interrupter: Arc::new(StubInterrupter::default()),
             threads: Vec::new(),
             current: None,
             fp_dirty: true,
@@ -715,24 +716,8 @@ impl Frame {
         let mut mc = [0u8; 192];
         slot.mem.read(self.uc + UC_MCONTEXT, &mut mc);
         let q = |i: usize| u64::from_le_bytes(mc[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        regs.r8 = q(0);
-        regs.r9 = q(1);
-        regs.r10 = q(2);
-        regs.r11 = q(3);
-        regs.r12 = q(4);
-        regs.r13 = q(5);
-        regs.r14 = q(6);
-        regs.r15 = q(7);
-        regs.rdi = q(8);
-        regs.rsi = q(9);
-        regs.rbp = q(10);
-        regs.rbx = q(11);
-        regs.rdx = q(12);
-        regs.rax = q(13);
-        regs.rcx = q(14);
-        regs.rsp = q(15);
-        regs.rip = q(16);
-        regs.eflags = q(17);
+        let gregs: [u64; 18] = std::array::from_fn(q);
+        regs.set_sigcontext_gregs(&gregs);
         let segs = q(MC_CSGSFS / 8);
         regs.cs = segs & 0xffff;
         regs.ss = (segs >> 48) & 0xffff;
@@ -742,26 +727,7 @@ impl Frame {
     /// Write `regs` into the frame for the thread's `rt_sigreturn`, with an
     /// empty signal mask and the slot's own signal stack.
     fn store_regs(&self, slot: &Slot, regs: &Regs) {
-        let vals = [
-            regs.r8,
-            regs.r9,
-            regs.r10,
-            regs.r11,
-            regs.r12,
-            regs.r13,
-            regs.r14,
-            regs.r15,
-            regs.rdi,
-            regs.rsi,
-            regs.rbp,
-            regs.rbx,
-            regs.rdx,
-            regs.rax,
-            regs.rcx,
-            regs.rsp,
-            regs.rip,
-            regs.eflags,
-        ];
+        let vals = regs.sigcontext_gregs();
         let mut gregs = [0u8; 18 * 8];
         for (chunk, v) in gregs.chunks_exact_mut(8).zip(vals) {
             chunk.copy_from_slice(&v.to_le_bytes());
@@ -813,28 +779,6 @@ struct RawSigInfo {
     arch: u32,
 }
 
-#[derive(Default)]
-struct SystrapInterrupter {
-    pending: AtomicBool,
-    /// The stub thread running this context's code, 0 when none.
-    running: AtomicI32,
-}
-
-impl Interrupter for SystrapInterrupter {
-    fn interrupt(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        let tid = self.running.load(Ordering::SeqCst);
-        if tid > 0 {
-            // Each stub thread is its own thread group. The handler reports
-            // this signal as an interrupt; if the thread is parked in the
-            // handler it stays pending until the next return to the
-            // application, which then comes straight back (a spurious
-            // interrupt, which callers tolerate).
-            let _ = sys::tgkill(tid, tid, SIGNAL_INTERRUPT);
-        }
-    }
-}
-
 /// A context's stub thread in one address space.
 struct Bound {
     space: Weak<Space>,
@@ -856,7 +800,7 @@ fn space_of(space: &dyn AddressSpace) -> &Arc<Space> {
 }
 
 struct SystrapContext {
-    interrupter: Arc<SystrapInterrupter>,
+    interrupter: Arc<StubInterrupter>,
     threads: Vec<Bound>,
     /// Index in `threads` of the thread that ran last.
     current: Option<usize>,
