@@ -4,30 +4,20 @@
 //! (optionally `-- ITERATIONS`).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
 use platform::{AccessType, Platform, SwitchEvent};
 use platform_systrap::{PtracePlatform, SystrapPlatform};
 
-const CODE_ADDR: u64 = 0x10_0000;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
+use common::CODE_ADDR;
+
+/// 0: mov $39, %eax; syscall; jmp 0
 fn code_file() -> File {
-    let path = std::env::temp_dir().join(format!("switch-bench-{}", std::process::id()));
-    let mut f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    std::fs::remove_file(&path).unwrap();
-    // 0: mov $39, %eax; syscall; jmp 0
-    let mut page = vec![0xccu8; 4096];
-    page[..9].copy_from_slice(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7]);
-    f.write_all(&page).unwrap();
-    f
+    common::code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7])
 }
 
 /// ns per syscall round trip through `switch`.

@@ -1,7 +1,5 @@
 //! The ptrace platform against real machine code in a real stub.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -9,28 +7,9 @@ use std::time::Duration;
 use platform::{AccessType, Platform, SwitchEvent};
 use platform_systrap::PtracePlatform;
 
-const CODE_ADDR: u64 = 0x10_0000;
+mod common;
 
-/// A page of code in a file the stub can map, as the memory file would be.
-fn code_file(code: &[u8]) -> File {
-    let path = std::env::temp_dir().join(format!(
-        "ptrace-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let mut f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let mut page = vec![0xccu8; 4096];
-    page[..code.len()].copy_from_slice(code);
-    f.write_all(&page).unwrap();
-    f
-}
+use common::{code_file, CODE_ADDR};
 
 fn run(
     code: &[u8],

@@ -3,7 +3,6 @@
 //! fs base, access types, lazy FP state).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -11,29 +10,10 @@ use std::time::Duration;
 use platform::{AccessType, AddressSpace, ArchState, Context, Platform, SwitchEvent};
 use platform_systrap::SystrapPlatform;
 
-const CODE_ADDR: u64 = 0x10_0000;
-const DATA_ADDR: u64 = CODE_ADDR + 0x10000;
+mod common;
 
-/// A page of code in a file the stub can map, as the memory file would be.
-fn code_file(code: &[u8]) -> File {
-    let path = std::env::temp_dir().join(format!(
-        "systrap-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let mut f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let mut page = vec![0xccu8; 4096];
-    page[..code.len()].copy_from_slice(code);
-    f.write_all(&page).unwrap();
-    f
-}
+use common::{code_file, CODE_ADDR};
+const DATA_ADDR: u64 = CODE_ADDR + 0x10000;
 
 struct Setup {
     p: SystrapPlatform,

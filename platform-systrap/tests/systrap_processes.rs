@@ -4,51 +4,20 @@
 //! would also find other tests' stubs.
 
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use platform::{AccessType, AddressSpace, Platform, SwitchEvent};
+use platform::{AddressSpace, Platform, SwitchEvent};
 use platform_systrap::SystrapPlatform;
 
-const CODE_ADDR: u64 = 0x10_0000;
+mod common;
+
+use common::{code_file, CODE_ADDR};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn code_file(code: &[u8]) -> File {
-    let path = std::env::temp_dir().join(format!(
-        "systrap-proc-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let mut page = vec![0xccu8; 4096];
-    page[..code.len()].copy_from_slice(code);
-    file.write_all(&page).unwrap();
-    file
-}
-
 fn space_with(p: &SystrapPlatform, file: &File) -> Arc<dyn AddressSpace> {
-    let space = p.new_address_space().unwrap();
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
-    space
+    common::space_with_code(p, file)
 }
 
 /// Processes (live or zombie) whose parent is this process.

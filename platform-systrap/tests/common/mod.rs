@@ -1,0 +1,54 @@
+//! Helpers shared by the platform tests and the switch benchmark.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use platform::{AccessType, AddressSpace, Platform};
+
+/// Where the tests map their page of code.
+pub const CODE_ADDR: u64 = 0x10_0000;
+
+/// A page holding `code` (padded with int3) in an unlinked file the stub
+/// can map, as the memory file would be.
+pub fn code_file(code: &[u8]) -> File {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "platform-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut page = vec![0xccu8; 4096];
+    page[..code.len()].copy_from_slice(code);
+    f.write_all(&page).unwrap();
+    f
+}
+
+/// A new address space of `p` with `file`'s page mapped read+exec at
+/// [`CODE_ADDR`].
+pub fn space_with_code(p: &dyn Platform, file: &File) -> Arc<dyn AddressSpace> {
+    let space = p.new_address_space().unwrap();
+    space
+        .map_file(
+            CODE_ADDR,
+            4096,
+            file.as_fd(),
+            0,
+            AccessType::from_prot(5),
+            false,
+        )
+        .unwrap();
+    space
+}
