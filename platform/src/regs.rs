@@ -147,6 +147,24 @@ pub struct ArchState {
     pub fp: FpState,
 }
 
+impl ArchState {
+    /// The state Linux starts a 64-bit user thread in: the user code and
+    /// stack selectors (0x33, 0x2b), interrupts enabled (IF) and nothing else
+    /// in eflags, every other register zero, FP state reset. `xsave_size`
+    /// is the host's XSAVE area size.
+    pub fn initial(xsave_size: usize) -> ArchState {
+        ArchState {
+            regs: Regs {
+                cs: 0x33,
+                ss: 0x2b,
+                eflags: 0x202,
+                ..Regs::default()
+            },
+            fp: FpState::reset(xsave_size),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

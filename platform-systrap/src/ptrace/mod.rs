@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, Weak};
 use abi::Errno;
 use platform::{
     AccessType, AddressSpace, ArchState, Context, FpState, Interrupter, Platform, PlatformError,
-    Regs, SignalInfo, SwitchEvent,
+    SignalInfo, SwitchEvent,
 };
 
 use crate::interrupt::StubInterrupter;
@@ -86,15 +86,7 @@ impl Platform for PtracePlatform {
     }
 
     fn initial_state(&self) -> ArchState {
-        ArchState {
-            regs: Regs {
-                cs: 0x33,
-                ss: 0x2b,
-                eflags: 0x202,
-                ..Regs::default()
-            },
-            fp: FpState::reset(self.xsave_size),
-        }
+        ArchState::initial(self.xsave_size)
     }
 }
 

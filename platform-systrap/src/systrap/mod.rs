@@ -251,15 +251,7 @@ impl Platform for SystrapPlatform {
     }
 
     fn initial_state(&self) -> ArchState {
-        ArchState {
-            regs: Regs {
-                cs: 0x33,
-                ss: 0x2b,
-                eflags: 0x202,
-                ..Regs::default()
-            },
-            fp: FpState::reset(self.xsave_size),
-        }
+        ArchState::initial(self.xsave_size)
     }
 }
 
