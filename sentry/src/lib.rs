@@ -22,6 +22,7 @@ mod process;
 mod signal;
 mod syscalls;
 mod task;
+mod timer;
 
 pub use syscalls::syscall_table;
 pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Task};

@@ -103,6 +103,8 @@ pub(crate) struct ThreadGroup {
     pub exit_signal: i32,
     /// Signal dispositions, shared by the threads.
     pub handlers: Mutex<Handlers>,
+    /// ITIMER_REAL and POSIX timers (not inherited by fork).
+    pub timers: Arc<crate::timer::Timers>,
     state: Mutex<GroupState>,
     /// Notified when a child of this group becomes a zombie, and when this
     /// group itself does (for whoever waits for the init process).
@@ -122,6 +124,7 @@ impl ThreadGroup {
             tgid,
             exit_signal,
             handlers: Mutex::new(handlers),
+            timers: Arc::default(),
             state: Mutex::new(GroupState {
                 parent,
                 children: Vec::new(),

@@ -474,6 +474,7 @@ impl Task {
         self.fds().close_on_exec();
         self.vfork_done.take();
         self.tg.handlers().reset_for_exec();
+        self.tg.timers.clear_posix();
         self.alt_stack = AltStack::default();
         self.comm = comm_of(path);
         self.clear_child_tid = 0;

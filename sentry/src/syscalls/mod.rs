@@ -14,6 +14,7 @@ mod mem;
 mod poll;
 mod process;
 mod signal;
+mod timer;
 
 use std::sync::Mutex;
 
@@ -85,6 +86,9 @@ table! {
     __NR_dup2 => file::dup2,
     __NR_pause => signal::pause,
     __NR_nanosleep => signal::nanosleep,
+    __NR_getitimer => timer::getitimer,
+    __NR_alarm => timer::alarm,
+    __NR_setitimer => timer::setitimer,
     __NR_getpid => process::getpid,
     __NR_sendfile => file::sendfile,
     __NR_epoll_create => events::epoll_create,
@@ -147,6 +151,11 @@ table! {
     __NR_getdents64 => file::getdents64,
     __NR_set_tid_address => process::set_tid_address,
     __NR_fadvise64 => file::fadvise64,
+    __NR_timer_create => timer::timer_create,
+    __NR_timer_settime => timer::timer_settime,
+    __NR_timer_gettime => timer::timer_gettime,
+    __NR_timer_getoverrun => timer::timer_getoverrun,
+    __NR_timer_delete => timer::timer_delete,
     __NR_clock_gettime => process::clock_gettime,
     __NR_clock_getres => process::clock_getres,
     __NR_exit_group => process::exit_group,
