@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use gofer_protocol::Client;
 use platform::Platform;
 use platform_systrap::{PtracePlatform, SystrapPlatform};
-use sentry::{Kernel, KernelConfig, ProcessSpec, Task};
+use sentry::{Kernel, KernelConfig, ProcessSpec, Strace, Task};
 
 use crate::cli::{BootArgs, Config};
 use crate::fds::take_fd;
@@ -87,8 +87,18 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Client)> {
     if stdio.len() != 3 {
         bail!("boot needs three --stdio-fds, got {}", stdio.len());
     }
+    let strace = Strace {
+        enabled: config.get_bool("strace"),
+        only: config
+            .get("strace-syscalls")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    };
     let kernel = Kernel::new(KernelConfig {
         platform: platform_for(config)?,
+        strace,
         root,
         hostname: spec.hostname.clone(),
     })

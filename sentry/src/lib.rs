@@ -25,4 +25,4 @@ mod task;
 mod timer;
 
 pub use syscalls::syscall_table;
-pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Task};
+pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Strace, Task};

@@ -17,9 +17,26 @@ use crate::process::{TaskHandle, ThreadGroup};
 use crate::signal::{AltStack, Handlers};
 use crate::syscalls;
 
+/// Which syscalls `--strace` logs.
+#[derive(Clone, Debug, Default)]
+pub struct Strace {
+    pub enabled: bool,
+    /// Only these syscall names (`--strace-syscalls`); empty means all.
+    pub only: Vec<String>,
+}
+
+impl Strace {
+    /// Whether a call to `name` (None: an unimplemented number) is logged.
+    pub(crate) fn traces(&self, name: Option<&str>) -> bool {
+        self.enabled
+            && (self.only.is_empty() || name.is_some_and(|n| self.only.iter().any(|o| o == n)))
+    }
+}
+
 /// What the runtime hands the kernel.
 pub struct KernelConfig {
     pub platform: Arc<dyn Platform>,
+    pub strace: Strace,
     /// The container's root directory (the Sentry opens files only beneath it).
     pub root: OwnedFd,
     pub hostname: String,
@@ -32,6 +49,7 @@ pub struct Kernel {
     pub(crate) root: Root,
     pub(crate) hostname: String,
     pub(crate) futexes: crate::futex::FutexTable,
+    pub(crate) strace: Strace,
     next_pid: AtomicI32,
     /// Live and zombie processes by PID, for the calls that name one.
     groups: Mutex<HashMap<i32, Weak<ThreadGroup>>>,
@@ -88,6 +106,7 @@ impl Kernel {
             root: Root::new(config.root),
             hostname: config.hostname,
             futexes: Default::default(),
+            strace: config.strace,
             next_pid: AtomicI32::new(1),
             groups: Mutex::new(HashMap::new()),
         }))
@@ -269,6 +288,11 @@ impl Task {
         let tg = self.tg.clone();
         self.run_thread();
         tg.wait_exit()
+    }
+
+    /// The command name, as ps and strace show it.
+    pub(crate) fn comm_str(&self) -> String {
+        String::from_utf8_lossy(&self.comm).into_owned()
     }
 
     pub(crate) fn mm(&self) -> MutexGuard<'_, MemoryManager> {

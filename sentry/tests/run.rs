@@ -12,6 +12,7 @@ fn kernel() -> Arc<Kernel> {
     let platform = platform_systrap::PtracePlatform::new().expect("ptrace is available");
     Kernel::new(KernelConfig {
         platform: Arc::new(platform),
+        strace: Default::default(),
         root: OwnedFd::from(std::fs::File::open("/").unwrap()),
         hostname: "sandbox".into(),
     })

@@ -220,8 +220,8 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("profiling-metrics-log", Str, "", No, "file for sampled profiling metrics; '-' means the user log (not for production)."),
     f("profiling-metrics-rate-us", Int, "1000", No, "profiling metrics sampling period in microseconds."),
     // Strace.
-    f("strace", Bool, "false", No, "trace the application's system calls."),
-    f("strace-syscalls", Str, "", No, "comma-separated system calls to trace; empty traces all of them."),
+    f("strace", Bool, "false", Yes, "trace the application's system calls."),
+    f("strace-syscalls", Str, "", Yes, "comma-separated system calls to trace; empty traces all of them."),
     f("strace-log-size", Uint, "1024", No, "how many bytes of each buffer argument strace prints."),
     f("strace-event", Bool, "false", No, "emit strace records as events."),
     // Sandbox runtime behaviour.
