@@ -611,7 +611,7 @@ fn check_supported_names_the_flag() {
         "--overlay2=none",
         "--directfs=false",
         "--rootless",
-        "--strace",
+        "--strace-log-size=10",
     ] {
         let e = ok(&[flag, "list"]).config.check_supported().unwrap_err();
         assert!(
@@ -623,6 +623,7 @@ fn check_supported_names_the_flag() {
     // Supported values and explicit defaults pass.
     for args in [
         ["--platform=ptrace", "list"].as_slice(),
+        ["--strace", "--strace-syscalls=read,write", "list"].as_slice(),
         ["--network=none", "list"].as_slice(),
         [
             "--overlay2=root:self",
