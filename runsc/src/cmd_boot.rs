@@ -17,7 +17,7 @@ use platform_systrap::{PtracePlatform, SystrapPlatform};
 use sentry::{Kernel, KernelConfig, ProcessSpec, Strace, Task};
 
 use crate::cli::{BootArgs, Config};
-use crate::fds::take_fd;
+use crate::fds::{block_signals, take_fd, wait_signal};
 use crate::spec::Spec;
 
 fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
@@ -33,7 +33,21 @@ fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
 }
 
 /// Run the sandbox; returns the exit code for the process.
+/// Signals the sandbox process takes for the container: they are sent on
+/// to its init process instead of ending the Sentry.
+const FORWARDED: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
 pub fn run(config: &Config, args: BootArgs) -> i32 {
+    // Before any thread starts, so every Sentry thread blocks them and the
+    // forwarder below is the only one that takes them.
+    let forwarded = block_signals(&FORWARDED);
     let mut status = match take_fd(args.status_fd, "status-fd") {
         Ok(fd) => File::from(fd),
         Err(e) => {
@@ -41,7 +55,7 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
             return 128;
         }
     };
-    let (task, _gofer) = match start(config, &args) {
+    let (task, kernel, _gofer) = match start(config, &args) {
         Ok(started) => started,
         Err(e) => {
             tracing::error!("starting the sandbox: {e:#}");
@@ -54,6 +68,11 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
         return 128;
     }
     drop(status);
+    std::thread::spawn(move || loop {
+        let sig = wait_signal(&forwarded);
+        tracing::debug!("forwarding signal {sig} to the container's init");
+        kernel.send_signal(1, sig);
+    });
     let exit = task.run();
     tracing::info!("workload exited: {exit:?}");
     exit.code()
@@ -61,7 +80,7 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
 
 /// The first process, ready to run, and the gofer connection it mounted
 /// its root through (kept open for the sandbox's life).
-fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Client)> {
+fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>, Client)> {
     let mut spec_json = String::new();
     File::from(take_fd(args.spec_fd, "spec-fd")?)
         .read_to_string(&mut spec_json)
@@ -112,5 +131,5 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Client)> {
         stdio,
     };
     // The start error's own text is what upstream prints; no extra context.
-    Ok((Task::start(kernel, process)?, gofer))
+    Ok((Task::start(kernel.clone(), process)?, kernel, gofer))
 }

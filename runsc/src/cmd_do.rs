@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context as _;
 
 use crate::cli::{Config, DoArgs};
-use crate::fds::pass_fds;
+use crate::fds::{block_signals, pass_fds, unblock_in_child, wait_signal};
 use crate::spec::{Process, Root, Spec, User};
 
 /// How upstream prefixes errors from starting the container.
@@ -69,6 +69,9 @@ fn build_spec(args: &DoArgs) -> anyhow::Result<Spec> {
 }
 
 fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
+    // The terminal's SIGINT and SIGQUIT reach the sandbox process directly
+    // (one process group); SIGTERM and SIGHUP sent to us are passed on.
+    let signals = block_signals(&[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP]);
     let spec = build_spec(&args)?;
     let json = serde_json::to_vec(&spec).context("encoding the spec")?;
     let id = format!("runsc-{:06}", std::process::id() % 1_000_000);
@@ -96,6 +99,7 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
         (mounts_w.into(), STATUS_FD),
     ];
     pass_fds(&mut gofer_cmd, &gofer_fds);
+    unblock_in_child(&mut gofer_cmd);
     let mut gofer = gofer_cmd.spawn().context("starting the gofer")?;
     drop(gofer_fds);
     gspec_w
@@ -124,6 +128,7 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
         (status_w.into(), STATUS_FD),
     ];
     pass_fds(&mut cmd, &boot_fds);
+    unblock_in_child(&mut cmd);
     let child = cmd.spawn().context("starting the sandbox process");
     drop(boot_fds);
     let mut child = match child {
@@ -134,6 +139,15 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
+
+    let sandbox_pid = child.id() as i32;
+    std::thread::spawn(move || loop {
+        let sig = wait_signal(&signals);
+        if sig == libc::SIGTERM || sig == libc::SIGHUP {
+            // SAFETY: kill takes plain integers.
+            unsafe { libc::kill(sandbox_pid, sig) };
+        }
+    });
 
     // The spec goes through a pipe, written after the child exists so a
     // large environment cannot fill the pipe and block us.

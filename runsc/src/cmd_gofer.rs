@@ -109,6 +109,13 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
     // files with exactly the modes it is asked for.
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
+    // The terminal's interrupts are the container's business: the gofer
+    // serves until the sandbox closes its connection.
+    // SAFETY: setting SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
 
     let mut sources = vec![(spec.root.clone(), spec.readonly)];
     for m in spec.mounts.iter().filter(|m| is_bind(m)) {

@@ -55,3 +55,41 @@ pub fn pass_fds(cmd: &mut Command, fds: &[(OwnedFd, i32)]) {
     }
     assert!(fds.len() <= 8, "pass_fds handles at most 8 descriptors");
 }
+
+/// Block `sigs` in the calling thread (and so in every thread it starts
+/// afterwards); returns the set, for `wait_signal`.
+pub fn block_signals(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a set we own;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Wait for one of the (blocked) signals in `set`.
+pub fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: sigwait reads the set and writes one int.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+/// A child starts with no signals blocked, whatever its launcher blocks.
+pub fn unblock_in_child(cmd: &mut Command) {
+    // SAFETY: runs between fork and exec; sigemptyset and sigprocmask are
+    // async-signal-safe and touch only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

@@ -94,6 +94,18 @@ impl Kernel {
             .and_then(Weak::upgrade)
     }
 
+    /// Send `sig` to process `pid` of the sandbox from outside it (as the
+    /// runtime forwards signals it receives); false if there is no such
+    /// process.
+    pub fn send_signal(&self, pid: i32, sig: i32) -> bool {
+        const SI_USER: i32 = 0;
+        let Some(group) = self.find_group(pid) else {
+            return false;
+        };
+        let info = crate::signal::user_info(sig, SI_USER, 0, 0);
+        group.post(crate::signal::Queued { sig, info })
+    }
+
     /// A fresh thread id in the sandbox's PID namespace (the first is 1).
     pub(crate) fn alloc_pid(&self) -> i32 {
         self.next_pid.fetch_add(1, Ordering::Relaxed)
