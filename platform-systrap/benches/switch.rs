@@ -50,6 +50,42 @@ fn measure(p: &dyn Platform, iters: u32) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(iters)
 }
 
+/// µs to create an address space, map one page into it, and run a new
+/// context's first syscall there: what a fork or exec pays before copying
+/// any memory.
+fn setup_cost(p: &dyn Platform, rounds: u32) -> (f64, f64, f64) {
+    let file = code_file();
+    let (mut space_us, mut map_us, mut first_us) = (0.0, 0.0, 0.0);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let space = p.new_address_space().unwrap();
+        space_us += t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        space
+            .map_file(
+                CODE_ADDR,
+                4096,
+                file.as_fd(),
+                0,
+                AccessType::from_prot(5),
+                false,
+            )
+            .unwrap();
+        map_us += t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        let mut ctx = p.new_context().unwrap();
+        let mut state = p.initial_state();
+        state.regs.rip = CODE_ADDR;
+        assert_eq!(
+            ctx.switch(space.as_ref(), &mut state).unwrap(),
+            SwitchEvent::Syscall
+        );
+        first_us += t.elapsed().as_secs_f64() * 1e6;
+    }
+    let n = f64::from(rounds);
+    (space_us / n, map_us / n, first_us / n)
+}
+
 fn native(iters: u32) -> f64 {
     let start = Instant::now();
     for _ in 0..iters {
@@ -76,6 +112,13 @@ fn main() {
              ptrace/systrap {:.1}x   systrap/native {:.1}x",
             pt / st,
             st / n
+        );
+    }
+    for (name, p) in [("ptrace", &ptrace as &dyn Platform), ("systrap", &systrap)] {
+        let (space, map, first) = setup_cost(p, 20);
+        println!(
+            "{name:>7}: new address space {space:>7.0} us, one mapping {map:>5.0} us, \
+             new context to its first syscall {first:>6.0} us"
         );
     }
 }
