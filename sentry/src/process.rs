@@ -18,6 +18,12 @@ use crate::task::ExitStatus;
 /// killed (its wakers notify it at once; this bounds missed wake-ups).
 pub(crate) const KILL_POLL: Duration = Duration::from_millis(50);
 
+/// The instant `d` from now, or None when that is past what an `Instant`
+/// can hold (an application asking for centuries): no deadline at all.
+pub(crate) fn deadline_in(d: Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(d)
+}
+
 /// The part of a task other threads reach: to kill or interrupt it.
 pub(crate) struct TaskHandle {
     pub tid: i32,

@@ -153,7 +153,11 @@ impl Timers {
             timer.generation += 1;
             timer.interval = interval;
             timer.overrun = 0;
-            timer.deadline = (!value.is_zero()).then(|| Instant::now() + value);
+            timer.deadline = if value.is_zero() {
+                None
+            } else {
+                crate::process::deadline_in(value)
+            };
             generation = timer.generation;
             if timer.deadline.is_none() {
                 self.changed.notify_all();
@@ -198,12 +202,12 @@ impl Timers {
             let next = if timer.interval.is_zero() {
                 None
             } else {
-                let mut next = deadline + timer.interval;
-                while next <= now {
-                    next += timer.interval;
+                let mut next = deadline.checked_add(timer.interval);
+                while let Some(n) = next.filter(|&n| n <= now) {
+                    next = n.checked_add(timer.interval);
                     overrun = overrun.saturating_add(1);
                 }
-                Some(next)
+                next
             };
             timer.deadline = next;
             timer.overrun = overrun;

@@ -33,10 +33,10 @@ fn timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
 }
 
 /// The instant an absolute timeout on `clock` falls on.
-fn deadline_at(abs: Duration, clock: i32) -> Result<Instant, Errno> {
+fn deadline_at(abs: Duration, clock: i32) -> Result<Option<Instant>, Errno> {
     let (sec, nsec) = host::clock_gettime(clock)?;
     let now = Duration::new(sec as u64, nsec as u32);
-    Ok(Instant::now() + abs.saturating_sub(now))
+    Ok(crate::process::deadline_in(abs.saturating_sub(now)))
 }
 
 /// The memory-file offset that keys the futex word at `addr`.
@@ -101,14 +101,14 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
             let deadline = if timeout == 0 {
                 None
             } else if cmd == FUTEX_WAIT && op & FUTEX_CLOCK_REALTIME == 0 {
-                Some(Instant::now() + timespec(task, timeout)?)
+                crate::process::deadline_in(timespec(task, timeout)?)
             } else {
                 let clock = if op & FUTEX_CLOCK_REALTIME != 0 {
                     libc::CLOCK_REALTIME
                 } else {
                     libc::CLOCK_MONOTONIC
                 };
-                Some(deadline_at(timespec(task, timeout)?, clock)?)
+                deadline_at(timespec(task, timeout)?, clock)?
             };
             let handle = task.handle.clone();
             futexes

@@ -116,9 +116,10 @@ fn read_timeout(task: &Task, addr: u64) -> Result<Option<Instant>, Errno> {
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
-    Ok(Some(
-        Instant::now() + Duration::new(sec as u64, nsec as u32),
-    ))
+    Ok(crate::process::deadline_in(Duration::new(
+        sec as u64,
+        nsec as u32,
+    )))
 }
 
 /// Install a temporary signal mask for the call (ppoll, pselect6); the
@@ -206,7 +207,7 @@ pub fn select(task: &mut Task, a: [u64; 6]) -> SysResult {
         if sec < 0 || !(0..1_000_000).contains(&usec) {
             return Err(Errno::EINVAL);
         }
-        Some(Instant::now() + Duration::new(sec as u64, usec as u32 * 1000))
+        crate::process::deadline_in(Duration::new(sec as u64, usec as u32 * 1000))
     };
     do_select(task, a[0], [a[1], a[2], a[3]], deadline)
 }

@@ -228,10 +228,10 @@ pub fn pause(task: &mut Task, _: [u64; 6]) -> SysResult {
 /// Sleep for `dur` unless a signal comes first (then EINTR, with the time
 /// left written to `rem` if given).
 fn sleep(task: &mut Task, dur: Duration, rem: u64) -> SysResult {
-    let deadline = Instant::now() + dur;
-    if wait_for_signal(&task.handle, Some(deadline)) {
+    let deadline = crate::process::deadline_in(dur);
+    if wait_for_signal(&task.handle, deadline) {
         if rem != 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(dur, |d| d.saturating_duration_since(Instant::now()));
             let mut b = [0u8; 16];
             b[..8].copy_from_slice(&(left.as_secs() as i64).to_le_bytes());
             b[8..].copy_from_slice(&i64::from(left.subsec_nanos()).to_le_bytes());
