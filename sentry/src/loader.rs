@@ -262,19 +262,22 @@ fn map_elf(
                 )
             })?;
         }
-        let mut data = vec![0u8; p.filesz as usize];
-        // Bytes past the end of a short file read as zeros here; Linux
-        // would fault the program when it touches them.
-        let mut done = 0;
-        while done < data.len() {
-            match host::read(fd, &mut data[done..], Some(p.offset + done as u64)) {
+        // Copy the file's bytes in bounded chunks (p_filesz is the file's
+        // claim, not a size to allocate). Bytes past the end of a short file
+        // stay zero here; Linux would fault the program when it touches them.
+        let mut chunk = vec![0u8; (p.filesz as usize).min(1 << 20)];
+        let mut done = 0u64;
+        while done < p.filesz {
+            let want = (p.filesz - done).min(chunk.len() as u64) as usize;
+            let n = match host::read(fd, &mut chunk[..want], Some(p.offset + done)) {
                 Ok(0) => break,
-                Ok(n) => done += n,
+                Ok(n) => n,
                 Err(e) => return Err(fail(e, "reading an ELF segment")),
-            }
+            };
+            mm.copy_out_force(start + done, &chunk[..n])
+                .map_err(|e| fail(e, "writing an ELF segment"))?;
+            done += n as u64;
         }
-        mm.copy_out_force(start, &data)
-            .map_err(|e| fail(e, "writing an ELF segment"))?;
         mapped_end = mapped_end.max(map_end);
         end = end.max(seg_end);
         prev_access = access;
