@@ -22,18 +22,8 @@ fn code_file() -> File {
 
 /// ns per syscall round trip through `switch`.
 fn measure(p: &dyn Platform, iters: u32) -> f64 {
-    let space = p.new_address_space().unwrap();
     let file = code_file();
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
+    let space = common::space_with_code(p, &file);
     let mut ctx = p.new_context().unwrap();
     let mut state = p.initial_state();
     state.regs.rip = CODE_ADDR;

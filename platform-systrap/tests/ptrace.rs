@@ -16,18 +16,8 @@ fn run(
     setup: impl FnOnce(&mut platform::ArchState),
 ) -> (SwitchEvent, platform::ArchState) {
     let p = PtracePlatform::new().expect("ptrace works here");
-    let space = p.new_address_space().unwrap();
     let file = code_file(code);
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
+    let space = common::space_with_code(&p, &file);
     let mut ctx = p.new_context().unwrap();
     let mut state = p.initial_state();
     state.regs.rip = CODE_ADDR;
@@ -77,18 +67,8 @@ fn fp_state_reaches_the_application() {
 #[test]
 fn interrupt_pulls_a_spinning_thread_out() {
     let p = PtracePlatform::new().unwrap();
-    let space = p.new_address_space().unwrap();
     let file = code_file(&[0xeb, 0xfe]); // jmp .
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
+    let space = common::space_with_code(&p, &file);
     let mut ctx = p.new_context().unwrap();
     let mut state = p.initial_state();
     state.regs.rip = CODE_ADDR;
@@ -123,18 +103,8 @@ fn stub_holds_nothing_of_the_sentry() {
 #[test]
 fn a_context_stays_with_its_thread() {
     let p = PtracePlatform::new().unwrap();
-    let space = p.new_address_space().unwrap();
     let file = code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
+    let space = common::space_with_code(&p, &file);
     let mut ctx = p.new_context().unwrap();
     let mut state = p.initial_state();
     state.regs.rip = CODE_ADDR;
