@@ -1,0 +1,169 @@
+//! Dentries: the cached edges of the tree (parent, name → node).
+//!
+//! A dentry knows its parent and name, so a position in the tree can be
+//! turned back into a path (`getcwd`, `/proc/self/fd/N`) and `..` never has
+//! to ask the filesystem. Children are cached weakly: a dentry lives as
+//! long as something (an open file, a working directory, a mount, a child)
+//! holds it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::inode::Inode;
+use crate::Result;
+
+pub struct Dentry {
+    inode: Arc<dyn Inode>,
+    /// Parent and name; `None` for the root of a filesystem.
+    link: Mutex<Option<(Arc<Dentry>, String)>>,
+    children: Mutex<HashMap<String, Weak<Dentry>>>,
+    /// How many mounts sit on this dentry (checked on every step of a walk).
+    mounts: AtomicUsize,
+    /// Unlinked (or rmdir'ed): its path reads " (deleted)".
+    deleted: AtomicBool,
+}
+
+impl Dentry {
+    /// The root dentry of a filesystem.
+    pub fn new_root(inode: Arc<dyn Inode>) -> Arc<Dentry> {
+        Arc::new(Dentry {
+            inode,
+            link: Mutex::new(None),
+            children: Mutex::new(HashMap::new()),
+            mounts: AtomicUsize::new(0),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    pub fn inode(&self) -> &Arc<dyn Inode> {
+        &self.inode
+    }
+
+    /// The parent dentry and this dentry's name in it.
+    pub fn parent(&self) -> Option<(Arc<Dentry>, String)> {
+        self.link.lock().unwrap().clone()
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Relaxed)
+    }
+
+    pub fn is_mountpoint(&self) -> bool {
+        self.mounts.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn add_mount(&self) {
+        self.mounts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn remove_mount(&self) {
+        self.mounts.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The child `name` (not `.` or `..`), from the cache or the filesystem.
+    pub fn child(self: &Arc<Dentry>, name: &str) -> Result<Arc<Dentry>> {
+        if let Some(d) = self
+            .children
+            .lock()
+            .unwrap()
+            .get(name)
+            .and_then(Weak::upgrade)
+        {
+            return Ok(d);
+        }
+        let inode = self.inode.lookup(name)?;
+        Ok(self.adopt(name, inode))
+    }
+
+    /// Cache `inode` as the child `name` (after a lookup or a create).
+    pub fn adopt(self: &Arc<Dentry>, name: &str, inode: Arc<dyn Inode>) -> Arc<Dentry> {
+        let mut children = self.children.lock().unwrap();
+        if let Some(d) = children.get(name).and_then(Weak::upgrade) {
+            return d;
+        }
+        let d = Arc::new(Dentry {
+            inode,
+            link: Mutex::new(Some((self.clone(), name.to_string()))),
+            children: Mutex::new(HashMap::new()),
+            mounts: AtomicUsize::new(0),
+            deleted: AtomicBool::new(false),
+        });
+        children.retain(|_, w| w.strong_count() > 0);
+        children.insert(name.to_string(), Arc::downgrade(&d));
+        d
+    }
+
+    /// The cached child `name`, if any (for mount checks before removal).
+    pub fn cached_child(&self, name: &str) -> Option<Arc<Dentry>> {
+        self.children
+            .lock()
+            .unwrap()
+            .get(name)
+            .and_then(Weak::upgrade)
+    }
+
+    /// Forget the child `name` after it was removed from the filesystem.
+    pub fn forget(&self, name: &str) {
+        if let Some(d) = self
+            .children
+            .lock()
+            .unwrap()
+            .remove(name)
+            .and_then(|w| w.upgrade())
+        {
+            d.deleted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Record a rename the filesystem has done: `old` under `self` is now
+    /// `new` under `new_parent`, replacing whatever was cached there.
+    pub fn moved(self: &Arc<Dentry>, old: &str, new_parent: &Arc<Dentry>, new: &str) {
+        let moving = self.children.lock().unwrap().remove(old);
+        new_parent.forget(new);
+        if let Some(d) = moving.and_then(|w| w.upgrade()) {
+            *d.link.lock().unwrap() = Some((new_parent.clone(), new.to_string()));
+            new_parent
+                .children
+                .lock()
+                .unwrap()
+                .insert(new.to_string(), Arc::downgrade(&d));
+        }
+    }
+
+    /// Record a RENAME_EXCHANGE: the children `a` of `self` and `b` of
+    /// `other` swapped places.
+    pub fn exchanged(self: &Arc<Dentry>, a: &str, other: &Arc<Dentry>, b: &str) {
+        let da = self.children.lock().unwrap().remove(a);
+        let db = other.children.lock().unwrap().remove(b);
+        if let Some(d) = da.and_then(|w| w.upgrade()) {
+            *d.link.lock().unwrap() = Some((other.clone(), b.to_string()));
+            other
+                .children
+                .lock()
+                .unwrap()
+                .insert(b.to_string(), Arc::downgrade(&d));
+        }
+        if let Some(d) = db.and_then(|w| w.upgrade()) {
+            *d.link.lock().unwrap() = Some((self.clone(), a.to_string()));
+            self.children
+                .lock()
+                .unwrap()
+                .insert(a.to_string(), Arc::downgrade(&d));
+        }
+    }
+
+    /// Whether `self` is `other` or lies beneath it (rename into itself).
+    pub fn is_within(self: &Arc<Dentry>, other: &Arc<Dentry>) -> bool {
+        let mut cur = self.clone();
+        loop {
+            if Arc::ptr_eq(&cur, other) {
+                return true;
+            }
+            match cur.parent() {
+                Some((p, _)) => cur = p,
+                None => return false,
+            }
+        }
+    }
+}

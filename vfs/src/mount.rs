@@ -1,0 +1,293 @@
+//! The mount tree of one mount namespace.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use abi::Errno;
+
+use crate::dentry::Dentry;
+use crate::inode::Inode;
+use crate::Result;
+
+/// Mount flags the VFS enforces (`MS_*`).
+pub const MS_RDONLY: u32 = 1;
+pub const MS_NOSUID: u32 = 2;
+pub const MS_NODEV: u32 = 4;
+pub const MS_NOEXEC: u32 = 8;
+
+/// A filesystem (or a part of one, for bind mounts) attached somewhere.
+pub struct Mount {
+    id: u64,
+    root: Arc<Dentry>,
+    flags: AtomicU32,
+    /// The filesystem's name (`tmpfs`, `proc`, ...) and source, for
+    /// `/proc/self/mounts`.
+    pub fs_type: String,
+    pub source: String,
+    /// Where it is attached: the parent mount and the dentry covered.
+    parent: Mutex<Option<Location>>,
+}
+
+impl Mount {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn root(&self) -> &Arc<Dentry> {
+        &self.root
+    }
+
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    pub fn set_flags(&self, flags: u32) {
+        self.flags.store(flags, Ordering::Relaxed);
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.flags() & MS_RDONLY != 0
+    }
+
+    /// The mount point: parent mount and the dentry this mount covers.
+    pub fn mountpoint(&self) -> Option<Location> {
+        self.parent.lock().unwrap().clone()
+    }
+}
+
+/// A position in the tree: a dentry as seen through a mount.
+#[derive(Clone)]
+pub struct Location {
+    pub mount: Arc<Mount>,
+    pub dentry: Arc<Dentry>,
+}
+
+impl Location {
+    pub fn inode(&self) -> &Arc<dyn Inode> {
+        self.dentry.inode()
+    }
+
+    pub fn same(&self, other: &Location) -> bool {
+        Arc::ptr_eq(&self.mount, &other.mount) && Arc::ptr_eq(&self.dentry, &other.dentry)
+    }
+
+    pub fn is_mount_root(&self) -> bool {
+        Arc::ptr_eq(&self.dentry, &self.mount.root)
+    }
+}
+
+/// A mount namespace: every mount and where it sits.
+pub struct Mounts {
+    root: Arc<Mount>,
+    /// (parent mount id, covered dentry address) → mounts stacked there,
+    /// the last one on top.
+    covering: Mutex<HashMap<(u64, usize), Vec<Arc<Mount>>>>,
+    next_id: AtomicU64,
+}
+
+fn key(loc: &Location) -> (u64, usize) {
+    (loc.mount.id, Arc::as_ptr(&loc.dentry) as *const () as usize)
+}
+
+impl Mounts {
+    /// A namespace whose root is the filesystem rooted at `root`.
+    pub fn new(root: Arc<dyn Inode>, fs_type: &str, source: &str, flags: u32) -> Mounts {
+        let mount = Arc::new(Mount {
+            id: 1,
+            root: Dentry::new_root(root),
+            flags: AtomicU32::new(flags),
+            fs_type: fs_type.into(),
+            source: source.into(),
+            parent: Mutex::new(None),
+        });
+        Mounts {
+            root: mount,
+            covering: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(2),
+        }
+    }
+
+    /// The namespace's root directory.
+    pub fn root(&self) -> Location {
+        Location {
+            mount: self.root.clone(),
+            dentry: self.root.root.clone(),
+        }
+    }
+
+    /// Attach the filesystem rooted at `root` (a dentry, so bind mounts can
+    /// attach part of a mounted filesystem) on top of `at`.
+    pub fn mount(
+        &self,
+        at: &Location,
+        root: Arc<Dentry>,
+        fs_type: &str,
+        source: &str,
+        flags: u32,
+    ) -> Result<Arc<Mount>> {
+        let mount = Arc::new(Mount {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            root,
+            flags: AtomicU32::new(flags),
+            fs_type: fs_type.into(),
+            source: source.into(),
+            parent: Mutex::new(Some(at.clone())),
+        });
+        at.dentry.add_mount();
+        self.covering
+            .lock()
+            .unwrap()
+            .entry(key(at))
+            .or_default()
+            .push(mount.clone());
+        Ok(mount)
+    }
+
+    /// Mount a new filesystem whose root node is `inode`.
+    pub fn mount_fs(
+        &self,
+        at: &Location,
+        inode: Arc<dyn Inode>,
+        fs_type: &str,
+        source: &str,
+        flags: u32,
+    ) -> Result<Arc<Mount>> {
+        self.mount(at, Dentry::new_root(inode), fs_type, source, flags)
+    }
+
+    /// Detach the mount whose root `loc` is. EBUSY if something is mounted
+    /// beneath it; EINVAL if `loc` is not a mount root or is the
+    /// namespace's root.
+    pub fn unmount(&self, loc: &Location) -> Result<()> {
+        if !loc.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        let at = loc.mount.mountpoint().ok_or(Errno::EINVAL)?;
+        let mut covering = self.covering.lock().unwrap();
+        if covering.keys().any(|(id, _)| *id == loc.mount.id) {
+            return Err(Errno::EBUSY);
+        }
+        let stack = covering.get_mut(&key(&at)).ok_or(Errno::EINVAL)?;
+        let pos = stack
+            .iter()
+            .position(|m| Arc::ptr_eq(m, &loc.mount))
+            .ok_or(Errno::EINVAL)?;
+        stack.remove(pos);
+        if stack.is_empty() {
+            covering.remove(&key(&at));
+        }
+        at.dentry.remove_mount();
+        *loc.mount.parent.lock().unwrap() = None;
+        Ok(())
+    }
+
+    /// Step from a mount point into what is mounted on it (the top of the
+    /// stack, repeatedly); other locations come back unchanged.
+    pub fn enter(&self, mut loc: Location) -> Location {
+        while loc.dentry.is_mountpoint() {
+            let top = self
+                .covering
+                .lock()
+                .unwrap()
+                .get(&key(&loc))
+                .and_then(|s| s.last().cloned());
+            match top {
+                Some(m) => {
+                    loc = Location {
+                        dentry: m.root.clone(),
+                        mount: m,
+                    }
+                }
+                None => break,
+            }
+        }
+        loc
+    }
+
+    /// Every mount, parents before children, for `/proc/self/mounts`.
+    pub fn all(&self) -> Vec<Arc<Mount>> {
+        let covering = self.covering.lock().unwrap();
+        let mut out = vec![self.root.clone()];
+        let mut i = 0;
+        while i < out.len() {
+            let id = out[i].id;
+            let mut kids: Vec<Arc<Mount>> = covering
+                .iter()
+                .filter(|((pid, _), _)| *pid == id)
+                .flat_map(|(_, s)| s.iter().cloned())
+                .collect();
+            kids.sort_by_key(|m| m.id);
+            out.extend(kids);
+            i += 1;
+        }
+        out
+    }
+}
+
+/// The parent of `loc` as `..` sees it: across mount boundaries, but never
+/// above `root`.
+pub fn parent_of(loc: &Location, root: &Location) -> Location {
+    let mut loc = loc.clone();
+    loop {
+        if loc.same(root) {
+            return loc;
+        }
+        if !loc.is_mount_root() {
+            break;
+        }
+        match loc.mount.mountpoint() {
+            Some(at) => loc = at,
+            None => return loc,
+        }
+    }
+    match loc.dentry.parent() {
+        Some((p, _)) => Location {
+            mount: loc.mount,
+            dentry: p,
+        },
+        None => loc,
+    }
+}
+
+/// The path of `loc` as seen from `root` ("/" for the root itself). A
+/// location outside `root` (a chroot escaped by an open directory) is named
+/// from its topmost ancestor, as Linux does; a deleted one gets
+/// " (deleted)" appended.
+pub fn path_of(loc: &Location, root: &Location) -> String {
+    let mut names: Vec<String> = Vec::new();
+    let mut cur = loc.clone();
+    loop {
+        if cur.same(root) {
+            break;
+        }
+        if cur.is_mount_root() {
+            match cur.mount.mountpoint() {
+                Some(at) => {
+                    cur = at;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        match cur.dentry.parent() {
+            Some((p, name)) => {
+                names.push(name);
+                cur.dentry = p;
+            }
+            None => break,
+        }
+    }
+    let mut path = String::new();
+    for n in names.iter().rev() {
+        path.push('/');
+        path.push_str(n);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    if loc.dentry.is_deleted() {
+        path.push_str(" (deleted)");
+    }
+    path
+}
