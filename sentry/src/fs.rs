@@ -1,50 +1,116 @@
-//! Files as the Sentry holds them until the VFS crate lands: the container
-//! root (a host directory descriptor the runtime handed over) and open
-//! files backed by host descriptors opened beneath it.
+//! The Sentry's side of files: the filesystem tree a sandbox starts with,
+//! each task's root, working directory and umask, and descriptor tables.
+//! The VFS itself (paths, mounts, filesystems) is the `vfs` crate.
 //!
-//! The root is read-only: opening for write gives EROFS. Host procfs and
-//! sysfs are never visible through it (they would describe the host and
-//! the Sentry, not the sandbox), and of host device nodes only the
-//! stateless memory devices (`/dev/null`, `zero`, `full`, `random`,
-//! `urandom`) may be opened. Paths are resolved by string against the
-//! working directory; symlinks and `..` are resolved by the host kernel
-//! confined beneath the root (`RESOLVE_IN_ROOT`).
+//! The tree: the container root from the gofer (a host directory the
+//! Sentry walks beneath itself, directfs) as the read-only lower layer of
+//! an overlay whose upper layer is memory, so nothing the program writes
+//! reaches the host (upstream's `--overlay2=root:memory`); a devtmpfs with
+//! the memory devices on `/dev`; empty read-only directories over `/proc`
+//! and `/sys` until procfs and sysfs exist, so the host's never show.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abi::Errno;
+use vfs::mount::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
+use vfs::tmpfs::{self, TmpfsOptions};
+use vfs::{dev, hostfs, overlay, Creds, FileDescription, FileOps, Location, Mounts, NodeKind};
 
-use crate::host;
+pub use vfs::FileDescription as File;
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-const SYSFS_MAGIC: i64 = 0x6265_6572;
+/// Anonymous device numbers (major 0), one per filesystem instance.
+static NEXT_DEV: AtomicU64 = AtomicU64::new(1);
 
-const S_IFMT: u32 = 0o170000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFBLK: u32 = 0o060000;
+pub fn anon_dev() -> u64 {
+    libc::makedev(0, NEXT_DEV.fetch_add(1, Ordering::Relaxed) as u32)
+}
 
-/// Character devices of major 1 ("mem") that hold no host state.
-fn is_safe_device(rdev: u64, write: bool) -> bool {
-    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    match (major, minor) {
-        (1, 3) | (1, 5) | (1, 7) => true, // null, zero, full
-        (1, 8) | (1, 9) => !write,        // random, urandom: reading only
-        _ => false,
+/// A tmpfs may hold at most this much file data (Linux's default is half
+/// of RAM; the sandbox's memory is bounded elsewhere later).
+const TMPFS_LIMIT: u64 = 8 << 30;
+
+fn new_tmpfs(mode: u32, devices: bool) -> Arc<dyn vfs::Inode> {
+    tmpfs::new(TmpfsOptions {
+        dev: anon_dev(),
+        mode,
+        uid: 0,
+        gid: 0,
+        size_limit: TMPFS_LIMIT,
+        devices: devices.then(|| Arc::new(dev::open_memory_device) as tmpfs::DeviceOpener),
+    })
+}
+
+/// Build the sandbox's mount namespace over the container root `root` (a
+/// host directory descriptor).
+pub fn build_tree(
+    root: OwnedFd,
+    kernel: std::sync::Weak<crate::task::Kernel>,
+) -> Result<Arc<Mounts>, Errno> {
+    let lower = hostfs::new_root(root, true)?;
+    let upper = new_tmpfs(0o755, true);
+    let merged = overlay::new(upper, lower, anon_dev())?;
+    let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));
+    let creds = Creds::root();
+    let top = mounts.root();
+    let ctx = vfs::walk::Context {
+        mounts: &mounts,
+        root: &top,
+        creds: &creds,
+    };
+    let dir = |path: &str| -> Result<Location, Errno> {
+        match ctx.make(&top, path, NodeKind::Directory, 0o755) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        ctx.lookup(&top, path, true)
+    };
+
+    // /dev: the memory devices, /dev/shm, and the links programs expect.
+    let devfs = new_tmpfs(0o755, true);
+    let at = dir("/dev")?;
+    let devm = mounts.mount_fs(&at, devfs, "tmpfs", "none", MS_NOSUID | MS_NOEXEC)?;
+    let devroot = Location {
+        dentry: devm.root().clone(),
+        mount: devm,
+    };
+    for &(name, rdev, mode) in dev::MEMORY_DEVICES {
+        ctx.make(&devroot, name, NodeKind::CharDevice(rdev), mode)?;
     }
+    ctx.make(&devroot, "shm", NodeKind::Directory, 0o1777)?;
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ctx.make(&devroot, name, NodeKind::Symlink(target.into()), 0o777)?;
+    }
+    // procfs and sysfs describe the sandbox, and cover the host's.
+    let at = dir("/proc")?;
+    let flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    mounts.mount_fs(
+        &at,
+        crate::procfs::new_procfs(kernel, anon_dev()),
+        "proc",
+        "proc",
+        flags,
+    )?;
+    let at = dir("/sys")?;
+    mounts.mount_fs(
+        &at,
+        crate::procfs::new_sysfs(anon_dev()),
+        "sysfs",
+        "sysfs",
+        flags | MS_RDONLY,
+    )?;
+    Ok(mounts)
 }
 
-/// The container's root directory.
-pub struct Root {
-    fd: OwnedFd,
-}
-
-/// Join `path` onto the absolute directory `dir` (no normalisation: the
-/// host resolves `.`, `..` and symlinks beneath the root).
+/// Join `path` onto `dir` (a path of the sandbox, absolute or relative).
 pub fn join(dir: &str, path: &str) -> String {
-    if path.starts_with('/') {
+    if path.starts_with('/') || dir.is_empty() {
         path.to_string()
     } else if dir.ends_with('/') {
         format!("{dir}{path}")
@@ -53,179 +119,29 @@ pub fn join(dir: &str, path: &str) -> String {
     }
 }
 
-/// Collapse `.`, `..` and repeated slashes of an absolute path lexically
-/// (for the working directory; the host resolves symlinks on each use).
-pub fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+/// A task's view of the tree: its root (chroot), working directory and
+/// umask, shared by threads made with CLONE_FS.
+#[derive(Clone)]
+pub struct FsContext {
+    pub root: Location,
+    pub cwd: Location,
+    pub umask: u32,
 }
 
-impl Root {
-    pub fn new(fd: OwnedFd) -> Root {
-        Root { fd }
-    }
-
-    /// Open the absolute sandbox path `path` with open(2) `flags`; returns
-    /// the host descriptor and its stat.
-    pub fn open(&self, path: &str, flags: i32) -> Result<(OwnedFd, abi::Stat), Errno> {
-        if path.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        let accmode = flags & libc::O_ACCMODE;
-        let wants_write = accmode != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        let nofollow = flags & libc::O_NOFOLLOW;
-        // Look first, so errors come in Linux's order (ENOENT, ENOTDIR, ELOOP
-        // before EROFS).
-        let found = host::openat2_beneath(
-            self.fd.as_fd(),
-            path,
-            libc::O_PATH | nofollow | (flags & libc::O_DIRECTORY),
-        );
-        let probe = match found {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) if flags & libc::O_CREAT != 0 => return Err(Errno::EROFS),
-            Err(e) => return Err(e),
-        };
-        self.check_visible(probe.as_fd())?;
-        let st = host::fstat(probe.as_fd())?;
-        if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
-            return Err(Errno::EEXIST);
-        }
-        let kind = st.mode & S_IFMT;
-        if (kind == S_IFCHR || kind == S_IFBLK) && !is_safe_device(st.rdev, wants_write) {
-            tracing::info!(
-                "open {path:?}: host device nodes other than the memory devices are not exposed"
-            );
-            return Err(Errno::EACCES);
-        }
-        if wants_write {
-            if kind == S_IFDIR {
-                return Err(Errno::EISDIR);
-            }
-            if kind != S_IFCHR {
-                return Err(Errno::EROFS);
-            }
-        }
-        if flags & libc::O_PATH != 0 {
-            return Ok((probe, st));
-        }
-        let keep = libc::O_ACCMODE
-            | libc::O_NONBLOCK
-            | libc::O_DIRECTORY
-            | libc::O_NOFOLLOW
-            | libc::O_APPEND;
-        let fd = host::openat2_beneath(self.fd.as_fd(), path, flags & keep)?;
-        self.check_visible(fd.as_fd())?;
-        let st = host::fstat(fd.as_fd())?;
-        Ok((fd, st))
-    }
-
-    fn check_visible(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
-        if is_hidden_fs(fd)? {
-            Err(Errno::ENOENT)
-        } else {
-            Ok(())
-        }
-    }
+/// A file over a host descriptor the Sentry owns (stdio, host pipes,
+/// eventfds, epoll sets): `name` is how `/proc/self/fd` will show it.
+pub fn host_file(fd: OwnedFd, flags: i32, name: &str) -> Arc<File> {
+    let seekable = crate::host::fstat(fd.as_fd())
+        .map(|s| s.mode & libc::S_IFMT == libc::S_IFREG || s.mode & libc::S_IFMT == libc::S_IFBLK)
+        .unwrap_or(false);
+    let ops: Arc<dyn FileOps> = Arc::new(hostfs::HostFile::new(fd, seekable));
+    FileDescription::anonymous(name, ops, flags)
 }
 
-/// Whether `fd` is on a host filesystem the sandbox must not see.
-fn is_hidden_fs(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
-    Ok(matches!(host::fs_type(fd)?, PROC_SUPER_MAGIC | SYSFS_MAGIC))
-}
-
-/// Read directory entries of `dir` into `buf` (`getdents64` records),
-/// leaving out subdirectories that are host procfs or sysfs mounts, which
-/// `open` refuses too.
-pub fn read_dir(dir: &File, buf: &mut [u8]) -> Result<usize, Errno> {
-    const DT_DIR: u8 = 4;
-    loop {
-        let n = host::getdents64(dir.host(), buf)?;
-        if n == 0 {
-            return Ok(0);
-        }
-        // Compact the kept records to the front of `buf`.
-        let (mut read, mut kept) = (0, 0);
-        while read + 19 <= n {
-            let reclen = usize::from(u16::from_le_bytes([buf[read + 16], buf[read + 17]]));
-            if reclen == 0 || read + reclen > n {
-                break;
-            }
-            let name_bytes = &buf[read + 19..read + reclen];
-            let name = &name_bytes[..name_bytes
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(name_bytes.len())];
-            let hidden = buf[read + 18] == DT_DIR
-                && name != b"."
-                && name != b".."
-                && std::str::from_utf8(name).is_ok_and(|name| {
-                    host::openat2_beneath(dir.host(), name, libc::O_PATH | libc::O_NOFOLLOW)
-                        .and_then(|fd| is_hidden_fs(fd.as_fd()))
-                        .unwrap_or(false)
-                });
-            if !hidden {
-                buf.copy_within(read..read + reclen, kept);
-                kept += reclen;
-            }
-            read += reclen;
-        }
-        // Everything this batch held was hidden: read on rather than report
-        // an end of directory that is not there.
-        if kept > 0 {
-            return Ok(kept);
-        }
-    }
-}
-
-/// An open file description.
-pub struct File {
-    host: OwnedFd,
-    /// open(2) status flags and access mode.
-    pub flags: i32,
-    /// The sandbox path it was opened by, for `*at` calls relative to it.
-    pub path: String,
-    pub mode: u32,
-}
-
-impl File {
-    pub fn new(host: OwnedFd, flags: i32, path: String, mode: u32) -> File {
-        File {
-            host,
-            flags,
-            path,
-            mode,
-        }
-    }
-
-    pub fn host(&self) -> BorrowedFd<'_> {
-        self.host.as_fd()
-    }
-
-    pub fn readable(&self) -> bool {
-        self.flags & libc::O_PATH == 0 && self.flags & libc::O_ACCMODE != libc::O_WRONLY
-    }
-
-    pub fn writable(&self) -> bool {
-        self.flags & libc::O_PATH == 0 && self.flags & libc::O_ACCMODE != libc::O_RDONLY
-    }
-
-    pub fn is_dir(&self) -> bool {
-        self.mode & S_IFMT == S_IFDIR
-    }
-
-    pub fn is_regular(&self) -> bool {
-        self.mode & S_IFMT == S_IFREG
-    }
+/// The host descriptor behind `file`, for the calls that pass through to
+/// the host (poll, epoll, ioctl); `err` when it has none.
+pub fn host_fd(file: &File, err: Errno) -> Result<BorrowedFd<'_>, Errno> {
+    file.ops().host_fd().ok_or(err)
 }
 
 /// A process's descriptor table. Cloning it (fork) shares the open file
@@ -298,6 +214,14 @@ impl FdTable {
         entry.1 = cloexec;
         Ok(())
     }
+
+    /// The open descriptors in order (for close_range and /proc).
+    pub fn numbers(&self) -> Vec<u64> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .map(|i| i as u64)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -305,39 +229,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn join_keeps_absolute_paths() {
-        assert_eq!(join("/a", "/b"), "/b");
-        assert_eq!(join("/a", "b"), "/a/b");
-        assert_eq!(join("/", "b"), "/b");
-    }
-
-    #[test]
-    fn normalize_collapses_dots() {
-        assert_eq!(normalize("/a/b/../c/./d//"), "/a/c/d");
-        assert_eq!(normalize("/.."), "/");
-        assert_eq!(normalize("/"), "/");
-    }
-
-    #[test]
-    fn only_memory_devices_are_safe() {
-        let dev = |ma, mi| libc::makedev(ma, mi);
-        assert!(is_safe_device(dev(1, 3), true));
-        assert!(is_safe_device(dev(1, 9), false));
-        assert!(!is_safe_device(dev(1, 9), true));
-        assert!(!is_safe_device(dev(1, 1), false), "/dev/mem");
-        assert!(!is_safe_device(dev(8, 0), false), "a disk");
-    }
-
-    #[test]
     fn lowest_free_descriptor_is_used() {
-        let root = std::fs::File::open("/").unwrap();
         let file = |p: &str| {
-            Arc::new(File::new(
-                OwnedFd::from(root.try_clone().unwrap()),
-                0,
-                p.into(),
-                S_IFDIR,
-            ))
+            let fd = OwnedFd::from(std::fs::File::open("/").unwrap());
+            host_file(fd, libc::O_RDONLY, p)
         };
         let mut t = FdTable::default();
         assert_eq!(t.insert(file("a"), false, 0).unwrap(), 0);

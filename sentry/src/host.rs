@@ -2,9 +2,8 @@
 //!
 //! Every `unsafe` block of the Sentry outside the memory file is here. The
 //! Sentry never opens a host path by name: files are reached only beneath a
-//! directory descriptor it was given ([`openat2_beneath`]).
+//! directory descriptor it was given (the `vfs` crate's host filesystem).
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use abi::Errno;
@@ -29,51 +28,6 @@ fn retry(mut f: impl FnMut() -> libc::c_long) -> Result<usize, Errno> {
             other => return other,
         }
     }
-}
-
-/// `struct open_how` of openat2(2).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-/// Open `path` beneath `root` as if `root` were `/`: `..`, absolute paths
-/// and symlinks never leave it, and magic links (`/proc/*/fd/*`) are refused.
-pub fn openat2_beneath(root: BorrowedFd<'_>, path: &str, flags: i32) -> Result<OwnedFd, Errno> {
-    let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
-    // openat2 refuses O_PATH with any flag but O_DIRECTORY, O_NOFOLLOW and
-    // O_CLOEXEC.
-    let noctty = if flags & libc::O_PATH == 0 {
-        libc::O_NOCTTY
-    } else {
-        0
-    };
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC | noctty) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    let fd = retry(|| {
-        // SAFETY: `path` is a NUL-terminated string and `how` a correctly
-        // sized open_how, both alive across the call; the kernel only reads
-        // them and returns a new descriptor that we take ownership of below.
-        unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        }
-    })?;
-    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// `fstat(2)` into the x86-64 ABI layout.
@@ -102,104 +56,6 @@ pub fn fstat(fd: BorrowedFd<'_>) -> Result<abi::Stat, Errno> {
         ctime_nsec: st.st_ctime_nsec,
         reserved: [0; 3],
     })
-}
-
-/// The filesystem type (`f_type` of statfs) of the file behind `fd`.
-pub fn fs_type(fd: BorrowedFd<'_>) -> Result<i64, Errno> {
-    // SAFETY: an all-zero `struct statfs` is a valid value of the C struct.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: the kernel writes one `struct statfs` into `st`.
-    check(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
-    Ok(st.f_type)
-}
-
-/// `read(2)` (`offset` None) or `pread(2)`.
-pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
-    retry(|| {
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        unsafe {
-            match offset {
-                None => {
-                    libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) as libc::c_long
-                }
-                Some(off) => libc::pread(
-                    fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    off as i64,
-                ) as libc::c_long,
-            }
-        }
-    })
-}
-
-/// `write(2)` (`offset` None) or `pwrite(2)`.
-pub fn write(fd: BorrowedFd<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
-    retry(|| {
-        // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`.
-        unsafe {
-            match offset {
-                None => libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) as libc::c_long,
-                Some(off) => {
-                    libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off as i64)
-                        as libc::c_long
-                }
-            }
-        }
-    })
-}
-
-/// `lseek(2)`.
-pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<u64, Errno> {
-    // SAFETY: lseek takes plain integers.
-    check(unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) } as libc::c_long).map(|v| v as u64)
-}
-
-/// `getdents64(2)` into `buf`.
-pub fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
-    retry(|| {
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                fd.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        }
-    })
-}
-
-/// `readlinkat(fd, "")`: the target of the symlink `fd` (an O_PATH fd).
-pub fn readlink_fd(fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: the path is a static empty C string; the kernel writes at most
-    // `buf.len()` bytes into `buf`.
-    let n = check(unsafe {
-        libc::readlinkat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    } as libc::c_long)?;
-    buf.truncate(n);
-    Ok(buf)
-}
-
-/// `faccessat2(fd, "", mode, AT_EMPTY_PATH)`: may the Sentry access `fd`?
-pub fn access_fd(fd: BorrowedFd<'_>, mode: i32) -> Result<(), Errno> {
-    // SAFETY: the path is a static empty C string; integers otherwise.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_faccessat2,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            mode,
-            libc::AT_EMPTY_PATH,
-        )
-    })
-    .map(drop)
 }
 
 /// The host descriptor's terminal attributes or window size (`TCGETS`,
@@ -240,29 +96,19 @@ pub fn status_flags(fd: BorrowedFd<'_>) -> Result<i32, Errno> {
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } as libc::c_long).map(|f| f as i32)
 }
 
+/// Set the O_NONBLOCK status flag of a host descriptor to `nonblock`
+/// (either 0 or O_NONBLOCK), keeping its other flags.
+pub fn set_status_flags(fd: BorrowedFd<'_>, nonblock: i32) -> Result<(), Errno> {
+    let old = status_flags(fd)?;
+    let new = (old & !libc::O_NONBLOCK) | (nonblock & libc::O_NONBLOCK);
+    // SAFETY: F_SETFL only changes the descriptor's status flags.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) } as libc::c_long).map(drop)
+}
+
 /// `sched_yield(2)`.
 pub fn sched_yield() {
     // SAFETY: sched_yield takes no arguments.
     unsafe { libc::sched_yield() };
-}
-
-/// `statx(fd, "", AT_EMPTY_PATH | flags, mask)`: the raw 256-byte
-/// `struct statx` of the file behind `fd`, in the layout user space reads.
-pub fn statx_fd(fd: BorrowedFd<'_>, flags: i32, mask: u32) -> Result<[u8; 256], Errno> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the path is a static empty C string and the kernel writes one
-    // 256-byte struct statx into `buf`.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_statx,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags | libc::AT_EMPTY_PATH,
-            mask,
-            buf.as_mut_ptr(),
-        )
-    })?;
-    Ok(buf)
 }
 
 /// `fstatfs(2)`: the raw 120-byte x86-64 `struct statfs`.

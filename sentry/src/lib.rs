@@ -19,6 +19,7 @@ mod loader;
 mod memfile;
 mod mm;
 mod process;
+mod procfs;
 mod signal;
 mod syscalls;
 mod task;

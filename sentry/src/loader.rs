@@ -6,12 +6,13 @@
 //! a host file the application must never write through, and the copy is
 //! what a private mapping would show.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 
 use abi::auxvec::*;
 use abi::{page_down, page_up, Errno, PAGE_SIZE};
 use platform::AccessType;
 
+use crate::fs::File;
 use crate::host;
 use crate::mm::{MemoryManager, VmaKind};
 
@@ -120,10 +121,10 @@ fn parse_phdrs(b: &[u8]) -> Vec<Phdr> {
 
 /// Read exactly `buf.len()` bytes at `offset`; EIO on a short file, as
 /// Linux's `elf_read`.
-fn read_exact_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<(), LoadFailure> {
+fn read_exact_at(fd: &File, buf: &mut [u8], offset: u64) -> Result<(), LoadFailure> {
     let mut done = 0;
     while done < buf.len() {
-        match host::read(fd, &mut buf[done..], Some(offset + done as u64)) {
+        match fd.pread(&mut buf[done..], offset + done as u64) {
             Ok(0) => return Err(fail(Errno::EIO, "ELF file is truncated")),
             Ok(n) => done += n,
             Err(e) => return Err(fail(e, "reading the ELF file")),
@@ -158,7 +159,7 @@ struct ElfFile {
     loads: Vec<Phdr>,
 }
 
-fn read_elf(fd: BorrowedFd<'_>, head: &[u8]) -> Result<ElfFile, LoadFailure> {
+fn read_elf(fd: &File, head: &[u8]) -> Result<ElfFile, LoadFailure> {
     let header = parse_header(head)?;
     let mut table = vec![0u8; header.phnum * PHDR_SIZE];
     // A table past the end of the file is ENOEXEC, as in Linux's
@@ -190,7 +191,7 @@ fn read_elf(fd: BorrowedFd<'_>, head: &[u8]) -> Result<ElfFile, LoadFailure> {
 
 impl ElfFile {
     /// The path in PT_INTERP, if the file names an interpreter.
-    fn interpreter(&self, fd: BorrowedFd<'_>) -> Result<Option<String>, LoadFailure> {
+    fn interpreter(&self, fd: &File) -> Result<Option<String>, LoadFailure> {
         let Some(p) = self.phdrs.iter().find(|p| p.kind == PT_INTERP) else {
             return Ok(None);
         };
@@ -225,7 +226,7 @@ impl ElfFile {
 /// Copy the loadable segments of `elf` into `mm` at `bias`.
 fn map_elf(
     mm: &mut MemoryManager,
-    fd: BorrowedFd<'_>,
+    fd: &File,
     elf: &ElfFile,
     bias: u64,
     path: &str,
@@ -269,7 +270,7 @@ fn map_elf(
         let mut done = 0u64;
         while done < p.filesz {
             let want = (p.filesz - done).min(chunk.len() as u64) as usize;
-            let n = match host::read(fd, &mut chunk[..want], Some(p.offset + done)) {
+            let n = match fd.pread(&mut chunk[..want], p.offset + done) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => return Err(fail(e, "reading an ELF segment")),
@@ -324,8 +325,29 @@ pub struct Loaded {
 
 /// Opens files for the loader: the container root, as the kernel sees it.
 pub trait Opener {
-    /// Open the absolute path for reading; returns the descriptor and mode.
-    fn open_exec(&self, path: &str) -> Result<(std::os::fd::OwnedFd, abi::Stat), Errno>;
+    /// Open the path for reading; returns the file and its attributes.
+    fn open_exec(&self, path: &str) -> Result<(Arc<File>, abi::Stat), Errno>;
+}
+
+/// Opens programs through the VFS, as the calling task sees the tree.
+pub struct VfsOpener<'a> {
+    pub ctx: vfs::walk::Context<'a>,
+    pub cwd: &'a vfs::Location,
+}
+
+impl Opener for VfsOpener<'_> {
+    fn open_exec(&self, path: &str) -> Result<(Arc<File>, abi::Stat), Errno> {
+        let loc = self.ctx.lookup(self.cwd, path, true)?;
+        if loc.mount.flags() & vfs::mount::MS_NOEXEC != 0 {
+            return Err(Errno::EACCES);
+        }
+        let st = loc.inode().stat()?;
+        if st.mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Errno::EACCES);
+        }
+        let file = self.ctx.open_location(loc, libc::O_RDONLY, false)?;
+        Ok((file, st))
+    }
 }
 
 /// Check execve's conditions on an opened file: a regular file with an
@@ -389,7 +411,8 @@ pub fn load(
             .map_err(|e| fail(e, "opening the program"))?;
         check_executable(&st, uid)?;
         let mut head = vec![0u8; BINPRM_BUF];
-        let n = host::read(fd.as_fd(), &mut head, Some(0))
+        let n = fd
+            .pread(&mut head, 0)
             .map_err(|e| fail(e, "reading the program"))?;
         head.truncate(n);
         if head.starts_with(b"#!") {
@@ -409,14 +432,14 @@ pub fn load(
             path = interp;
             continue;
         }
-        let elf = read_elf(fd.as_fd(), &head)?;
+        let elf = read_elf(&fd, &head)?;
         let bias = if elf.header.kind == ET_DYN {
             DYN_BASE + (random_u64() % ASLR_PAGES) * PAGE_SIZE - elf.span()?.0
         } else {
             0
         };
-        let interp = elf.interpreter(fd.as_fd())?;
-        let image = map_elf(mm, fd.as_fd(), &elf, bias, &path)?;
+        let interp = elf.interpreter(&fd)?;
+        let image = map_elf(mm, &fd, &elf, bias, &path)?;
         let Some(interp) = interp else {
             return Ok(Loaded {
                 start: image.entry,
@@ -434,16 +457,17 @@ pub fn load(
             return Err(fail(Errno::EACCES, "ELF interpreter is not a regular file"));
         }
         let mut ihead = vec![0u8; 64];
-        let n = host::read(ifd.as_fd(), &mut ihead, Some(0))
+        let n = ifd
+            .pread(&mut ihead, 0)
             .map_err(|e| fail(e, "reading the ELF interpreter"))?;
         ihead.truncate(n);
-        let ielf = read_elf(ifd.as_fd(), &ihead).map_err(|f| fail(Errno::ELIBBAD, f.why))?;
+        let ielf = read_elf(&ifd, &ihead).map_err(|f| fail(Errno::ELIBBAD, f.why))?;
         let (low, span) = ielf.span()?;
         let base = mm
             .find_free(span)
             .map_err(|e| fail(e, "placing the ELF interpreter"))?;
         let ibias = base - low;
-        let iimage = map_elf(mm, ifd.as_fd(), &ielf, ibias, &interp)?;
+        let iimage = map_elf(mm, &ifd, &ielf, ibias, &interp)?;
         return Ok(Loaded {
             start: iimage.entry,
             image,
@@ -520,6 +544,12 @@ pub fn build_stack(
         argp.push(push_bytes(mm, &cstr(a))?);
     }
     argp.reverse();
+    if let (Some(&first), Some(last)) = (argp.first(), argv.last()) {
+        mm.args = (first, argp[argp.len() - 1] + last.len() as u64 + 1);
+    }
+    if let (Some(&first), Some(last)) = (envp.first(), envv.last()) {
+        mm.env = (first, envp[envp.len() - 1] + last.len() as u64 + 1);
+    }
     let platform = push_bytes(mm, b"x86_64\0")?;
     let mut random = [0u8; 16];
     host::getrandom(&mut random)?;

@@ -44,6 +44,10 @@ pub struct MemoryManager {
     pub(crate) mmap_top: u64,
     brk_start: u64,
     brk: u64,
+    /// Where the initial stack keeps the argument and environment strings
+    /// (`/proc/[pid]/cmdline` and `environ` read them from there).
+    pub(crate) args: (u64, u64),
+    pub(crate) env: (u64, u64),
 }
 
 impl MemoryManager {
@@ -62,6 +66,8 @@ impl MemoryManager {
             mmap_top: max_addr,
             brk_start: 0,
             brk: 0,
+            args: (0, 0),
+            env: (0, 0),
         }
     }
 
@@ -245,6 +251,8 @@ impl MemoryManager {
             mmap_top: self.mmap_top,
             brk_start: self.brk_start,
             brk: self.brk,
+            args: self.args,
+            env: self.env,
         };
         for (&start, vma) in &self.vmas {
             let len = vma.end - start;
@@ -503,6 +511,38 @@ impl MemoryManager {
 }
 
 impl MemoryManager {
+    /// The mappings in the format of `/proc/[pid]/maps`. Offsets, devices
+    /// and inodes of file mappings are not tracked yet and read as 0.
+    pub fn proc_maps(&self) -> String {
+        let mut out = String::new();
+        for (start, v) in &self.vmas {
+            let a = v.access;
+            let perms: String = [(a.read, 'r'), (a.write, 'w'), (a.execute, 'x')]
+                .iter()
+                .map(|&(on, c)| if on { c } else { '-' })
+                .collect();
+            let name = match &v.kind {
+                VmaKind::Anonymous => "",
+                VmaKind::Heap => "[heap]",
+                VmaKind::Stack => "[stack]",
+                VmaKind::File(path) => path,
+            };
+            let line = format!("{start:08x}-{:08x} {perms}p 00000000 00:00 0", v.end);
+            if name.is_empty() {
+                out.push_str(&line);
+            } else {
+                out.push_str(&format!("{line:<72} {name}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Total bytes mapped (VmSize).
+    pub fn mapped_bytes(&self) -> u64 {
+        self.vmas.iter().map(|(s, v)| v.end - s).sum()
+    }
+
     /// The mappings, one line each, in the format of `/proc/self/maps`
     /// (without device and inode), for logs.
     pub fn describe(&self) -> String {

@@ -34,6 +34,20 @@ pub(crate) struct TaskHandle {
     /// Mask and pending signals; `wake` is notified when a signal arrives.
     pub signals: Mutex<ThreadSignals>,
     pub wake: Condvar,
+    /// What `/proc/[pid]` shows of the task, published by the task itself
+    /// whenever it changes (start, exec, prctl, set*id).
+    pub view: Mutex<Option<TaskView>>,
+}
+
+/// The parts of a task that other tasks read through procfs.
+#[derive(Clone)]
+pub(crate) struct TaskView {
+    pub comm: Vec<u8>,
+    pub exe: String,
+    pub mm: Arc<Mutex<crate::mm::MemoryManager>>,
+    pub fds: Arc<Mutex<crate::fs::FdTable>>,
+    pub fs: Arc<Mutex<crate::fs::FsContext>>,
+    pub creds: crate::task::Credentials,
 }
 
 impl TaskHandle {
@@ -47,6 +61,7 @@ impl TaskHandle {
                 ..ThreadSignals::default()
             }),
             wake: Condvar::new(),
+            view: Mutex::new(None),
         })
     }
 
@@ -76,6 +91,10 @@ impl TaskHandle {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
         self.interrupter.interrupt();
+    }
+
+    pub fn view(&self) -> Option<TaskView> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn is_killed(&self) -> bool {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use abi::Errno;
 use platform::{AddressSpace, ArchState, Context, Platform, SwitchEvent};
 
-use crate::fs::{self, FdTable, File, Root};
+use crate::fs::{self, FdTable, FsContext};
 use crate::loader::{self, StackInfo};
 use crate::memfile::MemoryFile;
 use crate::mm::MemoryManager;
@@ -46,7 +46,8 @@ pub struct KernelConfig {
 pub struct Kernel {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) mf: Arc<MemoryFile>,
-    pub(crate) root: Root,
+    /// The sandbox's mount namespace.
+    pub(crate) mounts: Arc<vfs::Mounts>,
     pub(crate) hostname: String,
     pub(crate) futexes: crate::futex::FutexTable,
     pub(crate) strace: Strace,
@@ -112,16 +113,30 @@ impl Kernel {
     }
 
     pub fn new(config: KernelConfig) -> Result<Arc<Kernel>, Errno> {
-        Ok(Arc::new(Kernel {
-            platform: config.platform,
-            mf: Arc::new(MemoryFile::new()?),
-            root: Root::new(config.root),
-            hostname: config.hostname,
-            futexes: Default::default(),
-            strace: config.strace,
-            next_pid: AtomicI32::new(1),
-            groups: Mutex::new(HashMap::new()),
-        }))
+        let mf = Arc::new(MemoryFile::new()?);
+        let mut built = Ok(());
+        let kernel = Arc::new_cyclic(|me| {
+            let mounts = fs::build_tree(config.root, me.clone()).unwrap_or_else(|e| {
+                built = Err(e);
+                Arc::new(vfs::Mounts::new(
+                    vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
+                    "tmpfs",
+                    "none",
+                    0,
+                ))
+            });
+            Kernel {
+                platform: config.platform,
+                mf,
+                mounts,
+                hostname: config.hostname,
+                futexes: Default::default(),
+                strace: config.strace,
+                next_pid: AtomicI32::new(1),
+                groups: Mutex::new(HashMap::new()),
+            }
+        });
+        built.map(|()| kernel)
     }
 }
 
@@ -207,13 +222,13 @@ pub struct Task {
     pub(crate) state: ArchState,
     /// Shared with CLONE_FILES.
     pub(crate) fds: Arc<Mutex<FdTable>>,
-    /// The working directory, shared with CLONE_FS.
-    pub(crate) fs: Arc<Mutex<String>>,
-    /// The file mode creation mask, shared with CLONE_FS.
-    pub(crate) umask: Arc<Mutex<u32>>,
+    /// Root, working directory and umask, shared with CLONE_FS.
+    pub(crate) fs: Arc<Mutex<FsContext>>,
     pub(crate) creds: Credentials,
     /// prctl(PR_SET_NAME), at most 15 bytes.
     pub(crate) comm: Vec<u8>,
+    /// The path of the running program, for `/proc/[pid]/exe`.
+    pub(crate) exe: String,
     pub(crate) clear_child_tid: u64,
     pub(crate) robust_list: u64,
     /// Set when this thread has exited (exit) or its group is exiting.
@@ -235,13 +250,42 @@ impl Task {
             errno: Errno::ENOENT,
             why: "no program given",
         })?;
-        let path = resolve_program(&kernel.root, program, &spec.envv, &spec.cwd)?;
+        let top = kernel.mounts.root();
+        let creds = Credentials::new(spec.uid, spec.gid);
+        let vcreds = creds.vfs();
+        let ctx = vfs::walk::Context {
+            mounts: &kernel.mounts,
+            root: &top,
+            creds: &vcreds,
+        };
+        let cwd = ctx
+            .lookup(&top, &spec.cwd, true)
+            .and_then(|c| {
+                if c.dentry.is_dir() {
+                    Ok(c)
+                } else {
+                    Err(Errno::ENOTDIR)
+                }
+            })
+            .map_err(|errno| StartError::Load {
+                path: spec.cwd.clone(),
+                errno,
+                why: "the working directory",
+            })?;
+        let fsc = FsContext {
+            root: top.clone(),
+            cwd,
+            umask: 0o022,
+        };
+        let path = resolve_program(&ctx, &fsc.cwd, program, &spec.envv)?;
+        let exe = exe_path_of(&kernel, &fsc, &path);
         let ctx = kernel
             .platform
             .new_context()
             .map_err(|e| StartError::Setup(e.to_string()))?;
         let (mm, state) = load_image(
             &kernel,
+            &fsc,
             &path,
             spec.argv.clone(),
             &spec.envv,
@@ -256,14 +300,7 @@ impl Task {
         let mut fds = FdTable::default();
         for (i, host) in spec.stdio.into_iter().enumerate() {
             let flags = crate::host::status_flags(host.as_fd()).unwrap_or(libc::O_RDWR);
-            let mode = crate::host::fstat(host.as_fd())
-                .map(|s| s.mode)
-                .unwrap_or(0);
-            fds.set(
-                i,
-                Arc::new(File::new(host, flags, format!("host:[{i}]"), mode)),
-                false,
-            );
+            fds.set(i, fs::host_file(host, flags, &format!("host:[{i}]")), false);
         }
         let tid = kernel.alloc_pid();
         let tg = ThreadGroup::new(tid, Weak::new(), tid, tid, 0, Handlers::default());
@@ -281,10 +318,10 @@ impl Task {
             ctx,
             state,
             fds: Arc::new(Mutex::new(fds)),
-            fs: Arc::new(Mutex::new(spec.cwd)),
-            umask: Arc::new(Mutex::new(0o022)),
-            creds: Credentials::new(spec.uid, spec.gid),
+            fs: Arc::new(Mutex::new(fsc)),
+            creds,
             comm: comm_of(&path),
+            exe,
             clear_child_tid: 0,
             robust_list: 0,
             exit: None,
@@ -315,16 +352,34 @@ impl Task {
         self.fds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn cwd(&self) -> String {
-        self.fs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Publish what procfs shows of this task (call after changing it).
+    pub(crate) fn publish(&self) {
+        let view = crate::process::TaskView {
+            comm: self.comm.clone(),
+            exe: self.exe.clone(),
+            mm: self.mm.clone(),
+            fds: self.fds.clone(),
+            fs: self.fs.clone(),
+            creds: self.creds.clone(),
+        };
+        *self.handle.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
     }
 
-    pub(crate) fn set_cwd(&self, cwd: String) {
-        *self.fs.lock().unwrap_or_else(|e| e.into_inner()) = cwd;
+    pub(crate) fn fs(&self) -> MutexGuard<'_, FsContext> {
+        self.fs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The credentials the VFS checks: the effective ids (Linux's fsuid
+    /// follows euid unless setfsuid changes it), all capabilities for
+    /// root and none otherwise.
+    pub(crate) fn vfs_creds(&self) -> vfs::Creds {
+        self.creds.vfs()
     }
 
     /// Run this thread's application code until the thread exits.
     pub(crate) fn run_thread(mut self) {
+        crate::procfs::set_current(self.tg.tgid, self.tid);
+        self.publish();
         let status = loop {
             if self.handle.is_killed() {
                 break self
@@ -406,6 +461,15 @@ pub(crate) struct Credentials {
 }
 
 impl Credentials {
+    pub fn vfs(&self) -> vfs::Creds {
+        vfs::Creds {
+            uid: self.euid,
+            gid: self.egid,
+            groups: self.groups.clone(),
+            caps: if self.euid == 0 { u64::MAX } else { 0 },
+        }
+    }
+
     pub fn new(uid: u32, gid: u32) -> Credentials {
         Credentials {
             ruid: uid,
@@ -435,16 +499,11 @@ fn comm_of(path: &str) -> Vec<u8> {
         .collect()
 }
 
-impl crate::loader::Opener for Root {
-    fn open_exec(&self, path: &str) -> Result<(OwnedFd, abi::Stat), Errno> {
-        self.open(path, libc::O_RDONLY)
-    }
-}
-
 /// A fresh address space with the program at `path` loaded and its stack
 /// laid out, and the registers to start it with.
 fn load_image(
     kernel: &Kernel,
+    fsc: &FsContext,
     path: &str,
     argv: Vec<String>,
     envv: &[String],
@@ -461,8 +520,21 @@ fn load_image(
         kernel.platform.min_user_address(),
         kernel.platform.max_user_address(),
     );
-    let loaded =
-        loader::load(&mut mm, &kernel.root, path, argv, uid).map_err(|f| (f.errno, f.why))?;
+    let creds = vfs::Creds {
+        uid,
+        gid,
+        groups: Vec::new(),
+        caps: if uid == 0 { u64::MAX } else { 0 },
+    };
+    let opener = loader::VfsOpener {
+        ctx: vfs::walk::Context {
+            mounts: &kernel.mounts,
+            root: &fsc.root,
+            creds: &creds,
+        },
+        cwd: &fsc.cwd,
+    };
+    let loaded = loader::load(&mut mm, &opener, path, argv, uid).map_err(|f| (f.errno, f.why))?;
     let info = StackInfo {
         loaded: &loaded,
         execfn: path,
@@ -488,8 +560,10 @@ impl Task {
         argv: Vec<String>,
         envv: &[String],
     ) -> Result<(), Errno> {
+        let fsc = self.fs().clone();
         let (mm, state) = load_image(
             &self.kernel,
+            &fsc,
             path,
             argv,
             envv,
@@ -500,6 +574,7 @@ impl Task {
             tracing::debug!("execve {path:?}: {why}: {e:?}");
             e
         })?;
+        let exe_path = exe_path_of(&self.kernel, &fsc, path);
         // The point of no return: other threads die, the old address space
         // goes away (a vfork parent keeps its own), and the parent resumes.
         self.tg.kill_others(self.tid);
@@ -513,22 +588,38 @@ impl Task {
         self.tg.timers.clear_posix();
         self.alt_stack = AltStack::default();
         self.comm = comm_of(path);
+        self.exe = exe_path;
+        self.publish();
         self.clear_child_tid = 0;
         self.robust_list = 0;
         Ok(())
     }
 }
 
+/// The absolute path of the program `path` names (for `/proc/[pid]/exe`).
+fn exe_path_of(kernel: &Kernel, fsc: &FsContext, path: &str) -> String {
+    let creds = vfs::Creds::root();
+    let ctx = vfs::walk::Context {
+        mounts: &kernel.mounts,
+        root: &fsc.root,
+        creds: &creds,
+    };
+    match ctx.lookup(&fsc.cwd, path, true) {
+        Ok(loc) => ctx.path_of(&loc),
+        Err(_) => fs::join(&ctx.path_of(&fsc.cwd), path),
+    }
+}
+
 /// Find the program as execvp would: a name with a slash is a path
 /// (relative to `cwd`); a bare name is searched in `PATH` from `envv`.
 fn resolve_program(
-    root: &Root,
+    ctx: &vfs::walk::Context<'_>,
+    cwd: &vfs::Location,
     program: &str,
     envv: &[String],
-    cwd: &str,
 ) -> Result<String, StartError> {
     if program.contains('/') {
-        return Ok(fs::join(cwd, program));
+        return Ok(program.to_string());
     }
     let path_var = envv
         .iter()
@@ -545,8 +636,11 @@ fn resolve_program(
         })
         .collect();
     for dir in &dirs {
-        let candidate = fs::join(&fs::join(cwd, dir), program);
-        if let Ok((_, st)) = root.open(&candidate, libc::O_PATH) {
+        let candidate = fs::join(dir, program);
+        let found = ctx
+            .lookup(cwd, &candidate, true)
+            .and_then(|l| l.inode().stat());
+        if let Ok(st) = found {
             if st.mode & libc::S_IFMT == libc::S_IFREG && st.mode & 0o111 != 0 {
                 return Ok(candidate);
             }

@@ -72,25 +72,32 @@ fn exit_status_passes_through() {
 }
 
 #[test]
-fn host_proc_is_not_visible() {
+fn proc_describes_the_sandbox_not_the_host() {
     let (status, out) = run(&[BUSYBOX, "cat", "/proc/self/status"]).unwrap();
-    assert_eq!(status, ExitStatus::Exited(1));
-    assert_eq!(out, "");
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert!(out.contains("\nPid:\t1\n"), "{out}");
+    assert!(out.contains("\nPPid:\t0\n"), "{out}");
+    let (status, out) = run(&[BUSYBOX, "ls", "/proc"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(0));
+    let names: Vec<&str> = out.lines().collect();
+    assert!(names.contains(&"1") && names.contains(&"self"), "{names:?}");
+    // The test process's own PID is a host PID: not in the sandbox.
+    let me = std::process::id().to_string();
+    assert!(!names.contains(&me.as_str()), "{names:?}");
 }
 
 #[test]
-fn host_proc_and_sys_are_not_listed() {
-    let (status, out) = run(&[BUSYBOX, "ls", "/"]).unwrap();
-    assert_eq!(status, ExitStatus::Exited(0), "ls / printed {out:?}");
+fn sys_holds_only_the_sandbox_basics() {
+    let (status, out) = run(&[BUSYBOX, "ls", "/sys"]).unwrap();
+    assert_eq!(status, ExitStatus::Exited(0), "ls /sys printed {out:?}");
     let names: Vec<&str> = out.lines().collect();
-    assert!(
-        names.contains(&"etc") && names.contains(&"usr"),
-        "{names:?}"
+    assert_eq!(
+        names,
+        ["block", "bus", "class", "devices", "fs", "kernel", "module"]
     );
-    assert!(
-        !names.contains(&"proc") && !names.contains(&"sys"),
-        "{names:?}"
-    );
+    let (_, out) = run(&[BUSYBOX, "cat", "/sys/devices/system/cpu/online"]).unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(out, format!("0-{}\n", cpus - 1));
 }
 
 #[test]

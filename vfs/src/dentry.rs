@@ -7,7 +7,7 @@
 //! holds it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::inode::Inode;
@@ -22,6 +22,9 @@ pub struct Dentry {
     mounts: AtomicUsize,
     /// Unlinked (or rmdir'ed): its path reads " (deleted)".
     deleted: AtomicBool,
+    /// The node's `S_IFMT` bits once known (a node never changes type), so
+    /// walks do not stat every component; 0 until first asked.
+    file_type: AtomicU32,
 }
 
 impl Dentry {
@@ -33,6 +36,7 @@ impl Dentry {
             children: Mutex::new(HashMap::new()),
             mounts: AtomicUsize::new(0),
             deleted: AtomicBool::new(false),
+            file_type: AtomicU32::new(0),
         })
     }
 
@@ -43,6 +47,25 @@ impl Dentry {
     /// The parent dentry and this dentry's name in it.
     pub fn parent(&self) -> Option<(Arc<Dentry>, String)> {
         self.link.lock().unwrap().clone()
+    }
+
+    /// The node's `S_IFMT` bits.
+    pub fn file_type(&self) -> Result<u32> {
+        let known = self.file_type.load(Ordering::Relaxed);
+        if known != 0 {
+            return Ok(known);
+        }
+        let t = self.inode.stat()?.mode & crate::S_IFMT;
+        self.file_type.store(t, Ordering::Relaxed);
+        Ok(t)
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type().is_ok_and(|t| t == crate::S_IFDIR)
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.file_type().is_ok_and(|t| t == crate::S_IFLNK)
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -63,14 +86,22 @@ impl Dentry {
 
     /// The child `name` (not `.` or `..`), from the cache or the filesystem.
     pub fn child(self: &Arc<Dentry>, name: &str) -> Result<Arc<Dentry>> {
-        if let Some(d) = self
+        let cached = self
             .children
             .lock()
             .unwrap()
             .get(name)
-            .and_then(Weak::upgrade)
-        {
-            return Ok(d);
+            .and_then(Weak::upgrade);
+        if let Some(d) = cached {
+            if d.inode.valid() {
+                return Ok(d);
+            }
+            // Stale: drop it (unless something is mounted on it) and ask
+            // the filesystem again.
+            if d.is_mountpoint() {
+                return Ok(d);
+            }
+            self.children.lock().unwrap().remove(name);
         }
         let inode = self.inode.lookup(name)?;
         Ok(self.adopt(name, inode))
@@ -88,6 +119,7 @@ impl Dentry {
             children: Mutex::new(HashMap::new()),
             mounts: AtomicUsize::new(0),
             deleted: AtomicBool::new(false),
+            file_type: AtomicU32::new(0),
         });
         children.retain(|_, w| w.strong_count() > 0);
         children.insert(name.to_string(), Arc::downgrade(&d));

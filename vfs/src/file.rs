@@ -1,1 +1,278 @@
-//! (being written)
+//! File descriptions: what a descriptor number refers to.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use abi::{Errno, Stat};
+
+use crate::inode::{dirent_type, DirEntry, FileOps};
+use crate::mount::Location;
+use crate::Result;
+
+/// Status flags `F_SETFL` may change.
+const SETFL_MASK: i32 =
+    libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+
+/// An open file: the node it was opened from (if any), the opened data,
+/// the status flags and the position. Shared by dup'ed descriptors and
+/// across fork, as Linux's `struct file`.
+pub struct FileDescription {
+    location: Option<Location>,
+    ops: Arc<dyn FileOps>,
+    flags: AtomicI32,
+    pos: Mutex<u64>,
+    /// The directory listing `getdents64` walks, taken at position 0.
+    listing: Mutex<Option<Vec<DirEntry>>>,
+    /// How `/proc/self/fd` names a file that has no path (`pipe:[7]`).
+    anon_name: String,
+}
+
+impl FileDescription {
+    /// A file opened by path.
+    pub fn new(location: Location, ops: Arc<dyn FileOps>, flags: i32) -> Arc<FileDescription> {
+        Arc::new(FileDescription {
+            location: Some(location),
+            ops,
+            flags: AtomicI32::new(
+                flags
+                    & !(libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_TRUNC
+                        | libc::O_CLOEXEC
+                        | libc::O_NOCTTY),
+            ),
+            pos: Mutex::new(0),
+            listing: Mutex::new(None),
+            anon_name: String::new(),
+        })
+    }
+
+    /// A file with no path (pipes, eventfds, host descriptors).
+    pub fn anonymous(name: &str, ops: Arc<dyn FileOps>, flags: i32) -> Arc<FileDescription> {
+        Arc::new(FileDescription {
+            location: None,
+            ops,
+            flags: AtomicI32::new(flags & !libc::O_CLOEXEC),
+            pos: Mutex::new(0),
+            listing: Mutex::new(None),
+            anon_name: name.to_string(),
+        })
+    }
+
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    pub fn ops(&self) -> &Arc<dyn FileOps> {
+        &self.ops
+    }
+
+    pub fn anon_name(&self) -> &str {
+        &self.anon_name
+    }
+
+    /// Access mode and status flags (what `F_GETFL` reports).
+    pub fn flags(&self) -> i32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// `F_SETFL`: only the changeable status flags move.
+    pub fn set_status_flags(&self, flags: i32) {
+        let old = self.flags();
+        self.flags.store(
+            (old & !SETFL_MASK) | (flags & SETFL_MASK),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn is_path_only(&self) -> bool {
+        self.flags() & libc::O_PATH != 0
+    }
+
+    pub fn readable(&self) -> bool {
+        !self.is_path_only() && self.flags() & libc::O_ACCMODE != libc::O_WRONLY
+    }
+
+    pub fn writable(&self) -> bool {
+        !self.is_path_only() && self.flags() & libc::O_ACCMODE != libc::O_RDONLY
+    }
+
+    pub fn stat(&self) -> Result<Stat> {
+        match &self.location {
+            Some(loc) => loc.inode().stat(),
+            None => self.ops.stat(),
+        }
+    }
+
+    pub fn file_type(&self) -> u32 {
+        match &self.location {
+            Some(loc) => loc.dentry.file_type().unwrap_or(0),
+            None => self.ops.stat().map_or(0, |s| s.mode & crate::S_IFMT),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type() == crate::S_IFDIR
+    }
+
+    pub fn is_regular(&self) -> bool {
+        self.file_type() == crate::S_IFREG
+    }
+
+    /// `read(2)`: at the file position, which moves past what was read.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        if !self.ops.seekable() {
+            return self.ops.read(buf, 0);
+        }
+        let mut pos = self.pos.lock().unwrap();
+        let n = self.ops.read(buf, *pos)?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    /// `pread64(2)`.
+    pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        if !self.ops.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        self.ops.read(buf, offset)
+    }
+
+    /// `write(2)`: at the position, or at the end with O_APPEND.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        if !self.ops.seekable() {
+            return self.ops.write(buf, 0);
+        }
+        let mut pos = self.pos.lock().unwrap();
+        if self.flags() & libc::O_APPEND != 0 {
+            let (n, end) = self.ops.append(buf)?;
+            *pos = end;
+            return Ok(n);
+        }
+        let n = self.ops.write(buf, *pos)?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    /// `pwrite64(2)`. (Linux appends anyway on an O_APPEND file.)
+    pub fn pwrite(&self, buf: &[u8], offset: u64) -> Result<usize> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        if !self.ops.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        if self.flags() & libc::O_APPEND != 0 {
+            return self.ops.append(buf).map(|(n, _)| n);
+        }
+        self.ops.write(buf, offset)
+    }
+
+    /// `lseek(2)`. SEEK_DATA and SEEK_HOLE treat the whole file as data.
+    pub fn seek(&self, offset: i64, whence: i32) -> Result<u64> {
+        if self.is_path_only() {
+            return Err(Errno::EBADF);
+        }
+        if !self.ops.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        let mut pos = self.pos.lock().unwrap();
+        let size = || self.stat().map(|s| s.size);
+        let base: i64 = match whence {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => *pos as i64,
+            libc::SEEK_END => size()?,
+            libc::SEEK_DATA | libc::SEEK_HOLE => {
+                let size = size()?;
+                if offset < 0 || offset >= size {
+                    return Err(Errno::ENXIO);
+                }
+                let at = if whence == libc::SEEK_DATA {
+                    offset
+                } else {
+                    size
+                };
+                *pos = at as u64;
+                return Ok(*pos);
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        let new = base.checked_add(offset).ok_or(Errno::EOVERFLOW)?;
+        if new < 0 {
+            return Err(Errno::EINVAL);
+        }
+        *pos = new as u64;
+        if self.is_dir() && new == 0 {
+            *self.listing.lock().unwrap() = None;
+        }
+        Ok(*pos)
+    }
+
+    pub fn position(&self) -> u64 {
+        *self.pos.lock().unwrap()
+    }
+
+    /// `getdents64(2)`: fill `buf` with `linux_dirent64` records from the
+    /// position on; 0 at the end. EINVAL if not even one record fits.
+    pub fn getdents(&self, buf: &mut [u8], parent_ino: u64) -> Result<usize> {
+        if self.is_path_only() {
+            return Err(Errno::EBADF);
+        }
+        let loc = self.location.as_ref().ok_or(Errno::ENOTDIR)?;
+        if !loc.dentry.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut pos = self.pos.lock().unwrap();
+        let mut listing = self.listing.lock().unwrap();
+        if listing.is_none() || *pos == 0 {
+            let me = loc.inode().stat()?;
+            let mut entries = vec![
+                DirEntry {
+                    ino: me.ino,
+                    kind: dirent_type(crate::S_IFDIR),
+                    name: ".".into(),
+                },
+                DirEntry {
+                    ino: parent_ino,
+                    kind: dirent_type(crate::S_IFDIR),
+                    name: "..".into(),
+                },
+            ];
+            if !loc.dentry.is_deleted() {
+                entries.extend(loc.inode().read_dir()?);
+            }
+            *listing = Some(entries);
+        }
+        let entries = listing.as_ref().unwrap();
+        let mut used = 0;
+        while let Some(e) = entries.get(*pos as usize) {
+            let name = e.name.as_bytes();
+            let reclen = (19 + name.len() + 1).next_multiple_of(8);
+            if used + reclen > buf.len() {
+                if used == 0 {
+                    return Err(Errno::EINVAL);
+                }
+                break;
+            }
+            let rec = &mut buf[used..used + reclen];
+            rec.fill(0);
+            rec[0..8].copy_from_slice(&e.ino.to_le_bytes());
+            rec[8..16].copy_from_slice(&(*pos as i64 + 1).to_le_bytes());
+            rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            rec[18] = e.kind;
+            rec[19..19 + name.len()].copy_from_slice(name);
+            used += reclen;
+            *pos += 1;
+        }
+        Ok(used)
+    }
+}

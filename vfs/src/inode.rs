@@ -17,6 +17,7 @@ pub const CAP_DAC_OVERRIDE: u32 = 1;
 pub const CAP_DAC_READ_SEARCH: u32 = 2;
 pub const CAP_FOWNER: u32 = 3;
 pub const CAP_FSETID: u32 = 4;
+pub const CAP_SYS_CHROOT: u32 = 18;
 pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_MKNOD: u32 = 27;
 
@@ -273,6 +274,21 @@ pub trait Inode: Send + Sync {
 
     fn removexattr(&self, _name: &str) -> Result<()> {
         Err(Errno::ENODATA)
+    }
+
+    /// Whether a cached dentry for this node still names it. Filesystems
+    /// whose entries change behind the VFS's back (procfs, a host
+    /// directory others write to) answer false to make the walk look the
+    /// name up again.
+    fn valid(&self) -> bool {
+        true
+    }
+
+    /// For magic links (procfs's `fd/N`, `cwd`, `exe`): the place the link
+    /// stands for, which the walk goes to instead of resolving the link's
+    /// text (that text may name no path at all: `pipe:[3]`).
+    fn jump(&self) -> Option<Result<crate::Location>> {
+        None
     }
 
     /// For filesystems to recognise their own nodes (link, rename).

@@ -24,7 +24,7 @@ pub mod walk;
 
 pub use abi::{Errno, Stat};
 pub use dentry::Dentry;
-// pub use file::FileDescription;
+pub use file::FileDescription;
 pub use inode::{Creds, DirEntry, FileOps, Inode, NodeKind, SetAttr, StatFs, TimeSpec, TimeUpdate};
 pub use mount::{Location, Mount, Mounts};
 

@@ -77,12 +77,14 @@ impl Location {
     }
 }
 
+/// (parent mount id, covered dentry address) → the mounts stacked there,
+/// the last one on top.
+type Covering = HashMap<(u64, usize), Vec<Arc<Mount>>>;
+
 /// A mount namespace: every mount and where it sits.
 pub struct Mounts {
     root: Arc<Mount>,
-    /// (parent mount id, covered dentry address) → mounts stacked there,
-    /// the last one on top.
-    covering: Mutex<HashMap<(u64, usize), Vec<Arc<Mount>>>>,
+    covering: Mutex<Covering>,
     next_id: AtomicU64,
 }
 
@@ -154,6 +156,23 @@ impl Mounts {
         flags: u32,
     ) -> Result<Arc<Mount>> {
         self.mount(at, Dentry::new_root(inode), fs_type, source, flags)
+    }
+
+    /// A mount of `inode` that is attached nowhere: a place for things
+    /// that have no path (what a magic link to a pipe leads to).
+    pub fn detached(&self, inode: Arc<dyn Inode>, fs_type: &str) -> Location {
+        let mount = Arc::new(Mount {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            root: Dentry::new_root(inode),
+            flags: AtomicU32::new(0),
+            fs_type: fs_type.into(),
+            source: "none".into(),
+            parent: Mutex::new(None),
+        });
+        Location {
+            dentry: mount.root.clone(),
+            mount,
+        }
     }
 
     /// Detach the mount whose root `loc` is. EBUSY if something is mounted

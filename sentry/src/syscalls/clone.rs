@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use abi::Errno;
 
 use super::SysResult;
-use crate::fs::File;
+use crate::fs;
 use crate::process::{TaskHandle, ThreadGroup, KILL_POLL};
 use crate::task::{ExitStatus, Task};
 
@@ -85,17 +85,10 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     } else {
         Arc::new(Mutex::new(task.fds().clone()))
     };
-    let umask = if flags & CLONE_FS != 0 {
-        task.umask.clone()
-    } else {
-        Arc::new(Mutex::new(
-            *task.umask.lock().unwrap_or_else(|e| e.into_inner()),
-        ))
-    };
     let fs = if flags & CLONE_FS != 0 {
         task.fs.clone()
     } else {
-        Arc::new(Mutex::new(task.cwd()))
+        Arc::new(Mutex::new(task.fs().clone()))
     };
     let ctx = kernel.platform.new_context().map_err(platform_err)?;
     let tid = kernel.alloc_pid();
@@ -154,9 +147,9 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         state,
         fds,
         fs,
-        umask,
         creds: task.creds.clone(),
         comm: task.comm.clone(),
+        exe: task.exe.clone(),
         clear_child_tid: if flags & CLONE_CHILD_CLEARTID != 0 {
             args.child_tid
         } else {
@@ -470,18 +463,8 @@ pub fn pipe2(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (r, w) = crate::host::pipe(flags & (libc::O_NONBLOCK | libc::O_DIRECT))?;
     let status = flags & (libc::O_NONBLOCK | libc::O_DIRECT);
     let cloexec = flags & libc::O_CLOEXEC != 0;
-    let read = Arc::new(File::new(
-        r,
-        libc::O_RDONLY | status,
-        "pipe:[r]".into(),
-        libc::S_IFIFO,
-    ));
-    let write = Arc::new(File::new(
-        w,
-        libc::O_WRONLY | status,
-        "pipe:[w]".into(),
-        libc::S_IFIFO,
-    ));
+    let read = fs::host_file(r, libc::O_RDONLY | status, "pipe:[r]");
+    let write = fs::host_file(w, libc::O_WRONLY | status, "pipe:[w]");
     let (rfd, wfd) = {
         let mut fds = task.fds();
         let rfd = fds.insert(read, cloexec, 0)?;

@@ -83,27 +83,39 @@ fn set_re(task: &mut Task, which: Ids, new_r: u32, new_e: u32) -> SysResult {
 }
 
 pub fn setuid(task: &mut Task, a: [u64; 6]) -> SysResult {
-    set_one(task, Ids::User, a[0] as u32)
+    let r = set_one(task, Ids::User, a[0] as u32);
+    task.publish();
+    r
 }
 
 pub fn setgid(task: &mut Task, a: [u64; 6]) -> SysResult {
-    set_one(task, Ids::Group, a[0] as u32)
+    let r = set_one(task, Ids::Group, a[0] as u32);
+    task.publish();
+    r
 }
 
 pub fn setreuid(task: &mut Task, a: [u64; 6]) -> SysResult {
-    set_re(task, Ids::User, a[0] as u32, a[1] as u32)
+    let r = set_re(task, Ids::User, a[0] as u32, a[1] as u32);
+    task.publish();
+    r
 }
 
 pub fn setregid(task: &mut Task, a: [u64; 6]) -> SysResult {
-    set_re(task, Ids::Group, a[0] as u32, a[1] as u32)
+    let r = set_re(task, Ids::Group, a[0] as u32, a[1] as u32);
+    task.publish();
+    r
 }
 
 pub fn setresuid(task: &mut Task, a: [u64; 6]) -> SysResult {
-    set_res(task, Ids::User, a[0] as u32, a[1] as u32, a[2] as u32)
+    let r = set_res(task, Ids::User, a[0] as u32, a[1] as u32, a[2] as u32);
+    task.publish();
+    r
 }
 
 pub fn setresgid(task: &mut Task, a: [u64; 6]) -> SysResult {
-    set_res(task, Ids::Group, a[0] as u32, a[1] as u32, a[2] as u32)
+    let r = set_res(task, Ids::Group, a[0] as u32, a[1] as u32, a[2] as u32);
+    task.publish();
+    r
 }
 
 fn get_res(task: &Task, which: Ids, a: [u64; 6]) -> SysResult {
@@ -162,13 +174,11 @@ pub fn setgroups(task: &mut Task, a: [u64; 6]) -> SysResult {
         .collect();
     groups.sort_unstable();
     task.creds.groups = groups;
+    task.publish();
     Ok(0)
 }
 
 pub fn umask(task: &mut Task, a: [u64; 6]) -> SysResult {
     let new = (a[0] & 0o777) as u32;
-    Ok(u64::from(std::mem::replace(
-        &mut *task.umask.lock().unwrap_or_else(|e| e.into_inner()),
-        new,
-    )))
+    Ok(u64::from(std::mem::replace(&mut task.fs().umask, new)))
 }

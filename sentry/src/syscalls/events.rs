@@ -11,7 +11,7 @@ use abi::Errno;
 
 use super::SysResult;
 use crate::deliver::ERESTARTNOHAND;
-use crate::fs::File;
+use crate::fs::{self, File};
 use crate::host;
 use crate::process::KILL_POLL;
 use crate::task::Task;
@@ -28,13 +28,13 @@ fn install(
     path: &str,
     cloexec: bool,
 ) -> SysResult {
-    let file = Arc::new(File::new(fd, libc::O_RDWR | flags, path.into(), 0));
+    let file = fs::host_file(fd, libc::O_RDWR | flags, path);
     task.fds().insert(file, cloexec, 0)
 }
 
 fn of_kind(task: &Task, fd: u64, path: &str) -> Result<Arc<File>, Errno> {
     let file = task.fds().get(fd)?;
-    if file.path != path {
+    if file.anon_name() != path {
         return Err(Errno::EINVAL);
     }
     Ok(file)
@@ -70,7 +70,10 @@ pub fn epoll_ctl(task: &mut Task, a: [u64; 6]) -> SysResult {
         task.mm().copy_in(event, &mut b)?;
         Some(b)
     };
-    host::epoll_ctl(ep.host(), op, target.host(), ev).map(|()| 0)
+    // Linux refuses regular files and directories (always ready) with EPERM;
+    // so does a file without a host descriptor here.
+    let target_fd = fs::host_fd(&target, Errno::EPERM)?;
+    host::epoll_ctl(fs::host_fd(&ep, Errno::EINVAL)?, op, target_fd, ev).map(|()| 0)
 }
 
 fn wait(task: &mut Task, epfd: u64, events: u64, max: u64, timeout_ms: i32) -> SysResult {
@@ -87,7 +90,11 @@ fn wait(task: &mut Task, epfd: u64, events: u64, max: u64, timeout_ms: i32) -> S
             Some(d) => d.saturating_duration_since(now).min(KILL_POLL),
             None => KILL_POLL,
         };
-        let ready = host::epoll_wait(ep.host(), max, slice.as_millis() as i32)?;
+        let ready = host::epoll_wait(
+            fs::host_fd(&ep, Errno::EINVAL)?,
+            max,
+            slice.as_millis() as i32,
+        )?;
         if !ready.is_empty() {
             let bytes: Vec<u8> = ready.iter().flatten().copied().collect();
             task.mm().copy_out(events, &bytes)?;
@@ -172,7 +179,7 @@ pub fn timerfd_settime(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     let mut new = [0u8; 32];
     task.mm().copy_in(a[2], &mut new)?;
-    let old = host::timerfd_settime(file.host(), flags, &new)?;
+    let old = host::timerfd_settime(fs::host_fd(&file, Errno::EINVAL)?, flags, &new)?;
     if a[3] != 0 {
         task.mm().copy_out(a[3], &old)?;
     }
@@ -181,7 +188,7 @@ pub fn timerfd_settime(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 pub fn timerfd_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = of_kind(task, a[0], TIMERFD_PATH)?;
-    let cur = host::timerfd_gettime(file.host())?;
+    let cur = host::timerfd_gettime(fs::host_fd(&file, Errno::EINVAL)?)?;
     task.mm().copy_out(a[1], &cur)?;
     Ok(0)
 }

@@ -2,7 +2,7 @@
 
 use abi::Errno;
 
-use super::file::{path_arg, resolve, AT_FDCWD};
+use super::file::{at_location, path_arg, Walker, AT_FDCWD};
 use super::SysResult;
 use crate::task::Task;
 
@@ -53,23 +53,25 @@ fn exec(task: &mut Task, dirfd: u64, path: u64, argv: u64, envp: u64, flags: u64
         return Err(Errno::EINVAL);
     }
     let name = path_arg(task, path)?;
-    let abs = if name.is_empty() {
-        if flags & AT_EMPTY_PATH == 0 || dirfd == AT_FDCWD {
-            return Err(Errno::ENOENT);
+    // The program is found again by path when loading: name it from the
+    // task's root when a descriptor is involved.
+    let target = if name.is_empty() || (!name.starts_with('/') && dirfd != AT_FDCWD) {
+        let dir = at_location(task, dirfd, "", AT_EMPTY_PATH)?;
+        let base = Walker::of(task).ctx().path_of(&dir);
+        if name.is_empty() {
+            base
+        } else {
+            crate::fs::join(&base, &name)
         }
-        // The descriptor's file, found again by the path it was opened by.
-        task.fds().get(dirfd)?.path.clone()
     } else {
-        resolve(task, dirfd, &name)?
+        name
     };
-    if flags & AT_SYMLINK_NOFOLLOW != 0 {
-        let (_, st) = task
-            .kernel
-            .root
-            .open(&abs, libc::O_PATH | libc::O_NOFOLLOW)?;
-        if st.mode & libc::S_IFMT == libc::S_IFLNK {
-            return Err(Errno::ELOOP);
-        }
+    if flags & AT_SYMLINK_NOFOLLOW != 0
+        && at_location(task, AT_FDCWD, &target, AT_SYMLINK_NOFOLLOW)?
+            .dentry
+            .is_symlink()
+    {
+        return Err(Errno::ELOOP);
     }
     let mut total = 0;
     let mut args = string_array(task, argv, &mut total)?;
@@ -78,7 +80,7 @@ fn exec(task: &mut Task, dirfd: u64, path: u64, argv: u64, envp: u64, flags: u64
         // Linux (5.18+) gives a program started with no argv an empty argv[0].
         args.push(String::new());
     }
-    task.exec(&abs, args, &envs)?;
+    task.exec(&target, args, &envs)?;
     // The new image starts with rax = 0.
     Ok(0)
 }

@@ -5,6 +5,9 @@ use std::sync::Arc;
 use abi::Errno;
 
 use super::SysResult;
+use vfs::walk::Context;
+use vfs::Location;
+
 use crate::fs::{self, File};
 use crate::host;
 use crate::signal::{self, Queued};
@@ -27,34 +30,113 @@ pub(super) fn path_arg(task: &Task, addr: u64) -> Result<String, Errno> {
     })
 }
 
-/// The absolute sandbox path of `path` relative to `dirfd`.
-pub(super) fn resolve(task: &Task, dirfd: u64, path: &str) -> Result<String, Errno> {
-    if path.starts_with('/') {
-        return Ok(path.to_string());
+/// What a path walk needs from the calling task, held apart from the task
+/// so no lock is kept while the walk runs.
+pub(super) struct Walker {
+    mounts: Arc<vfs::Mounts>,
+    root: Location,
+    creds: vfs::Creds,
+}
+
+impl Walker {
+    pub(super) fn of(task: &Task) -> Walker {
+        Walker {
+            mounts: task.kernel.mounts.clone(),
+            root: task.fs().root.clone(),
+            creds: task.vfs_creds(),
+        }
     }
-    if dirfd == AT_FDCWD {
-        return Ok(fs::join(&task.cwd(), path));
+
+    pub(super) fn ctx(&self) -> Context<'_> {
+        Context {
+            mounts: &self.mounts,
+            root: &self.root,
+            creds: &self.creds,
+        }
+    }
+}
+
+/// Where a walk of `path` relative to `dirfd` starts. An absolute path
+/// ignores `dirfd` entirely, as Linux does.
+pub(super) fn start_of(task: &Task, dirfd: u64, path: &str) -> Result<Location, Errno> {
+    if path.starts_with('/') || dirfd == AT_FDCWD {
+        return Ok(task.fs().cwd.clone());
     }
     let dir = task.fds().get(dirfd)?;
-    if !dir.is_dir() {
+    let loc = dir.location().ok_or(Errno::ENOTDIR)?.clone();
+    if !loc.dentry.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    Ok(fs::join(&dir.path, path))
+    Ok(loc)
+}
+
+/// The location `dirfd`/`path` names for the `*at` calls taking
+/// AT_SYMLINK_NOFOLLOW and AT_EMPTY_PATH (`path` empty: `dirfd` itself).
+pub(super) fn at_location(
+    task: &Task,
+    dirfd: u64,
+    path: &str,
+    flags: u64,
+) -> Result<Location, Errno> {
+    if path.is_empty() {
+        if flags & libc::AT_EMPTY_PATH as u64 == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd == AT_FDCWD {
+            return Ok(task.fs().cwd.clone());
+        }
+        let file = task.fds().get(dirfd)?;
+        return file.location().cloned().ok_or(Errno::EBADF);
+    }
+    let start = start_of(task, dirfd, path)?;
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+    Walker::of(task).ctx().lookup(&start, path, follow)
+}
+
+fn open_common(
+    task: &mut Task,
+    dirfd: u64,
+    path_addr: u64,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> SysResult {
+    let path = path_arg(task, path_addr)?;
+    let start = start_of(task, dirfd, &path)?;
+    let mode = mode & 0o7777 & !task.fs().umask;
+    let file = Walker::of(task)
+        .ctx()
+        .open(&start, &path, flags, mode, resolve)?;
+    task.fds().insert(file, flags & libc::O_CLOEXEC != 0, 0)
 }
 
 pub fn openat(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let path = path_arg(task, a[1])?;
-    let flags = a[2] as i32;
-    let abs = resolve(task, a[0], &path)?;
-    let (fd, st) = task.kernel.root.open(&abs, flags)?;
-    let file = File::new(
-        fd,
-        flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC),
-        abs,
-        st.mode,
-    );
-    task.fds()
-        .insert(Arc::new(file), flags & libc::O_CLOEXEC != 0, 0)
+    open_common(task, a[0], a[1], a[2] as i32, a[3] as u32, 0)
+}
+
+pub fn openat2(task: &mut Task, a: [u64; 6]) -> SysResult {
+    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+    let size = a[3];
+    if size < 24 {
+        return Err(Errno::EINVAL);
+    }
+    if size > 4096 {
+        return Err(Errno::E2BIG);
+    }
+    let mut how = vec![0u8; size as usize];
+    task.mm().copy_in(a[2], &mut how)?;
+    if how[24..].iter().any(|&b| b != 0) {
+        return Err(Errno::E2BIG);
+    }
+    let word = |i: usize| u64::from_le_bytes(how[i..i + 8].try_into().expect("8 bytes"));
+    let (flags, mode, resolve) = (word(0), word(8), word(16));
+    if flags > u64::from(u32::MAX) || mode & !0o7777 != 0 || resolve & !0x3f != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if mode != 0 && flags as i32 & (libc::O_CREAT | libc::O_TMPFILE) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    open_common(task, a[0], a[1], flags as i32, mode as u32, resolve)
 }
 
 pub fn open(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -84,11 +166,11 @@ fn read_into(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>
     let mut chunk = vec![0u8; count.min(CHUNK)];
     while done < count {
         let want = (count - done).min(chunk.len());
-        let n = match host::read(
-            file.host(),
-            &mut chunk[..want],
-            offset.map(|o| o + done as u64),
-        ) {
+        let got = match offset {
+            Some(o) => file.pread(&mut chunk[..want], o + done as u64),
+            None => file.read(&mut chunk[..want]),
+        };
+        let n = match got {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
@@ -121,11 +203,11 @@ fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64
         }
         let mut sent = 0;
         while sent < want {
-            match host::write(
-                file.host(),
-                &chunk[sent..want],
-                offset.map(|o| o + (done + sent) as u64),
-            ) {
+            let put = match offset {
+                Some(o) => file.pwrite(&chunk[sent..want], o + (done + sent) as u64),
+                None => file.write(&chunk[sent..want]),
+            };
+            match put {
                 Ok(n) => sent += n,
                 Err(Errno::EPIPE) => {
                     // Writing to a pipe nobody reads raises SIGPIPE too.
@@ -250,11 +332,11 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
     let mut done = 0usize;
     while done < count {
         let want = (count - done).min(buf.len());
-        let n = match host::read(
-            inp.host(),
-            &mut buf[..want],
-            offset.map(|o| o + done as u64),
-        ) {
+        let got = match offset {
+            Some(o) => inp.pread(&mut buf[..want], o + done as u64),
+            None => inp.read(&mut buf[..want]),
+        };
+        let n = match got {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
@@ -262,7 +344,7 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
         };
         let mut sent = 0;
         while sent < n {
-            match host::write(out.host(), &buf[sent..n], None) {
+            match out.write(&buf[sent..n]) {
                 Ok(w) => sent += w,
                 Err(e) if done + sent == 0 => return Err(e),
                 Err(_) => break,
@@ -286,7 +368,7 @@ pub fn lseek(task: &mut Task, a: [u64; 6]) -> SysResult {
     if !(0..=4).contains(&whence) {
         return Err(Errno::EINVAL);
     }
-    host::lseek(file.host(), a[1] as i64, whence)
+    file.seek(a[1] as i64, whence)
 }
 
 fn stat_out(task: &Task, st: &abi::Stat, addr: u64) -> SysResult {
@@ -296,7 +378,7 @@ fn stat_out(task: &Task, st: &abi::Stat, addr: u64) -> SysResult {
 
 pub fn fstat(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().get(a[0])?;
-    let st = host::fstat(file.host())?;
+    let st = file.stat()?;
     stat_out(task, &st, a[1])
 }
 
@@ -308,26 +390,17 @@ fn stat_path(task: &Task, dirfd: u64, path_addr: u64, out: u64, flags: u64) -> S
         return Err(Errno::EINVAL);
     }
     let path = path_arg(task, path_addr)?;
-    if path.is_empty() {
-        if flags & AT_EMPTY_PATH == 0 {
-            return Err(Errno::ENOENT);
-        }
-        let st = if dirfd == AT_FDCWD {
-            let (fd, _) = task.kernel.root.open(&task.cwd(), libc::O_PATH)?;
-            host::fstat(std::os::fd::AsFd::as_fd(&fd))?
-        } else {
-            host::fstat(task.fds().get(dirfd)?.host())?
-        };
-        return stat_out(task, &st, out);
-    }
-    let nofollow = if flags & AT_SYMLINK_NOFOLLOW != 0 {
-        libc::O_NOFOLLOW
-    } else {
-        0
-    };
-    let abs = resolve(task, dirfd, &path)?;
-    let (_, st) = task.kernel.root.open(&abs, libc::O_PATH | nofollow)?;
+    let st = stat_at(task, dirfd, &path, flags)?;
     stat_out(task, &st, out)
+}
+
+/// The attributes of what `dirfd`/`path` names (an empty path with
+/// AT_EMPTY_PATH: the descriptor itself, even one without a path).
+fn stat_at(task: &Task, dirfd: u64, path: &str, flags: u64) -> Result<abi::Stat, Errno> {
+    if path.is_empty() && flags & libc::AT_EMPTY_PATH as u64 != 0 && dirfd != AT_FDCWD {
+        return task.fds().get(dirfd)?.stat();
+    }
+    at_location(task, dirfd, path, flags)?.inode().stat()
 }
 
 pub fn stat(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -348,17 +421,25 @@ pub fn readlinkat(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let path = path_arg(task, a[1])?;
-    let abs = resolve(task, a[0], &path)?;
-    let (fd, st) = task
-        .kernel
-        .root
-        .open(&abs, libc::O_PATH | libc::O_NOFOLLOW)?;
-    if st.mode & libc::S_IFMT != libc::S_IFLNK {
-        return Err(Errno::EINVAL);
+    let loc = at_location(
+        task,
+        a[0],
+        &path,
+        (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64,
+    )
+    .map_err(|e| {
+        if path.is_empty() && e == Errno::EBADF {
+            Errno::ENOENT
+        } else {
+            e
+        }
+    })?;
+    if path.is_empty() && !loc.dentry.is_symlink() {
+        return Err(Errno::ENOENT);
     }
-    let target = host::readlink_fd(std::os::fd::AsFd::as_fd(&fd))?;
+    let target = loc.inode().readlink()?;
     let n = target.len().min(size as usize);
-    task.mm().copy_out(a[2], &target[..n])?;
+    task.mm().copy_out(a[2], &target.as_bytes()[..n])?;
     Ok(n as u64)
 }
 
@@ -373,27 +454,21 @@ fn access_path(task: &Task, dirfd: u64, path_addr: u64, mode: u64, flags: u64) -
         return Err(Errno::EINVAL);
     }
     let path = path_arg(task, path_addr)?;
-    let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW as u64 != 0 {
-        libc::O_NOFOLLOW
-    } else {
-        0
-    };
-    let abs = if path.is_empty() && flags & libc::AT_EMPTY_PATH as u64 != 0 {
-        if dirfd == AT_FDCWD {
-            task.cwd()
-        } else {
-            task.fds().get(dirfd)?.path.clone()
-        }
-    } else {
-        resolve(task, dirfd, &path)?
-    };
-    let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH | nofollow)?;
-    host::access_fd(std::os::fd::AsFd::as_fd(&fd), (mode & 5) as i32)?;
-    // The root is read-only.
-    if mode & libc::W_OK as u64 != 0 {
-        return Err(Errno::EROFS);
+    let loc = at_location(task, dirfd, &path, flags)?;
+    // Without AT_EACCESS the real ids are checked (what a set-user-ID
+    // program asks before acting for its caller).
+    let mut creds = task.vfs_creds();
+    if flags & libc::AT_EACCESS as u64 == 0 {
+        creds.uid = task.creds.ruid;
+        creds.gid = task.creds.rgid;
+        creds.caps = if creds.uid == 0 { u64::MAX } else { 0 };
     }
-    Ok(0)
+    let w = Walker::of(task);
+    let ctx = Context {
+        creds: &creds,
+        ..w.ctx()
+    };
+    ctx.access(&loc, mode as u32).map(|()| 0)
 }
 
 pub fn access(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -410,11 +485,15 @@ pub fn faccessat2(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 pub fn getdents64(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().get(a[0])?;
-    if !file.is_dir() {
-        return Err(Errno::ENOTDIR);
-    }
+    let parent_ino = match file.location() {
+        Some(loc) => {
+            let root = task.fs().root.clone();
+            vfs::mount::parent_of(loc, &root).inode().stat()?.ino
+        }
+        None => return Err(Errno::ENOTDIR),
+    };
     let mut buf = vec![0u8; (a[2] as usize).min(CHUNK)];
-    let n = fs::read_dir(&file, &mut buf)?;
+    let n = file.getdents(&mut buf, parent_ino)?;
     task.mm().copy_out(a[1], &buf[..n])?;
     Ok(n as u64)
 }
@@ -434,7 +513,7 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
     };
     let mut out = vec![0u8; size];
-    host::ioctl_read(file.host(), a[1], &mut out)?;
+    host::ioctl_read(fs::host_fd(&file, Errno::ENOTTY)?, a[1], &mut out)?;
     task.mm().copy_out(a[2], &out)?;
     Ok(0)
 }
@@ -486,7 +565,15 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
             .fds()
             .set_cloexec(a[0], a[2] & libc::FD_CLOEXEC as u64 != 0)
             .map(|()| 0),
-        libc::F_GETFL => Ok((file.flags | libc::O_LARGEFILE) as u64),
+        libc::F_GETFL => Ok((file.flags() | libc::O_LARGEFILE) as u64),
+        libc::F_SETFL => {
+            file.set_status_flags(a[2] as i32);
+            if let Some(fd) = file.ops().host_fd() {
+                // The host descriptor must block (or not) as the file says.
+                host::set_status_flags(fd, file.flags() & libc::O_NONBLOCK)?;
+            }
+            Ok(0)
+        }
         cmd => {
             tracing::info!("fcntl command {cmd} not supported: EINVAL");
             Err(Errno::EINVAL)
@@ -495,36 +582,56 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getcwd(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let mut cwd = task.cwd().into_bytes();
-    cwd.push(0);
-    if (a[1] as usize) < cwd.len() {
+    let (cwd, root) = {
+        let fs = task.fs();
+        (fs.cwd.clone(), fs.root.clone())
+    };
+    let path = vfs::mount::path_of(&cwd, &root);
+    if cwd.dentry.is_deleted() {
+        return Err(Errno::ENOENT);
+    }
+    let mut bytes = path.into_bytes();
+    bytes.push(0);
+    if (a[1] as usize) < bytes.len() {
         return Err(Errno::ERANGE);
     }
-    task.mm().copy_out(a[0], &cwd)?;
-    Ok(cwd.len() as u64)
+    task.mm().copy_out(a[0], &bytes)?;
+    Ok(bytes.len() as u64)
 }
 
-fn change_dir(task: &mut Task, abs: String) -> SysResult {
-    let (_, st) = task
-        .kernel
-        .root
-        .open(&abs, libc::O_PATH | libc::O_DIRECTORY)?;
-    if st.mode & libc::S_IFMT != libc::S_IFDIR {
+fn change_dir(task: &mut Task, loc: Location) -> SysResult {
+    if !loc.dentry.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    task.set_cwd(fs::normalize(&abs));
+    Walker::of(task).ctx().access(&loc, vfs::walk::MAY_EXEC)?;
+    task.fs().cwd = loc;
     Ok(0)
 }
 
 pub fn chdir(task: &mut Task, a: [u64; 6]) -> SysResult {
     let path = path_arg(task, a[0])?;
-    let abs = resolve(task, AT_FDCWD, &path)?;
-    change_dir(task, abs)
+    let loc = at_location(task, AT_FDCWD, &path, 0)?;
+    change_dir(task, loc)
 }
 
 pub fn fchdir(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().get(a[0])?;
-    change_dir(task, file.path.clone())
+    let loc = file.location().cloned().ok_or(Errno::ENOTDIR)?;
+    change_dir(task, loc)
+}
+
+pub fn chroot(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let path = path_arg(task, a[0])?;
+    let loc = at_location(task, AT_FDCWD, &path, 0)?;
+    if !loc.dentry.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    Walker::of(task).ctx().access(&loc, vfs::walk::MAY_EXEC)?;
+    if !task.vfs_creds().has_cap(vfs::inode::CAP_SYS_CHROOT) {
+        return Err(Errno::EPERM);
+    }
+    task.fs().root = loc;
+    Ok(0)
 }
 
 pub fn statx(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -540,82 +647,76 @@ pub fn statx(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let path = path_arg(task, path_addr)?;
-    let buf = if path.is_empty() && flags & libc::AT_EMPTY_PATH as u64 != 0 {
-        if dirfd == AT_FDCWD {
-            let (fd, _) = task.kernel.root.open(&task.cwd(), libc::O_PATH)?;
-            host::statx_fd(std::os::fd::AsFd::as_fd(&fd), 0, mask as u32)?
-        } else {
-            host::statx_fd(task.fds().get(dirfd)?.host(), 0, mask as u32)?
-        }
-    } else {
-        let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW as u64 != 0 {
-            libc::O_NOFOLLOW
-        } else {
-            0
-        };
-        let abs = resolve(task, dirfd, &path)?;
-        let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH | nofollow)?;
-        host::statx_fd(std::os::fd::AsFd::as_fd(&fd), 0, mask as u32)?
-    };
-    task.mm().copy_out(out, &buf)?;
+    let st = stat_at(task, dirfd, &path, flags)?;
+    task.mm().copy_out(out, &statx_bytes(&st))?;
     Ok(0)
+}
+
+/// `struct statx` (256 bytes) from a stat: the basic fields, no birth time.
+fn statx_bytes(st: &abi::Stat) -> [u8; 256] {
+    const STATX_BASIC_STATS: u32 = 0x7ff;
+    let mut b = [0u8; 256];
+    let put32 =
+        |b: &mut [u8; 256], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |b: &mut [u8; 256], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut b, 0, STATX_BASIC_STATS);
+    put32(&mut b, 4, st.blksize as u32);
+    put32(&mut b, 16, st.nlink as u32);
+    put32(&mut b, 20, st.uid);
+    put32(&mut b, 24, st.gid);
+    b[28..30].copy_from_slice(&(st.mode as u16).to_le_bytes());
+    put64(&mut b, 32, st.ino);
+    put64(&mut b, 40, st.size as u64);
+    put64(&mut b, 48, st.blocks as u64);
+    for (at, sec, nsec) in [
+        (64, st.atime_sec, st.atime_nsec),
+        (96, st.ctime_sec, st.ctime_nsec),
+        (112, st.mtime_sec, st.mtime_nsec),
+    ] {
+        put64(&mut b, at, sec as u64);
+        put32(&mut b, at + 8, nsec as u32);
+    }
+    put32(&mut b, 128, libc::major(st.rdev));
+    put32(&mut b, 132, libc::minor(st.rdev));
+    put32(&mut b, 136, libc::major(st.dev));
+    put32(&mut b, 140, libc::minor(st.dev));
+    b
 }
 
 pub fn statfs(task: &mut Task, a: [u64; 6]) -> SysResult {
     let path = path_arg(task, a[0])?;
-    let abs = resolve(task, AT_FDCWD, &path)?;
-    let (fd, _) = task.kernel.root.open(&abs, libc::O_PATH)?;
-    let buf = host::statfs_raw(std::os::fd::AsFd::as_fd(&fd))?;
-    task.mm().copy_out(a[1], &buf)?;
+    let loc = at_location(task, AT_FDCWD, &path, 0)?;
+    let mut sf = loc.inode().statfs()?;
+    sf.flags |= mount_statfs_flags(&loc);
+    task.mm().copy_out(a[1], &sf.to_bytes())?;
     Ok(0)
+}
+
+/// `f_flags` bits (ST_*) of the mount.
+fn mount_statfs_flags(loc: &Location) -> i64 {
+    let f = loc.mount.flags();
+    let mut out = 0x20; // ST_VALID
+    for (ms, st) in [(1, 1), (2, 2), (4, 4), (8, 8)] {
+        if f & ms != 0 {
+            out |= st;
+        }
+    }
+    out
 }
 
 pub fn fstatfs(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let buf = host::statfs_raw(task.fds().get(a[0])?.host())?;
-    task.mm().copy_out(a[1], &buf)?;
+    let file = task.fds().get(a[0])?;
+    let sf = match file.location() {
+        Some(loc) => {
+            let mut sf = loc.inode().statfs()?;
+            sf.flags |= mount_statfs_flags(loc);
+            sf.to_bytes()
+        }
+        None => host::statfs_raw(fs::host_fd(&file, Errno::EBADF)?)?,
+    };
+    task.mm().copy_out(a[1], &sf)?;
     Ok(0)
-}
-
-/// The extended-attribute calls: the root filesystem here keeps no
-/// extended attributes, which Linux reports as EOPNOTSUPP for such a
-/// filesystem. The file (or descriptor) must still exist.
-fn no_xattrs(target: Result<(), Errno>) -> SysResult {
-    target?;
-    Err(Errno::EOPNOTSUPP)
-}
-
-fn xattr_path(task: &Task, addr: u64, follow: bool) -> Result<(), Errno> {
-    let path = path_arg(task, addr)?;
-    let abs = resolve(task, AT_FDCWD, &path)?;
-    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    task.kernel
-        .root
-        .open(&abs, libc::O_PATH | nofollow)
-        .map(drop)
-}
-
-pub fn getxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(xattr_path(task, a[0], true))
-}
-
-pub fn lgetxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(xattr_path(task, a[0], false))
-}
-
-pub fn fgetxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(task.fds().get(a[0]).map(drop))
-}
-
-pub fn listxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(xattr_path(task, a[0], true))
-}
-
-pub fn llistxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(xattr_path(task, a[0], false))
-}
-
-pub fn flistxattr(task: &mut Task, a: [u64; 6]) -> SysResult {
-    no_xattrs(task.fds().get(a[0]).map(drop))
 }
 
 pub fn fadvise64(task: &mut Task, a: [u64; 6]) -> SysResult {

@@ -4,7 +4,6 @@ use abi::{page_up, Errno, PAGE_SIZE};
 use platform::AccessType;
 
 use super::SysResult;
-use crate::host;
 use crate::mm::VmaKind;
 use crate::task::Task;
 
@@ -62,13 +61,13 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
         len,
         fixed || noreplace,
         access,
-        VmaKind::File(file.path.clone()),
+        VmaKind::File(file_name(task, &file)),
     )?;
     let mut buf = vec![0u8; len.min(1 << 20) as usize];
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(buf.len() as u64) as usize;
-        let n = host::read(file.host(), &mut buf[..want], Some(offset + done))?;
+        let n = file.pread(&mut buf[..want], offset + done)?;
         if n == 0 {
             break;
         }
@@ -76,6 +75,14 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
         done += n as u64;
     }
     Ok(at)
+}
+
+/// How `/proc/self/maps` will name a mapping of `file`.
+fn file_name(task: &Task, file: &crate::fs::File) -> String {
+    match file.location() {
+        Some(loc) => super::file::Walker::of(task).ctx().path_of(loc),
+        None => file.anon_name().to_string(),
+    }
 }
 
 pub fn munmap(task: &mut Task, a: [u64; 6]) -> SysResult {

@@ -11,8 +11,9 @@ mod exec;
 mod file;
 mod futex;
 mod mem;
+mod path;
 mod poll;
-mod process;
+pub(crate) mod process;
 mod signal;
 mod timer;
 
@@ -142,12 +143,12 @@ table! {
     __NR_gettid(0) => process::gettid,
     __NR_tkill(2) => signal::tkill,
     __NR_time(1) => process::time,
-    __NR_getxattr(4) => file::getxattr,
-    __NR_lgetxattr(4) => file::lgetxattr,
-    __NR_fgetxattr(4) => file::fgetxattr,
-    __NR_listxattr(3) => file::listxattr,
-    __NR_llistxattr(3) => file::llistxattr,
-    __NR_flistxattr(3) => file::flistxattr,
+    __NR_getxattr(4) => path::getxattr,
+    __NR_lgetxattr(4) => path::lgetxattr,
+    __NR_fgetxattr(4) => path::fgetxattr,
+    __NR_listxattr(3) => path::listxattr,
+    __NR_llistxattr(3) => path::llistxattr,
+    __NR_flistxattr(3) => path::flistxattr,
     __NR_sched_getaffinity(3) => process::sched_getaffinity,
     __NR_futex(6) => futex::futex,
     __NR_getdents64(3) => file::getdents64,
@@ -189,6 +190,47 @@ table! {
     __NR_execveat(5) => exec::execveat,
     __NR_clone3(2) => clone::clone3,
     __NR_faccessat2(4) => file::faccessat2,
+    __NR_mkdir(2) => path::mkdir,
+    __NR_mkdirat(3) => path::mkdirat,
+    __NR_mknod(3) => path::mknod,
+    __NR_mknodat(4) => path::mknodat,
+    __NR_symlink(2) => path::symlink,
+    __NR_symlinkat(3) => path::symlinkat,
+    __NR_link(2) => path::link,
+    __NR_linkat(5) => path::linkat,
+    __NR_unlink(1) => path::unlink,
+    __NR_unlinkat(3) => path::unlinkat,
+    __NR_rmdir(1) => path::rmdir,
+    __NR_rename(2) => path::rename,
+    __NR_renameat(4) => path::renameat,
+    __NR_renameat2(5) => path::renameat2,
+    __NR_chmod(2) => path::chmod,
+    __NR_fchmod(2) => path::fchmod,
+    __NR_fchmodat(3) => path::fchmodat,
+    __NR_chown(3) => path::chown,
+    __NR_fchown(3) => path::fchown,
+    __NR_lchown(3) => path::lchown,
+    __NR_fchownat(5) => path::fchownat,
+    __NR_truncate(2) => path::truncate,
+    __NR_ftruncate(2) => path::ftruncate,
+    __NR_fallocate(4) => path::fallocate,
+    __NR_utime(2) => path::utime,
+    __NR_utimes(2) => path::utimes,
+    __NR_futimesat(3) => path::futimesat,
+    __NR_utimensat(4) => path::utimensat,
+    __NR_fsync(1) => path::fsync,
+    __NR_fdatasync(1) => path::fsync,
+    __NR_sync(0) => path::sync,
+    __NR_syncfs(1) => path::syncfs,
+    __NR_sync_file_range(4) => path::sync_file_range,
+    __NR_setxattr(5) => path::setxattr,
+    __NR_lsetxattr(5) => path::lsetxattr,
+    __NR_fsetxattr(5) => path::fsetxattr,
+    __NR_removexattr(2) => path::removexattr,
+    __NR_lremovexattr(2) => path::lremovexattr,
+    __NR_fremovexattr(2) => path::fremovexattr,
+    __NR_chroot(1) => file::chroot,
+    __NR_openat2(4) => file::openat2,
 }
 
 /// Every implemented syscall, by number.

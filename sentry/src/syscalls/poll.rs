@@ -38,18 +38,33 @@ fn wait_ready(
             }
         })
         .collect();
+    // Files the Sentry keeps itself (memory files, devices) answer at
+    // once; host descriptors are polled on the host.
+    let local: Vec<i16> = entries
+        .iter()
+        .zip(&files)
+        .map(|(&(_, events), f)| match f {
+            Some(f) if f.ops().host_fd().is_none() => f.ops().poll(events),
+            _ => 0,
+        })
+        .collect();
+    let any_local = local.iter().any(|&r| r != 0);
     loop {
         let mut host: Vec<libc::pollfd> = entries
             .iter()
             .zip(&files)
             .map(|(&(fd, events), f)| libc::pollfd {
-                fd: f.as_ref().map_or(-1, |f| f.host().as_raw_fd()),
+                fd: f
+                    .as_ref()
+                    .and_then(|f| f.ops().host_fd())
+                    .map_or(-1, |h| h.as_raw_fd()),
                 events: if fd < 0 { 0 } else { events },
                 revents: 0,
             })
             .collect();
         let now = Instant::now();
         let slice = match deadline {
+            _ if any_local => Duration::ZERO,
             Some(d) if now >= d => Duration::ZERO,
             Some(d) => (d - now).min(KILL_POLL),
             None => KILL_POLL,
@@ -59,11 +74,12 @@ fn wait_ready(
             .iter()
             .zip(&files)
             .zip(&host)
-            .map(|((&(fd, _), f), h)| {
+            .zip(&local)
+            .map(|(((&(fd, _), f), h), &l)| {
                 if fd >= 0 && f.is_none() {
                     POLLNVAL
                 } else {
-                    h.revents
+                    h.revents | l
                 }
             })
             .collect();

@@ -54,9 +54,9 @@ pub fn sched_yield(_: &mut Task, _: [u64; 6]) -> SysResult {
 /// The kernel identity upstream gVisor reports
 /// (`pkg/sentry/syscalls/linux/linux64.go`), so programs see the same
 /// kernel whichever Sentry runs them.
-const SYSNAME: &str = "Linux";
-const RELEASE: &str = "4.4.0";
-const VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
+pub(crate) const SYSNAME: &str = "Linux";
+pub(crate) const RELEASE: &str = "4.4.0";
+pub(crate) const VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
 const MACHINE: &str = "x86_64";
 const DOMAINNAME: &str = "(none)";
 
@@ -173,6 +173,7 @@ pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
             }
             let len = name.iter().position(|&b| b == 0).unwrap_or(15);
             task.comm = name[..len].to_vec();
+            task.publish();
             Ok(0)
         }
         PR_GET_NAME => {
@@ -190,7 +191,7 @@ pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
 const RLIM_INFINITY: u64 = u64::MAX;
 
 /// The limits of a new process, as Linux sets them for init's children.
-fn default_rlimit(resource: u64) -> Option<(u64, u64)> {
+pub(crate) fn default_rlimit(resource: u64) -> Option<(u64, u64)> {
     Some(match resource {
         0..=2 | 4 | 5 | 9 | 10 => (RLIM_INFINITY, RLIM_INFINITY), // cpu fsize data core rss as locks
         3 => (crate::loader::STACK_SIZE, RLIM_INFINITY),          // stack
