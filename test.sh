@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # Debian packages: busybox-static and a static C toolchain for the
-# differential tests' fixtures; runsc (upstream's 2022 Go build) for the
-# interop tests against its gofer.
-packages=(busybox-static gcc libc6-dev runsc)
+# differential tests' fixtures; sqlite3, python3 and python3-venv for the
+# real programs they run; runsc (upstream's 2022 Go build) for the interop
+# tests against its gofer.
+packages=(busybox-static gcc libc6-dev sqlite3 python3 python3-venv runsc)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

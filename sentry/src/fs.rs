@@ -9,7 +9,7 @@
 //! the memory devices on `/dev`; empty read-only directories over `/proc`
 //! and `/sys` until procfs and sysfs exist, so the host's never show.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -131,10 +131,9 @@ pub struct FsContext {
 /// A file over a host descriptor the Sentry owns (stdio, host pipes,
 /// eventfds, epoll sets): `name` is how `/proc/self/fd` will show it.
 pub fn host_file(fd: OwnedFd, flags: i32, name: &str) -> Arc<File> {
-    let seekable = crate::host::fstat(fd.as_fd())
-        .map(|s| s.mode & libc::S_IFMT == libc::S_IFREG || s.mode & libc::S_IFMT == libc::S_IFBLK)
-        .unwrap_or(false);
-    let ops: Arc<dyn FileOps> = Arc::new(hostfs::HostFile::new(fd, seekable));
+    // The host object keeps the position: stdio may be a file the caller
+    // writes too, and pipes and eventfds have none.
+    let ops: Arc<dyn FileOps> = Arc::new(hostfs::HostFile::shared(fd));
     FileDescription::anonymous(name, ops, flags)
 }
 

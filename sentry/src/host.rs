@@ -30,34 +30,6 @@ fn retry(mut f: impl FnMut() -> libc::c_long) -> Result<usize, Errno> {
     }
 }
 
-/// `fstat(2)` into the x86-64 ABI layout.
-pub fn fstat(fd: BorrowedFd<'_>) -> Result<abi::Stat, Errno> {
-    // SAFETY: an all-zero `struct stat` is a valid value of the C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the kernel writes one `struct stat` into `st`.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
-    Ok(abi::Stat {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        nlink: st.st_nlink,
-        mode: st.st_mode,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        pad0: 0,
-        rdev: st.st_rdev,
-        size: st.st_size,
-        blksize: st.st_blksize,
-        blocks: st.st_blocks,
-        atime_sec: st.st_atime,
-        atime_nsec: st.st_atime_nsec,
-        mtime_sec: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
-        ctime_sec: st.st_ctime,
-        ctime_nsec: st.st_ctime_nsec,
-        reserved: [0; 3],
-    })
-}
-
 /// The host descriptor's terminal attributes or window size (`TCGETS`,
 /// `TIOCGWINSZ`): read-only ioctls whose result is copied to the
 /// application as is.
@@ -103,6 +75,14 @@ pub fn set_status_flags(fd: BorrowedFd<'_>, nonblock: i32) -> Result<(), Errno> 
     let new = (old & !libc::O_NONBLOCK) | (nonblock & libc::O_NONBLOCK);
     // SAFETY: F_SETFL only changes the descriptor's status flags.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) } as libc::c_long).map(drop)
+}
+
+/// An `fcntl` command that takes and returns an integer, passed through
+/// to a host descriptor the Sentry owns (pipe sizes).
+pub fn fcntl_int(fd: BorrowedFd<'_>, cmd: i32, arg: i32) -> Result<u64, Errno> {
+    // SAFETY: the commands passed here take an integer argument and touch
+    // no memory.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, arg) } as libc::c_long).map(|v| v as u64)
 }
 
 /// `sched_yield(2)`.

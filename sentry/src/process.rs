@@ -235,6 +235,9 @@ impl ThreadGroup {
                 std::mem::take(&mut st.children),
             )
         };
+        // A process's record locks die with it (before its parent can see
+        // it gone).
+        vfs::lock::table().release_all(vfs::lock::Owner::Process(self.tgid));
         self.changed.notify_all();
         let init = init.filter(|i| i.tgid != self.tgid);
         for child in children {

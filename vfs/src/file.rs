@@ -1,6 +1,6 @@
 //! File descriptions: what a descriptor number refers to.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abi::{Errno, Stat};
@@ -25,6 +25,17 @@ pub struct FileDescription {
     listing: Mutex<Option<Vec<DirEntry>>>,
     /// How `/proc/self/fd` names a file that has no path (`pipe:[7]`).
     anon_name: String,
+    /// Some OFD or flock lock was taken through this description: release
+    /// them when it goes.
+    locked: AtomicBool,
+}
+
+impl Drop for FileDescription {
+    fn drop(&mut self) {
+        if self.locked.load(Ordering::Relaxed) {
+            crate::lock::table().release_all(self.lock_owner());
+        }
+    }
 }
 
 impl FileDescription {
@@ -44,6 +55,7 @@ impl FileDescription {
             pos: Mutex::new(0),
             listing: Mutex::new(None),
             anon_name: String::new(),
+            locked: AtomicBool::new(false),
         })
     }
 
@@ -56,7 +68,21 @@ impl FileDescription {
             pos: Mutex::new(0),
             listing: Mutex::new(None),
             anon_name: name.to_string(),
+            locked: AtomicBool::new(false),
         })
+    }
+
+    /// Who owns OFD and flock locks taken through this description; marks
+    /// the description so they are released when it goes.
+    pub fn lock_owner(&self) -> crate::lock::Owner {
+        self.locked.store(true, Ordering::Relaxed);
+        crate::lock::Owner::Description(self as *const FileDescription as usize)
+    }
+
+    /// The lock table's name for the file: its node's (device, inode).
+    pub fn lock_key(&self) -> Result<crate::lock::FileKey> {
+        let st = self.stat()?;
+        Ok((st.dev, st.ino))
     }
 
     pub fn location(&self) -> Option<&Location> {
@@ -181,6 +207,9 @@ impl FileDescription {
     pub fn seek(&self, offset: i64, whence: i32) -> Result<u64> {
         if self.is_path_only() {
             return Err(Errno::EBADF);
+        }
+        if let Some(r) = self.ops.seek(offset, whence) {
+            return r;
         }
         if !self.ops.seekable() {
             return Err(Errno::ESPIPE);

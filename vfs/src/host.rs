@@ -249,6 +249,17 @@ pub fn status_flags(fd: BorrowedFd<'_>) -> Result<i32> {
         .map(|f| f as i32)
 }
 
+/// `lseek(2)`.
+pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<u64> {
+    // SAFETY: lseek takes integers only.
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as u64)
+    }
+}
+
 /// `fsync(2)`.
 pub fn fsync(fd: BorrowedFd<'_>) -> Result<()> {
     // SAFETY: fsync takes a descriptor only.

@@ -50,6 +50,8 @@ const KEEP_FLAGS: i32 = libc::O_ACCMODE
 pub struct HostFile {
     fd: OwnedFd,
     seekable: bool,
+    /// The position is the host descriptor's own (see [`HostFile::shared`]).
+    host_positioned: bool,
     /// The host descriptor was opened with O_APPEND.
     append: bool,
 }
@@ -60,6 +62,21 @@ impl HostFile {
         HostFile {
             fd,
             seekable,
+            host_positioned: false,
+            append,
+        }
+    }
+
+    /// A host descriptor whose file position is shared with processes
+    /// outside the sandbox (the stdio the runtime hands over, which may be
+    /// a regular file the caller also writes): reads and writes use and
+    /// move the host's position, and lseek goes to the host.
+    pub fn shared(fd: OwnedFd) -> HostFile {
+        let append = host::status_flags(fd.as_fd()).is_ok_and(|f| f & libc::O_APPEND != 0);
+        HostFile {
+            fd,
+            seekable: false,
+            host_positioned: true,
             append,
         }
     }
@@ -95,6 +112,11 @@ impl FileOps for HostFile {
 
     fn seekable(&self) -> bool {
         self.seekable
+    }
+
+    fn seek(&self, offset: i64, whence: i32) -> Option<Result<u64>> {
+        self.host_positioned
+            .then(|| host::lseek(self.fd.as_fd(), offset, whence))
     }
 
     fn stat(&self) -> Result<Stat> {

@@ -320,6 +320,14 @@ pub trait FileOps: Send + Sync {
         true
     }
 
+    /// For files whose position lives outside the description (a host
+    /// descriptor shared with the host): `lseek` is answered here, and
+    /// such files report not [`seekable`](Self::seekable) so reads and
+    /// writes leave positioning to them.
+    fn seek(&self, _offset: i64, _whence: i32) -> Option<Result<u64>> {
+        None
+    }
+
     /// The node's attributes when the file has no node in the VFS (host
     /// descriptors, pipes); files opened by path use their inode instead.
     fn stat(&self) -> Result<Stat> {

@@ -17,6 +17,7 @@ pub mod file;
 pub mod host;
 pub mod hostfs;
 pub mod inode;
+pub mod lock;
 pub mod mount;
 pub mod overlay;
 pub mod tmpfs;

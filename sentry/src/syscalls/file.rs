@@ -149,7 +149,190 @@ pub fn creat(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn close(task: &mut Task, a: [u64; 6]) -> SysResult {
-    task.fds().remove(a[0]).map(|_| 0)
+    let file = task.fds().remove(a[0])?;
+    release_posix_locks(task, &file);
+    Ok(0)
+}
+
+/// Closing any descriptor of a file drops the process's POSIX locks on it.
+pub(super) fn release_posix_locks(task: &Task, file: &File) {
+    if file.location().is_some() {
+        if let Ok(key) = file.lock_key() {
+            vfs::lock::table().release(key, vfs::lock::Owner::Process(task.tg.tgid));
+        }
+    }
+}
+
+/// `struct flock` (32 bytes on x86-64).
+struct Flock {
+    kind: i16,
+    whence: i16,
+    start: i64,
+    len: i64,
+    pid: i32,
+}
+
+impl Flock {
+    fn read(task: &Task, addr: u64) -> Result<Flock, Errno> {
+        let mut b = [0u8; 32];
+        task.mm().copy_in(addr, &mut b)?;
+        Ok(Flock {
+            kind: i16::from_le_bytes([b[0], b[1]]),
+            whence: i16::from_le_bytes([b[2], b[3]]),
+            start: i64::from_le_bytes(b[8..16].try_into().expect("8")),
+            len: i64::from_le_bytes(b[16..24].try_into().expect("8")),
+            pid: i32::from_le_bytes(b[24..28].try_into().expect("4")),
+        })
+    }
+
+    fn write(&self, task: &Task, addr: u64) -> Result<(), Errno> {
+        let mut b = [0u8; 32];
+        b[0..2].copy_from_slice(&self.kind.to_le_bytes());
+        b[2..4].copy_from_slice(&self.whence.to_le_bytes());
+        b[8..16].copy_from_slice(&self.start.to_le_bytes());
+        b[16..24].copy_from_slice(&self.len.to_le_bytes());
+        b[24..28].copy_from_slice(&self.pid.to_le_bytes());
+        task.mm().copy_out(addr, &b)
+    }
+
+    /// The byte range `[start, end)` it names in `file`.
+    fn range(&self, file: &File) -> Result<(u64, u64), Errno> {
+        let base = match i32::from(self.whence) {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => file.position() as i64,
+            libc::SEEK_END => file.stat()?.size,
+            _ => return Err(Errno::EINVAL),
+        };
+        let start = base.checked_add(self.start).ok_or(Errno::EOVERFLOW)?;
+        let (start, end) = match self.len {
+            0 => (start, i64::MAX),
+            n if n > 0 => (start, start.checked_add(n).ok_or(Errno::EOVERFLOW)?),
+            n => (start + n, start),
+        };
+        if start < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = if end == i64::MAX { u64::MAX } else { end as u64 };
+        Ok((start as u64, end))
+    }
+}
+
+/// F_GETLK, F_SETLK(W) and their OFD forms.
+fn record_lock(task: &mut Task, file: &Arc<File>, cmd: i32, addr: u64) -> SysResult {
+    const F_OFD_GETLK: i32 = 36;
+    const F_OFD_SETLK: i32 = 37;
+    const F_OFD_SETLKW: i32 = 38;
+    if file.location().is_none() && file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let mut fl = Flock::read(task, addr)?;
+    let ofd = matches!(cmd, F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW);
+    if ofd && fl.pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let kind = match i32::from(fl.kind) {
+        libc::F_RDLCK => Some(vfs::lock::Kind::Read),
+        libc::F_WRLCK => Some(vfs::lock::Kind::Write),
+        libc::F_UNLCK => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let (start, end) = fl.range(file)?;
+    let owner = if ofd {
+        file.lock_owner()
+    } else {
+        vfs::lock::Owner::Process(task.tg.tgid)
+    };
+    let req = vfs::lock::Request {
+        owner,
+        pid: if ofd { -1 } else { task.tg.tgid },
+        kind,
+        start,
+        end,
+    };
+    let key = file.lock_key()?;
+    let table = vfs::lock::table();
+    match cmd {
+        libc::F_GETLK | F_OFD_GETLK => {
+            if kind.is_none() {
+                return Err(Errno::EINVAL);
+            }
+            match table.test(key, &req) {
+                None => fl.kind = libc::F_UNLCK as i16,
+                Some(l) => {
+                    fl.kind = match l.kind {
+                        vfs::lock::Kind::Read => libc::F_RDLCK,
+                        vfs::lock::Kind::Write => libc::F_WRLCK,
+                    } as i16;
+                    fl.whence = libc::SEEK_SET as i16;
+                    fl.start = l.start as i64;
+                    fl.len = if l.end == u64::MAX { 0 } else { (l.end - l.start) as i64 };
+                    fl.pid = l.pid;
+                }
+            }
+            fl.write(task, addr)?;
+            Ok(0)
+        }
+        _ => {
+            match kind {
+                Some(vfs::lock::Kind::Read) if !file.readable() => return Err(Errno::EBADF),
+                Some(vfs::lock::Kind::Write) if !file.writable() => return Err(Errno::EBADF),
+                _ => {}
+            }
+            if cmd == libc::F_SETLKW || cmd == F_OFD_SETLKW {
+                let handle = task.handle.clone();
+                table
+                    .set_wait(key, &req, false, &|| handle.interrupted())
+                    .map_err(restart_on_eintr)?;
+            } else {
+                table.set(key, &req)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// A blocking lock wait that a signal ended restarts if the handler says so.
+fn restart_on_eintr(e: Errno) -> Errno {
+    if e == Errno::EINTR {
+        Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number")
+    } else {
+        e
+    }
+}
+
+pub fn flock(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const LOCK_SH: u64 = 1;
+    const LOCK_EX: u64 = 2;
+    const LOCK_NB: u64 = 4;
+    const LOCK_UN: u64 = 8;
+    let file = task.fds().get(a[0])?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let kind = match a[1] & !LOCK_NB {
+        LOCK_SH => Some(vfs::lock::Kind::Read),
+        LOCK_EX => Some(vfs::lock::Kind::Write),
+        LOCK_UN => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let req = vfs::lock::Request {
+        owner: file.lock_owner(),
+        pid: task.tg.tgid,
+        kind,
+        start: 0,
+        end: u64::MAX,
+    };
+    let key = file.lock_key()?;
+    let table = vfs::lock::table();
+    if a[1] & LOCK_NB != 0 || kind.is_none() {
+        table.flock(key, &req)?;
+    } else {
+        let handle = task.handle.clone();
+        table
+            .set_wait(key, &req, true, &|| handle.interrupted())
+            .map_err(restart_on_eintr)?;
+    }
+    Ok(0)
 }
 
 /// Read up to `count` bytes from `file` (at `offset`, if given) into
@@ -566,6 +749,14 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
             .set_cloexec(a[0], a[2] & libc::FD_CLOEXEC as u64 != 0)
             .map(|()| 0),
         libc::F_GETFL => Ok((file.flags() | libc::O_LARGEFILE) as u64),
+        cmd @ (libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW | 36..=38) => {
+            record_lock(task, &file, cmd, a[2])
+        }
+        libc::F_GETOWN | libc::F_SETOWN => Ok(0),
+        libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => {
+            let fd = fs::host_fd(&file, Errno::EBADF)?;
+            host::fcntl_int(fd, a[1] as i32, a[2] as i32)
+        }
         libc::F_SETFL => {
             file.set_status_flags(a[2] as i32);
             if let Some(fd) = file.ops().host_fd() {

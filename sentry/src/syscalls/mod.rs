@@ -230,6 +230,7 @@ table! {
     __NR_lremovexattr(2) => path::lremovexattr,
     __NR_fremovexattr(2) => path::fremovexattr,
     __NR_chroot(1) => file::chroot,
+    __NR_flock(2) => file::flock,
     __NR_openat2(4) => file::openat2,
 }
 

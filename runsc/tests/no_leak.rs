@@ -1,0 +1,140 @@
+//! Nothing a sandboxed program writes reaches the host: `runsc do` gives
+//! it the host root as the read-only lower layer of an overlay whose upper
+//! layer is memory. The program creates, deletes, renames, chmods and
+//! rewrites host files (including `/etc/passwd`) and sees its changes; the
+//! host's files are byte-for-byte and attribute-for-attribute unchanged.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RUNSC: &str = env!("CARGO_BIN_EXE_runsc");
+
+/// Everything observable about a path on the host.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    exists: bool,
+    mode: u32,
+    uid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    ino: u64,
+    content: Vec<u8>,
+    entries: Vec<String>,
+}
+
+fn snapshot(p: &Path) -> Snapshot {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return Snapshot {
+            exists: false,
+            mode: 0,
+            uid: 0,
+            size: 0,
+            mtime: (0, 0),
+            ino: 0,
+            content: vec![],
+            entries: vec![],
+        };
+    };
+    let mut entries: Vec<String> = if meta.is_dir() {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    } else {
+        vec![]
+    };
+    entries.sort();
+    Snapshot {
+        exists: true,
+        mode: meta.mode(),
+        uid: meta.uid(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ino: meta.ino(),
+        content: if meta.is_file() {
+            std::fs::read(p).unwrap()
+        } else {
+            vec![]
+        },
+        entries,
+    }
+}
+
+#[test]
+fn writes_stay_in_the_sandbox() {
+    let dir = std::env::temp_dir().join(format!("no-leak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("keep.txt"), "original\n").unwrap();
+    std::fs::write(dir.join("sub/delete-me"), "x").unwrap();
+    std::fs::write(dir.join("rename-me"), "r").unwrap();
+
+    let watched: Vec<PathBuf> = [
+        "keep.txt",
+        "sub",
+        "sub/delete-me",
+        "rename-me",
+        "renamed",
+        "new-file",
+        "new-dir",
+        "",
+    ]
+    .iter()
+    .map(|p| dir.join(p))
+    .chain(
+        ["/etc/passwd", "/etc/hostname", "/etc", "/usr/bin/env", "/tmp"]
+            .iter()
+            .map(PathBuf::from),
+    )
+    .collect();
+    let before: BTreeMap<&PathBuf, Snapshot> = watched.iter().map(|p| (p, snapshot(p))).collect();
+
+    let d = dir.to_str().unwrap();
+    let script = format!(
+        "set -e
+        echo changed >> {d}/keep.txt
+        chmod 600 {d}/keep.txt
+        rm {d}/sub/delete-me
+        mv {d}/rename-me {d}/renamed
+        echo new > {d}/new-file
+        mkdir {d}/new-dir
+        echo 'intruder:x:0:0::/:/bin/sh' >> /etc/passwd
+        chmod 777 /etc/hostname
+        truncate -s 0 /usr/bin/env
+        touch -d @0 /etc/passwd
+        echo in-tmp > /tmp/no-leak-probe-{pid}
+        # The sandbox sees every change.
+        tail -n 1 /etc/passwd
+        cat {d}/keep.txt
+        ls {d} {d}/sub
+        stat -c %a /etc/hostname {d}/keep.txt
+        stat -c %s /usr/bin/env",
+        pid = std::process::id()
+    );
+    let out = Command::new(RUNSC)
+        .args(["do", "/bin/sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the script failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        format!(
+            "intruder:x:0:0::/:/bin/sh\noriginal\nchanged\n{d}:\nkeep.txt\nnew-dir\nnew-file\nrenamed\nsub\n\n{d}/sub:\n777\n600\n0\n"
+        )
+    );
+
+    for p in &watched {
+        assert_eq!(&snapshot(p), &before[p], "{p:?} changed on the host");
+    }
+    let probe = PathBuf::from(format!("/tmp/no-leak-probe-{}", std::process::id()));
+    assert!(!probe.exists(), "{probe:?} reached the host");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
