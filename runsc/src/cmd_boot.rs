@@ -78,6 +78,24 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
     exit.code()
 }
 
+/// Let the Sentry hold as many host descriptors as its hard limit allows:
+/// each cached file of the host layer holds one.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one struct rlimit into `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads `lim`.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!("raising RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 /// The first process, ready to run, and the gofer connection it mounted
 /// its root through (kept open for the sandbox's life).
 fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>, Client)> {
@@ -86,6 +104,7 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>,
         .read_to_string(&mut spec_json)
         .context("reading the spec")?;
     let spec: Spec = serde_json::from_str(&spec_json).context("parsing the spec")?;
+    raise_nofile();
     let [root_fd] = args.io_fds[..] else {
         bail!("boot needs exactly one --io-fds (the root's lisafs connection); mounts are not supported yet");
     };

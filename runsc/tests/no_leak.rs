@@ -84,9 +84,15 @@ fn writes_stay_in_the_sandbox() {
     .iter()
     .map(|p| dir.join(p))
     .chain(
-        ["/etc/passwd", "/etc/hostname", "/etc", "/usr/bin/env", "/tmp"]
-            .iter()
-            .map(PathBuf::from),
+        [
+            "/etc/passwd",
+            "/etc/hostname",
+            "/etc",
+            "/usr/bin/env",
+            "/tmp",
+        ]
+        .iter()
+        .map(PathBuf::from),
     )
     .collect();
     let before: BTreeMap<&PathBuf, Snapshot> = watched.iter().map(|p| (p, snapshot(p))).collect();

@@ -1,11 +1,12 @@
 //! The Sentry: an application kernel that runs Linux programs on a
 //! [`platform::Platform`] and answers their syscalls itself.
 //!
-//! This slice runs one single-threaded static (or static-PIE) program from
-//! the container root to its exit: ELF loading, the initial stack, memory
-//! from the memory file, files beneath the container root, and the
-//! syscalls such programs need. Unimplemented syscalls return ENOSYS and
-//! are logged once.
+//! It runs static and dynamic programs, their threads and child processes
+//! from the container root to their exit: ELF loading, memory from the
+//! memory file, signals, futexes, timers, and files through the `vfs`
+//! crate (an overlay of the container root with a memory upper layer,
+//! `/dev`, procfs, sysfs). Unimplemented syscalls return ENOSYS and are
+//! logged once.
 //!
 //! Entry point: [`Kernel::new`], then [`Task::start`] and [`Task::run`] on
 //! the host thread that will run the task (ptrace binds a stub to the thread

@@ -6,9 +6,11 @@
 //! long as something (an open file, a working directory, a mount, a child)
 //! holds it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+
+use abi::Errno;
 
 use crate::inode::Inode;
 use crate::Result;
@@ -25,6 +27,65 @@ pub struct Dentry {
     /// The node's `S_IFMT` bits once known (a node never changes type), so
     /// walks do not stat every component; 0 until first asked.
     file_type: AtomicU32,
+    /// Used since it last came up for eviction from the recent list.
+    referenced: AtomicBool,
+}
+
+/// How many dentries stay cached after nothing else holds them. Without
+/// this a path's dentries would die with each syscall that walked it, and
+/// every walk would ask the filesystem (for the host layer, a host call per
+/// component) again.
+const RECENT: usize = 8192;
+
+/// The recent list's length: RECENT, or a quarter of the descriptors the
+/// process may hold when that is less (host-layer dentries hold one each).
+fn recent_capacity() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one struct rlimit into `lim`.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+        if ok {
+            RECENT.min((lim.rlim_cur / 4) as usize).max(64)
+        } else {
+            RECENT
+        }
+    })
+}
+
+/// Out of host descriptors: let go of half the recently used dentries
+/// (and the descriptors they hold). Returns whether any were dropped.
+pub fn relieve_fd_pressure() -> bool {
+    let dropped: Vec<Arc<Dentry>> = {
+        let mut list = LIST.lock().unwrap();
+        let n = list.len() / 2;
+        list.drain(..n).collect()
+    };
+    !dropped.is_empty()
+}
+
+static LIST: Mutex<VecDeque<Arc<Dentry>>> = Mutex::new(VecDeque::new());
+
+/// Hold `d` for a while: a bounded FIFO with a second chance for dentries
+/// used again since they were last at its head (the clock algorithm).
+fn keep_recent(d: &Arc<Dentry>) {
+    let mut list = LIST.lock().unwrap();
+    list.push_back(d.clone());
+    let mut budget = 8;
+    let cap = recent_capacity();
+    while list.len() > cap && budget > 0 {
+        budget -= 1;
+        let Some(old) = list.pop_front() else { break };
+        if old.referenced.swap(false, Ordering::Relaxed) {
+            list.push_back(old);
+        }
+    }
+    while list.len() > cap {
+        list.pop_front();
+    }
 }
 
 impl Dentry {
@@ -37,6 +98,7 @@ impl Dentry {
             mounts: AtomicUsize::new(0),
             deleted: AtomicBool::new(false),
             file_type: AtomicU32::new(0),
+            referenced: AtomicBool::new(false),
         })
     }
 
@@ -94,6 +156,7 @@ impl Dentry {
             .and_then(Weak::upgrade);
         if let Some(d) = cached {
             if d.inode.valid() {
+                d.referenced.store(true, Ordering::Relaxed);
                 return Ok(d);
             }
             // Stale: drop it (unless something is mounted on it) and ask
@@ -103,8 +166,15 @@ impl Dentry {
             }
             self.children.lock().unwrap().remove(name);
         }
-        let inode = self.inode.lookup(name)?;
-        Ok(self.adopt(name, inode))
+        let inode = match self.inode.lookup(name) {
+            Err(Errno::EMFILE | Errno::ENFILE) if relieve_fd_pressure() => {
+                self.inode.lookup(name)?
+            }
+            other => other?,
+        };
+        let d = self.adopt(name, inode);
+        keep_recent(&d);
+        Ok(d)
     }
 
     /// Cache `inode` as the child `name` (after a lookup or a create).
@@ -120,6 +190,7 @@ impl Dentry {
             mounts: AtomicUsize::new(0),
             deleted: AtomicBool::new(false),
             file_type: AtomicU32::new(0),
+            referenced: AtomicBool::new(false),
         });
         children.retain(|_, w| w.strong_count() > 0);
         children.insert(name.to_string(), Arc::downgrade(&d));
@@ -145,6 +216,9 @@ impl Dentry {
             .and_then(|w| w.upgrade())
         {
             d.deleted.store(true, Ordering::Relaxed);
+            // A removed file must not outlive its last user here: its data
+            // is still charged to its filesystem.
+            LIST.lock().unwrap().retain(|x| !Arc::ptr_eq(x, &d));
         }
     }
 

@@ -130,7 +130,10 @@ impl Locks {
                 st.waits.remove(&req.owner);
                 return Ok(());
             };
-            if !flock && matches!(req.owner, Owner::Process(_)) && Self::would_deadlock(&st, req.owner, blocker) {
+            if !flock
+                && matches!(req.owner, Owner::Process(_))
+                && Self::would_deadlock(&st, req.owner, blocker)
+            {
                 st.waits.remove(&req.owner);
                 return Err(Errno::EDEADLK);
             }
@@ -162,11 +165,24 @@ impl Locks {
 
     /// Apply `req` to the record locks of `file`. Returns the owner that
     /// blocks it (when `report` asks for a blocker instead of EAGAIN).
-    fn set_locked(&self, st: &mut State, file: FileKey, req: &Request, report: bool) -> Result<Option<Owner>> {
+    fn set_locked(
+        &self,
+        st: &mut State,
+        file: FileKey,
+        req: &Request,
+        report: bool,
+    ) -> Result<Option<Owner>> {
         let locks = st.records.entry(file).or_default();
         if let Some(kind) = req.kind {
-            if let Some(l) = locks.iter().find(|l| l.conflicts(req.owner, kind, req.start, req.end)) {
-                return if report { Ok(Some(l.owner)) } else { Err(Errno::EAGAIN) };
+            if let Some(l) = locks
+                .iter()
+                .find(|l| l.conflicts(req.owner, kind, req.start, req.end))
+            {
+                return if report {
+                    Ok(Some(l.owner))
+                } else {
+                    Err(Errno::EAGAIN)
+                };
             }
         }
         // Cut the owner's existing locks out of the range, keeping the parts
@@ -178,10 +194,16 @@ impl Locks {
                 continue;
             }
             if l.start < req.start {
-                kept.push(Lock { end: req.start, ..l });
+                kept.push(Lock {
+                    end: req.start,
+                    ..l
+                });
             }
             if l.end > req.end {
-                kept.push(Lock { start: req.end, ..l });
+                kept.push(Lock {
+                    start: req.end,
+                    ..l
+                });
             }
         }
         if let Some(kind) = req.kind {
@@ -218,7 +240,10 @@ impl Locks {
         // Converting a lock first drops the old one, as Linux does.
         locks.retain(|l| l.owner != req.owner);
         if let Some(kind) = req.kind {
-            if let Some(l) = locks.iter().find(|l| l.conflicts(req.owner, kind, 0, u64::MAX)) {
+            if let Some(l) = locks
+                .iter()
+                .find(|l| l.conflicts(req.owner, kind, 0, u64::MAX))
+            {
                 return Some(l.owner);
             }
             locks.push(Lock {
@@ -292,7 +317,10 @@ mod tests {
         let f = (1, 1);
         t.set(f, &req(1, Some(Kind::Read), 0, 10)).unwrap();
         t.set(f, &req(2, Some(Kind::Read), 5, 15)).unwrap();
-        assert_eq!(t.set(f, &req(3, Some(Kind::Write), 9, 10)), Err(Errno::EAGAIN));
+        assert_eq!(
+            t.set(f, &req(3, Some(Kind::Write), 9, 10)),
+            Err(Errno::EAGAIN)
+        );
         assert!(t.set(f, &req(3, Some(Kind::Write), 15, 20)).is_ok());
         let blocker = t.test(f, &req(4, Some(Kind::Write), 0, 1)).unwrap();
         assert_eq!((blocker.pid, blocker.start, blocker.end), (1, 0, 10));
@@ -307,8 +335,14 @@ mod tests {
         t.set(f, &req(1, Some(Kind::Write), 0, 100)).unwrap();
         t.set(f, &req(1, None, 40, 60)).unwrap();
         assert!(t.set(f, &req(2, Some(Kind::Write), 40, 60)).is_ok());
-        assert_eq!(t.set(f, &req(2, Some(Kind::Write), 39, 40)), Err(Errno::EAGAIN));
-        assert_eq!(t.set(f, &req(2, Some(Kind::Write), 60, 61)), Err(Errno::EAGAIN));
+        assert_eq!(
+            t.set(f, &req(2, Some(Kind::Write), 39, 40)),
+            Err(Errno::EAGAIN)
+        );
+        assert_eq!(
+            t.set(f, &req(2, Some(Kind::Write), 60, 61)),
+            Err(Errno::EAGAIN)
+        );
         t.release(f, Owner::Process(1));
         assert!(t.set(f, &req(2, Some(Kind::Write), 0, u64::MAX)).is_ok());
     }
@@ -320,7 +354,11 @@ mod tests {
         t.set(f, &req(1, Some(Kind::Write), 0, 1)).unwrap();
         t.set(f, &req(2, Some(Kind::Write), 1, 2)).unwrap();
         // Process 1 is blocked on 2's range.
-        t.state.lock().unwrap().waits.insert(Owner::Process(1), Owner::Process(2));
+        t.state
+            .lock()
+            .unwrap()
+            .waits
+            .insert(Owner::Process(1), Owner::Process(2));
         let r = t.set_wait(f, &req(2, Some(Kind::Write), 0, 1), false, &|| false);
         assert_eq!(r, Err(Errno::EDEADLK));
     }

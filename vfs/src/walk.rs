@@ -399,7 +399,12 @@ impl Context<'_> {
                 ..SetAttr::default()
             })?;
         }
-        let ops = loc.inode().open(flags)?;
+        let ops = match loc.inode().open(flags) {
+            Err(Errno::EMFILE | Errno::ENFILE) if crate::dentry::relieve_fd_pressure() => {
+                loc.inode().open(flags)?
+            }
+            other => other?,
+        };
         Ok(FileDescription::new(loc, ops, flags))
     }
 

@@ -212,7 +212,11 @@ impl Flock {
         if start < 0 {
             return Err(Errno::EINVAL);
         }
-        let end = if end == i64::MAX { u64::MAX } else { end as u64 };
+        let end = if end == i64::MAX {
+            u64::MAX
+        } else {
+            end as u64
+        };
         Ok((start as u64, end))
     }
 }
@@ -265,7 +269,11 @@ fn record_lock(task: &mut Task, file: &Arc<File>, cmd: i32, addr: u64) -> SysRes
                     } as i16;
                     fl.whence = libc::SEEK_SET as i16;
                     fl.start = l.start as i64;
-                    fl.len = if l.end == u64::MAX { 0 } else { (l.end - l.start) as i64 };
+                    fl.len = if l.end == u64::MAX {
+                        0
+                    } else {
+                        (l.end - l.start) as i64
+                    };
                     fl.pid = l.pid;
                 }
             }
