@@ -23,6 +23,8 @@ pub enum VmaKind {
     Stack,
     /// A copy of (part of) a file: the ELF image, or a private file mapping.
     File(String),
+    /// MAP_SHARED|MAP_ANONYMOUS memory (`/dev/zero (deleted)` in maps).
+    SharedAnonymous,
 }
 
 #[derive(Clone, Debug)]
@@ -32,6 +34,29 @@ struct Vma {
     /// Memory file offset of the VMA's first byte.
     offset: u64,
     kind: VmaKind,
+    /// For MAP_SHARED memory: the memory file range, owned jointly by every
+    /// mapping of it (in this process and in forked ones) and freed when
+    /// the last goes. Private memory (None) is owned by the VMA itself.
+    shared: Option<Arc<SharedRange>>,
+}
+
+/// A range of the memory file that several mappings share.
+pub(crate) struct SharedRange {
+    mf: Arc<MemoryFile>,
+    offset: u64,
+    len: u64,
+}
+
+impl std::fmt::Debug for SharedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedRange({:#x}, +{:#x})", self.offset, self.len)
+    }
+}
+
+impl Drop for SharedRange {
+    fn drop(&mut self) {
+        self.mf.free(self.offset, self.len);
+    }
 }
 
 pub struct MemoryManager {
@@ -119,6 +144,30 @@ impl MemoryManager {
         access: AccessType,
         kind: VmaKind,
     ) -> Result<u64, Errno> {
+        self.map_new(addr, len, fixed, access, kind, false)
+    }
+
+    /// Like [`map_anonymous`](Self::map_anonymous), but MAP_SHARED: a
+    /// forked child shares the memory instead of getting a copy.
+    pub fn map_shared_anonymous(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fixed: bool,
+        access: AccessType,
+    ) -> Result<u64, Errno> {
+        self.map_new(addr, len, fixed, access, VmaKind::SharedAnonymous, true)
+    }
+
+    fn map_new(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fixed: bool,
+        access: AccessType,
+        kind: VmaKind,
+        shared: bool,
+    ) -> Result<u64, Errno> {
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
         if len == 0 {
             return Err(Errno::EINVAL);
@@ -146,6 +195,13 @@ impl MemoryManager {
             self.mf.free(offset, len);
             return Err(Errno::ENOMEM);
         }
+        let shared = shared.then(|| {
+            Arc::new(SharedRange {
+                mf: self.mf.clone(),
+                offset,
+                len,
+            })
+        });
         self.vmas.insert(
             addr,
             Vma {
@@ -153,6 +209,7 @@ impl MemoryManager {
                 access,
                 offset,
                 kind,
+                shared,
             },
         );
         Ok(addr)
@@ -193,7 +250,9 @@ impl MemoryManager {
         let doomed: Vec<u64> = self.vmas.range(addr..end).map(|(&s, _)| s).collect();
         for start in doomed {
             let vma = self.vmas.remove(&start).expect("just listed");
-            self.mf.free(vma.offset, vma.end - start);
+            if vma.shared.is_none() {
+                self.mf.free(vma.offset, vma.end - start);
+            }
         }
         self.space.unmap(addr, len).map_err(|e| {
             tracing::error!("unmapping [{addr:#x}, +{len:#x}): {e}");
@@ -256,6 +315,18 @@ impl MemoryManager {
         };
         for (&start, vma) in &self.vmas {
             let len = vma.end - start;
+            if vma.shared.is_some() {
+                // Shared memory stays shared: the child maps the same pages.
+                child.vmas.insert(start, vma.clone());
+                child
+                    .space
+                    .map_file(start, len, self.mf.fd(), vma.offset, vma.access, false)
+                    .map_err(|e| {
+                        tracing::error!("mapping a forked child's shared memory: {e}");
+                        Errno::ENOMEM
+                    })?;
+                continue;
+            }
             let offset = self.mf.allocate(len)?;
             // Owned by the child from here, so its Drop frees it on failure.
             child.vmas.insert(
@@ -311,6 +382,11 @@ impl MemoryManager {
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let vma = self.single_vma(old, old_end)?;
+        if vma.shared.is_some() && new_len > old_len {
+            // Growing would need the shared range itself to grow.
+            tracing::info!("mremap: growing a shared mapping is not supported: ENOMEM");
+            return Err(Errno::ENOMEM);
+        }
         if fixed.is_none() {
             if new_len <= old_len {
                 if new_len < old_len {
@@ -361,12 +437,21 @@ impl MemoryManager {
 
     /// madvise(MADV_DONTNEED/FREE): private anonymous pages read as zeros
     /// afterwards; the memory goes back to the host.
+    /// Shared memory keeps its contents (the pages belong to every mapping).
     pub fn discard(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
         let mut ranges = Vec::new();
         self.walk(addr, len as usize, AccessType::NONE, |off, _, n| {
             ranges.push((off, n as u64))
         })
         .map_err(|_| Errno::ENOMEM)?;
+        let end = addr + len;
+        let shared: Vec<(u64, u64)> = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > addr && v.shared.is_some())
+            .map(|(_, v)| (v.offset, v.offset + v.shared.as_ref().map_or(0, |r| r.len)))
+            .collect();
+        ranges.retain(|(off, _)| !shared.iter().any(|&(s, e)| *off >= s && *off < e));
         for (off, n) in ranges {
             self.mf.zero(off, n);
         }
@@ -526,8 +611,10 @@ impl MemoryManager {
                 VmaKind::Heap => "[heap]",
                 VmaKind::Stack => "[stack]",
                 VmaKind::File(path) => path,
+                VmaKind::SharedAnonymous => "/dev/zero (deleted)",
             };
-            let line = format!("{start:08x}-{:08x} {perms}p 00000000 00:00 0", v.end);
+            let share = if v.shared.is_some() { 's' } else { 'p' };
+            let line = format!("{start:08x}-{:08x} {perms}{share} 00000000 00:00 0", v.end);
             if name.is_empty() {
                 out.push_str(&line);
             } else {
@@ -558,6 +645,7 @@ impl MemoryManager {
                 VmaKind::Heap => "[heap]",
                 VmaKind::Stack => "[stack]",
                 VmaKind::File(path) => path,
+                VmaKind::SharedAnonymous => "/dev/zero (deleted)",
             };
             out.push_str(&format!("{start:08x}-{:08x} {perms}p {name}\n", v.end));
         }
@@ -568,7 +656,9 @@ impl MemoryManager {
 impl Drop for MemoryManager {
     fn drop(&mut self) {
         for (&start, vma) in &self.vmas {
-            self.mf.free(vma.offset, vma.end - start);
+            if vma.shared.is_none() {
+                self.mf.free(vma.offset, vma.end - start);
+            }
         }
     }
 }

@@ -34,16 +34,36 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     let access = AccessType::from_prot(prot as u32);
     if flags & libc::MAP_ANONYMOUS != 0 {
-        // One process per address space so far: a shared anonymous mapping
-        // behaves as a private one until fork exists.
-        return task
-            .mm()
-            .map_anonymous(addr, len, fixed || noreplace, access, VmaKind::Anonymous);
+        return if kind == libc::MAP_PRIVATE {
+            task.mm()
+                .map_anonymous(addr, len, fixed || noreplace, access, VmaKind::Anonymous)
+        } else {
+            task.mm()
+                .map_shared_anonymous(addr, len, fixed || noreplace, access)
+        };
     }
 
     let file = task.fds().get(fd)?;
     if !file.readable() {
         return Err(Errno::EACCES);
+    }
+    // /dev/zero maps as anonymous memory, shared or private as asked.
+    let zero = libc::makedev(1, 5);
+    if file
+        .stat()
+        .is_ok_and(|st| st.mode & libc::S_IFMT == libc::S_IFCHR && st.rdev == zero)
+    {
+        return mmap(
+            task,
+            [
+                addr,
+                len,
+                prot,
+                (flags | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        );
     }
     if kind != libc::MAP_PRIVATE && access.write {
         // Files are read-only, so a writable shared mapping cannot be had.
