@@ -27,6 +27,10 @@ fn build_fixtures() -> PathBuf {
     let src = repo().join("tests/fixtures");
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "py") {
+            std::fs::copy(&path, fix.join(path.file_name().unwrap())).unwrap();
+            continue;
+        }
         if path.extension().is_none_or(|e| e != "c") {
             continue;
         }

@@ -45,6 +45,9 @@ const FORWARDED: [i32; 6] = [
 ];
 
 pub fn run(config: &Config, args: BootArgs) -> i32 {
+    if args.attached {
+        die_with_parent();
+    }
     // Before any thread starts, so every Sentry thread blocks them and the
     // forwarder below is the only one that takes them.
     let forwarded = block_signals(&FORWARDED);
@@ -76,6 +79,18 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
     let exit = task.run();
     tracing::info!("workload exited: {exit:?}");
     exit.code()
+}
+
+/// `--attached`: the sandbox dies when the process that started it does
+/// (a killed `runsc do` must not leave the sandbox running).
+fn die_with_parent() {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // The parent may have gone before the call: then init adopted us.
+    // SAFETY: getppid takes no arguments.
+    if unsafe { libc::getppid() } == 1 {
+        std::process::exit(128 + libc::SIGKILL);
+    }
 }
 
 /// Let the Sentry hold as many host descriptors as its hard limit allows:

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abi::Errno;
+
+use crate::memfile::MemoryFile;
 use vfs::mount::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 use vfs::tmpfs::{self, TmpfsOptions};
 use vfs::{dev, hostfs, overlay, Creds, FileDescription, FileOps, Location, Mounts, NodeKind};
@@ -31,8 +33,9 @@ pub fn anon_dev() -> u64 {
 /// of RAM; the sandbox's memory is bounded elsewhere later).
 const TMPFS_LIMIT: u64 = 8 << 30;
 
-fn new_tmpfs(mode: u32, devices: bool) -> Arc<dyn vfs::Inode> {
+fn new_tmpfs(mode: u32, devices: bool, mf: &Arc<MemoryFile>) -> Arc<dyn vfs::Inode> {
     tmpfs::new(TmpfsOptions {
+        memory: Some(Arc::new(crate::mm::FileMemory(mf.clone()))),
         dev: anon_dev(),
         mode,
         uid: 0,
@@ -47,9 +50,10 @@ fn new_tmpfs(mode: u32, devices: bool) -> Arc<dyn vfs::Inode> {
 pub fn build_tree(
     root: OwnedFd,
     kernel: std::sync::Weak<crate::task::Kernel>,
+    mf: &Arc<MemoryFile>,
 ) -> Result<Arc<Mounts>, Errno> {
     let lower = hostfs::new_root(root, true)?;
-    let upper = new_tmpfs(0o755, true);
+    let upper = new_tmpfs(0o755, true, mf);
     let merged = overlay::new(upper, lower, anon_dev())?;
     let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));
     let creds = Creds::root();
@@ -68,7 +72,7 @@ pub fn build_tree(
     };
 
     // /dev: the memory devices, /dev/shm, and the links programs expect.
-    let devfs = new_tmpfs(0o755, true);
+    let devfs = new_tmpfs(0o755, true, mf);
     let at = dir("/dev")?;
     let devm = mounts.mount_fs(&at, devfs, "tmpfs", "none", MS_NOSUID | MS_NOEXEC)?;
     let devroot = Location {

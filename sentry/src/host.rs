@@ -35,7 +35,8 @@ fn retry(mut f: impl FnMut() -> libc::c_long) -> Result<usize, Errno> {
 /// application as is.
 pub fn ioctl_read(fd: BorrowedFd<'_>, request: u64, out: &mut [u8]) -> Result<(), Errno> {
     // SAFETY: callers pass only requests whose result fits `out` (TCGETS:
-    // 60-byte termios; TIOCGWINSZ: 8-byte winsize); the kernel writes into it.
+    // 60-byte termios; TIOCGWINSZ: 8-byte winsize; FIONREAD: an int); the
+    // kernel writes into it.
     check(
         unsafe { libc::ioctl(fd.as_raw_fd(), request as libc::c_ulong, out.as_mut_ptr()) }
             as libc::c_long,
@@ -66,15 +67,6 @@ pub fn clock_gettime(clock: i32) -> Result<(i64, i64), Errno> {
 pub fn status_flags(fd: BorrowedFd<'_>) -> Result<i32, Errno> {
     // SAFETY: F_GETFL only reads the descriptor's flags.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } as libc::c_long).map(|f| f as i32)
-}
-
-/// Set the O_NONBLOCK status flag of a host descriptor to `nonblock`
-/// (either 0 or O_NONBLOCK), keeping its other flags.
-pub fn set_status_flags(fd: BorrowedFd<'_>, nonblock: i32) -> Result<(), Errno> {
-    let old = status_flags(fd)?;
-    let new = (old & !libc::O_NONBLOCK) | (nonblock & libc::O_NONBLOCK);
-    // SAFETY: F_SETFL only changes the descriptor's status flags.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) } as libc::c_long).map(drop)
 }
 
 /// An `fcntl` command that takes and returns an integer, passed through
@@ -208,6 +200,21 @@ pub fn epoll_wait(
 pub fn eventfd(init: u32, flags: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: eventfd takes integers and returns a new descriptor.
     owned(unsafe { libc::eventfd(init, flags | libc::EFD_CLOEXEC) } as libc::c_long)
+}
+
+/// Add `v` to an eventfd's counter.
+pub fn eventfd_write(fd: BorrowedFd<'_>, v: u64) -> Result<(), Errno> {
+    let b = v.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer.
+    check(unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), 8) } as libc::c_long).map(drop)
+}
+
+/// Read (and reset) an eventfd's counter.
+pub fn eventfd_read(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut b = [0u8; 8];
+    // SAFETY: reads 8 bytes into a live buffer.
+    check(unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) } as libc::c_long)?;
+    Ok(u64::from_ne_bytes(b))
 }
 
 /// A host timerfd on `clock` with `flags` (TFD_NONBLOCK), close-on-exec.

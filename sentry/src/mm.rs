@@ -47,6 +47,64 @@ pub(crate) struct SharedRange {
     len: u64,
 }
 
+impl SharedRange {
+    /// A new zeroed range of `len` bytes of the memory file.
+    pub(crate) fn allocate(mf: &Arc<MemoryFile>, len: u64) -> Result<Arc<SharedRange>, Errno> {
+        let offset = mf.allocate(len)?;
+        Ok(Arc::new(SharedRange {
+            mf: mf.clone(),
+            offset,
+            len,
+        }))
+    }
+}
+
+/// Files of the in-memory filesystems keep their data in the memory file
+/// once mapped shared, so mappings and read/write see the same bytes.
+pub(crate) struct FileMemory(pub Arc<MemoryFile>);
+
+impl vfs::inode::SharedMemory for FileMemory {
+    fn allocate(&self, len: u64) -> Result<Arc<dyn vfs::inode::SharedRegion>, Errno> {
+        Ok(SharedRange::allocate(&self.0, len)?)
+    }
+}
+
+impl vfs::inode::SharedRegion for SharedRange {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        debug_assert!(offset + buf.len() as u64 <= self.len);
+        self.mf.copy_in(self.offset + offset, buf);
+    }
+
+    fn write(&self, offset: u64, buf: &[u8]) {
+        debug_assert!(offset + buf.len() as u64 <= self.len);
+        self.mf.copy_out(self.offset + offset, buf);
+    }
+
+    fn zero(&self, offset: u64, len: u64) {
+        // Whole pages go back to the host; the edges are written.
+        let start = page_up(self.offset + offset).unwrap_or(u64::MAX);
+        let end = page_down(self.offset + offset + len);
+        if start < end {
+            let head = (start - self.offset - offset) as usize;
+            self.mf.copy_out(self.offset + offset, &vec![0u8; head]);
+            self.mf.zero(start, end - start);
+            let tail = (self.offset + offset + len - end) as usize;
+            self.mf.copy_out(end, &vec![0u8; tail]);
+        } else {
+            self.mf
+                .copy_out(self.offset + offset, &vec![0u8; len as usize]);
+        }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
 impl std::fmt::Debug for SharedRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SharedRange({:#x}, +{:#x})", self.offset, self.len)
@@ -159,6 +217,63 @@ impl MemoryManager {
         self.map_new(addr, len, fixed, access, VmaKind::SharedAnonymous, true)
     }
 
+    /// Map `len` bytes of a region from an offset in it on, shared (a
+    /// MAP_SHARED file mapping whose file lives in the memory file).
+    pub fn map_shared_region(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fixed: bool,
+        access: AccessType,
+        (region, region_offset): (Arc<SharedRange>, u64),
+        kind: VmaKind,
+    ) -> Result<u64, Errno> {
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len == 0 || !region_offset.is_multiple_of(PAGE_SIZE) || region_offset + len > region.len
+        {
+            return Err(Errno::EINVAL);
+        }
+        let addr = self.place(addr, len, fixed)?;
+        let offset = region.offset + region_offset;
+        if let Err(e) = self
+            .space
+            .map_file(addr, len, self.mf.fd(), offset, access, false)
+        {
+            tracing::error!("mapping [{addr:#x}, +{len:#x}) into the address space: {e}");
+            return Err(Errno::ENOMEM);
+        }
+        self.vmas.insert(
+            addr,
+            Vma {
+                end: addr + len,
+                access,
+                offset,
+                kind,
+                shared: Some(region),
+            },
+        );
+        Ok(addr)
+    }
+
+    /// Where a new mapping of `len` bytes goes: exactly `addr` (replacing
+    /// what is there) when `fixed`, else near the hint or top-down.
+    fn place(&mut self, addr: u64, len: u64, fixed: bool) -> Result<u64, Errno> {
+        if fixed {
+            if !addr.is_multiple_of(PAGE_SIZE) {
+                return Err(Errno::EINVAL);
+            }
+            self.check_range(addr, len)?;
+            self.unmap(addr, len)?;
+            Ok(addr)
+        } else {
+            let hint = page_down(addr);
+            match self.check_range(hint, len) {
+                Ok(end) if hint != 0 && !self.overlaps(hint, end) => Ok(hint),
+                _ => self.find_free(len),
+            }
+        }
+    }
+
     fn map_new(
         &mut self,
         addr: u64,
@@ -172,20 +287,7 @@ impl MemoryManager {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
-        let addr = if fixed {
-            if !addr.is_multiple_of(PAGE_SIZE) {
-                return Err(Errno::EINVAL);
-            }
-            self.check_range(addr, len)?;
-            self.unmap(addr, len)?;
-            addr
-        } else {
-            let hint = page_down(addr);
-            match self.check_range(hint, len) {
-                Ok(end) if hint != 0 && !self.overlaps(hint, end) => hint,
-                _ => self.find_free(len)?,
-            }
-        };
+        let addr = self.place(addr, len, fixed)?;
         let offset = self.mf.allocate(len)?;
         if let Err(e) = self
             .space

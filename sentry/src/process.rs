@@ -37,6 +37,9 @@ pub(crate) struct TaskHandle {
     /// What `/proc/[pid]` shows of the task, published by the task itself
     /// whenever it changes (start, exec, prctl, set*id).
     pub view: Mutex<Option<TaskView>>,
+    /// A host eventfd that turns readable when the task is signalled or
+    /// killed, so waits on host descriptors end at once.
+    pub wake_fd: Option<std::os::fd::OwnedFd>,
 }
 
 /// The parts of a task that other tasks read through procfs.
@@ -62,6 +65,7 @@ impl TaskHandle {
             }),
             wake: Condvar::new(),
             view: Mutex::new(None),
+            wake_fd: crate::host::eventfd(0, libc::EFD_NONBLOCK).ok(),
         })
     }
 
@@ -79,7 +83,22 @@ impl TaskHandle {
         };
         if deliverable {
             self.wake.notify_all();
+            self.nudge();
             self.interrupter.interrupt();
+        }
+    }
+
+    /// Make the wake eventfd readable.
+    fn nudge(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let _ = crate::host::eventfd_write(std::os::fd::AsFd::as_fd(fd), 1);
+        }
+    }
+
+    /// Empty the wake eventfd (before a wait, and after it fired).
+    pub fn drain_wake(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let _ = crate::host::eventfd_read(std::os::fd::AsFd::as_fd(fd));
         }
     }
 
@@ -90,6 +109,8 @@ impl TaskHandle {
 
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+        self.nudge();
         self.interrupter.interrupt();
     }
 

@@ -116,7 +116,7 @@ impl Kernel {
         let mf = Arc::new(MemoryFile::new()?);
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
-            let mounts = fs::build_tree(config.root, me.clone()).unwrap_or_else(|e| {
+            let mounts = fs::build_tree(config.root, me.clone(), &mf).unwrap_or_else(|e| {
                 built = Err(e);
                 Arc::new(vfs::Mounts::new(
                     vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),

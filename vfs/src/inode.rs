@@ -295,6 +295,27 @@ pub trait Inode: Send + Sync {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// Memory a file's data can live in so it can be mapped MAP_SHARED: the
+/// kernel's memory file, handed to filesystems that keep data in memory.
+pub trait SharedMemory: Send + Sync {
+    /// A zeroed region of `len` bytes (a page multiple).
+    fn allocate(&self, len: u64) -> Result<Arc<dyn SharedRegion>>;
+}
+
+/// A region from [`SharedMemory`]: the file's bytes, and what the kernel
+/// maps into address spaces.
+pub trait SharedRegion: Send + Sync {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]);
+    fn write(&self, offset: u64, buf: &[u8]);
+    fn zero(&self, offset: u64, len: u64);
+    /// For the kernel to recognise its own regions.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
 /// An opened node: its data. Offsets are the caller's business (the
 /// [`FileDescription`](crate::FileDescription) keeps the position).
 pub trait FileOps: Send + Sync {
@@ -341,6 +362,13 @@ pub trait FileOps: Send + Sync {
     /// The host descriptor behind the file, if there is one: poll, epoll,
     /// ioctl and a few others go straight to it.
     fn host_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// For `mmap(MAP_SHARED)`: the memory holding the file's bytes, at
+    /// least `min_len` long, so every mapping and every read and write see
+    /// the same bytes. None: the file cannot be mapped shared.
+    fn map_shared(&self, _min_len: u64) -> Option<Result<Arc<dyn SharedRegion>>> {
         None
     }
 

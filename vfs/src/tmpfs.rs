@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use abi::{Errno, Stat};
 
 use crate::inode::{
-    dirent_type, DirEntry, FileOps, Inode, NodeKind, SetAttr, StatFs, TimeSpec, RENAME_EXCHANGE,
-    RENAME_NOREPLACE, RENAME_WHITEOUT, XATTR_CREATE, XATTR_REPLACE,
+    dirent_type, DirEntry, FileOps, Inode, NodeKind, SetAttr, SharedMemory, SharedRegion, StatFs,
+    TimeSpec, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, XATTR_CREATE, XATTR_REPLACE,
 };
 use crate::{Result, NAME_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
@@ -49,6 +49,9 @@ pub struct TmpfsOptions {
     pub size_limit: u64,
     /// Opens device nodes; without it they fail with ENXIO.
     pub devices: Option<DeviceOpener>,
+    /// Where files move when mapped MAP_SHARED; without it such mappings
+    /// are refused.
+    pub memory: Option<Arc<dyn SharedMemory>>,
 }
 
 impl Default for TmpfsOptions {
@@ -60,6 +63,7 @@ impl Default for TmpfsOptions {
             gid: 0,
             size_limit: 0,
             devices: None,
+            memory: None,
         }
     }
 }
@@ -72,6 +76,7 @@ pub fn new(opts: TmpfsOptions) -> Arc<dyn Inode> {
         used: AtomicU64::new(0),
         next_ino: AtomicU64::new(1),
         devices: opts.devices,
+        memory: opts.memory,
         tree: Mutex::new(()),
     });
     fs.new_node(
@@ -90,6 +95,7 @@ struct Fs {
     used: AtomicU64,
     next_ino: AtomicU64,
     devices: Option<DeviceOpener>,
+    memory: Option<Arc<dyn SharedMemory>>,
     /// Serialises namespace changes (see the module comment).
     tree: Mutex<()>,
 }
@@ -201,14 +207,70 @@ struct Data {
     size: u64,
     /// Page index → page; missing pages are holes.
     pages: BTreeMap<u64, Box<[u8]>>,
+    /// Once the file is mapped shared its bytes live here instead of in
+    /// `pages` (which is then empty), so mappings and read/write agree.
+    region: Option<Arc<dyn SharedRegion>>,
 }
 
 impl Data {
+    /// Move the data into shared memory at least `min_len` long (growing
+    /// the region if needed). Mappings made of a smaller region before it
+    /// grew keep the old region: they stop seeing the file's changes.
+    fn share(&mut self, fs: &Fs, min_len: u64) -> Result<Arc<dyn SharedRegion>> {
+        let memory = fs.memory.as_ref().ok_or(Errno::ENODEV)?;
+        let need = min_len.max(self.size).max(1);
+        if let Some(r) = &self.region {
+            if r.len() >= need {
+                return Ok(r.clone());
+            }
+        }
+        let old_cap = self.region.as_ref().map_or(0, |r| r.len());
+        let cap = need
+            .max(old_cap * 2)
+            .max(64 << 10)
+            .checked_next_power_of_two()
+            .ok_or(Errno::EFBIG)?;
+        fs.charge(cap)?;
+        let region = match memory.allocate(cap) {
+            Ok(r) => r,
+            Err(e) => {
+                fs.uncharge(cap);
+                return Err(e);
+            }
+        };
+        let mut buf = vec![0u8; PAGE as usize];
+        if let Some(old) = self.region.take() {
+            let mut at = 0;
+            while at < self.size {
+                let n = (self.size - at).min(PAGE) as usize;
+                old.read(at, &mut buf[..n]);
+                region.write(at, &buf[..n]);
+                at += n as u64;
+            }
+            fs.uncharge(old_cap);
+            if old_cap > 0 {
+                tracing::info!("tmpfs: a shared-mapped file grew past its region; older mappings no longer follow it");
+            }
+        } else {
+            for (&idx, page) in &self.pages {
+                region.write(idx * PAGE, page);
+            }
+            fs.uncharge(self.pages.len() as u64 * PAGE);
+            self.pages.clear();
+        }
+        self.region = Some(region.clone());
+        Ok(region)
+    }
+
     fn read(&self, buf: &mut [u8], offset: u64) -> usize {
         if offset >= self.size {
             return 0;
         }
         let len = (buf.len() as u64).min(self.size - offset) as usize;
+        if let Some(r) = &self.region {
+            r.read(offset, &mut buf[..len]);
+            return len;
+        }
         let mut done = 0;
         while done < len {
             let pos = offset + done as u64;
@@ -233,6 +295,13 @@ impl Data {
             return Err(Errno::EFBIG);
         }
         let len = (buf.len() as u64).min(MAX_FILE_SIZE - offset) as usize;
+        if self.region.is_some() {
+            let end = offset + len as u64;
+            let region = self.share(fs, end)?;
+            region.write(offset, &buf[..len]);
+            self.size = self.size.max(end);
+            return Ok(len);
+        }
         let mut done = 0;
         while done < len {
             let pos = offset + done as u64;
@@ -258,6 +327,20 @@ impl Data {
     }
 
     fn truncate(&mut self, fs: &Fs, size: u64) {
+        if let Some(r) = &self.region {
+            if size < self.size {
+                let end = self.size.min(r.len());
+                if size < end {
+                    r.zero(size, end - size);
+                }
+            } else if size > r.len() && self.share(fs, size).is_err() {
+                // Out of memory for a bigger region: the bytes past the old
+                // one read as zeros anyway, so keep the old one.
+                tracing::info!("tmpfs: cannot grow a shared-mapped file's region");
+            }
+            self.size = size;
+            return;
+        }
         if size < self.size {
             let dropped = self.pages.split_off(&size.div_ceil(PAGE));
             fs.uncharge(dropped.len() as u64 * PAGE);
@@ -279,7 +362,10 @@ impl Drop for Node {
             Err(poisoned) => poisoned.into_inner(),
         };
         match &mut meta.body {
-            Body::File(data) => self.fs.uncharge(data.pages.len() as u64 * PAGE),
+            Body::File(data) => {
+                let region = data.region.as_ref().map_or(0, |r| r.len());
+                self.fs.uncharge(data.pages.len() as u64 * PAGE + region)
+            }
             // Tear down a subtree iteratively: recursive drops of a deep tree
             // could overflow the stack.
             Body::Dir(dir) => {
@@ -428,7 +514,13 @@ impl Inode for Node {
         let m = self.lock();
         let (size, blocks) = match &m.body {
             Body::Dir(d) => ((d.entries.len() as u64 + 2) * BOGO_DIRENT_SIZE, 0),
-            Body::File(data) => (data.size, data.pages.len() as u64 * (PAGE / 512)),
+            Body::File(data) => {
+                let bytes = match &data.region {
+                    Some(_) => data.size.div_ceil(PAGE) * PAGE,
+                    None => data.pages.len() as u64 * PAGE,
+                };
+                (data.size, bytes / 512)
+            }
             Body::Symlink(t) => (t.len() as u64, 0),
             Body::Special => (0, 0),
         };
@@ -838,6 +930,15 @@ impl FileOps for RegularFile {
 
     fn stat(&self) -> Result<Stat> {
         self.node.stat()
+    }
+
+    fn map_shared(&self, min_len: u64) -> Option<Result<Arc<dyn SharedRegion>>> {
+        self.node.fs.memory.as_ref()?;
+        let mut m = self.node.lock();
+        let Body::File(data) = &mut m.body else {
+            unreachable!("tmpfs: regular file without data")
+        };
+        Some(data.share(&self.node.fs, min_len))
     }
 }
 

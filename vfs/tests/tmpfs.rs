@@ -65,6 +65,7 @@ fn root_attributes_and_statfs() {
         gid: 6,
         size_limit: 1 << 20,
         devices: None,
+        memory: None,
     });
     let st = root.stat().unwrap();
     assert_eq!(st.mode, vfs::S_IFDIR | 0o755);
@@ -646,4 +647,91 @@ fn concurrent_writers_and_renames() {
     });
     assert_eq!(f.stat().unwrap().size, 40_000);
     assert_eq!(nlink(&a) + nlink(&b), 5);
+}
+
+/// Shared memory on the heap, standing in for the kernel's memory file.
+struct HeapMemory;
+
+struct HeapRegion(std::sync::Mutex<Vec<u8>>);
+
+impl vfs::inode::SharedMemory for HeapMemory {
+    fn allocate(&self, len: u64) -> Result<Arc<dyn vfs::inode::SharedRegion>, Errno> {
+        Ok(Arc::new(HeapRegion(std::sync::Mutex::new(
+            vec![0; len as usize],
+        ))))
+    }
+}
+
+impl vfs::inode::SharedRegion for HeapRegion {
+    fn len(&self) -> u64 {
+        self.0.lock().unwrap().len() as u64
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        let v = self.0.lock().unwrap();
+        buf.copy_from_slice(&v[offset as usize..offset as usize + buf.len()]);
+    }
+    fn write(&self, offset: u64, buf: &[u8]) {
+        let mut v = self.0.lock().unwrap();
+        v[offset as usize..offset as usize + buf.len()].copy_from_slice(buf);
+    }
+    fn zero(&self, offset: u64, len: u64) {
+        let mut v = self.0.lock().unwrap();
+        v[offset as usize..(offset + len) as usize].fill(0);
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+#[test]
+fn a_shared_mapped_file_keeps_one_copy_of_its_bytes() {
+    let root = tmpfs::new(TmpfsOptions {
+        memory: Some(Arc::new(HeapMemory)),
+        size_limit: 1 << 30,
+        ..TmpfsOptions::default()
+    });
+    let f = root.create("f", NodeKind::Regular, 0o644, (0, 0)).unwrap();
+    let ops = f.open(libc::O_RDWR).unwrap();
+    ops.write(b"before mapping", 0).unwrap();
+    let region = ops.map_shared(4096).expect("tmpfs maps shared").unwrap();
+    let mut b = [0u8; 6];
+    region.read(0, &mut b);
+    assert_eq!(&b, b"before");
+    // Writes through the mapping show in read(), and the other way round.
+    region.write(0, b"AFTER!");
+    let mut r = [0u8; 14];
+    assert_eq!(ops.read(&mut r, 0).unwrap(), 14);
+    assert_eq!(&r, b"AFTER! mapping");
+    ops.write(b"xyz", 7).unwrap();
+    let mut b = [0u8; 3];
+    region.read(7, &mut b);
+    assert_eq!(&b, b"xyz");
+    // A second mapping of a range the region holds is the same region.
+    let again = ops.map_shared(4096).unwrap().unwrap();
+    again.write(1, b"Z");
+    region.read(1, &mut b[..1]);
+    assert_eq!(b[0], b'Z');
+    // Truncating zeroes the cut-off bytes, so growing again reads zeros.
+    f.setattr(&SetAttr {
+        size: Some(3),
+        ..SetAttr::default()
+    })
+    .unwrap();
+    f.setattr(&SetAttr {
+        size: Some(10),
+        ..SetAttr::default()
+    })
+    .unwrap();
+    let mut r = [0xffu8; 10];
+    assert_eq!(ops.read(&mut r, 0).unwrap(), 10);
+    assert_eq!(&r, b"AZT\0\0\0\0\0\0\0");
+    // Growing past the region moves the file to a bigger one.
+    let cap = region.len();
+    ops.write(b"end", cap + 5).unwrap();
+    assert_eq!(f.stat().unwrap().size as u64, cap + 8);
+    let bigger = ops.map_shared(cap + 8).unwrap().unwrap();
+    assert!(bigger.len() >= cap + 8);
+    let mut b = [0u8; 3];
+    bigger.read(0, &mut b);
+    assert_eq!(&b, b"AZT");
 }

@@ -17,6 +17,7 @@ fn tmpfs() -> Arc<dyn Inode> {
         gid: 0,
         size_limit: 1 << 30,
         devices: None,
+        memory: None,
     })
 }
 

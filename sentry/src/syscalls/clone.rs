@@ -460,7 +460,10 @@ pub fn pipe2(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
         return Err(Errno::EINVAL);
     }
-    let (r, w) = crate::host::pipe(flags & (libc::O_NONBLOCK | libc::O_DIRECT))?;
+    // Non-blocking on the host: the Sentry waits itself, so a signal can
+    // interrupt the wait (the description's O_NONBLOCK says what the
+    // application asked for).
+    let (r, w) = crate::host::pipe(libc::O_NONBLOCK | (flags & libc::O_DIRECT))?;
     let status = flags & (libc::O_NONBLOCK | libc::O_DIRECT);
     let cloexec = flags & libc::O_CLOEXEC != 0;
     let read = fs::host_file(r, libc::O_RDONLY | status, "pipe:[r]");

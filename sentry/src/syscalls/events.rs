@@ -133,9 +133,10 @@ pub fn eventfd2(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags & !(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE) != 0 {
         return Err(Errno::EINVAL);
     }
+    // Non-blocking on the host; blocking reads are waits in the Sentry.
     let fd = host::eventfd(
         a[0] as u32,
-        flags & (libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE),
+        libc::EFD_NONBLOCK | (flags & libc::EFD_SEMAPHORE),
     )?;
     install(
         task,
@@ -161,7 +162,7 @@ pub fn timerfd_create(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags & !(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) != 0 {
         return Err(Errno::EINVAL);
     }
-    let fd = host::timerfd_create(clock, flags & libc::TFD_NONBLOCK)?;
+    let fd = host::timerfd_create(clock, libc::TFD_NONBLOCK)?;
     install(
         task,
         fd,

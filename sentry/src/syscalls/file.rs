@@ -345,6 +345,79 @@ pub fn flock(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 /// Read up to `count` bytes from `file` (at `offset`, if given) into
 /// application memory at `buf`.
+/// Run `op` on `file`, which may be a host descriptor that is not ready:
+/// for a blocking description, wait (interruptibly) until the host says it
+/// is ready for `events`, then retry; EAGAIN for a non-blocking one. Files
+/// the Sentry keeps itself are passed straight to `op`.
+pub(super) fn host_io<T>(
+    task: &Task,
+    file: &File,
+    events: i16,
+    mut op: impl FnMut() -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    let Some(fd) = file.ops().host_fd().filter(|_| file.location().is_none()) else {
+        return op();
+    };
+    let nonblock = file.flags() & libc::O_NONBLOCK != 0;
+    loop {
+        // Ask the host first: stdio the runtime handed over blocks there.
+        if !ready(fd, events, 0)? {
+            if nonblock {
+                return Err(Errno::EAGAIN);
+            }
+            wait_ready(task, fd, events)?;
+            continue;
+        }
+        match op() {
+            Err(Errno::EAGAIN) if !nonblock => wait_ready(task, fd, events)?,
+            other => return other,
+        }
+    }
+}
+
+/// Whether the host descriptor is ready for `events` (or hung up, or in
+/// error: the operation will say how) within `timeout_ms`.
+fn ready(fd: std::os::fd::BorrowedFd<'_>, events: i16, timeout_ms: i32) -> Result<bool, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    }];
+    Ok(host::poll(&mut p, timeout_ms)? > 0)
+}
+
+/// Wait until `fd` is ready for `events`; ERESTARTSYS when a signal or a
+/// kill comes first (the task's wake eventfd fires).
+fn wait_ready(task: &Task, fd: std::os::fd::BorrowedFd<'_>, events: i16) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let wake = task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd());
+    loop {
+        if task.handle.interrupted() {
+            return Err(Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number"));
+        }
+        let mut p = [
+            libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        host::poll(&mut p, crate::process::KILL_POLL.as_millis() as i32)?;
+        if p[1].revents != 0 {
+            task.handle.drain_wake();
+        }
+        if p[0].revents != 0 {
+            return Ok(());
+        }
+    }
+}
+
 fn read_into(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
     if !file.readable() {
         return Err(Errno::EBADF);
@@ -359,7 +432,7 @@ fn read_into(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>
         let want = (count - done).min(chunk.len());
         let got = match offset {
             Some(o) => file.pread(&mut chunk[..want], o + done as u64),
-            None => file.read(&mut chunk[..want]),
+            None => host_io(task, file, libc::POLLIN, || file.read(&mut chunk[..want])),
         };
         let n = match got {
             Ok(n) => n,
@@ -396,7 +469,7 @@ fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64
         while sent < want {
             let put = match offset {
                 Some(o) => file.pwrite(&chunk[sent..want], o + (done + sent) as u64),
-                None => file.write(&chunk[sent..want]),
+                None => host_io(task, file, libc::POLLOUT, || file.write(&chunk[sent..want])),
             };
             match put {
                 Ok(n) => sent += n,
@@ -692,7 +765,48 @@ pub fn getdents64(task: &mut Task, a: [u64; 6]) -> SysResult {
 pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
     const TCGETS: u64 = 0x5401;
     const TIOCGWINSZ: u64 = 0x5413;
+    const FIONREAD: u64 = 0x541b;
+    const FIONBIO: u64 = 0x5421;
+    const FIONCLEX: u64 = 0x5450;
+    const FIOCLEX: u64 = 0x5451;
+    const FIOASYNC: u64 = 0x5452;
     let file = task.fds().get(a[0])?;
+    // The generic file ioctls (fs/ioctl.c).
+    match a[1] {
+        FIOCLEX | FIONCLEX => {
+            return task.fds().set_cloexec(a[0], a[1] == FIOCLEX).map(|()| 0);
+        }
+        FIONBIO | FIOASYNC => {
+            let mut b = [0u8; 4];
+            task.mm().copy_in(a[2], &mut b)?;
+            let on = i32::from_le_bytes(b) != 0;
+            let bit = if a[1] == FIONBIO {
+                libc::O_NONBLOCK
+            } else {
+                libc::O_ASYNC
+            };
+            let flags = file.flags();
+            file.set_status_flags(if on { flags | bit } else { flags & !bit });
+            return Ok(0);
+        }
+        FIONREAD => {
+            let n: i32 = match (file.location(), file.ops().host_fd()) {
+                (None, Some(fd)) => {
+                    let mut b = [0u8; 4];
+                    host::ioctl_read(fd, FIONREAD, &mut b)?;
+                    i32::from_le_bytes(b)
+                }
+                _ if file.is_regular() => {
+                    let size = file.stat()?.size as u64;
+                    size.saturating_sub(file.position()).min(i32::MAX as u64) as i32
+                }
+                _ => return Err(Errno::ENOTTY),
+            };
+            task.mm().copy_out(a[2], &n.to_le_bytes())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     // Read-only terminal queries go to the host terminal the runtime gave
     // us; they change nothing there.
     let size = match a[1] {
@@ -766,11 +880,9 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
             host::fcntl_int(fd, a[1] as i32, a[2] as i32)
         }
         libc::F_SETFL => {
+            // Host descriptors stay as they are: blocking is the Sentry's
+            // to emulate (see host_io), and stdio belongs to the caller too.
             file.set_status_flags(a[2] as i32);
-            if let Some(fd) = file.ops().host_fd() {
-                // The host descriptor must block (or not) as the file says.
-                host::set_status_flags(fd, file.flags() & libc::O_NONBLOCK)?;
-            }
             Ok(0)
         }
         cmd => {

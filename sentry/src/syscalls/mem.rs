@@ -65,9 +65,32 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
             ],
         );
     }
-    if kind != libc::MAP_PRIVATE && access.write {
-        // Files are read-only, so a writable shared mapping cannot be had.
-        return Err(Errno::EACCES);
+    if kind != libc::MAP_PRIVATE {
+        if access.write && !file.writable() {
+            return Err(Errno::EACCES);
+        }
+        let end = offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
+        if let Some(region) = file.ops().map_shared(end) {
+            let range = region?
+                .into_any()
+                .downcast::<crate::mm::SharedRange>()
+                .map_err(|_| Errno::ENODEV)?;
+            let name = VmaKind::File(file_name(task, &file));
+            return task.mm().map_shared_region(
+                addr,
+                len,
+                fixed || noreplace,
+                access,
+                (range, offset),
+                name,
+            );
+        }
+        if access.write {
+            // Host files are read-only here (the overlay copies a file up
+            // to memory when it is opened for writing).
+            tracing::info!("mmap: writable shared mapping of a file kept on the host: EACCES");
+            return Err(Errno::EACCES);
+        }
     }
     if !file.is_regular() {
         tracing::info!("mmap of a non-regular file not supported: ENODEV");

@@ -62,6 +62,12 @@ fn wait_ready(
                 revents: 0,
             })
             .collect();
+        // The task's wake eventfd ends the wait when a signal arrives.
+        host.push(libc::pollfd {
+            fd: task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         let now = Instant::now();
         let slice = match deadline {
             _ if any_local => Duration::ZERO,
@@ -70,6 +76,9 @@ fn wait_ready(
             None => KILL_POLL,
         };
         crate::host::poll(&mut host, slice.as_millis() as i32)?;
+        if host.pop().is_some_and(|w| w.revents != 0) {
+            task.handle.drain_wake();
+        }
         let revents: Vec<i16> = entries
             .iter()
             .zip(&files)
