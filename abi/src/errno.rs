@@ -97,6 +97,8 @@ errnos! {
     EDEADLK => "resource deadlock avoided",
     ENOLCK => "no locks available",
     ESTALE => "stale NFS file handle",
+    ESOCKTNOSUPPORT => "socket type not supported",
+    ENOBUFS => "no buffer space available",
 }
 
 impl Errno {

@@ -202,6 +202,11 @@ pub fn eventfd(init: u32, flags: i32) -> Result<OwnedFd, Errno> {
     owned(unsafe { libc::eventfd(init, flags | libc::EFD_CLOEXEC) } as libc::c_long)
 }
 
+/// `fstat(2)` into the x86-64 ABI layout.
+pub fn fstat_raw(fd: BorrowedFd<'_>) -> Result<abi::Stat, Errno> {
+    vfs::host::fstat(fd)
+}
+
 /// Add `v` to an eventfd's counter.
 pub fn eventfd_write(fd: BorrowedFd<'_>, v: u64) -> Result<(), Errno> {
     let b = v.to_ne_bytes();

@@ -22,6 +22,7 @@ mod mm;
 mod process;
 mod procfs;
 mod signal;
+mod socket;
 mod syscalls;
 mod task;
 mod timer;

@@ -53,6 +53,12 @@ pub(crate) struct TaskView {
     pub creds: crate::task::Credentials,
 }
 
+impl vfs::waiter::Notify for TaskHandle {
+    fn notify(&self) {
+        self.nudge();
+    }
+}
+
 impl TaskHandle {
     pub fn new(tid: i32, interrupter: Arc<dyn Interrupter>, mask: u64) -> Arc<TaskHandle> {
         Arc::new(TaskHandle {

@@ -32,6 +32,11 @@ pub(crate) fn set_current(tgid: i32, tid: i32) {
     CURRENT.with(|c| c.set((tgid, tid)));
 }
 
+/// The calling task's process ID (0 outside tasks).
+pub(crate) fn current_tgid() -> i32 {
+    CURRENT.with(Cell::get).0
+}
+
 fn current() -> Result<(i32, i32), Errno> {
     let c = CURRENT.with(Cell::get);
     if c.0 == 0 {

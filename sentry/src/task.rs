@@ -50,6 +50,9 @@ pub struct Kernel {
     pub(crate) mounts: Arc<vfs::Mounts>,
     pub(crate) hostname: String,
     pub(crate) futexes: crate::futex::FutexTable,
+    /// Names bound by unix sockets (the abstract namespace and socket
+    /// nodes in the filesystem).
+    pub(crate) unix: Arc<crate::socket::Registry>,
     pub(crate) strace: Strace,
     next_pid: AtomicI32,
     /// Live and zombie processes by PID, for the calls that name one.
@@ -131,6 +134,7 @@ impl Kernel {
                 mounts,
                 hostname: config.hostname,
                 futexes: Default::default(),
+                unix: Arc::default(),
                 strace: config.strace,
                 next_pid: AtomicI32::new(1),
                 groups: Mutex::new(HashMap::new()),

@@ -372,9 +372,21 @@ pub trait FileOps: Send + Sync {
         None
     }
 
-    /// Readiness (`POLL*` bits of `events`) of a file without a host
-    /// descriptor. Regular files and memory devices are always ready.
+    /// Readiness (`POLL*` bits of `events`, plus POLLHUP/POLLERR which are
+    /// always reported) of a file without a host descriptor. Regular files
+    /// and memory devices are always ready.
     fn poll(&self, events: i16) -> i16 {
         events & (libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM)
+    }
+
+    /// Who to tell when [`poll`](Self::poll)'s answer may change; None for
+    /// files whose readiness never changes.
+    fn waiters(&self) -> Option<&crate::waiter::Waiters> {
+        None
+    }
+
+    /// For the kernel to recognise the files it implements (sockets, epoll).
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
     }
 }

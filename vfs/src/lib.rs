@@ -21,6 +21,7 @@ pub mod lock;
 pub mod mount;
 pub mod overlay;
 pub mod tmpfs;
+pub mod waiter;
 pub mod walk;
 
 pub use abi::{Errno, Stat};

@@ -355,10 +355,13 @@ pub(super) fn host_io<T>(
     events: i16,
     mut op: impl FnMut() -> Result<T, Errno>,
 ) -> Result<T, Errno> {
+    let nonblock = file.flags() & libc::O_NONBLOCK != 0;
     let Some(fd) = file.ops().host_fd().filter(|_| file.location().is_none()) else {
+        if file.ops().waiters().is_some() {
+            return sentry_io(task, file, events, nonblock, op);
+        }
         return op();
     };
-    let nonblock = file.flags() & libc::O_NONBLOCK != 0;
     loop {
         // Ask the host first: stdio the runtime handed over blocks there.
         if !ready(fd, events, 0)? {
@@ -373,6 +376,56 @@ pub(super) fn host_io<T>(
             other => return other,
         }
     }
+}
+
+/// [`host_io`] for files the Sentry implements: wait on the file's
+/// waiters (and the task's wake eventfd) between tries.
+fn sentry_io<T>(
+    task: &Task,
+    file: &File,
+    events: i16,
+    nonblock: bool,
+    mut op: impl FnMut() -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    loop {
+        match op() {
+            Err(Errno::EAGAIN) if !nonblock => wait_file(task, file, events)?,
+            other => return other,
+        }
+    }
+}
+
+/// Wait until `file` (one the Sentry implements) may be ready for
+/// `events`; ERESTARTSYS when a signal or kill comes first.
+pub(super) fn wait_file(task: &Task, file: &File, events: i16) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let me: Arc<dyn vfs::waiter::Notify> = task.handle.clone();
+    let waiters = file.ops().waiters();
+    if let Some(w) = waiters {
+        w.add(&me);
+    }
+    let result = (|| loop {
+        if file.ops().poll(events) != 0 {
+            return Ok(());
+        }
+        if task.handle.interrupted() {
+            return Err(Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number"));
+        }
+        let wake = task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd());
+        let mut p = [libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        host::poll(&mut p, crate::process::KILL_POLL.as_millis() as i32)?;
+        if p[0].revents != 0 {
+            task.handle.drain_wake();
+        }
+    })();
+    if let Some(w) = waiters {
+        w.remove(&me);
+    }
+    result
 }
 
 /// Whether the host descriptor is ready for `events` (or hung up, or in
@@ -522,7 +575,7 @@ pub fn pwrite64(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 /// The (base, len) pairs of an iovec array.
-fn iovecs(task: &Task, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
+pub(super) fn iovecs(task: &Task, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
     if count > 1024 {
         return Err(Errno::EINVAL);
     }
@@ -795,6 +848,17 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
                     let mut b = [0u8; 4];
                     host::ioctl_read(fd, FIONREAD, &mut b)?;
                     i32::from_le_bytes(b)
+                }
+                _ if file
+                    .ops()
+                    .as_any()
+                    .is_some_and(|a| a.is::<crate::socket::SocketFile>()) =>
+                {
+                    let s = file
+                        .ops()
+                        .as_any()
+                        .and_then(|a| a.downcast_ref::<crate::socket::SocketFile>());
+                    s.map_or(0, |s| s.0.pending().min(i32::MAX as usize) as i32)
                 }
                 _ if file.is_regular() => {
                     let size = file.stat()?.size as u64;

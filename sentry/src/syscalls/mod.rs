@@ -15,6 +15,7 @@ mod path;
 mod poll;
 pub(crate) mod process;
 mod signal;
+mod socket;
 mod timer;
 
 use std::sync::Mutex;
@@ -231,6 +232,24 @@ table! {
     __NR_fremovexattr(2) => path::fremovexattr,
     __NR_chroot(1) => file::chroot,
     __NR_flock(2) => file::flock,
+    __NR_socket(3) => socket::socket,
+    __NR_socketpair(4) => socket::socketpair,
+    __NR_bind(3) => socket::bind,
+    __NR_listen(2) => socket::listen,
+    __NR_connect(3) => socket::connect,
+    __NR_accept(3) => socket::accept,
+    __NR_accept4(4) => socket::accept4,
+    __NR_getsockname(3) => socket::getsockname,
+    __NR_getpeername(3) => socket::getpeername,
+    __NR_shutdown(2) => socket::shutdown,
+    __NR_sendto(6) => socket::sendto,
+    __NR_recvfrom(6) => socket::recvfrom,
+    __NR_sendmsg(3) => socket::sendmsg,
+    __NR_recvmsg(3) => socket::recvmsg,
+    __NR_sendmmsg(4) => socket::sendmmsg,
+    __NR_recvmmsg(5) => socket::recvmmsg,
+    __NR_setsockopt(5) => socket::setsockopt,
+    __NR_getsockopt(5) => socket::getsockopt,
     __NR_openat2(4) => file::openat2,
 }
 

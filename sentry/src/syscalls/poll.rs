@@ -38,18 +38,25 @@ fn wait_ready(
             }
         })
         .collect();
-    // Files the Sentry keeps itself (memory files, devices) answer at
-    // once; host descriptors are polled on the host.
-    let local: Vec<i16> = entries
-        .iter()
-        .zip(&files)
-        .map(|(&(_, events), f)| match f {
-            Some(f) if f.ops().host_fd().is_none() => f.ops().poll(events),
-            _ => 0,
-        })
-        .collect();
-    let any_local = local.iter().any(|&r| r != 0);
-    loop {
+    // Files the Sentry keeps itself answer for themselves; those whose
+    // readiness changes (sockets) wake this task through their waiters.
+    // Host descriptors are polled on the host.
+    let me: Arc<dyn vfs::waiter::Notify> = task.handle.clone();
+    for f in files.iter().flatten() {
+        if let Some(w) = f.ops().waiters() {
+            w.add(&me);
+        }
+    }
+    let result = (|| loop {
+        let local: Vec<i16> = entries
+            .iter()
+            .zip(&files)
+            .map(|(&(_, events), f)| match f {
+                Some(f) if f.ops().host_fd().is_none() => f.ops().poll(events),
+                _ => 0,
+            })
+            .collect();
+        let any_local = local.iter().any(|&r| r != 0);
         let mut host: Vec<libc::pollfd> = entries
             .iter()
             .zip(&files)
@@ -98,7 +105,13 @@ fn wait_ready(
         if task.handle.interrupted() {
             return Err(Errno::new(ERESTARTNOHAND).expect("a valid errno number"));
         }
+    })();
+    for f in files.iter().flatten() {
+        if let Some(w) = f.ops().waiters() {
+            w.remove(&me);
+        }
     }
+    result
 }
 
 fn do_poll(task: &mut Task, addr: u64, nfds: u64, deadline: Option<Instant>) -> SysResult {
