@@ -33,8 +33,15 @@ pub fn anon_dev() -> u64 {
 /// of RAM; the sandbox's memory is bounded elsewhere later).
 const TMPFS_LIMIT: u64 = 8 << 30;
 
-fn new_tmpfs(mode: u32, devices: bool, mf: &Arc<MemoryFile>) -> Arc<dyn vfs::Inode> {
+fn new_tmpfs(
+    mode: u32,
+    devices: bool,
+    mf: &Arc<MemoryFile>,
+    fifos: &Arc<crate::pipe::Fifos>,
+) -> Arc<dyn vfs::Inode> {
+    let fifos = fifos.clone();
     tmpfs::new(TmpfsOptions {
+        fifos: Some(Arc::new(move |key, flags| fifos.open(key, flags))),
         memory: Some(Arc::new(crate::mm::FileMemory(mf.clone()))),
         dev: anon_dev(),
         mode,
@@ -51,9 +58,10 @@ pub fn build_tree(
     root: OwnedFd,
     kernel: std::sync::Weak<crate::task::Kernel>,
     mf: &Arc<MemoryFile>,
-) -> Result<Arc<Mounts>, Errno> {
+) -> Result<(Arc<Mounts>, Location), Errno> {
+    let fifos = Arc::new(crate::pipe::Fifos::default());
     let lower = hostfs::new_root(root, true)?;
-    let upper = new_tmpfs(0o755, true, mf);
+    let upper = new_tmpfs(0o755, true, mf, &fifos);
     let merged = overlay::new(upper, lower, anon_dev())?;
     let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));
     let creds = Creds::root();
@@ -72,7 +80,7 @@ pub fn build_tree(
     };
 
     // /dev: the memory devices, /dev/shm, and the links programs expect.
-    let devfs = new_tmpfs(0o755, true, mf);
+    let devfs = new_tmpfs(0o755, true, mf, &fifos);
     let at = dir("/dev")?;
     let devm = mounts.mount_fs(&at, devfs, "tmpfs", "none", MS_NOSUID | MS_NOEXEC)?;
     let devroot = Location {
@@ -109,7 +117,9 @@ pub fn build_tree(
         "sysfs",
         flags | MS_RDONLY,
     )?;
-    Ok(mounts)
+    // memfd_create's files: in a tmpfs mounted nowhere.
+    let memfds = mounts.detached(new_tmpfs(0o1777, false, mf, &fifos), "tmpfs");
+    Ok((mounts, memfds))
 }
 
 /// Join `path` onto `dir` (a path of the sandbox, absolute or relative).

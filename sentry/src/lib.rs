@@ -19,6 +19,7 @@ mod host;
 mod loader;
 mod memfile;
 mod mm;
+mod pipe;
 mod process;
 mod procfs;
 mod signal;

@@ -48,6 +48,8 @@ pub struct Kernel {
     pub(crate) mf: Arc<MemoryFile>,
     /// The sandbox's mount namespace.
     pub(crate) mounts: Arc<vfs::Mounts>,
+    /// Where memfd_create makes its files (a tmpfs mounted nowhere).
+    pub(crate) memfds: vfs::Location,
     pub(crate) hostname: String,
     pub(crate) futexes: crate::futex::FutexTable,
     /// Names bound by unix sockets (the abstract namespace and socket
@@ -119,19 +121,23 @@ impl Kernel {
         let mf = Arc::new(MemoryFile::new()?);
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
-            let mounts = fs::build_tree(config.root, me.clone(), &mf).unwrap_or_else(|e| {
-                built = Err(e);
-                Arc::new(vfs::Mounts::new(
-                    vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
-                    "tmpfs",
-                    "none",
-                    0,
-                ))
-            });
+            let (mounts, memfds) =
+                fs::build_tree(config.root, me.clone(), &mf).unwrap_or_else(|e| {
+                    built = Err(e);
+                    let m = Arc::new(vfs::Mounts::new(
+                        vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
+                        "tmpfs",
+                        "none",
+                        0,
+                    ));
+                    let root = m.root();
+                    (m, root)
+                });
             Kernel {
                 platform: config.platform,
                 mf,
                 mounts,
+                memfds,
                 hostname: config.hostname,
                 futexes: Default::default(),
                 unix: Arc::default(),

@@ -20,7 +20,7 @@ use crate::inode::{
     dirent_type, DirEntry, FileOps, Inode, NodeKind, SetAttr, SharedMemory, SharedRegion, StatFs,
     TimeSpec, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, XATTR_CREATE, XATTR_REPLACE,
 };
-use crate::{Result, NAME_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use crate::{Result, NAME_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG};
 
 const PAGE: u64 = 4096;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -32,6 +32,9 @@ const BOGO_DIRENT_SIZE: u64 = 20;
 const XATTR_SIZE_MAX: usize = 65536;
 /// Symlink targets are limited to PATH_MAX including the NUL.
 const SYMLINK_MAX: usize = 4095;
+
+/// Opens a FIFO: `((dev, ino) of the node, open flags)`.
+pub type FifoOpener = Arc<dyn Fn((u64, u64), i32) -> Result<Arc<dyn FileOps>> + Send + Sync>;
 
 /// Opens a character or block device node: `(rdev, open flags)`.
 pub type DeviceOpener = Arc<dyn Fn(u64, i32) -> Result<Arc<dyn FileOps>> + Send + Sync>;
@@ -52,6 +55,8 @@ pub struct TmpfsOptions {
     /// Where files move when mapped MAP_SHARED; without it such mappings
     /// are refused.
     pub memory: Option<Arc<dyn SharedMemory>>,
+    /// Opens FIFOs; without it they fail with ENXIO.
+    pub fifos: Option<FifoOpener>,
 }
 
 impl Default for TmpfsOptions {
@@ -64,6 +69,7 @@ impl Default for TmpfsOptions {
             size_limit: 0,
             devices: None,
             memory: None,
+            fifos: None,
         }
     }
 }
@@ -77,6 +83,7 @@ pub fn new(opts: TmpfsOptions) -> Arc<dyn Inode> {
         next_ino: AtomicU64::new(1),
         devices: opts.devices,
         memory: opts.memory,
+        fifos: opts.fifos,
         tree: Mutex::new(()),
     });
     fs.new_node(
@@ -96,6 +103,7 @@ struct Fs {
     next_ino: AtomicU64,
     devices: Option<DeviceOpener>,
     memory: Option<Arc<dyn SharedMemory>>,
+    fifos: Option<FifoOpener>,
     /// Serialises namespace changes (see the module comment).
     tree: Mutex<()>,
 }
@@ -833,7 +841,12 @@ impl Inode for Node {
                     None => Err(Errno::ENXIO),
                 }
             }
-            // FIFOs and sockets are the kernel's business.
+            // A FIFO's pipe is the kernel's, found by the node's identity.
+            S_IFIFO => match &self.fs.fifos {
+                Some(open) => open((self.fs.dev, self.ino), flags),
+                None => Err(Errno::ENXIO),
+            },
+            // Opening a socket node is ENXIO on Linux too.
             _ => Err(Errno::ENXIO),
         }
     }

@@ -66,6 +66,7 @@ fn root_attributes_and_statfs() {
         size_limit: 1 << 20,
         devices: None,
         memory: None,
+        fifos: None,
     });
     let st = root.stat().unwrap();
     assert_eq!(st.mode, vfs::S_IFDIR | 0o755);

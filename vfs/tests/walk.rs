@@ -18,6 +18,7 @@ fn tmpfs() -> Arc<dyn Inode> {
         size_limit: 1 << 30,
         devices: None,
         memory: None,
+        fifos: None,
     })
 }
 

@@ -107,6 +107,18 @@ fn open_common(
     let file = Walker::of(task)
         .ctx()
         .open(&start, &path, flags, mode, resolve)?;
+    // A FIFO opened for reading only or writing only waits for the other
+    // side to open (fifo(7)), unless O_NONBLOCK.
+    let pipe = file
+        .ops()
+        .as_any()
+        .and_then(|a| a.downcast_ref::<crate::pipe::PipeEnd>());
+    if let Some(end) = pipe.filter(|_| flags & libc::O_NONBLOCK == 0) {
+        if !end.partner_arrived() {
+            let waiters = file.ops().waiters().expect("pipes have waiters");
+            super::socket::wait_change(task, waiters, || end.partner_arrived())?;
+        }
+    }
     task.fds().insert(file, flags & libc::O_CLOEXEC != 0, 0)
 }
 
@@ -627,31 +639,26 @@ pub fn writev(task: &mut Task, a: [u64; 6]) -> SysResult {
     vectored(task, a, write_from)
 }
 
-pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let out = task.fds().get(a[0])?;
-    let inp = task.fds().get(a[1])?;
-    if !inp.readable() || !out.writable() {
-        return Err(Errno::EBADF);
-    }
-    let offset = if a[2] == 0 {
-        None
-    } else {
-        let mut b = [0u8; 8];
-        task.mm().copy_in(a[2], &mut b)?;
-        let off = i64::from_le_bytes(b);
-        if off < 0 {
-            return Err(Errno::EINVAL);
-        }
-        Some(off as u64)
-    };
-    let count = a[3].min(MAX_RW) as usize;
+/// Move up to `count` bytes from `inp` (at `in_off`, or its position) to
+/// `out` (likewise), through the Sentry; blocking files wait as read and
+/// write do. `once` stops after the first read that returns data (splice
+/// moves what a pipe holds, not a fixed amount). Returns bytes moved.
+fn transfer(
+    task: &Task,
+    inp: &File,
+    in_off: Option<u64>,
+    out: &File,
+    out_off: Option<u64>,
+    count: usize,
+    once: bool,
+) -> Result<usize, Errno> {
     let mut buf = vec![0u8; count.min(CHUNK)];
     let mut done = 0usize;
     while done < count {
         let want = (count - done).min(buf.len());
-        let got = match offset {
+        let got = match in_off {
             Some(o) => inp.pread(&mut buf[..want], o + done as u64),
-            None => inp.read(&mut buf[..want]),
+            None => host_io(task, inp, libc::POLLIN, || inp.read(&mut buf[..want])),
         };
         let n = match got {
             Ok(0) => break,
@@ -661,22 +668,175 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
         };
         let mut sent = 0;
         while sent < n {
-            match out.write(&buf[sent..n]) {
+            let put = match out_off {
+                Some(o) => out.pwrite(&buf[sent..n], o + (done + sent) as u64),
+                None => host_io(task, out, libc::POLLOUT, || out.write(&buf[sent..n])),
+            };
+            match put {
                 Ok(w) => sent += w,
                 Err(e) if done + sent == 0 => return Err(e),
                 Err(_) => break,
             }
         }
         done += sent;
-        if sent < n {
+        if sent < n || once {
             break;
         }
     }
+    Ok(done)
+}
+
+/// An `loff_t *` argument: None for a null pointer.
+fn offset_arg(task: &Task, addr: u64) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    task.mm().copy_in(addr, &mut b)?;
+    let off = i64::from_le_bytes(b);
+    if off < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(off as u64))
+}
+
+pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let out = task.fds().get(a[0])?;
+    let inp = task.fds().get(a[1])?;
+    if !inp.readable() || !out.writable() {
+        return Err(Errno::EBADF);
+    }
+    let offset = offset_arg(task, a[2])?;
+    let count = a[3].min(MAX_RW) as usize;
+    let done = transfer(task, &inp, offset, &out, None, count, false)?;
     if let Some(off) = offset {
         task.mm()
             .copy_out(a[2], &(off + done as u64).to_le_bytes())?;
     }
     Ok(done as u64)
+}
+
+/// Whether `f` is a pipe (host or Sentry).
+fn is_pipe(f: &File) -> bool {
+    f.file_type() == libc::S_IFIFO
+        || f.stat()
+            .is_ok_and(|st| st.mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+/// splice(2), by copying through the Sentry: one side must be a pipe.
+pub fn splice(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (in_fd, in_off_p, out_fd, out_off_p, len) = (a[0], a[1], a[2], a[3], a[4]);
+    let inp = task.fds().get(in_fd)?;
+    let out = task.fds().get(out_fd)?;
+    if !inp.readable() || !out.writable() {
+        return Err(Errno::EBADF);
+    }
+    let (in_pipe, out_pipe) = (is_pipe(&inp), is_pipe(&out));
+    if !in_pipe && !out_pipe {
+        return Err(Errno::EINVAL);
+    }
+    if (in_pipe && in_off_p != 0) || (out_pipe && out_off_p != 0) {
+        return Err(Errno::ESPIPE);
+    }
+    let in_off = offset_arg(task, in_off_p)?;
+    let out_off = offset_arg(task, out_off_p)?;
+    let count = len.min(MAX_RW) as usize;
+    let done = transfer(task, &inp, in_off, &out, out_off, count, in_pipe)?;
+    if let Some(o) = in_off {
+        task.mm()
+            .copy_out(in_off_p, &(o + done as u64).to_le_bytes())?;
+    }
+    if let Some(o) = out_off {
+        task.mm()
+            .copy_out(out_off_p, &(o + done as u64).to_le_bytes())?;
+    }
+    Ok(done as u64)
+}
+
+/// memfd_create(2): an anonymous regular file in memory (a tmpfs file
+/// made and unlinked at once). File seals are not supported.
+pub fn memfd_create(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MFD_CLOEXEC: u64 = 1;
+    const MFD_ALLOW_SEALING: u64 = 2;
+    const MFD_HUGETLB: u64 = 4;
+    const MFD_NOEXEC_SEAL: u64 = 8;
+    const MFD_EXEC: u64 = 0x10;
+    let flags = a[1];
+    if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MFD_HUGETLB != 0 {
+        tracing::info!("memfd_create: MFD_HUGETLB not supported: EINVAL");
+        return Err(Errno::EINVAL);
+    }
+    let name = task.mm().copy_in_string(a[0], 249).map_err(|e| {
+        if e == Errno::ENAMETOOLONG {
+            Errno::EINVAL
+        } else {
+            e
+        }
+    })?;
+    let name = String::from_utf8_lossy(&name).replace('/', "_");
+    let dir = task.kernel.memfds.clone();
+    let creds = vfs::Creds::root();
+    let ctx = Context {
+        mounts: &task.kernel.mounts,
+        root: &dir,
+        creds: &creds,
+    };
+    // The node lives only between these two calls; another memfd of the
+    // same name made at the same moment gets a numbered one.
+    let flags_rw = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+    let mut node = format!("memfd:{name}");
+    let mut n = 0;
+    let file = loop {
+        match ctx.open(&dir, &node, flags_rw, 0o777, 0) {
+            Err(Errno::EEXIST) => {
+                n += 1;
+                node = format!("memfd:{name}.{n}");
+            }
+            other => break other?,
+        }
+    };
+    ctx.unlink(&dir, &node)?;
+    task.fds().insert(file, flags & MFD_CLOEXEC != 0, 0)
+}
+
+/// copy_file_range(2) between regular files, by copying.
+pub fn copy_file_range(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (in_fd, in_off_p, out_fd, out_off_p, len, flags) = (a[0], a[1], a[2], a[3], a[4], a[5]);
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let inp = task.fds().get(in_fd)?;
+    let out = task.fds().get(out_fd)?;
+    if !inp.readable() || !out.writable() || out.flags() & libc::O_APPEND != 0 {
+        return Err(Errno::EBADF);
+    }
+    if inp.is_dir() || out.is_dir() {
+        return Err(Errno::EISDIR);
+    }
+    if !inp.is_regular() || !out.is_regular() {
+        return Err(Errno::EINVAL);
+    }
+    let in_off = offset_arg(task, in_off_p)?.unwrap_or(inp.position());
+    let out_off = offset_arg(task, out_off_p)?.unwrap_or(out.position());
+    let count = len.min(MAX_RW) as usize;
+    let done = transfer(task, &inp, Some(in_off), &out, Some(out_off), count, false)?;
+    let moved = done as u64;
+    if in_off_p != 0 {
+        task.mm()
+            .copy_out(in_off_p, &(in_off + moved).to_le_bytes())?;
+    } else {
+        inp.seek((in_off + moved) as i64, libc::SEEK_SET)?;
+    }
+    if out_off_p != 0 {
+        task.mm()
+            .copy_out(out_off_p, &(out_off + moved).to_le_bytes())?;
+    } else {
+        out.seek((out_off + moved) as i64, libc::SEEK_SET)?;
+    }
+    Ok(moved)
 }
 
 pub fn lseek(task: &mut Task, a: [u64; 6]) -> SysResult {

@@ -228,7 +228,11 @@ fn target_of(task: &Task, sock: &UnixSocket, name: Name) -> Result<Arc<UnixSocke
 }
 
 /// Wait (interruptibly) for `waiters` to announce a change.
-fn wait_change(task: &Task, waiters: &Waiters, ready: impl Fn() -> bool) -> Result<(), Errno> {
+pub(super) fn wait_change(
+    task: &Task,
+    waiters: &Waiters,
+    ready: impl Fn() -> bool,
+) -> Result<(), Errno> {
     use std::os::fd::AsRawFd;
     let me: Arc<dyn vfs::waiter::Notify> = task.handle.clone();
     waiters.add(&me);
