@@ -33,13 +33,16 @@ pub fn anon_dev() -> u64 {
 /// of RAM; the sandbox's memory is bounded elsewhere later).
 const TMPFS_LIMIT: u64 = 8 << 30;
 
+/// A tmpfs whose files can be mapped shared and hold FIFOs; with `ptys`,
+/// its device nodes open the memory devices and `/dev/ptmx`.
 fn new_tmpfs(
     mode: u32,
-    devices: bool,
+    ptys: Option<&Arc<crate::tty::Ptys>>,
     mf: &Arc<MemoryFile>,
     fifos: &Arc<crate::pipe::Fifos>,
 ) -> Arc<dyn vfs::Inode> {
     let fifos = fifos.clone();
+    let ptys = ptys.cloned();
     tmpfs::new(TmpfsOptions {
         fifos: Some(Arc::new(move |key, flags| fifos.open(key, flags))),
         memory: Some(Arc::new(crate::mm::FileMemory(mf.clone()))),
@@ -48,7 +51,15 @@ fn new_tmpfs(
         uid: 0,
         gid: 0,
         size_limit: TMPFS_LIMIT,
-        devices: devices.then(|| Arc::new(dev::open_memory_device) as tmpfs::DeviceOpener),
+        devices: ptys.map(|ptys| {
+            Arc::new(move |rdev, flags| {
+                if rdev == libc::makedev(5, 2) {
+                    ptys.open_master()
+                } else {
+                    dev::open_memory_device(rdev, flags)
+                }
+            }) as tmpfs::DeviceOpener
+        }),
     })
 }
 
@@ -60,8 +71,9 @@ pub fn build_tree(
     mf: &Arc<MemoryFile>,
 ) -> Result<(Arc<Mounts>, Location), Errno> {
     let fifos = Arc::new(crate::pipe::Fifos::default());
+    let ptys = crate::tty::Ptys::new(kernel.clone(), anon_dev());
     let lower = hostfs::new_root(root, true)?;
-    let upper = new_tmpfs(0o755, true, mf, &fifos);
+    let upper = new_tmpfs(0o755, Some(&ptys), mf, &fifos);
     let merged = overlay::new(upper, lower, anon_dev())?;
     let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));
     let creds = Creds::root();
@@ -80,7 +92,7 @@ pub fn build_tree(
     };
 
     // /dev: the memory devices, /dev/shm, and the links programs expect.
-    let devfs = new_tmpfs(0o755, true, mf, &fifos);
+    let devfs = new_tmpfs(0o755, Some(&ptys), mf, &fifos);
     let at = dir("/dev")?;
     let devm = mounts.mount_fs(&at, devfs, "tmpfs", "none", MS_NOSUID | MS_NOEXEC)?;
     let devroot = Location {
@@ -91,6 +103,21 @@ pub fn build_tree(
         ctx.make(&devroot, name, NodeKind::CharDevice(rdev), mode)?;
     }
     ctx.make(&devroot, "shm", NodeKind::Directory, 0o1777)?;
+    ctx.make(
+        &devroot,
+        "ptmx",
+        NodeKind::CharDevice(libc::makedev(5, 2)),
+        0o666,
+    )?;
+    ctx.make(&devroot, "pts", NodeKind::Directory, 0o755)?;
+    let pts = ctx.lookup(&devroot, "pts", false)?;
+    mounts.mount_fs(
+        &pts,
+        Arc::new(crate::tty::DevPts { ptys: ptys.clone() }),
+        "devpts",
+        "devpts",
+        MS_NOSUID | MS_NOEXEC,
+    )?;
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -118,7 +145,7 @@ pub fn build_tree(
         flags | MS_RDONLY,
     )?;
     // memfd_create's files: in a tmpfs mounted nowhere.
-    let memfds = mounts.detached(new_tmpfs(0o1777, false, mf, &fifos), "tmpfs");
+    let memfds = mounts.detached(new_tmpfs(0o1777, None, mf, &fifos), "tmpfs");
     Ok((mounts, memfds))
 }
 

@@ -27,6 +27,7 @@ mod socket;
 mod syscalls;
 mod task;
 mod timer;
+mod tty;
 
 pub use syscalls::syscall_table;
 pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Strace, Task};

@@ -87,9 +87,11 @@ impl TaskHandle {
             s.post(q);
             s.deliverable()
         };
+        // Even a blocked signal wakes host waits: a signalfd may be
+        // waiting for it (the waiter rechecks and sleeps again if not).
+        self.nudge();
         if deliverable {
             self.wake.notify_all();
-            self.nudge();
             self.interrupter.interrupt();
         }
     }
@@ -216,7 +218,11 @@ impl ThreadGroup {
         };
         match target {
             Some(t) => {
-                if !ignored || q.sig == signal::SIGKILL {
+                // A blocked signal is never ignored at generation: its
+                // disposition may change before it is unblocked, and a
+                // signalfd or sigwait may take it (signal(7)).
+                let blocked = t.signals().mask & signal::bit(q.sig) != 0;
+                if !ignored || blocked || q.sig == signal::SIGKILL {
                     t.post(q);
                 }
                 true

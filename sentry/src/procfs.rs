@@ -32,6 +32,11 @@ pub(crate) fn set_current(tgid: i32, tid: i32) {
     CURRENT.with(|c| c.set((tgid, tid)));
 }
 
+/// The calling task's (process ID, thread ID); zeros outside tasks.
+pub(crate) fn current_ids() -> (i32, i32) {
+    CURRENT.with(Cell::get)
+}
+
 /// The calling task's process ID (0 outside tasks).
 pub(crate) fn current_tgid() -> i32 {
     CURRENT.with(Cell::get).0

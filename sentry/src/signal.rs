@@ -165,6 +165,18 @@ impl ThreadSignals {
         self.pending_set() & !self.mask != 0
     }
 
+    /// Take the lowest-numbered pending signal in `set`, blocked or not
+    /// (what a signalfd read does).
+    pub fn take_in(&mut self, set: u64) -> Option<Queued> {
+        let ready = self.pending_set() & set;
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() as i32 + 1;
+        let i = self.pending.iter().position(|q| q.sig == sig)?;
+        self.pending.remove(i)
+    }
+
     /// Take the lowest-numbered unblocked pending signal (standard signals
     /// first, as Linux).
     pub fn take(&mut self) -> Option<Queued> {

@@ -984,6 +984,34 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
     const FIOCLEX: u64 = 0x5451;
     const FIOASYNC: u64 = 0x5452;
     let file = task.fds().get(a[0])?;
+    if let Some(end) = file
+        .ops()
+        .as_any()
+        .and_then(|x| x.downcast_ref::<crate::tty::End>())
+    {
+        const TIOCGPTPEER: u64 = 0x5441;
+        if a[1] == TIOCGPTPEER {
+            let flags = a[2] as i32;
+            let ops = crate::tty::open_peer(end)?;
+            let name = format!("/dev/pts/{}", end.pty.index);
+            let peer = File::anonymous(&name, ops, flags & (libc::O_ACCMODE | libc::O_NONBLOCK));
+            return task.fds().insert(peer, flags & libc::O_CLOEXEC != 0, 0);
+        }
+        if !matches!(a[1], FIOCLEX | FIONCLEX | FIONBIO | FIOASYNC) {
+            let caller = {
+                let st = task.tg.lock();
+                (task.tg.tgid, st.pgid, st.sid)
+            };
+            let addr = a[2];
+            return crate::tty::ioctl(
+                end,
+                a[1],
+                &|buf| task.mm().copy_in(addr, buf),
+                &|buf| task.mm().copy_out(addr, buf),
+                caller,
+            );
+        }
+    }
     // The generic file ioctls (fs/ioctl.c).
     match a[1] {
         FIOCLEX | FIONCLEX => {

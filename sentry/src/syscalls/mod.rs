@@ -232,6 +232,8 @@ table! {
     __NR_fremovexattr(2) => path::fremovexattr,
     __NR_chroot(1) => file::chroot,
     __NR_flock(2) => file::flock,
+    __NR_signalfd(3) => signal::signalfd,
+    __NR_signalfd4(4) => signal::signalfd4,
     __NR_splice(6) => file::splice,
     __NR_copy_file_range(6) => file::copy_file_range,
     __NR_memfd_create(2) => file::memfd_create,

@@ -388,3 +388,129 @@ pub fn rt_tgsigqueueinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
     let info = queued_info(task, a[0] as i32, sig, a[3])?;
     send_thread(task, Some(a[0] as i32), a[1] as i32, a[2], Some(info))
 }
+
+/// A signalfd: reads take pending signals of its mask from the reading
+/// thread's queue as `signalfd_siginfo` records. Posting a blocked signal
+/// does not wake waiters; they see it within the 50 ms recheck.
+pub(crate) struct SignalFd {
+    mask: std::sync::Mutex<u64>,
+    kernel: std::sync::Weak<crate::task::Kernel>,
+    waiters: vfs::waiter::Waiters,
+}
+
+impl SignalFd {
+    fn handle(&self) -> Option<Arc<crate::process::TaskHandle>> {
+        let (_, tid) = crate::procfs::current_ids();
+        self.kernel.upgrade()?.find_task(tid).map(|(_, h)| h)
+    }
+}
+
+impl vfs::inode::FileOps for SignalFd {
+    fn read(&self, buf: &mut [u8], _offset: u64) -> Result<usize, Errno> {
+        if buf.len() < 128 {
+            return Err(Errno::EINVAL);
+        }
+        let handle = self.handle().ok_or(Errno::EINVAL)?;
+        let mask = *self.mask.lock().unwrap();
+        let mut n = 0;
+        while n + 128 <= buf.len() {
+            let Some(q) = handle.signals().take_in(mask) else {
+                break;
+            };
+            buf[n..n + 128].copy_from_slice(&siginfo_to_ssi(&q));
+            n += 128;
+        }
+        if n == 0 {
+            Err(Errno::EAGAIN)
+        } else {
+            Ok(n)
+        }
+    }
+
+    fn seekable(&self) -> bool {
+        false
+    }
+
+    fn poll(&self, events: i16) -> i16 {
+        let mask = *self.mask.lock().unwrap();
+        let ready = self.handle().is_some_and(|h| {
+            h.signals()
+                .pending
+                .iter()
+                .any(|q| mask & (1 << (q.sig - 1)) != 0)
+        });
+        if ready {
+            events & (libc::POLLIN | libc::POLLRDNORM)
+        } else {
+            0
+        }
+    }
+
+    fn waiters(&self) -> Option<&vfs::waiter::Waiters> {
+        Some(&self.waiters)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+/// `struct signalfd_siginfo` from a queued siginfo.
+fn siginfo_to_ssi(q: &signal::Queued) -> [u8; 128] {
+    let i = &q.info;
+    let w32 = |at: usize| u32::from_le_bytes(i[at..at + 4].try_into().expect("4"));
+    let mut o = [0u8; 128];
+    o[0..4].copy_from_slice(&(q.sig as u32).to_le_bytes()); // ssi_signo
+    o[4..8].copy_from_slice(&w32(4).to_le_bytes()); // ssi_errno
+    o[8..12].copy_from_slice(&w32(8).to_le_bytes()); // ssi_code
+    o[12..16].copy_from_slice(&w32(16).to_le_bytes()); // ssi_pid
+    o[16..20].copy_from_slice(&w32(20).to_le_bytes()); // ssi_uid
+                                                       // The word after si_uid is si_status for SIGCHLD, si_value otherwise.
+    if q.sig == libc::SIGCHLD {
+        o[40..44].copy_from_slice(&w32(24).to_le_bytes()); // ssi_status
+    } else {
+        o[44..48].copy_from_slice(&w32(24).to_le_bytes()); // ssi_int
+        o[48..56].copy_from_slice(&i[24..32]); // ssi_ptr
+    }
+    o
+}
+
+pub fn signalfd4(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (fd, mask_addr, size, flags) = (a[0] as i32, a[1], a[2], a[3] as i32);
+    if size != 8 || flags & !(libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    task.mm().copy_in(mask_addr, &mut b)?;
+    let mask = u64::from_le_bytes(b) & !signal::UNBLOCKABLE;
+    if fd != -1 {
+        let file = task.fds().get(fd as u64)?;
+        let sfd = file
+            .ops()
+            .as_any()
+            .and_then(|x| x.downcast_ref::<SignalFd>())
+            .ok_or(Errno::EINVAL)?;
+        *sfd.mask.lock().unwrap() = mask;
+        return Ok(fd as u64);
+    }
+    let ops = SignalFd {
+        mask: std::sync::Mutex::new(mask),
+        kernel: Arc::downgrade(&task.kernel),
+        waiters: Default::default(),
+    };
+    let nonblock = if flags & libc::SFD_NONBLOCK != 0 {
+        libc::O_NONBLOCK
+    } else {
+        0
+    };
+    let file = crate::fs::File::anonymous(
+        "anon_inode:[signalfd]",
+        Arc::new(ops),
+        libc::O_RDWR | nonblock,
+    );
+    task.fds().insert(file, flags & libc::SFD_CLOEXEC != 0, 0)
+}
+
+pub fn signalfd(task: &mut Task, a: [u64; 6]) -> SysResult {
+    signalfd4(task, [a[0], a[1], a[2], 0, 0, 0])
+}
