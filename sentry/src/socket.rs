@@ -640,6 +640,11 @@ impl UnixSocket {
         if peer_gone || (st.shut_wr && st.peer_shut_wr) {
             r |= libc::POLLHUP;
         }
+        let shut_wr = st.shut_wr;
+        let unconnected = self.ty.connected() && !st.was_connected;
+        // Never hold our lock while taking the peer's: two sockets polling
+        // each other would deadlock.
+        drop(st);
         let writable = match (&peer, self.ty) {
             (Some(p), _) => {
                 let ps = p.state.lock().unwrap();
@@ -651,10 +656,10 @@ impl UnixSocket {
             // not block, which poll reports as writable.
             (None, _) => peer_gone,
         };
-        if writable && !st.shut_wr {
+        if writable && !shut_wr {
             r |= libc::POLLOUT | libc::POLLWRNORM;
         }
-        if self.ty.connected() && !st.was_connected && st.listen.is_none() {
+        if unconnected {
             // An unconnected stream socket: Linux reports POLLOUT and HUP.
             r |= libc::POLLOUT | libc::POLLHUP;
         }
@@ -786,6 +791,26 @@ mod tests {
         );
         drop(b);
         assert_eq!(a.readiness(libc::POLLIN) & libc::POLLHUP, libc::POLLHUP);
+    }
+
+    #[test]
+    fn both_ends_polled_at_once_do_not_deadlock() {
+        // Readiness looks at the peer's queue too; two sockets polling each
+        // other must not wait on each other's locks.
+        let reg = Arc::new(Registry::default());
+        let (a, b) = UnixSocket::pair(SockType::Stream, me(), &reg);
+        let spin = |s: Arc<UnixSocket>| {
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                for _ in 0..200_000 {
+                    seen |= s.readiness(libc::POLLIN | libc::POLLOUT);
+                }
+                seen
+            })
+        };
+        let (ta, tb) = (spin(a.clone()), spin(b.clone()));
+        assert_eq!(ta.join().unwrap() & libc::POLLOUT, libc::POLLOUT);
+        assert_eq!(tb.join().unwrap() & libc::POLLOUT, libc::POLLOUT);
     }
 
     #[test]
