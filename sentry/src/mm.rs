@@ -40,6 +40,26 @@ struct Vma {
     shared: Option<Arc<SharedRange>>,
 }
 
+impl Vma {
+    /// `rwxp`-style permissions and the name maps shows for the mapping.
+    fn perms_and_name(&self) -> (String, &str) {
+        let a = self.access;
+        let mut perms: String = [(a.read, 'r'), (a.write, 'w'), (a.execute, 'x')]
+            .iter()
+            .map(|&(on, c)| if on { c } else { '-' })
+            .collect();
+        perms.push(if self.shared.is_some() { 's' } else { 'p' });
+        let name = match &self.kind {
+            VmaKind::Anonymous => "",
+            VmaKind::Heap => "[heap]",
+            VmaKind::Stack => "[stack]",
+            VmaKind::File(path) => path,
+            VmaKind::SharedAnonymous => "/dev/zero (deleted)",
+        };
+        (perms, name)
+    }
+}
+
 /// A range of the memory file that several mappings share.
 pub(crate) struct SharedRange {
     mf: Arc<MemoryFile>,
@@ -703,20 +723,8 @@ impl MemoryManager {
     pub fn proc_maps(&self) -> String {
         let mut out = String::new();
         for (start, v) in &self.vmas {
-            let a = v.access;
-            let perms: String = [(a.read, 'r'), (a.write, 'w'), (a.execute, 'x')]
-                .iter()
-                .map(|&(on, c)| if on { c } else { '-' })
-                .collect();
-            let name = match &v.kind {
-                VmaKind::Anonymous => "",
-                VmaKind::Heap => "[heap]",
-                VmaKind::Stack => "[stack]",
-                VmaKind::File(path) => path,
-                VmaKind::SharedAnonymous => "/dev/zero (deleted)",
-            };
-            let share = if v.shared.is_some() { 's' } else { 'p' };
-            let line = format!("{start:08x}-{:08x} {perms}{share} 00000000 00:00 0", v.end);
+            let (perms, name) = v.perms_and_name();
+            let line = format!("{start:08x}-{:08x} {perms} 00000000 00:00 0", v.end);
             if name.is_empty() {
                 out.push_str(&line);
             } else {
@@ -737,19 +745,8 @@ impl MemoryManager {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         for (start, v) in &self.vmas {
-            let a = v.access;
-            let perms: String = [(a.read, 'r'), (a.write, 'w'), (a.execute, 'x')]
-                .iter()
-                .map(|&(on, c)| if on { c } else { '-' })
-                .collect();
-            let name = match &v.kind {
-                VmaKind::Anonymous => "",
-                VmaKind::Heap => "[heap]",
-                VmaKind::Stack => "[stack]",
-                VmaKind::File(path) => path,
-                VmaKind::SharedAnonymous => "/dev/zero (deleted)",
-            };
-            out.push_str(&format!("{start:08x}-{:08x} {perms}p {name}\n", v.end));
+            let (perms, name) = v.perms_and_name();
+            out.push_str(&format!("{start:08x}-{:08x} {perms} {name}\n", v.end));
         }
         out
     }

@@ -546,8 +546,9 @@ pub fn sendmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(done)
 }
 
-/// Receive into `iov`; returns (bytes for the return value, msg_flags) and
-/// fills the name and control buffers of `h` if given.
+/// Receive into the iovecs of `h`; returns the byte count recvmsg returns.
+/// With `hdr_addr` (the msghdr's address) it also fills in the sender's
+/// name, the control messages and msg_flags.
 fn recv_one(
     task: &Task,
     file: &File,
