@@ -116,7 +116,7 @@ fn open_common(
     if let Some(end) = pipe.filter(|_| flags & libc::O_NONBLOCK == 0) {
         if !end.partner_arrived() {
             let waiters = file.ops().waiters().expect("pipes have waiters");
-            super::socket::wait_change(task, waiters, || end.partner_arrived())?;
+            wait_on(task, waiters, || end.partner_arrived())?;
         }
     }
     task.fds().insert(file, flags & libc::O_CLOEXEC != 0, 0)
@@ -401,43 +401,47 @@ fn sentry_io<T>(
 ) -> Result<T, Errno> {
     loop {
         match op() {
-            Err(Errno::EAGAIN) if !nonblock => wait_file(task, file, events)?,
+            Err(Errno::EAGAIN) if !nonblock => {
+                let waiters = file
+                    .ops()
+                    .waiters()
+                    .expect("only files with waiters get here");
+                wait_on(task, waiters, || file.ops().poll(events) != 0)?
+            }
             other => return other,
         }
     }
 }
 
-/// Wait until `file` (one the Sentry implements) may be ready for
-/// `events`; ERESTARTSYS when a signal or kill comes first.
-pub(super) fn wait_file(task: &Task, file: &File, events: i16) -> Result<(), Errno> {
+/// Wait until `ready` holds, looking again whenever `waiters` announce a
+/// change (and every 50 ms); ERESTARTSYS when a signal or kill comes first.
+pub(super) fn wait_on(
+    task: &Task,
+    waiters: &vfs::waiter::Waiters,
+    ready: impl Fn() -> bool,
+) -> Result<(), Errno> {
     use std::os::fd::AsRawFd;
     let me: Arc<dyn vfs::waiter::Notify> = task.handle.clone();
-    let waiters = file.ops().waiters();
-    if let Some(w) = waiters {
-        w.add(&me);
-    }
-    let result = (|| loop {
-        if file.ops().poll(events) != 0 {
+    waiters.add(&me);
+    let r = (|| loop {
+        if ready() {
             return Ok(());
         }
         if task.handle.interrupted() {
-            return Err(Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number"));
+            return Err(Errno::new(crate::deliver::ERESTARTSYS).expect("valid"));
         }
-        let wake = task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd());
         let mut p = [libc::pollfd {
-            fd: wake,
+            fd: task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd()),
             events: libc::POLLIN,
             revents: 0,
         }];
-        host::poll(&mut p, crate::process::KILL_POLL.as_millis() as i32)?;
+        crate::host::poll(&mut p, crate::process::KILL_POLL.as_millis() as i32)?;
         if p[0].revents != 0 {
             task.handle.drain_wake();
         }
     })();
-    if let Some(w) = waiters {
-        w.remove(&me);
-    }
-    result
+    waiters.remove(&me);
+    r
 }
 
 /// Whether the host descriptor is ready for `events` (or hung up, or in

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use abi::Errno;
-use vfs::waiter::Waiters;
 
-use super::file::{host_io, iovecs, start_of, Walker, AT_FDCWD};
+use super::file::{host_io, iovecs, start_of, wait_on, Walker, AT_FDCWD};
 use super::SysResult;
 use crate::fs::File;
 use crate::signal::{self, Queued};
@@ -227,36 +226,6 @@ fn target_of(task: &Task, sock: &UnixSocket, name: Name) -> Result<Arc<UnixSocke
     sock.find(&addr)
 }
 
-/// Wait (interruptibly) for `waiters` to announce a change.
-pub(super) fn wait_change(
-    task: &Task,
-    waiters: &Waiters,
-    ready: impl Fn() -> bool,
-) -> Result<(), Errno> {
-    use std::os::fd::AsRawFd;
-    let me: Arc<dyn vfs::waiter::Notify> = task.handle.clone();
-    waiters.add(&me);
-    let r = (|| loop {
-        if ready() {
-            return Ok(());
-        }
-        if task.handle.interrupted() {
-            return Err(Errno::new(crate::deliver::ERESTARTSYS).expect("valid"));
-        }
-        let mut p = [libc::pollfd {
-            fd: task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        crate::host::poll(&mut p, crate::process::KILL_POLL.as_millis() as i32)?;
-        if p[0].revents != 0 {
-            task.handle.drain_wake();
-        }
-    })();
-    waiters.remove(&me);
-    r
-}
-
 pub fn connect(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (file, sock) = sock_of(task, a[0])?;
     let name = read_name(task, a[1], a[2])?;
@@ -271,7 +240,7 @@ pub fn connect(task: &mut Task, a: [u64; 6]) -> SysResult {
             Err(Errno::EAGAIN) if !nonblock => {
                 // The listener's queue is full: wait for an accept.
                 let t = target.clone();
-                wait_change(task, target.waiters(), move || {
+                wait_on(task, target.waiters(), move || {
                     t.readiness(libc::POLLIN) == 0
                 })?;
             }
@@ -486,7 +455,7 @@ fn send_common(
             },
         };
         let s = sock.clone();
-        if let Err(e) = wait_change(task, target.waiters(), move || {
+        if let Err(e) = wait_on(task, target.waiters(), move || {
             s.readiness(libc::POLLOUT) != 0
         }) {
             return if sent > 0 { Ok(sent as u64) } else { Err(e) };
