@@ -226,12 +226,23 @@ fn check(case: &Case, platform: &str) -> Result<(), String> {
 #[test]
 fn differential_cases() {
     let fix = build_fixtures();
-    let cases = load_cases(&fix);
+    let mut cases = load_cases(&fix);
     assert!(
         cases.len() >= 10,
         "the case files hold {} cases",
         cases.len()
     );
+    // While working on one area: DIFF_CASES=name,prefix* runs only those.
+    if let Ok(only) = std::env::var("DIFF_CASES") {
+        let wanted = |name: &str| {
+            only.split(',').any(|w| match w.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == w,
+            })
+        };
+        cases.retain(|c| wanted(&c.name));
+        assert!(!cases.is_empty(), "DIFF_CASES={only} matches no case");
+    }
     let mut failures = BTreeMap::new();
     for platform in PLATFORMS {
         for case in &cases {
