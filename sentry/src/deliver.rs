@@ -134,7 +134,7 @@ impl Task {
             host::xcr0(),
         )?;
         {
-            let mm = self.mm();
+            let mut mm = self.mm();
             mm.copy_out(frame.fp_addr, &frame.fp_bytes)?;
             mm.copy_out(frame.sp, &frame.bytes)?;
         }

@@ -1,8 +1,8 @@
 //! Futexes: wait queues keyed by the memory a futex word lives in.
 //!
-//! A key is the word's offset in the memory file, which is the same for
-//! every address space that maps it, so private and shared futexes use
-//! one table. Waiting blocks the task's host thread on a condition
+//! A key is the word's address in one address space for private memory
+//! and its offset in the memory file for shared memory (the same for every
+//! address space that maps it); see `mm::FutexKey`. Waiting blocks the task's host thread on a condition
 //! variable until a wake, a requeue-and-wake, or the timeout.
 
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use abi::Errno;
 
+use crate::mm::FutexKey;
 use crate::process::KILL_POLL;
 
 /// One blocked waiter.
@@ -23,7 +24,7 @@ struct Waiter {
 
 #[derive(Default)]
 pub struct FutexTable {
-    queues: Mutex<HashMap<u64, Vec<Arc<Waiter>>>>,
+    queues: Mutex<HashMap<FutexKey, Vec<Arc<Waiter>>>>,
 }
 
 impl FutexTable {
@@ -35,7 +36,7 @@ impl FutexTable {
     /// EINTR within [`crate::process::KILL_POLL`].
     pub fn wait(
         &self,
-        key: u64,
+        key: FutexKey,
         expected: u32,
         bitset: u32,
         deadline: Option<Instant>,
@@ -95,7 +96,7 @@ impl FutexTable {
     }
 
     /// Wake up to `n` waiters on `key` whose bitset meets `bitset`.
-    pub fn wake(&self, key: u64, n: u32, bitset: u32) -> Result<u32, Errno> {
+    pub fn wake(&self, key: FutexKey, n: u32, bitset: u32) -> Result<u32, Errno> {
         if bitset == 0 {
             return Err(Errno::EINVAL);
         }
@@ -104,8 +105,8 @@ impl FutexTable {
     }
 
     fn wake_locked(
-        queues: &mut HashMap<u64, Vec<Arc<Waiter>>>,
-        key: u64,
+        queues: &mut HashMap<FutexKey, Vec<Arc<Waiter>>>,
+        key: FutexKey,
         n: u32,
         bitset: u32,
     ) -> u32 {
@@ -134,8 +135,8 @@ impl FutexTable {
     /// it (CMP_REQUEUE), else EAGAIN.
     pub fn requeue(
         &self,
-        from: u64,
-        to: u64,
+        from: FutexKey,
+        to: FutexKey,
         n: u32,
         move_n: u32,
         check: Option<(u32, &dyn Fn() -> u32)>,
@@ -166,8 +167,8 @@ impl FutexTable {
     /// `n` on `key1`, and `n2` on `key2` if the old value met the condition.
     pub fn wake_op(
         &self,
-        key1: u64,
-        key2: u64,
+        key1: FutexKey,
+        key2: FutexKey,
         n: u32,
         n2: u32,
         op: impl FnOnce() -> Result<bool, Errno>,
@@ -185,14 +186,19 @@ impl FutexTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
+
+    fn k(offset: u64) -> FutexKey {
+        FutexKey::Shared { offset }
+    }
 
     #[test]
     fn wait_returns_eagain_when_the_word_changed() {
         let t = FutexTable::default();
         assert_eq!(
-            t.wait(8, 1, u32::MAX, None, || 2, &|| false),
+            t.wait(k(8), 1, u32::MAX, None, || 2, &|| false),
             Err(Errno::EAGAIN)
         );
     }
@@ -202,7 +208,7 @@ mod tests {
         let t = FutexTable::default();
         let deadline = Instant::now() + Duration::from_millis(20);
         assert_eq!(
-            t.wait(8, 1, u32::MAX, Some(deadline), || 1, &|| false),
+            t.wait(k(8), 1, u32::MAX, Some(deadline), || 1, &|| false),
             Err(Errno::ETIMEDOUT)
         );
         assert!(t.queues.lock().unwrap().is_empty());
@@ -212,7 +218,7 @@ mod tests {
     fn a_killed_waiter_returns_eintr() {
         let t = FutexTable::default();
         assert_eq!(
-            t.wait(8, 1, u32::MAX, None, || 1, &|| true),
+            t.wait(k(8), 1, u32::MAX, None, || 1, &|| true),
             Err(Errno::EINTR)
         );
         assert!(t.queues.lock().unwrap().is_empty());
@@ -224,14 +230,19 @@ mod tests {
         let word = Arc::new(AtomicU32::new(0));
         let (t2, w2) = (t.clone(), word.clone());
         let waiter = std::thread::spawn(move || {
-            t2.wait(64, 0, u32::MAX, None, || w2.load(Ordering::SeqCst), &|| {
-                false
-            })
+            t2.wait(
+                k(64),
+                0,
+                u32::MAX,
+                None,
+                || w2.load(Ordering::SeqCst),
+                &|| false,
+            )
         });
         // Wake until the waiter has queued and been released.
         let mut woken = 0;
         while woken == 0 {
-            woken = t.wake(64, 1, u32::MAX).unwrap();
+            woken = t.wake(k(64), 1, u32::MAX).unwrap();
             std::thread::yield_now();
         }
         assert_eq!(woken, 1);
@@ -245,16 +256,16 @@ mod tests {
             let t = t.clone();
             std::thread::spawn(move || t.wait(key, 0, bits, None, || 0, &|| false))
         };
-        let a = spawn(1, 0b01);
-        let b = spawn(1, 0b10);
-        while t.queues.lock().unwrap().get(&1).map_or(0, Vec::len) < 2 {
+        let a = spawn(k(1), 0b01);
+        let b = spawn(k(1), 0b10);
+        while t.queues.lock().unwrap().get(&k(1)).map_or(0, Vec::len) < 2 {
             std::thread::yield_now();
         }
-        assert_eq!(t.wake(1, 5, 0b100).unwrap(), 0);
-        assert_eq!(t.wake(1, 5, 0b10).unwrap(), 1);
+        assert_eq!(t.wake(k(1), 5, 0b100).unwrap(), 0);
+        assert_eq!(t.wake(k(1), 5, 0b10).unwrap(), 1);
         assert_eq!(b.join().unwrap(), Ok(()));
-        assert_eq!(t.requeue(1, 2, 0, 1, None).unwrap(), 1);
-        assert_eq!(t.wake(2, 1, u32::MAX).unwrap(), 1);
+        assert_eq!(t.requeue(k(1), k(2), 0, 1, None).unwrap(), 1);
+        assert_eq!(t.wake(k(2), 1, u32::MAX).unwrap(), 1);
         assert_eq!(a.join().unwrap(), Ok(()));
     }
 }

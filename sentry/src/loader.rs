@@ -522,7 +522,7 @@ pub fn build_stack(
     let image = info.loaded.image;
     let top = info.loaded.stack_top;
     let mut sp = top;
-    let mut push_bytes = |mm: &MemoryManager, bytes: &[u8]| -> Result<u64, Errno> {
+    let mut push_bytes = |mm: &mut MemoryManager, bytes: &[u8]| -> Result<u64, Errno> {
         sp -= bytes.len() as u64;
         mm.copy_out(sp, bytes)?;
         Ok(sp)

@@ -19,6 +19,11 @@ pub struct MemoryFile {
     /// The Sentry's mapping of the whole file.
     base: *mut u8,
     alloc: Mutex<Allocator>,
+    /// How many private mappings (across all address spaces) use each page
+    /// of private memory: fork shares pages copy-on-write instead of
+    /// copying them, and a page goes back to the host when its count
+    /// reaches zero (upstream's `mm.privateRefs`).
+    private_refs: Mutex<RefCounts>,
 }
 
 // SAFETY: `base` points at a MAP_SHARED mapping that lives as long as the
@@ -64,6 +69,7 @@ impl MemoryFile {
             fd,
             base: base.cast(),
             alloc: Mutex::new(Allocator::default()),
+            private_refs: Mutex::new(RefCounts::default()),
         })
     }
 
@@ -104,6 +110,37 @@ impl MemoryFile {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .free(offset, len);
+    }
+
+    /// Reserve `len` bytes of zeroed private memory, referenced once.
+    pub fn allocate_private(&self, len: u64) -> Result<u64, Errno> {
+        let offset = self.allocate(len)?;
+        self.refs().add(offset, offset + len, 1);
+        Ok(offset)
+    }
+
+    /// One more private mapping uses `[offset, offset+len)`.
+    pub fn share_private(&self, offset: u64, len: u64) {
+        self.refs().add(offset, offset + len, 1);
+    }
+
+    /// One private mapping less uses `[offset, offset+len)`; pages nobody
+    /// uses any more are freed.
+    pub fn release_private(&self, offset: u64, len: u64) {
+        let unused = self.refs().add(offset, offset + len, -1);
+        for (start, end) in unused {
+            self.free(start, end - start);
+        }
+    }
+
+    /// Whether exactly one private mapping uses every page of the range,
+    /// so it may be written without copying.
+    pub fn private_exclusive(&self, offset: u64, len: u64) -> bool {
+        self.refs().all_one(offset, offset + len)
+    }
+
+    fn refs(&self) -> std::sync::MutexGuard<'_, RefCounts> {
+        self.private_refs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn check_range(offset: u64, len: usize) {
@@ -158,6 +195,34 @@ impl MemoryFile {
             // Fall back to writing zeros so the contract (reads as zero) holds.
             // SAFETY: the range lies inside our mapping (checked above).
             unsafe { std::ptr::write_bytes(self.base.add(offset as usize), 0, len as usize) };
+        }
+    }
+
+    /// Allocate host pages for `[offset, offset+len)` (page-aligned) now,
+    /// contents unchanged (MAP_POPULATE, mlock).
+    pub fn commit(&self, offset: u64, len: u64) {
+        Self::check_range(offset, len as usize);
+        const MADV_POPULATE_WRITE: i32 = 23;
+        // SAFETY: the range lies inside our mapping (checked above);
+        // populating pages changes no byte.
+        let ret = unsafe {
+            libc::madvise(
+                self.base.add(offset as usize).cast(),
+                len as usize,
+                MADV_POPULATE_WRITE,
+            )
+        };
+        if ret == 0 {
+            return;
+        }
+        // Kernels before 5.14: an atomic no-op write per page allocates it
+        // without racing the application's own writes.
+        for page in (offset..offset + len).step_by(PAGE_SIZE as usize) {
+            // SAFETY: inside our mapping (checked), page-aligned so aligned
+            // for AtomicU64, and only ever accessed atomically here.
+            let word =
+                unsafe { &*(self.base.add(page as usize) as *const std::sync::atomic::AtomicU64) };
+            word.fetch_or(0, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -280,6 +345,110 @@ impl Allocator {
     }
 }
 
+/// Reference counts over file ranges: non-overlapping segments
+/// `start -> (end, count)`, neighbours with equal counts merged.
+#[derive(Default)]
+struct RefCounts {
+    segments: std::collections::BTreeMap<u64, (u64, u32)>,
+}
+
+impl RefCounts {
+    /// Make a segment boundary at `at`.
+    fn split(&mut self, at: u64) {
+        if let Some((&start, &(end, count))) = self.segments.range(..at).next_back() {
+            if end > at {
+                self.segments.insert(start, (at, count));
+                self.segments.insert(at, (end, count));
+            }
+        }
+    }
+
+    /// Add `delta` to the count of every page in `[start, end)` (pages with
+    /// no segment count as 0). Returns the ranges whose count fell to 0.
+    fn add(&mut self, start: u64, end: u64, delta: i32) -> Vec<(u64, u64)> {
+        self.split(start);
+        self.split(end);
+        let mut zeroed: Vec<(u64, u64)> = Vec::new();
+        let mut cur = start;
+        let keys: Vec<(u64, u64, u32)> = self
+            .segments
+            .range(start..end)
+            .map(|(&s, &(e, c))| (s, e, c))
+            .collect();
+        let mut new = Vec::new();
+        for (s, e, c) in keys {
+            if s > cur && delta > 0 {
+                new.push((cur, s, delta as u32));
+            }
+            let count = c.checked_add_signed(delta).unwrap_or_else(|| {
+                tracing::error!("private memory [{s:#x}, {e:#x}) released more often than used");
+                0
+            });
+            if count == 0 {
+                self.segments.remove(&s);
+                match zeroed.last_mut() {
+                    Some(last) if last.1 == s => last.1 = e,
+                    _ => zeroed.push((s, e)),
+                }
+            } else {
+                self.segments.insert(s, (e, count));
+            }
+            cur = e;
+        }
+        if cur < end && delta > 0 {
+            new.push((cur, end, delta as u32));
+        }
+        for (s, e, c) in new {
+            self.segments.insert(s, (e, c));
+        }
+        self.merge_around(start, end);
+        zeroed
+    }
+
+    /// Merge equal-count neighbours in and at the edges of `[start, end)`.
+    fn merge_around(&mut self, start: u64, end: u64) {
+        let first = self
+            .segments
+            .range(..start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        let keys: Vec<u64> = self.segments.range(first..=end).map(|(&s, _)| s).collect();
+        let mut prev: Option<u64> = None;
+        for k in keys {
+            let (e, c) = self.segments[&k];
+            if let Some(p) = prev {
+                let (pe, pc) = self.segments[&p];
+                if pe == k && pc == c {
+                    self.segments.insert(p, (e, c));
+                    self.segments.remove(&k);
+                    continue;
+                }
+            }
+            prev = Some(k);
+        }
+    }
+
+    /// Whether every page of `[start, end)` has count exactly 1.
+    fn all_one(&self, start: u64, end: u64) -> bool {
+        let mut cur = start;
+        if let Some((_, &(e, c))) = self.segments.range(..=start).next_back() {
+            if e > start {
+                if c != 1 {
+                    return false;
+                }
+                cur = e;
+            }
+        }
+        for (&s, &(e, c)) in self.segments.range(start + 1..end) {
+            if s != cur || c != 1 {
+                return false;
+            }
+            cur = e;
+        }
+        cur >= end
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +469,24 @@ mod tests {
         a.free(z, 4096);
         assert!(a.free.is_empty());
         assert_eq!(a.next, 8192);
+    }
+
+    #[test]
+    fn ref_counts_split_merge_and_free() {
+        let mut r = RefCounts::default();
+        assert!(r.add(0, 0x4000, 1).is_empty());
+        assert!(r.all_one(0, 0x4000));
+        // A fork shares the middle two pages.
+        r.add(0x1000, 0x3000, 1);
+        assert!(!r.all_one(0, 0x4000));
+        assert!(r.all_one(0, 0x1000) && r.all_one(0x3000, 0x4000));
+        // One side lets go of the whole range: the shared pages stay.
+        assert_eq!(r.add(0, 0x4000, -1), vec![(0, 0x1000), (0x3000, 0x4000)]);
+        assert!(r.all_one(0x1000, 0x3000));
+        assert_eq!(r.segments.len(), 1);
+        assert_eq!(r.add(0x1000, 0x3000, -1), vec![(0x1000, 0x3000)]);
+        assert!(r.segments.is_empty());
+        assert!(!r.all_one(0, 0x1000));
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The memory manager: one process's virtual memory areas (VMAs), backed by
 //! the memory file and mirrored into the platform's address space.
 //!
-//! Each VMA maps a contiguous range of the memory file. Memory is reserved
-//! in the file when the VMA is created; the host allocates the pages only
-//! when they are first touched, so a large reservation costs nothing until
-//! used. Copy-on-write and demand faults arrive with fork (issue "Sentry
-//! core"); until then every VMA is private to its one process.
+//! Two layers, as upstream's `mm`: VMAs are what the application asked for
+//! (ranges, protections, names: `/proc/self/maps`); PMAs ("private memory
+//! areas") are the memory-file pages that back private VMAs where they have
+//! been touched. Nothing is mapped into the host address space until the
+//! application faults on it: a fault allocates (or finds) the pages and
+//! maps a chunk around the faulting address. fork shares every private page
+//! copy-on-write: both sides lose write access in the host, and the first
+//! write copies the chunk it falls in, unless the writer is by then the
+//! only user of those pages. MAP_SHARED VMAs are one range of the memory
+//! file, shared by every mapping of it, and mapped whole on first touch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,13 +36,18 @@ pub enum VmaKind {
 struct Vma {
     end: u64,
     access: AccessType,
-    /// Memory file offset of the VMA's first byte.
-    offset: u64,
     kind: VmaKind,
     /// For MAP_SHARED memory: the memory file range, owned jointly by every
     /// mapping of it (in this process and in forked ones) and freed when
-    /// the last goes. Private memory (None) is owned by the VMA itself.
-    shared: Option<Arc<SharedRange>>,
+    /// the last goes, and the file offset of the VMA's first byte. Private
+    /// memory (None) lives in PMAs.
+    shared: Option<(Arc<SharedRange>, u64)>,
+    /// A shared VMA is mapped into the host whole, on first touch.
+    host_mapped: bool,
+    /// MAP_GROWSDOWN: a fault just below it extends it downwards.
+    growsdown: bool,
+    /// MADV_DONTFORK: a forked child does not get this mapping.
+    dontfork: bool,
 }
 
 impl Vma {
@@ -137,10 +147,52 @@ impl Drop for SharedRange {
     }
 }
 
+/// Private memory behind part of a private VMA: a run of memory-file pages.
+#[derive(Clone, Debug)]
+struct Pma {
+    end: u64,
+    /// Memory file offset of the PMA's first byte.
+    offset: u64,
+    /// The pages may be used by another address space too (since a fork):
+    /// never mapped writable; written only after copying or proving that
+    /// this is their last user.
+    cow: bool,
+    /// How the host maps the range now; None until the next fault.
+    host: Option<AccessType>,
+}
+
+/// How much a fault on fresh private memory allocates and maps, and how
+/// much a copy-on-write break copies (upstream's `privateAllocUnit`).
+const FAULT_CHUNK: u64 = 2 << 20;
+
+/// The gap Linux keeps below a stack that grows down (`stack_guard_gap`,
+/// 256 pages).
+const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+/// A futex word's identity: the address within one address space for
+/// private memory, the memory-file offset for shared memory (so processes
+/// sharing it meet), as Linux's `get_futex_key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FutexKey {
+    Private { mm: u64, addr: u64 },
+    Shared { offset: u64 },
+}
+
+/// si_code values of SIGSEGV, for faults the memory manager cannot serve.
+pub const SEGV_MAPERR: i32 = 1;
+pub const SEGV_ACCERR: i32 = 2;
+
+static NEXT_MM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct MemoryManager {
     space: Arc<dyn AddressSpace>,
     mf: Arc<MemoryFile>,
+    /// Identifies this address space in private futex keys.
+    id: u64,
     vmas: BTreeMap<u64, Vma>,
+    /// Private memory, keyed by start address; always inside private VMAs
+    /// and never straddling a VMA boundary.
+    pmas: BTreeMap<u64, Pma>,
     min_addr: u64,
     max_addr: u64,
     /// New mappings without a fixed address go below this.
@@ -151,6 +203,16 @@ pub struct MemoryManager {
     /// (`/proc/[pid]/cmdline` and `environ` read them from there).
     pub(crate) args: (u64, u64),
     pub(crate) env: (u64, u64),
+    /// mlockall(MCL_FUTURE): new mappings are populated at once.
+    pub(crate) lock_future: bool,
+}
+
+/// What a piece of application memory is, for copies by the Sentry.
+enum Backing {
+    /// Memory-file offset of the piece's first byte.
+    File(u64),
+    /// Private memory never touched: reads as zeros.
+    Zero,
 }
 
 impl MemoryManager {
@@ -163,7 +225,9 @@ impl MemoryManager {
         MemoryManager {
             space,
             mf,
+            id: NEXT_MM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             vmas: BTreeMap::new(),
+            pmas: BTreeMap::new(),
             min_addr,
             max_addr,
             mmap_top: max_addr,
@@ -171,6 +235,7 @@ impl MemoryManager {
             brk: 0,
             args: (0, 0),
             env: (0, 0),
+            lock_future: false,
         }
     }
 
@@ -198,7 +263,26 @@ impl MemoryManager {
             .is_some_and(|(_, v)| v.end > addr)
     }
 
-    /// The highest free range of `len` bytes below `mmap_top`.
+    /// The VMA containing `addr`.
+    fn vma_at(&self, addr: u64) -> Option<(u64, &Vma)> {
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .filter(|(_, v)| v.end > addr)
+            .map(|(&s, v)| (s, v))
+    }
+
+    /// The PMA containing `addr`.
+    fn pma_at(&self, addr: u64) -> Option<(u64, &Pma)> {
+        self.pmas
+            .range(..=addr)
+            .next_back()
+            .filter(|(_, p)| p.end > addr)
+            .map(|(&s, p)| (s, p))
+    }
+
+    /// The highest free range of `len` bytes below `mmap_top`, keeping the
+    /// guard gap below stacks that grow down.
     pub(crate) fn find_free(&self, len: u64) -> Result<u64, Errno> {
         let mut end = self.mmap_top;
         for (&start, vma) in self.vmas.range(..self.mmap_top).rev() {
@@ -206,6 +290,9 @@ impl MemoryManager {
                 break;
             }
             end = end.min(start);
+            if vma.growsdown {
+                end = end.saturating_sub(STACK_GUARD_GAP);
+            }
         }
         end.checked_sub(len)
             .filter(|&a| a >= self.min_addr)
@@ -222,7 +309,13 @@ impl MemoryManager {
         access: AccessType,
         kind: VmaKind,
     ) -> Result<u64, Errno> {
-        self.map_new(addr, len, fixed, access, kind, false)
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let addr = self.place(addr, len, fixed)?;
+        self.insert_vma(addr, len, access, kind, None);
+        Ok(addr)
     }
 
     /// Like [`map_anonymous`](Self::map_anonymous), but MAP_SHARED: a
@@ -234,7 +327,19 @@ impl MemoryManager {
         fixed: bool,
         access: AccessType,
     ) -> Result<u64, Errno> {
-        self.map_new(addr, len, fixed, access, VmaKind::SharedAnonymous, true)
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let region = SharedRange::allocate(&self.mf, len)?;
+        self.map_shared_region(
+            addr,
+            len,
+            fixed,
+            access,
+            (region, 0),
+            VmaKind::SharedAnonymous,
+        )
     }
 
     /// Map `len` bytes of a region from an offset in it on, shared (a
@@ -255,24 +360,30 @@ impl MemoryManager {
         }
         let addr = self.place(addr, len, fixed)?;
         let offset = region.offset + region_offset;
-        if let Err(e) = self
-            .space
-            .map_file(addr, len, self.mf.fd(), offset, access, false)
-        {
-            tracing::error!("mapping [{addr:#x}, +{len:#x}) into the address space: {e}");
-            return Err(Errno::ENOMEM);
-        }
+        self.insert_vma(addr, len, access, kind, Some((region, offset)));
+        Ok(addr)
+    }
+
+    fn insert_vma(
+        &mut self,
+        addr: u64,
+        len: u64,
+        access: AccessType,
+        kind: VmaKind,
+        shared: Option<(Arc<SharedRange>, u64)>,
+    ) {
         self.vmas.insert(
             addr,
             Vma {
                 end: addr + len,
                 access,
-                offset,
                 kind,
-                shared: Some(region),
+                shared,
+                host_mapped: false,
+                growsdown: false,
+                dontfork: false,
             },
         );
-        Ok(addr)
     }
 
     /// Where a new mapping of `len` bytes goes: exactly `addr` (replacing
@@ -294,67 +405,78 @@ impl MemoryManager {
         }
     }
 
-    fn map_new(
-        &mut self,
-        addr: u64,
-        len: u64,
-        fixed: bool,
-        access: AccessType,
-        kind: VmaKind,
-        shared: bool,
-    ) -> Result<u64, Errno> {
-        let len = page_up(len).ok_or(Errno::ENOMEM)?;
-        if len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let addr = self.place(addr, len, fixed)?;
-        let offset = self.mf.allocate(len)?;
-        if let Err(e) = self
-            .space
-            .map_file(addr, len, self.mf.fd(), offset, access, false)
-        {
-            tracing::error!("mapping [{addr:#x}, +{len:#x}) into the address space: {e}");
-            self.mf.free(offset, len);
-            return Err(Errno::ENOMEM);
-        }
-        let shared = shared.then(|| {
-            Arc::new(SharedRange {
-                mf: self.mf.clone(),
-                offset,
-                len,
-            })
-        });
-        self.vmas.insert(
-            addr,
-            Vma {
-                end: addr + len,
-                access,
-                offset,
-                kind,
-                shared,
-            },
-        );
-        Ok(addr)
-    }
-
     /// Whether `[addr, addr+len)` overlaps any mapping.
     pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
         addr.checked_add(len)
             .is_some_and(|end| self.overlaps(addr, end))
     }
 
-    /// Split the VMA containing `addr` (if any) so a VMA starts at `addr`.
+    /// Split the VMA and the PMA containing `addr` (if any) there.
     fn split_at(&mut self, addr: u64) {
-        let Some((&start, vma)) = self.vmas.range(..addr).next_back() else {
-            return;
-        };
-        if vma.end <= addr {
-            return;
+        if let Some((start, vma)) = self.vma_at(addr) {
+            if start != addr {
+                let mut right = vma.clone();
+                if let Some((_, offset)) = &mut right.shared {
+                    *offset += addr - start;
+                }
+                self.vmas.get_mut(&start).expect("just found").end = addr;
+                self.vmas.insert(addr, right);
+            }
         }
-        let mut right = vma.clone();
-        right.offset += addr - start;
-        self.vmas.get_mut(&start).expect("just found").end = addr;
-        self.vmas.insert(addr, right);
+        self.split_pma_at(addr);
+    }
+
+    fn split_pma_at(&mut self, addr: u64) {
+        if let Some((start, pma)) = self.pma_at(addr) {
+            if start != addr {
+                let mut right = pma.clone();
+                right.offset += addr - start;
+                self.pmas.get_mut(&start).expect("just found").end = addr;
+                self.pmas.insert(addr, right);
+            }
+        }
+    }
+
+    /// Whether the host maps anything in `[addr, end)`.
+    fn host_maps_any(&self, addr: u64, end: u64) -> bool {
+        self.pmas
+            .range(..end)
+            .rev()
+            .take_while(|(_, p)| p.end > addr)
+            .any(|(_, p)| p.host.is_some())
+            || self
+                .vmas
+                .range(..end)
+                .rev()
+                .take_while(|(_, v)| v.end > addr)
+                .any(|(_, v)| v.host_mapped)
+    }
+
+    /// Remove the host's mappings of `[addr, end)` (the next touch faults).
+    fn host_unmap(&mut self, addr: u64, end: u64) -> Result<(), Errno> {
+        if !self.host_maps_any(addr, end) {
+            return Ok(());
+        }
+        for (_, p) in self.pmas.range_mut(..end).rev() {
+            if p.end <= addr {
+                break;
+            }
+            p.host = None;
+        }
+        for (&s, v) in self.vmas.range_mut(..end).rev() {
+            if v.end <= addr {
+                break;
+            }
+            if v.host_mapped {
+                // A shared VMA is mapped whole or not at all.
+                debug_assert!(s >= addr && v.end <= end, "shared VMA split unmapped");
+                v.host_mapped = false;
+            }
+        }
+        self.space.unmap(addr, end - addr).map_err(|e| {
+            tracing::error!("unmapping [{addr:#x}, {end:#x}) in the host: {e}");
+            Errno::ENOMEM
+        })
     }
 
     /// Remove every mapping in `[addr, addr+len)` and free its memory.
@@ -369,17 +491,22 @@ impl MemoryManager {
         }
         self.split_at(addr);
         self.split_at(end);
+        let host = self.host_unmap(addr, end);
         let doomed: Vec<u64> = self.vmas.range(addr..end).map(|(&s, _)| s).collect();
         for start in doomed {
-            let vma = self.vmas.remove(&start).expect("just listed");
-            if vma.shared.is_none() {
-                self.mf.free(vma.offset, vma.end - start);
-            }
+            self.vmas.remove(&start);
         }
-        self.space.unmap(addr, len).map_err(|e| {
-            tracing::error!("unmapping [{addr:#x}, +{len:#x}): {e}");
-            Errno::ENOMEM
-        })
+        self.drop_pmas(addr, end);
+        host
+    }
+
+    /// Forget the PMAs in `[addr, end)` (split at both ends already).
+    fn drop_pmas(&mut self, addr: u64, end: u64) {
+        let doomed: Vec<u64> = self.pmas.range(addr..end).map(|(&s, _)| s).collect();
+        for start in doomed {
+            let pma = self.pmas.remove(&start).expect("just listed");
+            self.mf.release_private(pma.offset, pma.end - start);
+        }
     }
 
     /// Change the protection of `[addr, addr+len)`, which must be mapped
@@ -390,6 +517,19 @@ impl MemoryManager {
             return Err(Errno::EINVAL);
         }
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        self.check_covered(addr, end)?;
+        self.split_at(addr);
+        self.split_at(end);
+        // The host mapping follows on the next fault.
+        self.host_unmap(addr, end)?;
+        for (_, vma) in self.vmas.range_mut(addr..end) {
+            vma.access = access;
+        }
+        Ok(())
+    }
+
+    /// ENOMEM unless VMAs cover `[addr, end)` without holes.
+    fn check_covered(&self, addr: u64, end: u64) -> Result<(), Errno> {
         let mut covered = addr;
         for (&s, v) in self.vmas.range(..end) {
             if v.end <= covered {
@@ -403,69 +543,103 @@ impl MemoryManager {
         if covered < end {
             return Err(Errno::ENOMEM);
         }
+        Ok(())
+    }
+
+    /// madvise(MADV_DONTFORK / MADV_DOFORK) over `[addr, addr+len)`.
+    pub fn set_dontfork(&mut self, addr: u64, len: u64, dontfork: bool) -> Result<(), Errno> {
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        self.check_covered(addr, end)?;
         self.split_at(addr);
         self.split_at(end);
-        let starts: Vec<u64> = self.vmas.range(addr..end).map(|(&s, _)| s).collect();
-        for s in starts {
-            let vma = self.vmas.get_mut(&s).expect("just listed");
-            vma.access = access;
-            let (len, offset) = (vma.end - s, vma.offset);
-            self.space
-                .map_file(s, len, self.mf.fd(), offset, access, false)
-                .map_err(|e| {
-                    tracing::error!("remapping [{s:#x}, +{len:#x}): {e}");
-                    Errno::ENOMEM
-                })?;
+        for (_, vma) in self.vmas.range_mut(addr..end) {
+            vma.dontfork = dontfork;
         }
         Ok(())
     }
 
-    /// A copy of this memory for a forked child, mapped into `space`.
-    /// Only pages that hold data are copied; holes stay holes.
-    pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
-        let mut child = MemoryManager {
-            space,
-            mf: self.mf.clone(),
-            vmas: BTreeMap::new(),
-            min_addr: self.min_addr,
-            max_addr: self.max_addr,
-            mmap_top: self.mmap_top,
-            brk_start: self.brk_start,
-            brk: self.brk,
-            args: self.args,
-            env: self.env,
-        };
+    /// Mark the mapping starting at `addr` as growing down (MAP_GROWSDOWN).
+    pub fn set_growsdown(&mut self, addr: u64) {
+        if let Some(vma) = self.vmas.get_mut(&addr) {
+            vma.growsdown = true;
+        }
+    }
+
+    /// This memory for a forked child, mapped into `space`. Private pages
+    /// are shared copy-on-write: this side loses write access in the host
+    /// now, the child maps pages as it touches them.
+    pub fn fork(&mut self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
+        let mut child = MemoryManager::new(space, self.mf.clone(), self.min_addr, self.max_addr);
+        child.mmap_top = self.mmap_top;
+        child.brk_start = self.brk_start;
+        child.brk = self.brk;
+        child.args = self.args;
+        child.env = self.env;
         for (&start, vma) in &self.vmas {
-            let len = vma.end - start;
-            if vma.shared.is_some() {
-                // Shared memory stays shared: the child maps the same pages.
-                child.vmas.insert(start, vma.clone());
-                child
-                    .space
-                    .map_file(start, len, self.mf.fd(), vma.offset, vma.access, false)
-                    .map_err(|e| {
-                        tracing::error!("mapping a forked child's shared memory: {e}");
-                        Errno::ENOMEM
-                    })?;
+            if !vma.dontfork {
+                child.vmas.insert(
+                    start,
+                    Vma {
+                        host_mapped: false,
+                        ..vma.clone()
+                    },
+                );
+            }
+        }
+        // What the host maps now: (start, end, loses write access).
+        let mut mapped: Vec<(u64, u64, bool)> = self
+            .vmas
+            .iter()
+            .filter(|(_, v)| v.host_mapped)
+            .map(|(&s, v)| (s, v.end, false))
+            .collect();
+        for (&start, pma) in self.pmas.iter_mut() {
+            let dontfork = self
+                .vmas
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(_, v)| v.dontfork);
+            let host_write = pma.host.is_some_and(|a| a.write);
+            if pma.host.is_some() {
+                mapped.push((start, pma.end, host_write && !dontfork));
+            }
+            if dontfork {
                 continue;
             }
-            let offset = self.mf.allocate(len)?;
-            // Owned by the child from here, so its Drop frees it on failure.
-            child.vmas.insert(
+            self.mf.share_private(pma.offset, pma.end - start);
+            pma.cow = true;
+            if host_write {
+                pma.host = None;
+            }
+            child.pmas.insert(
                 start,
-                Vma {
-                    offset,
-                    ..vma.clone()
+                Pma {
+                    host: None,
+                    ..pma.clone()
                 },
             );
-            self.mf.copy_populated(vma.offset, offset, len);
-            child
-                .space
-                .map_file(start, len, self.mf.fd(), offset, vma.access, false)
-                .map_err(|e| {
-                    tracing::error!("mapping a forked child's memory: {e}");
-                    Errno::ENOMEM
-                })?;
+        }
+        // Unmap the writable ranges, merged where nothing else the host
+        // maps lies between them, so one host call covers many.
+        mapped.sort_unstable();
+        let mut writable: Vec<(u64, u64)> = Vec::new();
+        let mut extend = false;
+        for (start, end, loses_write) in mapped {
+            if !loses_write {
+                extend = false;
+                continue;
+            }
+            match writable.last_mut() {
+                Some(run) if extend => run.1 = end,
+                _ => writable.push((start, end)),
+            }
+            extend = true;
+        }
+        for (start, end) in writable {
+            self.space.unmap(start, end - start).map_err(|e| {
+                tracing::error!("unmapping forked memory [{start:#x}, {end:#x}): {e}");
+                Errno::ENOMEM
+            })?;
         }
         Ok(child)
     }
@@ -473,22 +647,18 @@ impl MemoryManager {
     /// The VMA covering exactly `[addr, end)` after splitting, or EFAULT if
     /// the range is not one mapping.
     fn single_vma(&mut self, addr: u64, end: u64) -> Result<Vma, Errno> {
-        let (&start, vma) = self.vmas.range(..=addr).next_back().ok_or(Errno::EFAULT)?;
+        let (start, vma) = self.vma_at(addr).ok_or(Errno::EFAULT)?;
         if vma.end < end || start > addr {
             return Err(Errno::EFAULT);
         }
-        let vma = vma.clone();
         self.split_at(addr);
         self.split_at(end);
-        Ok(Vma {
-            offset: vma.offset + (addr - start),
-            end,
-            ..vma
-        })
+        Ok(self.vmas[&addr].clone())
     }
 
     /// mremap(2): resize `[old, old+old_len)` (one mapping) to `new_len`,
     /// in place or, with `may_move`, elsewhere (or exactly at `fixed`).
+    /// Moving moves the pages; nothing is copied.
     pub fn remap(
         &mut self,
         old: u64,
@@ -519,20 +689,13 @@ impl MemoryManager {
             // Grow in place when the pages after it are free.
             let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
             if self.check_range(old, new_len).is_ok() && !self.overlaps(old_end, grow_end) {
-                self.map_anonymous(
-                    old_end,
-                    grow_end - old_end,
-                    true,
-                    vma.access,
-                    vma.kind.clone(),
-                )?;
+                self.vmas.get_mut(&old).expect("just split").end = grow_end;
                 return Ok(old);
             }
             if !may_move {
                 return Err(Errno::ENOMEM);
             }
         }
-        // Move: new memory, the old contents copied in, the old range gone.
         let dest = match fixed {
             Some(at) => {
                 if at % PAGE_SIZE != 0 {
@@ -542,40 +705,53 @@ impl MemoryManager {
                 if at < old_end && old < at_end {
                     return Err(Errno::EINVAL);
                 }
-                self.map_anonymous(at, new_len, true, vma.access, vma.kind.clone())?
+                self.check_range(at, new_len)?;
+                self.unmap(at, new_len)?;
+                at
             }
-            None => self.map_anonymous(0, new_len, false, vma.access, vma.kind.clone())?,
+            None => self.find_free(new_len)?,
         };
-        let dest_offset = self
-            .vmas
-            .get(&dest)
-            .map(|v| v.offset)
-            .ok_or(Errno::EFAULT)?;
-        self.mf
-            .copy_populated(vma.offset, dest_offset, old_len.min(new_len));
-        self.unmap(old, old_len)?;
+        // Move the VMA and its pages; the part beyond the new length goes.
+        if new_len < old_len {
+            self.unmap(old + new_len, old_len - new_len)?;
+        }
+        let moved = old_len.min(new_len);
+        self.host_unmap(old, old + moved)?;
+        let mut vma = self.vmas.remove(&old).expect("just split");
+        vma.end = dest + new_len;
+        self.vmas.insert(dest, vma);
+        let starts: Vec<u64> = self.pmas.range(old..old + moved).map(|(&s, _)| s).collect();
+        for s in starts {
+            let mut pma = self.pmas.remove(&s).expect("just listed");
+            pma.end = pma.end - old + dest;
+            self.pmas.insert(s - old + dest, pma);
+        }
         Ok(dest)
     }
 
-    /// madvise(MADV_DONTNEED/FREE): private anonymous pages read as zeros
-    /// afterwards; the memory goes back to the host.
-    /// Shared memory keeps its contents (the pages belong to every mapping).
+    /// madvise(MADV_DONTNEED/FREE): private pages read as zeros afterwards
+    /// and their memory goes back to the host. Shared memory keeps its
+    /// contents (the pages belong to every mapping).
     pub fn discard(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
-        let mut ranges = Vec::new();
-        self.walk(addr, len as usize, AccessType::NONE, |off, _, n| {
-            ranges.push((off, n as u64))
-        })
-        .map_err(|_| Errno::ENOMEM)?;
-        let end = addr + len;
-        let shared: Vec<(u64, u64)> = self
-            .vmas
-            .range(..end)
-            .filter(|(_, v)| v.end > addr && v.shared.is_some())
-            .map(|(_, v)| (v.offset, v.offset + v.shared.as_ref().map_or(0, |r| r.len)))
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        self.check_covered(addr, end)?;
+        self.split_pma_at(addr);
+        self.split_pma_at(end);
+        let pieces: Vec<(u64, u64, u64)> = self
+            .pmas
+            .range(addr..end)
+            .map(|(&s, p)| (s, p.end, p.offset))
             .collect();
-        ranges.retain(|(off, _)| !shared.iter().any(|&(s, e)| *off >= s && *off < e));
-        for (off, n) in ranges {
-            self.mf.zero(off, n);
+        for (s, e, offset) in pieces {
+            if self.mf.private_exclusive(offset, e - s) {
+                // Ours alone: punch the pages out; the host mapping stays.
+                self.mf.zero(offset, e - s);
+            } else {
+                // Others still use them: let go, and fault in fresh zeros.
+                self.host_unmap(s, e)?;
+                let pma = self.pmas.remove(&s).expect("just listed");
+                self.mf.release_private(pma.offset, e - s);
+            }
         }
         Ok(())
     }
@@ -583,8 +759,11 @@ impl MemoryManager {
     /// mincore(2): one byte per page, 1 where the page holds data.
     pub fn residency(&self, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
-        self.walk(addr, len as usize, AccessType::NONE, |off, _, n| {
-            out.extend(self.mf.resident(off, n as u64));
+        self.walk(addr, len as usize, AccessType::NONE, |backing, _, n| {
+            out.extend(match backing {
+                Backing::File(off) => self.mf.resident(off, n as u64),
+                Backing::Zero => vec![0; (n as u64).div_ceil(PAGE_SIZE) as usize],
+            })
         })
         .map_err(|_| Errno::ENOMEM)?;
         Ok(out)
@@ -622,52 +801,360 @@ impl MemoryManager {
         addr
     }
 
-    /// Walk `[addr, addr+len)` VMA by VMA, calling `f(file_offset, buf_pos,
-    /// chunk_len)`; EFAULT if any byte is unmapped or lacks `need`.
+    /// Serve an application page fault at `addr` (`access`, if the
+    /// platform knows it): map, allocate or copy what the VMAs promise.
+    /// Err is the si_code of the SIGSEGV the application gets instead.
+    pub fn fault(&mut self, addr: u64, access: Option<AccessType>) -> Result<(), i32> {
+        self.serve_fault(addr, access, false)
+    }
+
+    /// [`fault`](Self::fault); with `populate`, the host also allocates
+    /// the pages it maps right away.
+    fn serve_fault(
+        &mut self,
+        addr: u64,
+        access: Option<AccessType>,
+        populate: bool,
+    ) -> Result<(), i32> {
+        let page = page_down(addr);
+        if self.vma_at(page).is_none() && !self.grow_down(page) {
+            return Err(SEGV_MAPERR);
+        }
+        let (start, vma) = self.vma_at(page).expect("present or grown");
+        // x86 cannot map pages writable or executable but unreadable.
+        let mut allowed = vma.access;
+        allowed.read |= allowed.write || allowed.execute;
+        if allowed == AccessType::NONE || access.is_some_and(|a| !allowed.allows(a)) {
+            return Err(SEGV_ACCERR);
+        }
+        if let Some((_, offset)) = vma.shared {
+            if vma.host_mapped {
+                return Err(SEGV_ACCERR);
+            }
+            let (end, vma_access) = (vma.end, vma.access);
+            self.host_map(start, end, offset, vma_access, populate)?;
+            self.vmas.get_mut(&start).expect("found").host_mapped = true;
+            return Ok(());
+        }
+        let vma_access = vma.access;
+        match self.pma_at(page) {
+            None => {
+                let (s, e) = self.fresh_range(page);
+                let offset = self.mf.allocate_private(e - s).map_err(|_| SEGV_MAPERR)?;
+                self.pmas.insert(
+                    s,
+                    Pma {
+                        end: e,
+                        offset,
+                        cow: false,
+                        host: None,
+                    },
+                );
+                self.host_map_pma(s, vma_access, populate)
+            }
+            Some((s, pma)) => {
+                let wants_write = match access {
+                    Some(a) => a.write,
+                    // Unknown: a fault on a page the host already maps
+                    // readable can only be a write.
+                    None => pma.host.is_some(),
+                };
+                match pma.host {
+                    Some(h) if h == vma_access || !vma_access.write || !wants_write => {
+                        Err(SEGV_ACCERR)
+                    }
+                    _ if pma.cow && wants_write && vma_access.write => {
+                        let s = self.break_cow(page)?;
+                        self.host_map_pma(s, vma_access, populate)
+                    }
+                    _ => self.host_map_pma(s, vma_access, populate),
+                }
+            }
+        }
+    }
+
+    /// The range a fault on fresh private memory at `page` fills: the chunk
+    /// around it, within its VMA and between existing PMAs.
+    fn fresh_range(&self, page: u64) -> (u64, u64) {
+        let (vs, vma) = self.vma_at(page).expect("fault checked the VMA");
+        let mut s = page_down_to(page, FAULT_CHUNK).max(vs);
+        let mut e = page
+            .checked_add(FAULT_CHUNK)
+            .map_or(vma.end, |x| page_down_to(x, FAULT_CHUNK))
+            .min(vma.end);
+        if let Some((_, p)) = self.pmas.range(..page).next_back() {
+            s = s.max(p.end);
+        }
+        if let Some((&ns, _)) = self.pmas.range(page..).next() {
+            e = e.min(ns);
+        }
+        (s, e)
+    }
+
+    /// Map the PMA at `start` into the host, writable only if it is no
+    /// longer shared copy-on-write.
+    fn host_map_pma(
+        &mut self,
+        start: u64,
+        vma_access: AccessType,
+        populate: bool,
+    ) -> Result<(), i32> {
+        let pma = &self.pmas[&start];
+        let mut access = vma_access;
+        if pma.cow {
+            access.write = false;
+        }
+        let (end, offset) = (pma.end, pma.offset);
+        self.host_map(start, end, offset, access, populate)?;
+        self.pmas.get_mut(&start).expect("just read").host = Some(access);
+        Ok(())
+    }
+
+    fn host_map(
+        &self,
+        start: u64,
+        end: u64,
+        offset: u64,
+        access: AccessType,
+        populate: bool,
+    ) -> Result<(), i32> {
+        self.space
+            .map_file(start, end - start, self.mf.fd(), offset, access, populate)
+            .map_err(|e| {
+                tracing::error!("mapping [{start:#x}, {end:#x}) into the host: {e}");
+                SEGV_MAPERR
+            })
+    }
+
+    /// Make the private page at `page` (inside a copy-on-write PMA) writable
+    /// memory of this address space alone: copy the chunk around it unless
+    /// nobody else uses those pages any more. Returns the start of the PMA
+    /// now holding `page`, which the host no longer maps.
+    fn break_cow(&mut self, page: u64) -> Result<u64, i32> {
+        let (vs, vma) = self.vma_at(page).expect("PMAs lie in VMAs");
+        let (ps, pma) = self.pma_at(page).expect("caller found it");
+        // As upstream: executable pages are copied one at a time (the
+        // loader and debuggers patch them sparsely), stacks a page either
+        // side, everything else a chunk at a time.
+        let (mut s, mut e) = if vma.access.execute {
+            (page, page + PAGE_SIZE)
+        } else if vma.growsdown || vma.kind == VmaKind::Stack {
+            (page.saturating_sub(PAGE_SIZE), page + 2 * PAGE_SIZE)
+        } else {
+            let s = page_down_to(page, FAULT_CHUNK);
+            (s, s.saturating_add(FAULT_CHUNK))
+        };
+        s = s.max(ps).max(vs);
+        e = e.min(pma.end).min(vma.end);
+        let was_mapped = pma.host.is_some();
+        self.split_pma_at(s);
+        self.split_pma_at(e);
+        if was_mapped {
+            self.host_unmap(s, e).map_err(|_| SEGV_MAPERR)?;
+        }
+        let pma = self.pmas.get_mut(&s).expect("just split");
+        if !self.mf.private_exclusive(pma.offset, e - s) {
+            let copy = self.mf.allocate_private(e - s).map_err(|_| SEGV_MAPERR)?;
+            self.mf.copy_populated(pma.offset, copy, e - s);
+            self.mf.release_private(pma.offset, e - s);
+            pma.offset = copy;
+        }
+        pma.cow = false;
+        Ok(s)
+    }
+
+    /// Extend a MAP_GROWSDOWN mapping above `page` down to it, as Linux
+    /// does for a fault just below a stack.
+    fn grow_down(&mut self, page: u64) -> bool {
+        let Some((&start, vma)) = self.vmas.range(page..).next() else {
+            return false;
+        };
+        if !vma.growsdown || vma.shared.is_some() {
+            return false;
+        }
+        let prev_end = self
+            .vmas
+            .range(..page)
+            .next_back()
+            .map_or(self.min_addr, |(_, v)| v.end);
+        if page < prev_end.saturating_add(STACK_GUARD_GAP) || page < self.min_addr {
+            return false;
+        }
+        let vma = self.vmas.remove(&start).expect("just found");
+        self.vmas.insert(page, vma);
+        true
+    }
+
+    /// Whether VMAs cover `[addr, addr+len)` without holes.
+    pub fn is_covered(&self, addr: u64, len: u64) -> bool {
+        addr.checked_add(len)
+            .is_some_and(|end| self.check_covered(addr, end).is_ok())
+    }
+
+    /// Fault in every mapping (mlockall).
+    pub fn populate_all(&mut self) {
+        let ranges: Vec<(u64, u64)> = self.vmas.iter().map(|(&s, v)| (s, v.end - s)).collect();
+        for (s, len) in ranges {
+            let _ = self.populate(s, len);
+        }
+    }
+
+    /// Back `[addr, addr+len)` with memory now, as MAP_POPULATE and mlock
+    /// do (the host maps it on the first touch, one fault per chunk).
+    pub fn populate(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        let start = page_down(addr);
+        self.check_covered(start, end)?;
+        let mut cur = start;
+        while cur < end {
+            let (vs, vma) = self.vma_at(cur).expect("covered");
+            let (piece_end, offset) = match (&vma.shared, self.pma_at(cur)) {
+                (Some((_, off)), _) => (vma.end, off + (cur - vs)),
+                (None, Some((ps, p))) => (p.end, p.offset + (cur - ps)),
+                (None, None) => {
+                    let (s, e) = self.fresh_range(cur);
+                    let offset = self.mf.allocate_private(e - s)?;
+                    self.pmas.insert(
+                        s,
+                        Pma {
+                            end: e,
+                            offset,
+                            cow: false,
+                            host: None,
+                        },
+                    );
+                    (e, offset + (cur - s))
+                }
+            };
+            let piece_end = piece_end.min(page_up(end).unwrap_or(end));
+            self.mf.commit(offset, piece_end - cur);
+            cur = piece_end;
+        }
+        Ok(())
+    }
+
+    /// Walk `[addr, addr+len)`, calling `f(backing, buf_pos, chunk_len)`
+    /// piece by piece; EFAULT if any byte is unmapped or lacks `need`.
     fn walk(
         &self,
         addr: u64,
         len: usize,
         need: AccessType,
-        mut f: impl FnMut(u64, usize, usize),
+        mut f: impl FnMut(Backing, usize, usize),
     ) -> Result<(), Errno> {
         let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        self.check_access(addr, end, need)?;
         let mut cur = addr;
         while cur < end {
-            let (&start, vma) = self.vmas.range(..=cur).next_back().ok_or(Errno::EFAULT)?;
-            if vma.end <= cur || !vma.access.allows(need) {
-                return Err(Errno::EFAULT);
-            }
-            let chunk_end = vma.end.min(end);
-            f(
-                vma.offset + (cur - start),
-                (cur - addr) as usize,
-                (chunk_end - cur) as usize,
-            );
+            let (start, vma) = self.vma_at(cur).expect("checked");
+            let mut chunk_end = vma.end.min(end);
+            let backing = if let Some((_, offset)) = vma.shared {
+                Backing::File(offset + (cur - start))
+            } else if let Some((ps, p)) = self.pma_at(cur) {
+                chunk_end = chunk_end.min(p.end);
+                Backing::File(p.offset + (cur - ps))
+            } else {
+                if let Some((&ns, _)) = self.pmas.range(cur..).next() {
+                    chunk_end = chunk_end.min(ns);
+                }
+                Backing::Zero
+            };
+            f(backing, (cur - addr) as usize, (chunk_end - cur) as usize);
             cur = chunk_end;
         }
         Ok(())
     }
 
-    /// The memory file offset behind `addr`, which must be mapped with
-    /// `need` (EFAULT otherwise).
-    pub fn translate(&self, addr: u64, need: AccessType) -> Result<u64, Errno> {
+    /// EFAULT unless VMAs allowing `need` cover `[addr, end)`.
+    fn check_access(&self, addr: u64, end: u64, need: AccessType) -> Result<(), Errno> {
+        let mut cur = addr;
+        while cur < end {
+            let (_, vma) = self.vma_at(cur).ok_or(Errno::EFAULT)?;
+            if !vma.access.allows(need) {
+                return Err(Errno::EFAULT);
+            }
+            cur = vma.end;
+        }
+        Ok(())
+    }
+
+    /// Make the private memory of `[addr, end)` this address space's own
+    /// and backed (allocating and breaking copy-on-write as needed), so
+    /// the Sentry may write it through the memory file.
+    fn prepare_write(&mut self, addr: u64, end: u64) -> Result<(), Errno> {
+        let mut cur = page_down(addr);
+        while cur < end {
+            let (_, vma) = self.vma_at(cur).ok_or(Errno::EFAULT)?;
+            if vma.shared.is_some() {
+                cur = vma.end;
+                continue;
+            }
+            match self.pma_at(cur) {
+                None => {
+                    let (s, e) = self.fresh_range(cur);
+                    let offset = self.mf.allocate_private(e - s)?;
+                    self.pmas.insert(
+                        s,
+                        Pma {
+                            end: e,
+                            offset,
+                            cow: false,
+                            host: None,
+                        },
+                    );
+                    cur = e;
+                }
+                Some((_, p)) if p.cow => {
+                    let s = self.break_cow(cur).map_err(|_| Errno::ENOMEM)?;
+                    cur = self.pmas[&s].end;
+                }
+                Some((_, p)) => cur = p.end,
+            }
+        }
+        Ok(())
+    }
+
+    /// The memory-file offset behind `addr`, which must be mapped with
+    /// `need` (EFAULT otherwise); with write access the page is made this
+    /// address space's own first.
+    pub fn translate(&mut self, addr: u64, need: AccessType) -> Result<u64, Errno> {
+        self.check_access(addr, addr + 1, need)?;
+        if need.write || self.pma_at(addr).is_none() {
+            self.prepare_write(addr, addr + 1)?;
+        }
         let mut offset = None;
-        self.walk(addr, 1, need, |off, _, _| offset = Some(off))?;
+        self.walk(addr, 1, need, |b, _, _| {
+            if let Backing::File(off) = b {
+                offset = Some(off)
+            }
+        })?;
         offset.ok_or(Errno::EFAULT)
+    }
+
+    /// The key of the futex word at `addr` (4-byte aligned, mapped).
+    pub fn futex_key(&self, addr: u64) -> Result<FutexKey, Errno> {
+        if !addr.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
+        }
+        let (start, vma) = self.vma_at(addr).ok_or(Errno::EFAULT)?;
+        Ok(match &vma.shared {
+            Some((_, offset)) => FutexKey::Shared {
+                offset: offset + (addr - start),
+            },
+            None => FutexKey::Private { mm: self.id, addr },
+        })
     }
 
     /// Copy application memory at `addr` into `buf` (needs read access).
     pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        // Check the whole range first so a fault copies nothing.
-        self.walk(addr, buf.len(), AccessType::READ, |_, _, _| {})?;
-        self.walk(addr, buf.len(), AccessType::READ, |off, pos, n| {
-            self.mf.copy_in(off, &mut buf[pos..pos + n])
+        self.walk(addr, buf.len(), AccessType::READ, |b, pos, n| match b {
+            Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
+            Backing::Zero => buf[pos..pos + n].fill(0),
         })
     }
 
     /// Copy `buf` to application memory at `addr` (needs write access).
-    pub fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+    pub fn copy_out(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
         self.copy_out_as(
             addr,
             buf,
@@ -681,14 +1168,18 @@ impl MemoryManager {
 
     /// Copy `buf` to application memory regardless of its protection, as the
     /// loader writes read-only segments.
-    pub fn copy_out_force(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+    pub fn copy_out_force(&mut self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
         self.copy_out_as(addr, buf, AccessType::NONE)
     }
 
-    fn copy_out_as(&self, addr: u64, buf: &[u8], need: AccessType) -> Result<(), Errno> {
-        self.walk(addr, buf.len(), need, |_, _, _| {})?;
-        self.walk(addr, buf.len(), need, |off, pos, n| {
-            self.mf.copy_out(off, &buf[pos..pos + n])
+    fn copy_out_as(&mut self, addr: u64, buf: &[u8], need: AccessType) -> Result<(), Errno> {
+        let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+        // Check the whole range first so a fault copies nothing.
+        self.check_access(addr, end, need)?;
+        self.prepare_write(addr, end)?;
+        self.walk(addr, buf.len(), need, |b, pos, n| match b {
+            Backing::File(off) => self.mf.copy_out(off, &buf[pos..pos + n]),
+            Backing::Zero => unreachable!("prepare_write backed every page"),
         })
     }
 
@@ -715,6 +1206,11 @@ impl MemoryManager {
             cur += chunk as u64;
         }
     }
+}
+
+/// `addr` rounded down to a multiple of `unit` (a power of two).
+fn page_down_to(addr: u64, unit: u64) -> u64 {
+    addr & !(unit - 1)
 }
 
 impl MemoryManager {
@@ -754,10 +1250,8 @@ impl MemoryManager {
 
 impl Drop for MemoryManager {
     fn drop(&mut self) {
-        for (&start, vma) in &self.vmas {
-            if vma.shared.is_none() {
-                self.mf.free(vma.offset, vma.end - start);
-            }
+        for (&start, pma) in &self.pmas {
+            self.mf.release_private(pma.offset, pma.end - start);
         }
     }
 }

@@ -405,7 +405,20 @@ impl Task {
                         self.deliver_signals(true);
                     }
                 }
-                Ok(SwitchEvent::Signal { info, .. }) => self.fault(info),
+                Ok(SwitchEvent::Signal { mut info, access }) => {
+                    // Page faults are the memory manager's first: most are
+                    // memory it maps on demand or copies on write.
+                    let page_fault = info.signo == libc::SIGSEGV
+                        && matches!(info.code, crate::mm::SEGV_MAPERR | crate::mm::SEGV_ACCERR);
+                    match page_fault.then(|| self.mm().fault(info.addr, access)) {
+                        Some(Ok(())) => self.deliver_signals(false),
+                        Some(Err(code)) => {
+                            info.code = code;
+                            self.fault(info)
+                        }
+                        None => self.fault(info),
+                    }
+                }
                 Ok(SwitchEvent::Interrupt) => self.deliver_signals(false),
                 Err(e) => {
                     tracing::error!("platform failure running task {}: {e}", self.tid);
@@ -431,12 +444,12 @@ impl Task {
     fn finish(mut self, status: ExitStatus) {
         if self.clear_child_tid != 0 {
             let addr = self.clear_child_tid;
-            let key = self.mm().translate(addr, platform::AccessType::READ_WRITE);
+            let key = {
+                let mut mm = self.mm();
+                mm.copy_out(addr, &0u32.to_le_bytes())
+                    .and_then(|()| mm.futex_key(addr))
+            };
             if let Ok(key) = key {
-                self.kernel
-                    .mf
-                    .atomic_u32(key)
-                    .store(0, std::sync::atomic::Ordering::SeqCst);
                 let _ = self.kernel.futexes.wake(key, 1, u32::MAX);
             }
         }

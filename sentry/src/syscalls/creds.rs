@@ -124,7 +124,7 @@ fn get_res(task: &Task, which: Ids, a: [u64; 6]) -> SysResult {
         Ids::User => (c.ruid, c.euid, c.suid),
         Ids::Group => (c.rgid, c.egid, c.sgid),
     };
-    let mm = task.mm();
+    let mut mm = task.mm();
     for (addr, v) in [(a[0], r), (a[1], e), (a[2], s)] {
         mm.copy_out(addr, &v.to_le_bytes())?;
     }

@@ -8,6 +8,7 @@ use platform::AccessType;
 
 use super::SysResult;
 use crate::host;
+use crate::mm::FutexKey;
 use crate::task::Task;
 
 const FUTEX_WAIT: u64 = 0;
@@ -39,17 +40,14 @@ fn deadline_at(abs: Duration, clock: i32) -> Result<Option<Instant>, Errno> {
     Ok(crate::process::deadline_in(abs.saturating_sub(now)))
 }
 
-/// The memory-file offset that keys the futex word at `addr`.
-fn key(task: &Task, addr: u64) -> Result<u64, Errno> {
-    if !addr.is_multiple_of(4) {
-        return Err(Errno::EINVAL);
-    }
-    task.mm().translate(addr, AccessType::READ)
+/// The key of the futex word at `addr`.
+fn key(task: &Task, addr: u64) -> Result<FutexKey, Errno> {
+    task.mm().futex_key(addr)
 }
 
 /// FUTEX_WAKE_OP's operation on the second word; returns whether the old
 /// value meets the encoded condition.
-fn wake_op(task: &Task, key2: u64, encoded: u32) -> Result<bool, Errno> {
+fn wake_op(task: &Task, offset2: u64, encoded: u32) -> Result<bool, Errno> {
     let sign_extend_12 = |v: u32| ((v << 20) as i32) >> 20;
     let op = (encoded >> 28) & 7;
     let shift = encoded & (8 << 28) != 0;
@@ -59,7 +57,7 @@ fn wake_op(task: &Task, key2: u64, encoded: u32) -> Result<bool, Errno> {
     if shift {
         oparg = 1i32.checked_shl(oparg as u32 & 31).unwrap_or(0);
     }
-    let word = task.kernel.mf.atomic_u32(key2);
+    let word = task.kernel.mf.atomic_u32(offset2);
     let oparg = oparg as u32;
     let old = match op {
         0 => word.swap(oparg, Ordering::SeqCst),
@@ -92,8 +90,23 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::ENOSYS);
     }
     let k = key(task, addr)?;
-    let mf = task.kernel.mf.clone();
-    let load = || mf.atomic_u32(k).load(Ordering::SeqCst);
+    // The word is read afresh each time, through the address space: a
+    // copy-on-write break may move the page it lives in.
+    // If it was unmapped meanwhile, `unlike` (anything but the value the
+    // caller expects) makes the operation fail with EAGAIN.
+    let mm = task.mm.clone();
+    let read = |unlike: u32| {
+        let mut b = [0u8; 4];
+        match mm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .copy_in(addr, &mut b)
+        {
+            Ok(()) => u32::from_le_bytes(b),
+            Err(_) => unlike,
+        }
+    };
+    let load = || read(!val);
     let futexes = &task.kernel.futexes;
     match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
@@ -122,14 +135,16 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
             let k2 = key(task, addr2)?;
             // val2 travels in the timeout argument.
             let move_n = timeout as u32;
+            let load3 = || read(!val3);
             let check: Option<(u32, &dyn Fn() -> u32)> =
-                (cmd == FUTEX_CMP_REQUEUE).then_some((val3, &load));
+                (cmd == FUTEX_CMP_REQUEUE).then_some((val3, &load3));
             futexes.requeue(k, k2, val, move_n, check).map(u64::from)
         }
         FUTEX_WAKE_OP => {
-            let k2 = task.mm().translate(addr2, AccessType::READ_WRITE)?;
+            let k2 = key(task, addr2)?;
+            let offset2 = task.mm().translate(addr2, AccessType::READ_WRITE)?;
             futexes
-                .wake_op(k, k2, val, timeout as u32, || wake_op(task, k2, val3))
+                .wake_op(k, k2, val, timeout as u32, || wake_op(task, offset2, val3))
                 .map(u64::from)
         }
         other => {

@@ -14,6 +14,21 @@ pub fn brk(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (len, flags) = (a[1], a[3] as i32);
+    let at = map(task, a)?;
+    let mut mm = task.mm();
+    if flags & libc::MAP_GROWSDOWN != 0 {
+        mm.set_growsdown(at);
+    }
+    // MAP_LOCKED memory is also populated; we never swap, so that is all
+    // locking means here.
+    if flags & (libc::MAP_POPULATE | libc::MAP_LOCKED) != 0 || mm.lock_future {
+        mm.populate(at, len)?;
+    }
+    Ok(at)
+}
+
+fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (addr, len, prot, flags, fd, offset) = (a[0], a[1], a[2], a[3] as i32, a[4], a[5]);
     if len == 0 || offset % PAGE_SIZE != 0 || prot & !(PROT_MASK | libc::PROT_GROWSDOWN as u64) != 0
     {
@@ -53,7 +68,7 @@ pub fn mmap(task: &mut Task, a: [u64; 6]) -> SysResult {
         .stat()
         .is_ok_and(|st| st.mode & libc::S_IFMT == libc::S_IFCHR && st.rdev == zero)
     {
-        return mmap(
+        return map(
             task,
             [
                 addr,
@@ -174,6 +189,8 @@ pub fn madvise(task: &mut Task, a: [u64; 6]) -> SysResult {
     const MADV_WILLNEED: u64 = 3;
     const MADV_DONTNEED: u64 = 4;
     const MADV_FREE: u64 = 8;
+    const MADV_DONTFORK: u64 = 10;
+    const MADV_DOFORK: u64 = 11;
     const MADV_HUGEPAGE: u64 = 14;
     const MADV_NOHUGEPAGE: u64 = 15;
     let (addr, len, advice) = (a[0], a[1], a[2]);
@@ -186,6 +203,10 @@ pub fn madvise(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     match advice {
         MADV_DONTNEED | MADV_FREE => task.mm().discard(addr, len).map(|()| 0),
+        MADV_DONTFORK | MADV_DOFORK => task
+            .mm()
+            .set_dontfork(addr, len, advice == MADV_DONTFORK)
+            .map(|()| 0),
         // Hints about access patterns and page sizes change nothing that
         // the application can observe.
         MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED | MADV_HUGEPAGE
@@ -231,4 +252,67 @@ pub fn msync(task: &mut Task, a: [u64; 6]) -> SysResult {
     } else {
         Err(Errno::ENOMEM)
     }
+}
+
+/// The range mlock and munlock name, checked as Linux does: page-aligned
+/// outward, mapped throughout (else ENOMEM).
+fn lock_range(task: &Task, addr: u64, len: u64) -> Result<(u64, u64), Errno> {
+    let start = abi::page_down(addr);
+    let end = addr
+        .checked_add(len)
+        .and_then(page_up)
+        .ok_or(Errno::ENOMEM)?;
+    if end > start && !task.mm().is_covered(start, end - start) {
+        return Err(Errno::ENOMEM);
+    }
+    Ok((start, end - start))
+}
+
+/// mlock(2): the pages are faulted in now. We never swap application
+/// memory, so there is nothing else to pin; euid 0 is not limited by
+/// RLIMIT_MEMLOCK (it has CAP_IPC_LOCK).
+pub fn mlock(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (start, len) = lock_range(task, a[0], a[1])?;
+    task.mm().populate(start, len)?;
+    Ok(0)
+}
+
+pub fn mlock2(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MLOCK_ONFAULT: u64 = 1;
+    if a[2] & !MLOCK_ONFAULT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (start, len) = lock_range(task, a[0], a[1])?;
+    if a[2] & MLOCK_ONFAULT == 0 {
+        task.mm().populate(start, len)?;
+    }
+    Ok(0)
+}
+
+pub fn munlock(task: &mut Task, a: [u64; 6]) -> SysResult {
+    lock_range(task, a[0], a[1]).map(|_| 0)
+}
+
+pub fn mlockall(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const MCL_CURRENT: u64 = 1;
+    const MCL_FUTURE: u64 = 2;
+    const MCL_ONFAULT: u64 = 4;
+    let flags = a[0];
+    if flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0
+        || flags & (MCL_CURRENT | MCL_FUTURE) == 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let mut mm = task.mm();
+    let onfault = flags & MCL_ONFAULT != 0;
+    mm.lock_future = flags & MCL_FUTURE != 0 && !onfault;
+    if flags & MCL_CURRENT != 0 && !onfault {
+        mm.populate_all();
+    }
+    Ok(0)
+}
+
+pub fn munlockall(task: &mut Task, _: [u64; 6]) -> SysResult {
+    task.mm().lock_future = false;
+    Ok(0)
 }
