@@ -13,6 +13,7 @@
 //! that created it).
 
 mod deliver;
+mod filecache;
 mod fs;
 mod futex;
 mod host;

@@ -223,10 +223,13 @@ impl ElfFile {
     }
 }
 
-/// Copy the loadable segments of `elf` into `mm` at `bias`.
+/// Map the loadable segments of `elf` into `mm` at `bias`: the file's
+/// cached pages copy-on-write where the segment allows it (page-aligned
+/// alike in file and memory), else a copy of its bytes.
 fn map_elf(
     mm: &mut MemoryManager,
     fd: &File,
+    cached: Option<crate::filecache::CachedPages>,
     elf: &ElfFile,
     bias: u64,
     path: &str,
@@ -248,13 +251,30 @@ fn map_elf(
             mm.protect(page_down(start), PAGE_SIZE, access.union(prev_access))
                 .map_err(|e| fail(e, "protecting a shared ELF page"))?;
         }
+        // The file's pages can back the segment from `map_start` on when
+        // the segment sits at the same offset within a page in the file
+        // as in memory (always, for a loadable ELF) and lies inside it.
+        let file_page = |addr: u64| (addr - start).checked_add(p.offset);
+        let backing = cached.filter(|c| {
+            (start - p.offset).is_multiple_of(PAGE_SIZE)
+                && p.offset.checked_add(p.filesz).is_some_and(|e| e <= c.len)
+        });
+        // How many of the segment's file bytes to copy in: all, unless the
+        // cached pages back it.
+        let mut copy_len = p.filesz;
         if map_end > map_start {
-            mm.map_anonymous(
+            let file_end = page_up(start + p.filesz).unwrap_or(map_end).min(map_end);
+            let frames = backing.and_then(|c| {
+                let first = file_page(map_start)?;
+                (file_end > map_start).then_some((c.offset + first, file_end - map_start))
+            });
+            mm.map_file_pages(
                 map_start,
                 map_end - map_start,
                 true,
                 access,
                 VmaKind::File(path.to_string()),
+                frames,
             )
             .map_err(|_| {
                 fail(
@@ -262,14 +282,27 @@ fn map_elf(
                     "ELF segment does not fit in the address space",
                 )
             })?;
+            if frames.is_some() {
+                // Only a first page shared with the previous segment still
+                // needs the bytes copied in.
+                copy_len = p.filesz.min(map_start.saturating_sub(start));
+                if p.memsz > p.filesz {
+                    // The rest of the last file page belongs to .bss: zero
+                    // it, as Linux's padzero.
+                    let zero_start = start + p.filesz;
+                    let zero_end = page_up(zero_start).unwrap_or(zero_start).min(seg_end);
+                    mm.copy_out_force(zero_start, &vec![0u8; (zero_end - zero_start) as usize])
+                        .map_err(|e| fail(e, "zeroing an ELF segment's tail"))?;
+                }
+            }
         }
         // Copy the file's bytes in bounded chunks (p_filesz is the file's
         // claim, not a size to allocate). Bytes past the end of a short file
         // stay zero here; Linux would fault the program when it touches them.
-        let mut chunk = vec![0u8; (p.filesz as usize).min(1 << 20)];
+        let mut chunk = vec![0u8; (copy_len as usize).min(1 << 20)];
         let mut done = 0u64;
-        while done < p.filesz {
-            let want = (p.filesz - done).min(chunk.len() as u64) as usize;
+        while done < copy_len {
+            let want = (copy_len - done).min(chunk.len() as u64) as usize;
             let n = match fd.pread(&mut chunk[..want], p.offset + done) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -327,12 +360,19 @@ pub struct Loaded {
 pub trait Opener {
     /// Open the path for reading; returns the file and its attributes.
     fn open_exec(&self, path: &str) -> Result<(Arc<File>, abi::Stat), Errno>;
+
+    /// The file's pages in the memory file, if it is cached there: its
+    /// segments are then mapped copy-on-write rather than copied.
+    fn cached_pages(&self, _file: &File) -> Option<crate::filecache::CachedPages> {
+        None
+    }
 }
 
 /// Opens programs through the VFS, as the calling task sees the tree.
 pub struct VfsOpener<'a> {
     pub ctx: vfs::walk::Context<'a>,
     pub cwd: &'a vfs::Location,
+    pub cache: &'a crate::filecache::FileCache,
 }
 
 impl Opener for VfsOpener<'_> {
@@ -347,6 +387,12 @@ impl Opener for VfsOpener<'_> {
         }
         let file = self.ctx.open_location(loc, libc::O_RDONLY, false)?;
         Ok((file, st))
+    }
+
+    fn cached_pages(&self, file: &File) -> Option<crate::filecache::CachedPages> {
+        // A file the cache cannot read is copied the old way, which then
+        // reports the error.
+        self.cache.pages(file).ok().flatten()
     }
 }
 
@@ -439,7 +485,7 @@ pub fn load(
             0
         };
         let interp = elf.interpreter(&fd)?;
-        let image = map_elf(mm, &fd, &elf, bias, &path)?;
+        let image = map_elf(mm, &fd, opener.cached_pages(&fd), &elf, bias, &path)?;
         let Some(interp) = interp else {
             return Ok(Loaded {
                 start: image.entry,
@@ -467,7 +513,7 @@ pub fn load(
             .find_free(span)
             .map_err(|e| fail(e, "placing the ELF interpreter"))?;
         let ibias = base - low;
-        let iimage = map_elf(mm, &ifd, &ielf, ibias, &interp)?;
+        let iimage = map_elf(mm, &ifd, opener.cached_pages(&ifd), &ielf, ibias, &interp)?;
         return Ok(Loaded {
             start: iimage.entry,
             image,

@@ -318,6 +318,36 @@ impl MemoryManager {
         Ok(addr)
     }
 
+    /// A private mapping whose first `frames.1` bytes start out as the
+    /// memory-file pages at `frames.0` (a cached file's), shared
+    /// copy-on-write; the rest reads as zeros.
+    pub fn map_file_pages(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fixed: bool,
+        access: AccessType,
+        kind: VmaKind,
+        frames: Option<(u64, u64)>,
+    ) -> Result<u64, Errno> {
+        let addr = self.map_anonymous(addr, len, fixed, access, kind)?;
+        if let Some((offset, flen)) = frames {
+            let flen = page_up(flen.min(len)).ok_or(Errno::ENOMEM)?;
+            debug_assert!(offset.is_multiple_of(PAGE_SIZE));
+            self.mf.share_private(offset, flen);
+            self.pmas.insert(
+                addr,
+                Pma {
+                    end: addr + flen,
+                    offset,
+                    cow: true,
+                    host: None,
+                },
+            );
+        }
+        Ok(addr)
+    }
+
     /// Like [`map_anonymous`](Self::map_anonymous), but MAP_SHARED: a
     /// forked child shares the memory instead of getting a copy.
     pub fn map_shared_anonymous(

@@ -52,6 +52,8 @@ pub struct Kernel {
     pub(crate) memfds: vfs::Location,
     pub(crate) hostname: String,
     pub(crate) futexes: crate::futex::FutexTable,
+    /// Host files mapped privately, shared copy-on-write between mappings.
+    pub(crate) file_cache: crate::filecache::FileCache,
     /// Names bound by unix sockets (the abstract namespace and socket
     /// nodes in the filesystem).
     pub(crate) unix: Arc<crate::socket::Registry>,
@@ -133,6 +135,7 @@ impl Kernel {
                     let root = m.root();
                     (m, root)
                 });
+            let file_cache_mf = mf.clone();
             Kernel {
                 platform: config.platform,
                 mf,
@@ -140,6 +143,7 @@ impl Kernel {
                 memfds,
                 hostname: config.hostname,
                 futexes: Default::default(),
+                file_cache: crate::filecache::FileCache::new(file_cache_mf),
                 unix: Arc::default(),
                 strace: config.strace,
                 next_pid: AtomicI32::new(1),
@@ -556,6 +560,7 @@ fn load_image(
             creds: &creds,
         },
         cwd: &fsc.cwd,
+        cache: &kernel.file_cache,
     };
     let loaded = loader::load(&mut mm, &opener, path, argv, uid).map_err(|f| (f.errno, f.why))?;
     let info = StackInfo {

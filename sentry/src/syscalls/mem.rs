@@ -112,8 +112,20 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::ENODEV);
     }
     // A private (or read-only shared) mapping of a file nobody writes shows
-    // the file's bytes as of now; the copy is exactly that. Bytes past the
-    // end of the file read as zeros within the last page.
+    // the file's bytes as of now: the cached pages copy-on-write when the
+    // file is on the host, else a copy. Bytes past the end of the file
+    // read as zeros within the last page.
+    if let Some(pages) = task.kernel.file_cache.pages(&file)? {
+        let frames = (offset < pages.len).then(|| (pages.offset + offset, pages.len - offset));
+        return task.mm().map_file_pages(
+            addr,
+            len,
+            fixed || noreplace,
+            access,
+            VmaKind::File(file_name(task, &file)),
+            frames,
+        );
+    }
     let at = task.mm().map_anonymous(
         addr,
         len,
