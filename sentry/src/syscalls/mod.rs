@@ -184,7 +184,7 @@ table! {
     __NR_clone(CloneFlags, Hex, Hex, Hex, Hex) partial("no namespaces, CLONE_PTRACE or CLONE_PIDFD") => clone::clone;
     __NR_fork() full => clone::fork;
     __NR_vfork() full => clone::vfork;
-    __NR_execve(Path, ExecveStringVector, ExecveStringVector) full => exec::execve;
+    __NR_execve(Path, ExecveStringVector, ExecveStringVector) partial("arguments and environment must be UTF-8") => exec::execve;
     __NR_exit(Hex) full => process::exit;
     __NR_wait4(Hex, Hex, Hex, Hex) partial("rusage reads as zero") => clone::wait4;
     __NR_kill(Hex, Signal) full => signal::kill;
@@ -313,9 +313,9 @@ table! {
     __NR_security(Hex, Hex, Hex) none("not implemented by Linux either");
     __NR_gettid() full => process::gettid;
     __NR_readahead(Hex, Hex, Hex) none;
-    __NR_setxattr(Path, Path, Hex, Hex, Hex) full => path::setxattr;
-    __NR_lsetxattr(Path, Path, Hex, Hex, Hex) full => path::lsetxattr;
-    __NR_fsetxattr(Fd, Path, Hex, Hex, Hex) full => path::fsetxattr;
+    __NR_setxattr(Path, Path, Hex, Hex, Hex) partial("user, trusted and security namespaces only (no ACLs)") => path::setxattr;
+    __NR_lsetxattr(Path, Path, Hex, Hex, Hex) partial("user, trusted and security namespaces only (no ACLs)") => path::lsetxattr;
+    __NR_fsetxattr(Fd, Path, Hex, Hex, Hex) partial("user, trusted and security namespaces only (no ACLs)") => path::fsetxattr;
     __NR_getxattr(Path, Path, Hex, Hex) full => path::getxattr;
     __NR_lgetxattr(Path, Path, Hex, Hex) full => path::lgetxattr;
     __NR_fgetxattr(Fd, Path, Hex, Hex) full => path::fgetxattr;
@@ -447,7 +447,7 @@ table! {
     __NR_memfd_create(Path, Hex) partial("no file seals or MFD_HUGETLB") => file::memfd_create;
     __NR_kexec_file_load(Fd, Fd, Hex, Hex, Hex) none;
     __NR_bpf(Hex, Hex, Hex) none;
-    __NR_execveat(Fd, Path, ExecveStringVector, ExecveStringVector, Hex) full => exec::execveat;
+    __NR_execveat(Fd, Path, ExecveStringVector, ExecveStringVector, Hex) partial("arguments and environment must be UTF-8") => exec::execveat;
     __NR_userfaultfd(Hex) none;
     __NR_membarrier(Hex, Hex) none;
     __NR_mlock2(Hex, Hex, Hex) none;
