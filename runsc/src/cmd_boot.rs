@@ -148,6 +148,7 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>,
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
+        log_size: usize::try_from(config.get_int("strace-log-size")).unwrap_or(usize::MAX),
     };
     let kernel = Kernel::new(KernelConfig {
         platform: platform_for(config)?,

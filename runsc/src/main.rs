@@ -38,6 +38,10 @@ fn main() {
             print!("{}", syscalls_text());
             0
         }
+        Command::SyscallsMarkdown => {
+            print!("{}", sentry::syscalls_markdown());
+            0
+        }
         Command::Help(topic) => match cli::help_text(topic.as_deref()) {
             Ok(text) => {
                 print!("{text}");
@@ -76,12 +80,33 @@ fn main() {
     std::process::exit(code);
 }
 
-/// `runsc help syscalls`: the Sentry's syscall table, one line each.
+/// `runsc help syscalls`: every syscall with its support level, in the
+/// columns of upstream's `runsc syscalls` table (runsc/cmd/syscalls.go).
 fn syscalls_text() -> String {
-    let mut out =
-        String::from("Syscalls the Sentry implements (x86-64); every other returns ENOSYS:\n");
-    for entry in sentry::syscall_table() {
-        out.push_str(&format!("\t{:>3}  {}\n", entry.number, entry.name()));
+    let table = sentry::syscall_table();
+    let width = |f: &dyn Fn(&sentry::Entry) -> usize, head: &str| {
+        table.iter().map(f).max().unwrap_or(0).max(head.len()) + 2
+    };
+    let (num_w, name_w, support_w) = (
+        width(&|e| e.number.to_string().len(), "NUM"),
+        width(&|e| e.name().len(), "NAME"),
+        width(&|e| e.support().label().len(), "SUPPORT"),
+    );
+    let mut out = format!(
+        "linux/amd64:\n\n{:num_w$}{:name_w$}{:support_w$}NOTE\n",
+        "NUM", "NAME", "SUPPORT"
+    );
+    for e in table {
+        let s = e.support();
+        let line = format!(
+            "{:<num_w$}{:name_w$}{:support_w$}{}",
+            e.number,
+            e.name(),
+            s.label(),
+            s.note()
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

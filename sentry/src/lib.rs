@@ -25,10 +25,11 @@ mod process;
 mod procfs;
 mod signal;
 mod socket;
+mod strace;
 mod syscalls;
 mod task;
 mod timer;
 mod tty;
 
-pub use syscalls::syscall_table;
+pub use syscalls::{syscall_table, syscalls_markdown, Entry, Support};
 pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Strace, Task};

@@ -23,6 +23,8 @@ pub struct Strace {
     pub enabled: bool,
     /// Only these syscall names (`--strace-syscalls`); empty means all.
     pub only: Vec<String>,
+    /// How many bytes of a buffer argument to show (`--strace-log-size`).
+    pub log_size: usize,
 }
 
 impl Strace {

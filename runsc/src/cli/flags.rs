@@ -222,7 +222,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     // Strace.
     f("strace", Bool, "false", Yes, "trace the application's system calls."),
     f("strace-syscalls", Str, "", Yes, "comma-separated system calls to trace; empty traces all of them."),
-    f("strace-log-size", Uint, "1024", No, "how many bytes of each buffer argument strace prints."),
+    f("strace-log-size", Uint, "1024", Yes, "how many bytes of each buffer argument strace prints."),
     f("strace-event", Bool, "false", No, "emit strace records as events."),
     // Sandbox runtime behaviour.
     f("platform", Str, "systrap", Only(&["ptrace"]), "how the Sentry intercepts the application: systrap, ptrace or kvm."),

@@ -73,6 +73,8 @@ pub enum Command {
     Gofer(GoferArgs),
     /// `runsc help [topic]` (also `runsc -help`); print [`help_text`].
     Help(Option<String>),
+    /// `runsc help syscalls --markdown`: docs/syscalls.md.
+    SyscallsMarkdown,
     /// `runsc flags`; print [`flags_text`].
     Flags,
     /// `runsc --version`; print [`version_text`].
@@ -405,6 +407,11 @@ fn dispatch(rest: &[String]) -> Result<Command, CliError> {
     match name.as_str() {
         "help" => match positionals.first() {
             None => Ok(Command::Help(None)),
+            Some(topic)
+                if topic == "syscalls" && positionals.get(1).is_some_and(|f| f == "--markdown") =>
+            {
+                Ok(Command::SyscallsMarkdown)
+            }
             Some(topic) if help::find(topic).is_some() || help::topic_text(topic).is_some() => {
                 Ok(Command::Help(Some(topic.clone())))
             }

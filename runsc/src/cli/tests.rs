@@ -607,12 +607,7 @@ fn check_supported_names_the_flag() {
     );
 
     // Features not built yet are refused even where the flag is common.
-    for flag in [
-        "--overlay2=none",
-        "--directfs=false",
-        "--rootless",
-        "--strace-log-size=10",
-    ] {
+    for flag in ["--overlay2=none", "--directfs=false", "--rootless"] {
         let e = ok(&[flag, "list"]).config.check_supported().unwrap_err();
         assert!(
             e.to_string().contains("is not supported by this runsc yet"),
@@ -624,6 +619,7 @@ fn check_supported_names_the_flag() {
     for args in [
         ["--platform=ptrace", "list"].as_slice(),
         ["--strace", "--strace-syscalls=read,write", "list"].as_slice(),
+        ["--strace", "--strace-log-size=10", "list"].as_slice(),
         ["--network=none", "list"].as_slice(),
         [
             "--overlay2=root:self",
@@ -662,6 +658,10 @@ fn version_and_help_commands() {
         Command::Help(Some("platforms".into()))
     );
     assert_eq!(ok(&["flags"]).command, Command::Flags);
+    assert_eq!(
+        ok(&["help", "syscalls", "--markdown"]).command,
+        Command::SyscallsMarkdown
+    );
     let e = err(&["help", "bogus"]);
     assert_eq!(e.exit_code(), 128);
     assert_eq!(first_line(&e), "Subcommand bogus not understood");
