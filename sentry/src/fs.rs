@@ -186,15 +186,36 @@ pub fn host_fd(file: &File, err: Errno) -> Result<BorrowedFd<'_>, Errno> {
 
 /// A process's descriptor table. Cloning it (fork) shares the open file
 /// descriptions, as Linux does.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FdTable {
     slots: Vec<Option<(Arc<File>, bool)>>,
+    /// Descriptors are below this (RLIMIT_NOFILE's soft limit, as set by
+    /// the processes that use the table).
+    limit: usize,
+}
+
+impl Default for FdTable {
+    fn default() -> Self {
+        FdTable {
+            slots: Vec::new(),
+            limit: MAX_FDS,
+        }
+    }
 }
 
 /// RLIMIT_NOFILE's default soft limit.
 pub const MAX_FDS: usize = 1024;
 
 impl FdTable {
+    /// The first descriptor number that may not be used.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = usize::try_from(limit.min(crate::limits::NR_OPEN)).unwrap_or(MAX_FDS);
+    }
+
     pub fn get(&self, fd: u64) -> Result<Arc<File>, Errno> {
         let slot = usize::try_from(fd)
             .ok()
@@ -205,7 +226,7 @@ impl FdTable {
 
     /// Install `file` at the lowest free descriptor `>= min`.
     pub fn insert(&mut self, file: Arc<File>, cloexec: bool, min: usize) -> Result<u64, Errno> {
-        let free = (min..MAX_FDS)
+        let free = (min..self.limit)
             .find(|&i| self.slots.get(i).is_none_or(|s| s.is_none()))
             .ok_or(Errno::EMFILE)?;
         self.set(free, file, cloexec);

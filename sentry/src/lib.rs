@@ -15,6 +15,7 @@
 mod deliver;
 mod filecache;
 mod fs;
+mod limits;
 mod futex;
 mod host;
 mod loader;

@@ -205,6 +205,27 @@ pub struct MemoryManager {
     pub(crate) env: (u64, u64),
     /// mlockall(MCL_FUTURE): new mappings are populated at once.
     pub(crate) lock_future: bool,
+    /// The process's RLIMIT_AS, RLIMIT_DATA and RLIMIT_STACK soft limits.
+    pub(crate) limits: MemoryLimits,
+}
+
+/// The resource limits the memory manager enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimits {
+    pub address_space: u64,
+    pub data: u64,
+    pub stack: u64,
+}
+
+impl MemoryLimits {
+    pub fn of(l: &crate::limits::Limits) -> MemoryLimits {
+        use crate::limits::*;
+        MemoryLimits {
+            address_space: l.soft(RLIMIT_AS),
+            data: l.soft(RLIMIT_DATA),
+            stack: l.soft(RLIMIT_STACK),
+        }
+    }
 }
 
 /// What a piece of application memory is, for copies by the Sentry.
@@ -236,6 +257,7 @@ impl MemoryManager {
             args: (0, 0),
             env: (0, 0),
             lock_future: false,
+            limits: MemoryLimits::of(&crate::limits::Limits::default()),
         }
     }
 
@@ -313,6 +335,8 @@ impl MemoryManager {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
+        let data = access.write && kind != VmaKind::Stack;
+        self.charge(fixed.then_some(addr), len, data)?;
         let addr = self.place(addr, len, fixed)?;
         self.insert_vma(addr, len, access, kind, None);
         Ok(addr)
@@ -388,6 +412,7 @@ impl MemoryManager {
         {
             return Err(Errno::EINVAL);
         }
+        self.charge(fixed.then_some(addr), len, false)?;
         let addr = self.place(addr, len, fixed)?;
         let offset = region.offset + region_offset;
         self.insert_vma(addr, len, access, kind, Some((region, offset)));
@@ -433,6 +458,37 @@ impl MemoryManager {
                 _ => self.find_free(len),
             }
         }
+    }
+
+    /// ENOMEM if mapping `len` more bytes (replacing what lies at `fixed`,
+    /// if given) would take the process past RLIMIT_AS, or past
+    /// RLIMIT_DATA for private writable memory (`data`), as Linux's
+    /// `may_expand_vm`.
+    fn charge(&self, fixed: Option<u64>, len: u64, data: bool) -> Result<(), Errno> {
+        let l = self.limits;
+        if l.address_space == u64::MAX && (l.data == u64::MAX || !data) {
+            return Ok(());
+        }
+        let is_data = |v: &Vma| v.shared.is_none() && v.access.write && v.kind != VmaKind::Stack;
+        let (mut total, mut data_total) = (0u64, 0u64);
+        for (&s, v) in &self.vmas {
+            let mut n = v.end - s;
+            if let Some(at) = fixed {
+                // Bytes the new mapping replaces do not count twice.
+                let (lo, hi) = (s.max(at), v.end.min(at.saturating_add(len)));
+                n -= hi.saturating_sub(lo);
+            }
+            total += n;
+            if is_data(v) {
+                data_total += n;
+            }
+        }
+        if total.saturating_add(len) > l.address_space
+            || data && data_total.saturating_add(len) > l.data
+        {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
     }
 
     /// Whether `[addr, addr+len)` overlaps any mapping.
@@ -605,6 +661,7 @@ impl MemoryManager {
         child.brk = self.brk;
         child.args = self.args;
         child.env = self.env;
+        child.limits = self.limits;
         for (&start, vma) in &self.vmas {
             if !vma.dontfork {
                 child.vmas.insert(
@@ -719,6 +776,8 @@ impl MemoryManager {
             // Grow in place when the pages after it are free.
             let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
             if self.check_range(old, new_len).is_ok() && !self.overlaps(old_end, grow_end) {
+                let data = vma.shared.is_none() && vma.access.write && vma.kind != VmaKind::Stack;
+                self.charge(None, new_len - old_len, data)?;
                 self.vmas.get_mut(&old).expect("just split").end = grow_end;
                 return Ok(old);
             }
@@ -741,6 +800,10 @@ impl MemoryManager {
             }
             None => self.find_free(new_len)?,
         };
+        if new_len > old_len {
+            let data = vma.shared.is_none() && vma.access.write && vma.kind != VmaKind::Stack;
+            self.charge(fixed, new_len - old_len, data)?;
+        }
         // Move the VMA and its pages; the part beyond the new length goes.
         if new_len < old_len {
             self.unmap(old + new_len, old_len - new_len)?;
@@ -1007,7 +1070,10 @@ impl MemoryManager {
             .range(..page)
             .next_back()
             .map_or(self.min_addr, |(_, v)| v.end);
-        if page < prev_end.saturating_add(STACK_GUARD_GAP) || page < self.min_addr {
+        if page < prev_end.saturating_add(STACK_GUARD_GAP)
+            || page < self.min_addr
+            || vma.end - page > self.limits.stack
+        {
             return false;
         }
         let vma = self.vmas.remove(&start).expect("just found");

@@ -159,6 +159,8 @@ pub(crate) struct ThreadGroup {
     pub handlers: Mutex<Handlers>,
     /// ITIMER_REAL and POSIX timers (not inherited by fork).
     pub timers: Arc<crate::timer::Timers>,
+    /// Resource limits (inherited by fork: the parent copies them in).
+    pub limits: Mutex<crate::limits::Limits>,
     state: Mutex<GroupState>,
     /// Notified when a child of this group becomes a zombie, and when this
     /// group itself does (for whoever waits for the init process).
@@ -179,6 +181,7 @@ impl ThreadGroup {
             exit_signal,
             handlers: Mutex::new(handlers),
             timers: Arc::default(),
+            limits: Mutex::default(),
             state: Mutex::new(GroupState {
                 parent,
                 children: Vec::new(),

@@ -110,6 +110,8 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
             .map_or_else(std::sync::Weak::new, Arc::downgrade);
         let handlers = task.tg.handlers().clone();
         let tg = ThreadGroup::new(tid, weak, pgid, sid, (flags & CSIGNAL) as i32, handlers);
+        *tg.limits.lock().unwrap_or_else(|e| e.into_inner()) =
+            *task.tg.limits.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(parent) = parent {
             parent.lock().children.push(tg.clone());
         }

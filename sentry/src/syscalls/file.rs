@@ -1104,7 +1104,7 @@ pub fn dup3(task: &mut Task, a: [u64; 6]) -> SysResult {
 fn dup_to(task: &mut Task, file: Arc<File>, to: u64, cloexec: bool) -> SysResult {
     let slot = usize::try_from(to)
         .ok()
-        .filter(|&t| t < fs::MAX_FDS)
+        .filter(|&t| t < task.fds().limit())
         .ok_or(Errno::EBADF)?;
     task.fds().set(slot, file, cloexec);
     Ok(to)
@@ -1116,7 +1116,7 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
             let min = usize::try_from(a[2])
                 .ok()
-                .filter(|&m| m < fs::MAX_FDS)
+                .filter(|&m| m < task.fds().limit())
                 .ok_or(Errno::EINVAL)?;
             task.fds()
                 .insert(file, a[1] as i32 == libc::F_DUPFD_CLOEXEC, min)
