@@ -249,6 +249,10 @@ pub struct Task {
     pub(crate) alt_stack: AltStack,
     /// The mask to restore after rt_sigsuspend once a signal is taken.
     pub(crate) saved_mask: Option<u64>,
+    /// What `restart_syscall` resumes (Linux's restart_block): a relative
+    /// sleep a stop interrupted, as its deadline (None: never) and where
+    /// to write the time left.
+    pub(crate) restart_sleep: Option<(Option<std::time::Instant>, u64)>,
 }
 
 impl Task {
@@ -338,6 +342,7 @@ impl Task {
             vfork_done: None,
             alt_stack: AltStack::default(),
             saved_mask: None,
+            restart_sleep: None,
         })
     }
 

@@ -89,6 +89,7 @@ table! {
     __NR_dup(1) => file::dup,
     __NR_dup2(2) => file::dup2,
     __NR_pause(0) => signal::pause,
+    __NR_restart_syscall(0) => signal::restart_syscall,
     __NR_nanosleep(2) => signal::nanosleep,
     __NR_getitimer(2) => timer::getitimer,
     __NR_alarm(1) => timer::alarm,

@@ -189,18 +189,24 @@ pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 const RLIM_INFINITY: u64 = u64::MAX;
+const RLIMIT_CORE: u64 = 4;
 
 /// The limits of a new process, as Linux sets them for init's children.
+/// RLIMIT_CORE is the one the runtime was started with (upstream's
+/// `runsc/boot/limits.go` says infinity): it decides whether a
+/// core-dumping signal's status reports a dump, so a program sees the same
+/// status inside as outside under the same `ulimit -c`.
 pub(crate) fn default_rlimit(resource: u64) -> Option<(u64, u64)> {
     Some(match resource {
-        0..=2 | 4 | 5 | 9 | 10 => (RLIM_INFINITY, RLIM_INFINITY), // cpu fsize data core rss as locks
-        3 => (crate::loader::STACK_SIZE, RLIM_INFINITY),          // stack
-        6 => (63_704, 63_704),                                    // nproc
-        7 => (crate::fs::MAX_FDS as u64, 524_288),                // nofile
-        8 => (8 << 20, 8 << 20),                                  // memlock
-        11 => (63_704, 63_704),                                   // sigpending
-        12 => (819_200, 819_200),                                 // msgqueue
-        13..=15 => (0, 0),                                        // nice rtprio rttime
+        RLIMIT_CORE => host::getrlimit(libc::RLIMIT_CORE).unwrap_or((RLIM_INFINITY, RLIM_INFINITY)),
+        0..=2 | 5 | 9 | 10 => (RLIM_INFINITY, RLIM_INFINITY), // cpu fsize data rss as locks
+        3 => (crate::loader::STACK_SIZE, RLIM_INFINITY),      // stack
+        6 => (63_704, 63_704),                                // nproc
+        7 => (crate::fs::MAX_FDS as u64, 524_288),            // nofile
+        8 => (8 << 20, 8 << 20),                              // memlock
+        11 => (63_704, 63_704),                               // sigpending
+        12 => (819_200, 819_200),                             // msgqueue
+        13..=15 => (0, 0),                                    // nice rtprio rttime
         _ => return None,
     })
 }
@@ -212,8 +218,17 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
     b
 }
 
+/// The calling process's limit on `resource`: RLIMIT_CORE is its own
+/// (settable); the others are the defaults.
+fn rlimit(task: &Task, resource: u64) -> Option<(u64, u64)> {
+    if resource == RLIMIT_CORE {
+        return Some(task.tg.lock().core_limit);
+    }
+    default_rlimit(resource)
+}
+
 pub fn getrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let lim = default_rlimit(a[0]).ok_or(Errno::EINVAL)?;
+    let lim = rlimit(task, a[0]).ok_or(Errno::EINVAL)?;
     task.mm().copy_out(a[1], &rlimit_bytes(lim)).map(|()| 0)
 }
 
@@ -221,10 +236,24 @@ pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
     if a[0] != 0 && a[0] != task.tid as u64 && a[0] != task.tg.tgid as u64 {
         return Err(Errno::ESRCH);
     }
-    let lim = default_rlimit(a[1]).ok_or(Errno::EINVAL)?;
-    if a[2] != 0 {
-        // Limits are not enforced yet, so pretending to change one would be
-        // a lie: refuse as an unprivileged process would.
+    let lim = rlimit(task, a[1]).ok_or(Errno::EINVAL)?;
+    if a[2] != 0 && a[1] == RLIMIT_CORE {
+        // Honoured: it decides the core-dump bit of a fatal signal's
+        // status (no core file is ever written).
+        let mut b = [0u8; 16];
+        task.mm().copy_in(a[2], &mut b)?;
+        let cur = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let max = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        if cur > max {
+            return Err(Errno::EINVAL);
+        }
+        if max > lim.1 && !task.creds.privileged() {
+            return Err(Errno::EPERM);
+        }
+        task.tg.lock().core_limit = (cur, max);
+    } else if a[2] != 0 {
+        // Other limits are not enforced yet, so pretending to change one
+        // would be a lie: refuse as an unprivileged process would.
         tracing::info!("prlimit64: setting resource limits not supported: EPERM");
         return Err(Errno::EPERM);
     }
