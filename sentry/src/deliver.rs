@@ -4,6 +4,7 @@
 use platform::{FpState, SignalInfo};
 
 use crate::host;
+use crate::process;
 use crate::signal::{self, bit, Default_, Queued, SigAction, SIG_DFL, SIG_IGN};
 use crate::task::{ExitStatus, Task};
 
@@ -12,6 +13,13 @@ use crate::task::{ExitStatus, Task};
 pub(crate) const ERESTARTSYS: i32 = 512;
 pub(crate) const ERESTARTNOINTR: i32 = 513;
 pub(crate) const ERESTARTNOHAND: i32 = 514;
+/// Restart through `restart_syscall` with what the task saved (a sleep's
+/// deadline), unless a handler runs (then EINTR).
+pub(crate) const ERESTART_RESTARTBLOCK: i32 = 516;
+
+/// The smallest RLIMIT_CORE under which Linux writes an ELF core
+/// (binfmt_elf's `min_coredump`, one page).
+const MIN_COREDUMP: u64 = 4096;
 
 impl Task {
     /// The restart code the syscall that just returned left in rax, if any.
@@ -38,6 +46,14 @@ impl Task {
             None
         };
         loop {
+            if self.handle.stop_pending() {
+                // Another thread stopped the group: stop too.
+                self.group_stop(0);
+                if self.exit.is_some() || self.handle.is_killed() {
+                    return;
+                }
+                continue;
+            }
             let Some(q) = self.handle.signals().take() else {
                 break;
             };
@@ -47,14 +63,19 @@ impl Task {
                 SIG_DFL => match signal::default_action(q.sig) {
                     Default_::Ignore | Default_::Continue => continue,
                     Default_::Stop => {
-                        tracing::info!(
-                            "signal {}: job-control stops are not supported; ignored",
-                            q.sig
-                        );
+                        // SIGTSTP, SIGTTIN and SIGTTOU do nothing to an
+                        // orphaned process group; SIGSTOP always stops.
+                        if q.sig != signal::SIGSTOP && self.pgrp_orphaned() {
+                            continue;
+                        }
+                        self.group_stop(q.sig);
+                        if self.exit.is_some() || self.handle.is_killed() {
+                            return;
+                        }
                         continue;
                     }
                     Default_::Terminate | Default_::Core => {
-                        self.exit_group(ExitStatus::Signaled(q.sig));
+                        self.die_of(q.sig);
                         return;
                     }
                 },
@@ -72,7 +93,7 @@ impl Task {
                             "signal {}: cannot build the frame ({e:?}); killing with SIGSEGV",
                             q.sig
                         );
-                        self.exit_group(ExitStatus::Signaled(libc::SIGSEGV));
+                        self.die_of(libc::SIGSEGV);
                     }
                     return;
                 }
@@ -82,6 +103,9 @@ impl Task {
         if let Some(code) = restart {
             if code == ERESTARTNOHAND || code == ERESTARTSYS || code == ERESTARTNOINTR {
                 self.restart_syscall();
+            } else if code == ERESTART_RESTARTBLOCK {
+                self.restart_syscall();
+                self.state.regs.rax = libc::SYS_restart_syscall as u64;
             } else {
                 self.state.regs.rax = abi::Errno::EINTR.as_return();
             }
@@ -107,7 +131,7 @@ impl Task {
                 self.state.regs.rip
             );
             tracing::debug!("mappings at the fault:\n{}", self.mm().describe());
-            self.exit_group(ExitStatus::Signaled(sig));
+            self.die_of(sig);
             return;
         }
         let q = Queued {
@@ -115,7 +139,64 @@ impl Task {
             info: signal::fault_info(sig, info.code, info.addr),
         };
         if self.run_handler(&q, &action).is_err() {
-            self.exit_group(ExitStatus::Signaled(libc::SIGSEGV));
+            self.die_of(libc::SIGSEGV);
+        }
+    }
+
+    /// End the process by signal `sig`'s default action. Where that dumps
+    /// core, the status says a core was dumped when Linux would have
+    /// written one (RLIMIT_CORE of at least a page, a dumpable process);
+    /// no core file is written.
+    pub(crate) fn die_of(&mut self, sig: i32) {
+        {
+            let core_limit = self
+                .tg
+                .limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .soft(crate::limits::RLIMIT_CORE);
+            let mut st = self.tg.lock();
+            if st.exit_status.is_none() {
+                st.core_dumped = signal::default_action(sig) == Default_::Core
+                    && st.dumpable
+                    && core_limit >= MIN_COREDUMP;
+            }
+        }
+        self.exit_group(ExitStatus::Signaled(sig));
+    }
+
+    /// Whether this process's group is orphaned (job-control stops from
+    /// the terminal do nothing to it).
+    pub(crate) fn pgrp_orphaned(&self) -> bool {
+        let pgid = self.tg.lock().pgid;
+        process::orphaned_pgrp(&self.kernel.all_groups(), pgid)
+    }
+
+    /// Take part in a group stop (starting one with `sig`, a stop signal
+    /// just taken, or joining the one under way with 0) and stay stopped,
+    /// holding no lock, until SIGCONT or SIGKILL.
+    fn group_stop(&mut self, sig: i32) {
+        if !self.tg.stop_thread(&self.handle, sig, self.creds.ruid) {
+            return;
+        }
+        use std::sync::atomic::Ordering;
+        loop {
+            if self.handle.is_killed() {
+                return;
+            }
+            // SIGKILL ends a stopped process at once, before anything else
+            // pending runs.
+            if self.handle.signals().pending_set() & bit(signal::SIGKILL) != 0 {
+                self.handle.stopped.store(false, Ordering::SeqCst);
+                self.exit_group(ExitStatus::Signaled(signal::SIGKILL));
+                return;
+            }
+            if !self.handle.stopped.load(Ordering::SeqCst) {
+                // The SIGCONT that woke us is queued under this lock.
+                drop(self.tg.lock());
+                return;
+            }
+            self.handle.sleep_until_woken();
         }
     }
 

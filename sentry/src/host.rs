@@ -107,6 +107,17 @@ pub fn sysinfo() -> Result<libc::sysinfo, Errno> {
     Ok(info)
 }
 
+/// The Sentry's own limit on `resource` (soft, hard), as it inherited it.
+pub fn getrlimit(resource: u32) -> Result<(u64, u64), Errno> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the kernel writes one struct rlimit into `lim`.
+    check(unsafe { libc::getrlimit(resource, &mut lim) } as libc::c_long)?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
 /// A host pipe, both ends close-on-exec, with `flags` (O_NONBLOCK,
 /// O_DIRECT) added: (read end, write end).
 pub fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd), Errno> {

@@ -15,9 +15,9 @@
 mod deliver;
 mod filecache;
 mod fs;
-mod limits;
 mod futex;
 mod host;
+mod limits;
 mod loader;
 mod memfile;
 mod mm;

@@ -4,6 +4,7 @@
 /// The resources, by their numbers in `<sys/resource.h>`.
 pub const RLIMIT_DATA: usize = 2;
 pub const RLIMIT_STACK: usize = 3;
+pub const RLIMIT_CORE: usize = 4;
 pub const RLIMIT_NOFILE: usize = 7;
 pub const RLIMIT_AS: usize = 9;
 const COUNT: usize = 16;
@@ -22,6 +23,12 @@ impl Default for Limits {
     fn default() -> Self {
         let mut l = [(RLIM_INFINITY, RLIM_INFINITY); COUNT];
         l[RLIMIT_STACK] = (crate::loader::STACK_SIZE, RLIM_INFINITY);
+        // RLIMIT_CORE is the one the runtime was started with (upstream's
+        // runsc/boot/limits.go says infinity): it decides whether a
+        // core-dumping signal's status reports a dump, so a program sees
+        // the same status inside as outside under the same `ulimit -c`.
+        l[RLIMIT_CORE] =
+            crate::host::getrlimit(libc::RLIMIT_CORE).unwrap_or((RLIM_INFINITY, RLIM_INFINITY));
         l[6] = (63_704, 63_704); // nproc
         l[RLIMIT_NOFILE] = (crate::fs::MAX_FDS as u64, 524_288);
         l[8] = (8 << 20, 8 << 20); // memlock
@@ -83,7 +90,10 @@ mod tests {
     fn setting_follows_setrlimit_rules() {
         let mut l = Limits::default();
         assert_eq!(l.get(16), None);
-        assert_eq!(l.set(RLIMIT_AS as u64, (10, 5), true), Err(abi::Errno::EINVAL));
+        assert_eq!(
+            l.set(RLIMIT_AS as u64, (10, 5), true),
+            Err(abi::Errno::EINVAL)
+        );
         assert_eq!(l.set(RLIMIT_AS as u64, (1 << 30, 1 << 31), false), Ok(()));
         // Lowering is free; raising the hard limit needs the capability.
         assert_eq!(

@@ -545,15 +545,17 @@ pub struct StackInfo<'a> {
 /// and start anonymous mappings a further gap below it, like Linux.
 fn reserve_stack(mm: &mut MemoryManager) -> Result<u64, Errno> {
     let top = page_down(mm.max_addr() - PAGE_SIZE * 16 - (random_u64() % (1 << 16)) * PAGE_SIZE);
-    let bottom = top - STACK_SIZE;
-    mm.map_anonymous(
-        bottom,
-        STACK_SIZE,
-        true,
-        AccessType::READ_WRITE,
-        VmaKind::Stack,
-    )?;
-    mm.mmap_top = page_down(bottom - (random_u64() % (1 << 20)) * PAGE_SIZE - (1 << 30));
+    // Up to 8 MiB is reserved now; a larger RLIMIT_STACK lets the stack
+    // grow down further on demand. Linux keeps the mmap area at least
+    // RLIMIT_STACK (clamped to 128 MiB .. 5/6 of the space) below it;
+    // we keep at least 1 GiB.
+    let limit = mm.limits.stack.max(128 << 10);
+    let size = STACK_SIZE.min(page_down(limit));
+    let bottom = top - size;
+    mm.map_anonymous(bottom, size, true, AccessType::READ_WRITE, VmaKind::Stack)?;
+    mm.set_growsdown(bottom);
+    let gap = limit.clamp(1 << 30, mm.max_addr() / 6 * 5);
+    mm.mmap_top = page_down(bottom - (random_u64() % (1 << 20)) * PAGE_SIZE - gap);
     Ok(top)
 }
 

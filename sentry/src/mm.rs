@@ -604,6 +604,19 @@ impl MemoryManager {
         }
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
         self.check_covered(addr, end)?;
+        if access.write {
+            // Memory becoming private and writable counts as data now.
+            let newly_data: u64 = self
+                .vmas
+                .range(..end)
+                .filter(|(_, v)| v.end > addr)
+                .filter(|(_, v)| v.shared.is_none() && !v.access.write && v.kind != VmaKind::Stack)
+                .map(|(&s, v)| v.end.min(end) - s.max(addr))
+                .sum();
+            if newly_data > 0 {
+                self.charge(None, newly_data, true)?;
+            }
+        }
         self.split_at(addr);
         self.split_at(end);
         // The host mapping follows on the next fault.

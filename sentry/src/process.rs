@@ -40,6 +40,11 @@ pub(crate) struct TaskHandle {
     /// A host eventfd that turns readable when the task is signalled or
     /// killed, so waits on host descriptors end at once.
     pub wake_fd: Option<std::os::fd::OwnedFd>,
+    /// Job control, changed under the group's lock (Linux's
+    /// JOBCTL_STOP_PENDING): the task must take part in its group's stop.
+    pub stop_pending: AtomicBool,
+    /// The task has stopped and waits for SIGCONT (JOBCTL_STOPPED).
+    pub stopped: AtomicBool,
 }
 
 /// The parts of a task that other tasks read through procfs.
@@ -72,6 +77,8 @@ impl TaskHandle {
             wake: Condvar::new(),
             view: Mutex::new(None),
             wake_fd: crate::host::eventfd(0, libc::EFD_NONBLOCK).ok(),
+            stop_pending: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -110,9 +117,41 @@ impl TaskHandle {
         }
     }
 
-    /// Whether a blocking call should end: killed, or a signal to take.
+    /// Whether a blocking call should end: killed, a signal to take, or a
+    /// group stop to take part in.
     pub fn interrupted(&self) -> bool {
-        self.is_killed() || self.signals().deliverable()
+        self.is_killed() || self.stop_pending() || self.signals().deliverable()
+    }
+
+    pub fn stop_pending(&self) -> bool {
+        self.stop_pending.load(Ordering::SeqCst)
+    }
+
+    /// Get the task out of application code or a blocking wait to look at
+    /// its job-control state.
+    fn wake_up(&self) {
+        self.nudge();
+        self.wake.notify_all();
+        self.interrupter.interrupt();
+    }
+
+    /// Sleep on the wake eventfd until something is posted to the task
+    /// (the caller rechecks what it waits for; no lock is held).
+    pub fn sleep_until_woken(&self) {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = &self.wake_fd else {
+            std::thread::sleep(KILL_POLL);
+            return;
+        };
+        let mut p = [libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // Every waker makes the eventfd readable after changing what the
+        // caller checks, so an unbounded wait misses nothing.
+        let _ = crate::host::poll(&mut p, -1);
+        self.drain_wake();
     }
 
     pub fn kill(&self) {
@@ -149,6 +188,63 @@ pub(crate) struct GroupState {
     pub no_new_privs: bool,
     pub pgid: i32,
     pub sid: i32,
+    pub jobctl: JobControl,
+    /// The fatal signal's default action dumped core (WCOREDUMP). No core
+    /// file is ever written: only the status says so, as the same process
+    /// would report natively under the same RLIMIT_CORE.
+    pub core_dumped: bool,
+}
+
+/// Linux's group stop (kernel/signal.c, `do_signal_stop` and
+/// `prepare_signal`): what the process's threads and its parent's waits
+/// see of stops and continues.
+#[derive(Default)]
+pub(crate) struct JobControl {
+    /// Threads yet to stop in the group stop under way (group_stop_count).
+    pub stopping: usize,
+    /// Every thread has stopped (SIGNAL_STOP_STOPPED).
+    pub stopped: bool,
+    /// The stop signal a WUNTRACED wait has yet to report (group_exit_code;
+    /// 0 once reported).
+    pub stop_signal: i32,
+    /// A continue a WCONTINUED wait has yet to report
+    /// (SIGNAL_STOP_CONTINUED).
+    pub continued: bool,
+}
+
+/// SIGCONT and the stop signals, which act when generated.
+fn job_control(sig: i32) -> bool {
+    sig == signal::SIGCONT || signal::bit(sig) & signal::STOP_SIGNALS != 0
+}
+
+/// si_code of SIGCHLD for a stop and a continue.
+pub(crate) const CLD_STOPPED: i32 = 5;
+pub(crate) const CLD_CONTINUED: i32 = 6;
+
+/// Whether process group `pgid` is orphaned (POSIX; Linux's
+/// `will_become_orphaned_pgrp`): no live member has a parent in another
+/// group of the same session. `groups` are every process of the sandbox.
+pub(crate) fn orphaned_pgrp(groups: &[Arc<ThreadGroup>], pgid: i32) -> bool {
+    for g in groups {
+        let (member, zombie, sid, parent) = {
+            let st = g.lock();
+            (st.pgid == pgid, st.zombie, st.sid, st.parent.upgrade())
+        };
+        if !member || zombie {
+            continue;
+        }
+        // The sandbox's first process has its parent outside: like a child
+        // of Linux's init, it keeps no group from being orphaned.
+        let Some(parent) = parent else { continue };
+        let (ppgid, psid) = {
+            let st = parent.lock();
+            (st.pgid, st.sid)
+        };
+        if ppgid != pgid && psid == sid {
+            return false;
+        }
+    }
+    true
 }
 
 pub(crate) struct ThreadGroup {
@@ -193,6 +289,8 @@ impl ThreadGroup {
                 no_new_privs: false,
                 pgid,
                 sid,
+                jobctl: JobControl::default(),
+                core_dumped: false,
             }),
             changed: Condvar::new(),
         })
@@ -207,18 +305,28 @@ impl ThreadGroup {
     /// dropped, as Linux does at generation time. Returns false if the
     /// group has no threads left.
     pub fn post(&self, q: Queued) -> bool {
-        let action = self.handlers().get(q.sig);
-        let ignored = action.handler == signal::SIG_IGN
-            || (action.handler == signal::SIG_DFL
-                && signal::default_action(q.sig) == signal::Default_::Ignore);
-        let target = {
+        if !job_control(q.sig) {
             let st = self.lock();
-            st.threads
-                .iter()
-                .find(|t| t.signals().mask & signal::bit(q.sig) == 0)
-                .or(st.threads.first())
-                .cloned()
-        };
+            return self.queue(&st, q);
+        }
+        // Under the same locks as the generation-time effects, so a task
+        // that SIGCONT wakes finds the signal queued.
+        self.with_parent(|st, parent| {
+            self.prepare(q.sig, st, parent);
+            self.queue(st, q)
+        })
+    }
+
+    /// [`ThreadGroup::post`] after generation-time effects, with this
+    /// group's state locked.
+    fn queue(&self, st: &GroupState, q: Queued) -> bool {
+        let action = self.handlers().get(q.sig);
+        let ignored = signal::ignored(&action, q.sig);
+        let target = st
+            .threads
+            .iter()
+            .find(|t| t.signals().mask & signal::bit(q.sig) == 0)
+            .or(st.threads.first());
         match target {
             Some(t) => {
                 // A blocked signal is never ignored at generation: its
@@ -232,6 +340,190 @@ impl ThreadGroup {
             }
             None => false,
         }
+    }
+
+    /// Run `f` with this group's parent (if any) and then this group
+    /// locked, the order waits take them in: a change of state and the
+    /// SIGCHLD that tells of it reach the parent's waits together.
+    fn with_parent<R>(
+        &self,
+        f: impl FnOnce(&mut GroupState, Option<(&ThreadGroup, &mut GroupState)>) -> R,
+    ) -> R {
+        loop {
+            let parent = self.parent();
+            let mut pst = parent.as_ref().map(|p| p.lock());
+            let mut st = self.lock();
+            let now = st.parent.upgrade();
+            let same = match (&parent, &now) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if !same {
+                // Reparented meanwhile: lock the new parent instead.
+                continue;
+            }
+            let r = f(&mut st, parent.as_deref().zip(pst.as_deref_mut()));
+            drop(st);
+            drop(pst);
+            if let Some(p) = &parent {
+                p.changed.notify_all();
+            }
+            return r;
+        }
+    }
+
+    /// Queue a thread-directed signal (tgkill), with the same generation
+    /// rules as [`ThreadGroup::post`].
+    pub fn post_thread(&self, t: &TaskHandle, q: Queued) {
+        self.with_parent(|st, parent| {
+            self.prepare(q.sig, st, parent);
+            let action = self.handlers().get(q.sig);
+            let blocked = t.signals().mask & signal::bit(q.sig) != 0;
+            if !signal::ignored(&action, q.sig) || blocked || q.sig == signal::SIGKILL {
+                t.post(q);
+            }
+        })
+    }
+
+    /// What generating `sig` does before it is queued (Linux's
+    /// `prepare_signal`): a stop signal discards a pending SIGCONT; SIGCONT
+    /// discards pending stop signals and resumes a stopped or stopping
+    /// group, whether or not it is blocked, caught or ignored, and the
+    /// parent hears of it.
+    fn prepare(
+        &self,
+        sig: i32,
+        st: &mut GroupState,
+        parent: Option<(&ThreadGroup, &mut GroupState)>,
+    ) {
+        if !job_control(sig) {
+            return;
+        }
+        {
+            if st.zombie || st.exit_status.is_some() {
+                return;
+            }
+            if sig != signal::SIGCONT {
+                for t in &st.threads {
+                    t.signals().discard(signal::SIGCONT);
+                }
+                return;
+            }
+            for t in &st.threads {
+                {
+                    let mut s = t.signals();
+                    s.pending
+                        .retain(|q| signal::bit(q.sig) & signal::STOP_SIGNALS == 0);
+                    s.stop_dequeued = false;
+                }
+                t.stop_pending.store(false, Ordering::SeqCst);
+                if t.stopped.swap(false, Ordering::SeqCst) {
+                    t.wake_up();
+                }
+            }
+            // A stop still under way counts as finished and then continued;
+            // SIGCHLD does not queue, so only the stop is reported (as
+            // Linux does, with the stop signal already cleared).
+            let (code, status) = if st.jobctl.stopped {
+                (CLD_CONTINUED, signal::SIGCONT)
+            } else if st.jobctl.stopping > 0 {
+                (CLD_STOPPED, 0)
+            } else {
+                return;
+            };
+            st.jobctl = JobControl {
+                continued: true,
+                ..JobControl::default()
+            };
+            let uid = st
+                .threads
+                .first()
+                .and_then(|t| t.view())
+                .map_or(0, |v| v.creds.ruid);
+            self.tell_parent_stop(parent, code, status, uid);
+        }
+    }
+
+    /// Tell the parent (locked) this process stopped or continued (Linux's
+    /// `do_notify_parent_cldstop`): SIGCHLD, unless its SIGCHLD action is
+    /// ignored or has SA_NOCLDSTOP; its waiters wake either way (when
+    /// [`ThreadGroup::with_parent`] returns).
+    fn tell_parent_stop(
+        &self,
+        parent: Option<(&ThreadGroup, &mut GroupState)>,
+        code: i32,
+        status: i32,
+        uid: u32,
+    ) {
+        let Some((parent, pst)) = parent else {
+            return;
+        };
+        let action = parent.handlers().get(signal::SIGCHLD);
+        if action.handler == signal::SIG_IGN || action.flags & signal::SA_NOCLDSTOP != 0 {
+            return;
+        }
+        let mut info = signal::user_info(signal::SIGCHLD, code, self.tgid, uid);
+        info[24..28].copy_from_slice(&status.to_le_bytes());
+        parent.queue(
+            pst,
+            Queued {
+                sig: signal::SIGCHLD,
+                info,
+            },
+        );
+    }
+
+    /// Thread `t` (of a task with real uid `uid`) takes part in the group
+    /// stop, starting one with `sig`, a stop signal it took for delivery,
+    /// if none is under way; the last thread to stop tells the parent.
+    /// Returns whether `t` is now stopped.
+    pub fn stop_thread(&self, t: &TaskHandle, sig: i32, uid: u32) -> bool {
+        self.with_parent(|st, parent| {
+            if !t.stop_pending() {
+                if sig == 0 {
+                    return false;
+                }
+                // A SIGCONT since the signal was taken, or an exit, cancels
+                // it.
+                let dequeued = std::mem::take(&mut t.signals().stop_dequeued);
+                if !dequeued || st.exit_status.is_some() || t.is_killed() {
+                    return false;
+                }
+                if !st.jobctl.stopped {
+                    st.jobctl.stop_signal = sig;
+                }
+                st.jobctl.stopping = 0;
+                for other in &st.threads {
+                    if other.stopped.load(Ordering::SeqCst) || other.is_killed() {
+                        continue;
+                    }
+                    other.stop_pending.store(true, Ordering::SeqCst);
+                    st.jobctl.stopping += 1;
+                    if other.tid != t.tid {
+                        other.wake_up();
+                    }
+                }
+            }
+            t.stop_pending.store(false, Ordering::SeqCst);
+            t.stopped.store(true, Ordering::SeqCst);
+            if let Some(stop_sig) = self.participated(st) {
+                self.tell_parent_stop(parent, CLD_STOPPED, stop_sig, uid);
+            }
+            true
+        })
+    }
+
+    /// One thread has stopped (or exited) for the group stop; the last
+    /// completes it. Returns the stop signal to report to the parent.
+    fn participated(&self, st: &mut GroupState) -> Option<i32> {
+        st.jobctl.stopping = st.jobctl.stopping.saturating_sub(1);
+        if st.jobctl.stopping > 0 || st.jobctl.stopped {
+            return None;
+        }
+        st.jobctl.stopped = true;
+        st.jobctl.continued = false;
+        Some(st.jobctl.stop_signal)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, GroupState> {
@@ -257,24 +549,34 @@ impl ThreadGroup {
     /// sandbox's PID 1), which reaps them, and each gets its parent-death
     /// signal if it asked for one.
     pub fn thread_exited(&self, tid: i32, status: ExitStatus, init: Option<Arc<ThreadGroup>>) {
-        let (parent, status, children) = {
-            let mut st = self.lock();
+        let last = self.with_parent(|st, parent| {
+            // A thread that exits instead of stopping still completes the
+            // group stop (Linux's exit_signals).
+            let was_stopping = st
+                .threads
+                .iter()
+                .find(|t| t.tid == tid)
+                .is_some_and(|t| t.stop_pending.swap(false, Ordering::SeqCst));
             st.threads.retain(|t| t.tid != tid);
             if !st.threads.is_empty() {
-                return;
+                if was_stopping && st.exit_status.is_none() {
+                    if let Some(sig) = self.participated(st) {
+                        self.tell_parent_stop(parent, CLD_STOPPED, sig, 0);
+                    }
+                }
+                return None;
             }
-            let status = *st.exit_status.get_or_insert(status);
-            st.zombie = true;
-            (
-                st.parent.upgrade(),
-                status,
+            Some((
+                *st.exit_status.get_or_insert(status),
                 std::mem::take(&mut st.children),
-            )
+            ))
+        });
+        let Some((status, children)) = last else {
+            return;
         };
         // A process's record locks die with it (before its parent can see
         // it gone).
         vfs::lock::table().release_all(vfs::lock::Owner::Process(self.tgid));
-        self.changed.notify_all();
         let init = init.filter(|i| i.tgid != self.tgid);
         for child in children {
             let (zombie, pdeath) = {
@@ -295,39 +597,47 @@ impl ThreadGroup {
                 }
             }
         }
-        if let Some(parent) = parent {
-            self.notify_parent(&parent, status);
-        }
+        self.with_parent(|st, parent| {
+            st.zombie = true;
+            if let Some((parent, pst)) = parent {
+                self.tell_parent_exit(parent, pst, status, st.core_dumped);
+            }
+        });
+        self.changed.notify_all();
     }
 
-    /// Tell the parent this process ended: SIGCHLD (or the clone's exit
-    /// signal), or immediate reaping if the parent ignores SIGCHLD.
-    fn notify_parent(self: &ThreadGroup, parent: &ThreadGroup, status: ExitStatus) {
+    /// Tell the parent (locked) this process ended: SIGCHLD (or the
+    /// clone's exit signal), or immediate reaping if the parent ignores
+    /// SIGCHLD.
+    fn tell_parent_exit(
+        &self,
+        parent: &ThreadGroup,
+        pst: &mut GroupState,
+        status: ExitStatus,
+        dumped: bool,
+    ) {
         let action = parent.handlers().get(signal::SIGCHLD);
-        let autoreap =
-            action.handler == signal::SIG_IGN || action.flags & signal::SA_NOCLDWAIT != 0;
-        {
-            // Under the parent's lock, so a waiter between its scan and its
-            // sleep cannot miss this.
-            let mut st = parent.lock();
-            if autoreap {
-                st.children.retain(|c| c.tgid != self.tgid);
-            }
+        if action.handler == signal::SIG_IGN || action.flags & signal::SA_NOCLDWAIT != 0 {
+            pst.children.retain(|c| c.tgid != self.tgid);
         }
-        parent.changed.notify_all();
         if self.exit_signal > 0 {
             const CLD_EXITED: i32 = 1;
             const CLD_KILLED: i32 = 2;
+            const CLD_DUMPED: i32 = 3;
             let (code, value) = match status {
                 ExitStatus::Exited(c) => (CLD_EXITED, c & 0xff),
+                ExitStatus::Signaled(s) if dumped => (CLD_DUMPED, s),
                 ExitStatus::Signaled(s) => (CLD_KILLED, s),
             };
             let mut info = signal::user_info(self.exit_signal, code, self.tgid, 0);
             info[24..28].copy_from_slice(&value.to_le_bytes());
-            parent.post(Queued {
-                sig: self.exit_signal,
-                info,
-            });
+            parent.queue(
+                pst,
+                Queued {
+                    sig: self.exit_signal,
+                    info,
+                },
+            );
         }
     }
 

@@ -575,9 +575,11 @@ fn pid_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<
         Ok(v.mm.lock().unwrap_or_else(|e| e.into_inner()).proc_maps())
     });
     text!("limits", |_k: &Weak<Kernel>,
-                     _g: &Arc<ThreadGroup>,
+                     g: &Arc<ThreadGroup>,
                      _v: &TaskView,
-                     _t: i32| Ok(limits()));
+                     _t: i32| {
+        Ok(limits(&g.limits.lock().unwrap_or_else(|e| e.into_inner())))
+    });
     text!("mounts", |k: &Weak<Kernel>,
                      _g: &Arc<ThreadGroup>,
                      v: &TaskView,
@@ -877,8 +879,7 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
     s
 }
 
-fn limits() -> String {
-    use crate::syscalls::process::default_rlimit;
+fn limits(l: &crate::limits::Limits) -> String {
     const NAMES: [(&str, &str); 16] = [
         ("Max cpu time", "seconds"),
         ("Max file size", "bytes"),
@@ -909,7 +910,7 @@ fn limits() -> String {
         "Limit", "Soft Limit", "Hard Limit", "Units"
     );
     for (i, (name, unit)) in NAMES.iter().enumerate() {
-        let (soft, hard) = default_rlimit(i as u64).unwrap_or((0, 0));
+        let (soft, hard) = l.get(i as u64).unwrap_or((0, 0));
         let _ = writeln!(
             s,
             "{name:<25} {:<20} {:<20} {unit:<10}",

@@ -8,12 +8,14 @@ use platform::ArchState;
 
 pub const SIGKILL: i32 = 9;
 pub const SIGSTOP: i32 = 19;
+pub const SIGCONT: i32 = 18;
 pub const SIGCHLD: i32 = 17;
 pub const SIGPIPE: i32 = 13;
 
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 
+pub const SA_NOCLDSTOP: u64 = 0x1;
 pub const SA_NOCLDWAIT: u64 = 0x2;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTART: u64 = 0x1000_0000;
@@ -30,6 +32,10 @@ pub fn bit(sig: i32) -> u64 {
 
 /// Signals that can be neither blocked, caught nor ignored.
 pub const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+
+/// SIGSTOP, SIGTSTP, SIGTTIN and SIGTTOU: the signals whose default action
+/// stops the process.
+pub const STOP_SIGNALS: u64 = 0b1111 << (SIGSTOP - 1);
 
 /// `struct kernel_sigaction`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +119,16 @@ pub fn default_action(sig: i32) -> Default_ {
     }
 }
 
+/// Whether `sig` is dropped when generated under `action` (Linux's
+/// `sig_handler_ignored`): SIG_IGN, or the default for a signal whose
+/// default does nothing to a running process (SIGCONT's resuming happens at
+/// generation, whatever its disposition).
+pub fn ignored(action: &SigAction, sig: i32) -> bool {
+    action.handler == SIG_IGN
+        || (action.handler == SIG_DFL
+            && matches!(default_action(sig), Default_::Ignore | Default_::Continue))
+}
+
 /// A queued signal with its `siginfo_t` bytes.
 #[derive(Clone, Debug)]
 pub struct Queued {
@@ -145,6 +161,9 @@ pub fn fault_info(sig: i32, code: i32, addr: u64) -> [u8; 128] {
 pub struct ThreadSignals {
     pub mask: u64,
     pub pending: VecDeque<Queued>,
+    /// A stop signal was taken for delivery and no SIGCONT came since
+    /// (Linux's JOBCTL_STOP_DEQUEUED): a stop may still begin.
+    pub stop_dequeued: bool,
 }
 
 impl ThreadSignals {
@@ -186,6 +205,9 @@ impl ThreadSignals {
         }
         let sig = ready.trailing_zeros() as i32 + 1;
         let i = self.pending.iter().position(|q| q.sig == sig)?;
+        if bit(sig) & STOP_SIGNALS != 0 {
+            self.stop_dequeued = true;
+        }
         self.pending.remove(i)
     }
 

@@ -255,6 +255,10 @@ pub struct Task {
     pub(crate) alt_stack: AltStack,
     /// The mask to restore after rt_sigsuspend once a signal is taken.
     pub(crate) saved_mask: Option<u64>,
+    /// What `restart_syscall` resumes (Linux's restart_block): a relative
+    /// sleep a stop interrupted, as its deadline (None: never) and where
+    /// to write the time left.
+    pub(crate) restart_sleep: Option<(Option<std::time::Instant>, u64)>,
 }
 
 impl Task {
@@ -305,8 +309,8 @@ impl Task {
             &path,
             spec.argv.clone(),
             &spec.envv,
-            spec.uid,
-            spec.gid,
+            (spec.uid, spec.gid),
+            crate::mm::MemoryLimits::of(&crate::limits::Limits::default()),
         )
         .map_err(|(errno, why)| StartError::Load {
             path: path.clone(),
@@ -344,6 +348,7 @@ impl Task {
             vfork_done: None,
             alt_stack: AltStack::default(),
             saved_mask: None,
+            restart_sleep: None,
         })
     }
 
@@ -536,8 +541,8 @@ fn load_image(
     path: &str,
     argv: Vec<String>,
     envv: &[String],
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
+    limits: crate::mm::MemoryLimits,
 ) -> Result<(MemoryManager, ArchState), (Errno, &'static str)> {
     let space = kernel.platform.new_address_space().map_err(|e| {
         tracing::error!("creating an address space: {e}");
@@ -549,6 +554,7 @@ fn load_image(
         kernel.platform.min_user_address(),
         kernel.platform.max_user_address(),
     );
+    mm.limits = limits;
     let creds = vfs::Creds {
         uid,
         gid,
@@ -597,8 +603,8 @@ impl Task {
             path,
             argv,
             envv,
-            self.creds.euid,
-            self.creds.egid,
+            (self.creds.euid, self.creds.egid),
+            crate::mm::MemoryLimits::of(&self.tg.limits.lock().unwrap_or_else(|e| e.into_inner())),
         )
         .map_err(|(e, why)| {
             tracing::debug!("execve {path:?}: {why}: {e:?}");

@@ -118,7 +118,18 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         kernel.register_group(&tg);
         tg
     };
-    tg.lock().threads.push(handle.clone());
+    {
+        let mut st = tg.lock();
+        // A thread created while its group is stopping stops too (Linux's
+        // task_join_group_stop).
+        if flags & CLONE_THREAD != 0 && task.handle.stop_pending() {
+            handle
+                .stop_pending
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            st.jobctl.stopping += 1;
+        }
+        st.threads.push(handle.clone());
+    }
 
     let mut state = task.state.clone();
     state.regs.rax = 0;
@@ -166,6 +177,7 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
             task.alt_stack
         },
         saved_mask: None,
+        restart_sleep: None,
     };
     Task::spawn(child)?;
     if flags & CLONE_VFORK != 0 {
@@ -258,15 +270,56 @@ fn selects(pid: i64, parent_pgid: i32, child: &ThreadGroup) -> bool {
     }
 }
 
-/// Find a child selected by `pid` that has exited; reap it unless
-/// `keep`. `Ok(None)` when there are matching children but none has exited
-/// and `nohang`; ECHILD when no child matches.
-fn wait_child(
-    task: &Task,
-    pid: i64,
+/// What a wait call asks for (wait4 always includes exits).
+#[derive(Clone, Copy)]
+struct WaitFor {
+    exited: bool,
+    stopped: bool,
+    continued: bool,
     nohang: bool,
+    /// Leave the event to be reported again (waitid's WNOWAIT).
     keep: bool,
-) -> Result<Option<(i32, ExitStatus)>, Errno> {
+}
+
+/// A child's state change that a wait reports.
+#[derive(Clone, Copy)]
+enum Event {
+    /// It ended; the bool says its status reports a core dump.
+    Exited(ExitStatus, bool),
+    /// It stopped with this signal.
+    Stopped(i32),
+    Continued,
+}
+
+/// What `child` has to report to a wait for `w`, consuming it unless
+/// `w.keep` (Linux's wait_consider_task: exit, then stop, then continue).
+fn event_of(child: &ThreadGroup, w: WaitFor) -> Option<Event> {
+    let mut c = child.lock();
+    if c.zombie {
+        let status = c.exit_status.unwrap_or(ExitStatus::Exited(0));
+        return w.exited.then_some(Event::Exited(status, c.core_dumped));
+    }
+    let jc = &mut c.jobctl;
+    if w.stopped && jc.stopped && jc.stop_signal != 0 {
+        let sig = jc.stop_signal;
+        if !w.keep {
+            jc.stop_signal = 0;
+        }
+        return Some(Event::Stopped(sig));
+    }
+    if w.continued && jc.continued {
+        if !w.keep {
+            jc.continued = false;
+        }
+        return Some(Event::Continued);
+    }
+    None
+}
+
+/// Find a child selected by `pid` with an event `w` asks for; reap an
+/// exited one unless `w.keep`. `Ok(None)` when there are matching children
+/// but none has an event and `w.nohang`; ECHILD when no child matches.
+fn wait_child(task: &Task, pid: i64, w: WaitFor) -> Result<Option<(i32, Event)>, Errno> {
     let mut st = task.tg.lock();
     loop {
         let pgid = st.pgid;
@@ -281,23 +334,17 @@ fn wait_child(
             return Err(Errno::ECHILD);
         }
         for &i in &matching {
-            let (zombie, status) = {
-                let c = st.children[i].lock();
-                (c.zombie, c.exit_status)
+            let Some(event) = event_of(&st.children[i], w) else {
+                continue;
             };
-            if zombie {
-                let child = if keep {
-                    st.children[i].clone()
-                } else {
-                    st.children.remove(i)
-                };
-                if !keep {
-                    task.kernel.unregister_group(child.tgid);
-                }
-                return Ok(Some((child.tgid, status.unwrap_or(ExitStatus::Exited(0)))));
+            let tgid = st.children[i].tgid;
+            if matches!(event, Event::Exited(..)) && !w.keep {
+                st.children.remove(i);
+                task.kernel.unregister_group(tgid);
             }
+            return Ok(Some((tgid, event)));
         }
-        if nohang {
+        if w.nohang {
             return Ok(None);
         }
         if task.handle.interrupted() {
@@ -313,10 +360,14 @@ fn wait_child(
 }
 
 /// The wait status word wait4 reports.
-fn wait_status(status: ExitStatus) -> u32 {
-    match status {
-        ExitStatus::Exited(code) => ((code & 0xff) as u32) << 8,
-        ExitStatus::Signaled(sig) => (sig & 0x7f) as u32,
+fn wait_status(event: Event) -> u32 {
+    match event {
+        Event::Exited(ExitStatus::Exited(code), _) => ((code & 0xff) as u32) << 8,
+        Event::Exited(ExitStatus::Signaled(sig), core) => {
+            (sig & 0x7f) as u32 | if core { 0x80 } else { 0 }
+        }
+        Event::Stopped(sig) => ((sig & 0xff) as u32) << 8 | 0x7f,
+        Event::Continued => 0xffff,
     }
 }
 
@@ -334,14 +385,19 @@ pub fn wait4(task: &mut Task, a: [u64; 6]) -> SysResult {
     if pid == i64::from(i32::MIN) {
         return Err(Errno::ESRCH);
     }
-    // Nothing stops or continues yet (no job control), so WUNTRACED and
-    // WCONTINUED never match.
-    let Some((child, status)) = wait_child(task, pid, options & WNOHANG != 0, false)? else {
+    let w = WaitFor {
+        exited: true,
+        stopped: options & WUNTRACED != 0,
+        continued: options & WCONTINUED != 0,
+        nohang: options & WNOHANG != 0,
+        keep: false,
+    };
+    let Some((child, event)) = wait_child(task, pid, w)? else {
         return Ok(0);
     };
     if status_addr != 0 {
         task.mm()
-            .copy_out(status_addr, &wait_status(status).to_le_bytes())?;
+            .copy_out(status_addr, &wait_status(event).to_le_bytes())?;
     }
     if rusage != 0 {
         // struct rusage: resource accounting is not kept yet.
@@ -372,19 +428,25 @@ pub fn waitid(task: &mut Task, a: [u64; 6]) -> SysResult {
         _ => return Err(Errno::EINVAL),
     };
     let pid = if idtype == P_PGID && id == 0 { 0 } else { pid };
-    let found = if options & WEXITED != 0 {
-        wait_child(task, pid, options & WNOHANG != 0, options & WNOWAIT != 0)?
-    } else {
-        // Only stop/continue events were asked for, which never happen yet.
-        wait_child(task, pid, true, true)?.and(None)
+    let w = WaitFor {
+        exited: options & WEXITED != 0,
+        stopped: options & WSTOPPED != 0,
+        continued: options & WCONTINUED != 0,
+        nohang: options & WNOHANG != 0,
+        keep: options & WNOWAIT != 0,
     };
+    let found = wait_child(task, pid, w)?;
     let mut info = [0u8; 128];
-    if let Some((child, status)) = found {
+    if let Some((child, event)) = found {
         const CLD_EXITED: i32 = 1;
         const CLD_KILLED: i32 = 2;
-        let (code, value) = match status {
-            ExitStatus::Exited(c) => (CLD_EXITED, c & 0xff),
-            ExitStatus::Signaled(s) => (CLD_KILLED, s),
+        const CLD_DUMPED: i32 = 3;
+        let (code, value) = match event {
+            Event::Exited(ExitStatus::Exited(c), _) => (CLD_EXITED, c & 0xff),
+            Event::Exited(ExitStatus::Signaled(s), false) => (CLD_KILLED, s),
+            Event::Exited(ExitStatus::Signaled(s), true) => (CLD_DUMPED, s),
+            Event::Stopped(s) => (crate::process::CLD_STOPPED, s),
+            Event::Continued => (crate::process::CLD_CONTINUED, libc::SIGCONT),
         };
         info[0..4].copy_from_slice(&libc::SIGCHLD.to_le_bytes());
         info[8..12].copy_from_slice(&code.to_le_bytes());

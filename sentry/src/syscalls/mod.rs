@@ -222,7 +222,7 @@ table! {
     __NR_lchown(Path, Hex, Hex) full => path::lchown;
     __NR_umask(Hex) full => creds::umask;
     __NR_gettimeofday(Timeval, Hex) full => process::gettimeofday;
-    __NR_getrlimit(Hex, Hex) partial("default limits only") => process::getrlimit;
+    __NR_getrlimit(Hex, Hex) full => process::getrlimit;
     __NR_getrusage(Hex, Hex) none;
     __NR_sysinfo(Hex) full => process::sysinfo;
     __NR_times(Hex) none;
@@ -285,7 +285,7 @@ table! {
     __NR_prctl(Hex, Hex, Hex, Hex, Hex) partial("PDEATHSIG, DUMPABLE, NO_NEW_PRIVS and NAME only") => process::prctl;
     __NR_arch_prctl(Hex, Hex) partial("ARCH_SET_FS/GS and ARCH_GET_FS/GS only") => process::arch_prctl;
     __NR_adjtimex(Hex) none;
-    __NR_setrlimit(Hex, Hex) none;
+    __NR_setrlimit(Hex, Hex) partial("enforced and settable: AS, DATA, STACK, NOFILE, CORE (status bit only), RSS, MEMLOCK; others EPERM") => process::setrlimit;
     __NR_chroot(Path) full => file::chroot;
     __NR_sync() full => path::sync;
     __NR_acct(Hex) none;
@@ -344,7 +344,7 @@ table! {
     __NR_remap_file_pages(Hex, Hex, Hex, Hex, Hex) none;
     __NR_getdents64(Fd, Hex, Hex) full => file::getdents64;
     __NR_set_tid_address(Hex) full => process::set_tid_address;
-    __NR_restart_syscall() none;
+    __NR_restart_syscall() full => signal::restart_syscall;
     __NR_semtimedop(Hex, Hex, Hex, Hex) none;
     __NR_fadvise64(Fd, Hex, Hex, Hex) full => file::fadvise64;
     __NR_timer_create(Hex, Hex, Hex) partial("CLOCK_REALTIME, CLOCK_MONOTONIC and CLOCK_BOOTTIME only") => timer::timer_create;
@@ -427,7 +427,7 @@ table! {
     __NR_recvmmsg(Fd, Hex, Hex, Hex, Hex) full => socket::recvmmsg;
     __NR_fanotify_init(Hex, Hex) none;
     __NR_fanotify_mark(Hex, Hex, Hex, Hex, Hex) none;
-    __NR_prlimit64(Hex, Hex, Hex, Hex) partial("default limits; setting one returns EPERM") => process::prlimit64;
+    __NR_prlimit64(Hex, Hex, Hex, Hex) partial("enforced and settable: AS, DATA, STACK, NOFILE, CORE (status bit only), RSS, MEMLOCK; others EPERM") => process::prlimit64;
     __NR_name_to_handle_at(Fd, Hex, Hex, Hex, Hex) none;
     __NR_open_by_handle_at(Fd, Hex, Hex) none;
     __NR_clock_adjtime(Hex, Hex) none;

@@ -3,7 +3,11 @@
 use abi::Errno;
 
 use super::SysResult;
+use std::sync::Arc;
+
 use crate::host;
+use crate::limits;
+use crate::process::ThreadGroup;
 use crate::task::{ExitStatus, Task};
 
 pub fn exit(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -188,23 +192,6 @@ pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
 }
 
-const RLIM_INFINITY: u64 = u64::MAX;
-
-/// The limits of a new process, as Linux sets them for init's children.
-pub(crate) fn default_rlimit(resource: u64) -> Option<(u64, u64)> {
-    Some(match resource {
-        0..=2 | 4 | 5 | 9 | 10 => (RLIM_INFINITY, RLIM_INFINITY), // cpu fsize data core rss as locks
-        3 => (crate::loader::STACK_SIZE, RLIM_INFINITY),          // stack
-        6 => (63_704, 63_704),                                    // nproc
-        7 => (crate::fs::MAX_FDS as u64, 524_288),                // nofile
-        8 => (8 << 20, 8 << 20),                                  // memlock
-        11 => (63_704, 63_704),                                   // sigpending
-        12 => (819_200, 819_200),                                 // msgqueue
-        13..=15 => (0, 0),                                        // nice rtprio rttime
-        _ => return None,
-    })
-}
-
 fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&cur.to_le_bytes());
@@ -212,26 +199,100 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
     b
 }
 
+/// Limits the Sentry enforces, and so lets processes set. RLIMIT_RSS is
+/// ignored by Linux too; MEMLOCK only bounds mlock, which never pins here.
+const SETTABLE: [usize; 7] = [
+    limits::RLIMIT_DATA,
+    limits::RLIMIT_STACK,
+    limits::RLIMIT_CORE,
+    5, // rss
+    limits::RLIMIT_NOFILE,
+    8, // memlock
+    limits::RLIMIT_AS,
+];
+
 pub fn getrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let lim = default_rlimit(a[0]).ok_or(Errno::EINVAL)?;
+    let lim = task
+        .tg
+        .limits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(a[0]);
+    let lim = lim.ok_or(Errno::EINVAL)?;
     task.mm().copy_out(a[1], &rlimit_bytes(lim)).map(|()| 0)
 }
 
+pub fn setrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {
+    prlimit64(task, [0, a[0], a[1], 0, 0, 0])
+}
+
 pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if a[0] != 0 && a[0] != task.tid as u64 && a[0] != task.tg.tgid as u64 {
-        return Err(Errno::ESRCH);
+    let (pid, resource, new, old) = (a[0], a[1], a[2], a[3]);
+    let target = if pid == 0 || pid == task.tg.tgid as u64 || pid == task.tid as u64 {
+        task.tg.clone()
+    } else {
+        let tgid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
+        let tg = task.kernel.find_group(tgid).ok_or(Errno::ESRCH)?;
+        // Another process's limits: CAP_SYS_RESOURCE (see the caps note in
+        // ARCHITECTURE.md) or the same user throughout; we check the first.
+        if !task.creds.privileged() {
+            return Err(Errno::EPERM);
+        }
+        tg
+    };
+    let current = target
+        .limits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(resource)
+        .ok_or(Errno::EINVAL)?;
+    if new != 0 {
+        let mut b = [0u8; 16];
+        task.mm().copy_in(new, &mut b)?;
+        let soft = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let hard = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        if !SETTABLE.contains(&(resource as usize)) {
+            // Accepting a limit nothing enforces would be a lie: refuse as
+            // an unprivileged process would.
+            tracing::info!("prlimit64: resource {resource} is not enforced; setting it: EPERM");
+            return Err(Errno::EPERM);
+        }
+        let updated = {
+            let mut l = target.limits.lock().unwrap_or_else(|e| e.into_inner());
+            l.set(resource, (soft, hard), task.creds.privileged())?;
+            *l
+        };
+        apply_limits(task, &target, &updated);
     }
-    let lim = default_rlimit(a[1]).ok_or(Errno::EINVAL)?;
-    if a[2] != 0 {
-        // Limits are not enforced yet, so pretending to change one would be
-        // a lie: refuse as an unprivileged process would.
-        tracing::info!("prlimit64: setting resource limits not supported: EPERM");
-        return Err(Errno::EPERM);
-    }
-    if a[3] != 0 {
-        task.mm().copy_out(a[3], &rlimit_bytes(lim))?;
+    if old != 0 {
+        task.mm().copy_out(old, &rlimit_bytes(current))?;
     }
     Ok(0)
+}
+
+/// Make a process's memory manager and descriptor table follow its
+/// limits after a change.
+fn apply_limits(task: &Task, target: &Arc<ThreadGroup>, l: &limits::Limits) {
+    let mem = crate::mm::MemoryLimits::of(l);
+    let nofile = l.soft(limits::RLIMIT_NOFILE);
+    if Arc::ptr_eq(target, &task.tg) {
+        task.mm().limits = mem;
+        task.fds().set_limit(nofile);
+        return;
+    }
+    let views: Vec<_> = target
+        .lock()
+        .threads
+        .iter()
+        .filter_map(|t| t.view())
+        .collect();
+    for v in views {
+        v.mm.lock().unwrap_or_else(|e| e.into_inner()).limits = mem;
+        v.fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_limit(nofile);
+    }
 }
 
 pub fn getrandom(task: &mut Task, a: [u64; 6]) -> SysResult {

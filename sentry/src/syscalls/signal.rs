@@ -7,7 +7,7 @@ use abi::Errno;
 use platform::FpState;
 
 use super::SysResult;
-use crate::deliver::ERESTARTNOHAND;
+use crate::deliver::{ERESTARTNOHAND, ERESTART_RESTARTBLOCK};
 use crate::process::{TaskHandle, ThreadGroup, KILL_POLL};
 use crate::signal::{self, bit, AltStack, Queued, SigAction, UNBLOCKABLE};
 use crate::task::Task;
@@ -60,10 +60,7 @@ pub fn rt_sigaction(task: &mut Task, a: [u64; 6]) -> SysResult {
     };
     // A signal set to be ignored is discarded if pending (POSIX).
     if let Some(new) = new {
-        let ignored = new.handler == signal::SIG_IGN
-            || (new.handler == signal::SIG_DFL
-                && signal::default_action(sig) == signal::Default_::Ignore);
-        if ignored {
+        if signal::ignored(&new, sig) {
             for t in task.tg.lock().threads.iter() {
                 t.signals().discard(sig);
             }
@@ -122,9 +119,11 @@ pub fn rt_sigreturn(task: &mut Task, _: [u64; 6]) -> SysResult {
     let mut uc = [0u8; 304];
     let bad = |task: &mut Task| {
         tracing::info!("rt_sigreturn: bad frame; killing with SIGSEGV");
-        task.exit_group(crate::task::ExitStatus::Signaled(libc::SIGSEGV));
+        task.die_of(libc::SIGSEGV);
         Ok(0)
     };
+    // What the handler interrupted cannot be resumed by restart_syscall.
+    task.restart_sleep = None;
     if task.mm().copy_in(frame + 8, &mut uc).is_err() {
         return bad(task);
     }
@@ -189,11 +188,12 @@ pub fn sigaltstack(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(0)
 }
 
-/// Sleep until a signal the thread does not block arrives (or it is killed).
+/// Sleep until a signal the thread does not block arrives (or it is
+/// killed, or its group stops).
 fn wait_for_signal(handle: &TaskHandle, deadline: Option<Instant>) -> bool {
     let mut s = handle.signals();
     loop {
-        if s.deliverable() || handle.is_killed() {
+        if s.deliverable() || handle.is_killed() || handle.stop_pending() {
             return true;
         }
         let now = Instant::now();
@@ -228,18 +228,37 @@ pub fn pause(task: &mut Task, _: [u64; 6]) -> SysResult {
 /// Sleep for `dur` unless a signal comes first (then EINTR, with the time
 /// left written to `rem` if given).
 fn sleep(task: &mut Task, dur: Duration, rem: u64) -> SysResult {
-    let deadline = crate::process::deadline_in(dur);
+    sleep_until(task, crate::process::deadline_in(dur), rem)
+}
+
+/// Sleep until `deadline`. Interrupted, the time left goes to `rem` and
+/// the sleep resumes through restart_syscall unless a handler runs (a
+/// stop and continue, or a signal with no handler, does not end it), as
+/// Linux's nanosleep restart block does.
+fn sleep_until(task: &mut Task, deadline: Option<Instant>, rem: u64) -> SysResult {
     if wait_for_signal(&task.handle, deadline) {
         if rem != 0 {
-            let left = deadline.map_or(dur, |d| d.saturating_duration_since(Instant::now()));
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&(left.as_secs() as i64).to_le_bytes());
+            b[..8].copy_from_slice(&(left.as_secs().min(i64::MAX as u64) as i64).to_le_bytes());
             b[8..].copy_from_slice(&i64::from(left.subsec_nanos()).to_le_bytes());
             task.mm().copy_out(rem, &b)?;
         }
-        return Err(Errno::EINTR);
+        task.restart_sleep = Some((deadline, rem));
+        return Err(restart(ERESTART_RESTARTBLOCK));
     }
     Ok(0)
+}
+
+/// Resume what a signal interrupted with ERESTART_RESTARTBLOCK; EINTR when
+/// there is nothing to resume (Linux's `do_no_restart_syscall`).
+pub fn restart_syscall(task: &mut Task, _: [u64; 6]) -> SysResult {
+    match task.restart_sleep.take() {
+        Some((deadline, rem)) => sleep_until(task, deadline, rem),
+        None => Err(Errno::EINTR),
+    }
 }
 
 fn read_timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
@@ -344,13 +363,7 @@ fn send_thread(
     if sig != 0 {
         let info =
             info.unwrap_or_else(|| signal::user_info(sig, SI_TKILL, task.tg.tgid, task.creds.ruid));
-        let action = tg.handlers().get(sig);
-        let ignored = action.handler == signal::SIG_IGN
-            || (action.handler == signal::SIG_DFL
-                && signal::default_action(sig) == signal::Default_::Ignore);
-        if !ignored || sig == signal::SIGKILL {
-            handle.post(Queued { sig, info });
-        }
+        tg.post_thread(&handle, Queued { sig, info });
     }
     Ok(0)
 }
