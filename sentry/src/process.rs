@@ -45,6 +45,8 @@ pub(crate) struct TaskHandle {
     pub stop_pending: AtomicBool,
     /// The task has stopped and waits for SIGCONT (JOBCTL_STOPPED).
     pub stopped: AtomicBool,
+    /// Affinity, policy and nice value (recorded; the host schedules).
+    pub sched: Mutex<crate::syscalls::sched::Sched>,
 }
 
 /// The parts of a task that other tasks read through procfs.
@@ -79,7 +81,12 @@ impl TaskHandle {
             wake_fd: crate::host::eventfd(0, libc::EFD_NONBLOCK).ok(),
             stop_pending: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            sched: Mutex::default(),
         })
+    }
+
+    pub fn sched(&self) -> MutexGuard<'_, crate::syscalls::sched::Sched> {
+        self.sched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn signals(&self) -> MutexGuard<'_, ThreadSignals> {

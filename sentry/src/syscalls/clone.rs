@@ -93,6 +93,7 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     let ctx = kernel.platform.new_context().map_err(platform_err)?;
     let tid = kernel.alloc_pid();
     let handle = TaskHandle::new(tid, ctx.interrupter(), task.handle.signals().mask);
+    *handle.sched() = *task.handle.sched();
     let tg = if flags & CLONE_THREAD != 0 {
         task.tg.clone()
     } else {

@@ -373,27 +373,6 @@ pub fn time(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(sec as u64)
 }
 
-pub fn sched_getaffinity(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if a[0] != 0 && a[0] != task.tid as u64 && a[0] != task.tg.tgid as u64 {
-        return Err(Errno::ESRCH);
-    }
-    let size = a[1] as usize;
-    if !size.is_multiple_of(8) || size == 0 {
-        return Err(Errno::EINVAL);
-    }
-    let cpus = host::online_cpus();
-    let bytes = cpus.div_ceil(64) * 8;
-    if size < bytes {
-        return Err(Errno::EINVAL);
-    }
-    let mut mask = vec![0u8; bytes];
-    for cpu in 0..cpus {
-        mask[cpu / 8] |= 1 << (cpu % 8);
-    }
-    task.mm().copy_out(a[2], &mask)?;
-    Ok(bytes as u64)
-}
-
 pub fn sysinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
     let info = host::sysinfo()?;
     // struct sysinfo on x86-64: uptime, loads[3], totalram, freeram,
