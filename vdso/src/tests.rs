@@ -50,7 +50,12 @@ fn dynamic_symbols() -> Vec<(&'static str, u64)> {
     (0..dynsym.size / 24)
         .map(|i| (dynsym.offset + i * 24) as usize)
         .filter(|&s| u16_at(s + 6) != 0) // st_shndx: defined
-        .map(|s| (c_str(strtab.offset as usize + u32_at(s) as usize), u64_at(s + 8)))
+        .map(|s| {
+            (
+                c_str(strtab.offset as usize + u32_at(s) as usize),
+                u64_at(s + 8),
+            )
+        })
         .collect()
 }
 
@@ -77,7 +82,13 @@ fn image_is_one_unrelocated_segment_at_zero() {
 #[test]
 fn exports_the_linux_symbols() {
     let syms = dynamic_symbols();
-    for name in ["clock_gettime", "gettimeofday", "time", "getcpu", "clock_getres"] {
+    for name in [
+        "clock_gettime",
+        "gettimeofday",
+        "time",
+        "getcpu",
+        "clock_getres",
+    ] {
         let prefixed = format!("__vdso_{name}");
         let find = |n: &str| syms.iter().find(|(s, _)| *s == n).map(|&(_, a)| a);
         let addr = find(&prefixed).unwrap_or_else(|| panic!("{prefixed} missing"));

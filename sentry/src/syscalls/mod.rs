@@ -151,6 +151,7 @@ table! {
     __NR_llistxattr(3) => path::llistxattr,
     __NR_flistxattr(3) => path::flistxattr,
     __NR_sched_getaffinity(3) => process::sched_getaffinity,
+    __NR_getcpu(3) => process::getcpu,
     __NR_futex(6) => futex::futex,
     __NR_getdents64(3) => file::getdents64,
     __NR_set_tid_address(1) => process::set_tid_address,
