@@ -228,7 +228,7 @@ fn steer(now: u64, old: &Params, s: &Sample, mult: u64, realtime_offset: i64) ->
     let interval_ns = INTERVAL.as_nanos() as u64;
     let interval_ticks = ((u128::from(interval_ns) << SHIFT) / u128::from(mult)) as u64;
     // start >= target_now, so this is at most `mult`: the line only slows.
-    let want = ((u128::from(target_now + interval_ns - start) << SHIFT)
+    let want = ((u128::from((target_now + interval_ns).saturating_sub(start)) << SHIFT)
         / u128::from(interval_ticks.max(1))) as u64;
     let slowest = mult - mult / 1_000_000 * MAX_SLOW_PPM;
     Params {
