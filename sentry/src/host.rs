@@ -52,6 +52,22 @@ pub fn getrandom(buf: &mut [u8]) -> Result<usize, Errno> {
     })
 }
 
+/// The host CPU and NUMA node the calling thread runs on (`getcpu(2)`).
+pub fn getcpu() -> Result<(u32, u32), Errno> {
+    let (mut cpu, mut node) = (0u32, 0u32);
+    // SAFETY: getcpu writes one u32 through each pointer; the third
+    // argument is unused by Linux.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_getcpu,
+            &mut cpu as *mut u32,
+            &mut node as *mut u32,
+            0usize,
+        )
+    })?;
+    Ok((cpu, node))
+}
+
 /// `clock_gettime(2)` of a host clock, as (seconds, nanoseconds).
 pub fn clock_gettime(clock: i32) -> Result<(i64, i64), Errno> {
     let mut ts = libc::timespec {

@@ -14,7 +14,7 @@ use platform::AccessType;
 
 use crate::fs::File;
 use crate::host;
-use crate::mm::{MemoryManager, VmaKind};
+use crate::mm::{MemoryManager, SharedRange, VmaKind};
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ET_EXEC: u16 = 2;
@@ -536,9 +536,42 @@ fn segment_access(flags: u32) -> AccessType {
 /// What the initial stack carries besides argv and envp.
 pub struct StackInfo<'a> {
     pub loaded: &'a Loaded,
+    /// Where the vDSO's ELF header is (AT_SYSINFO_EHDR).
+    pub vdso: u64,
     pub execfn: &'a str,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// Map the vDSO parameter page (`[vvar]`, shared, read-only) and directly
+/// above it a copy of the vDSO (`[vdso]`), where anonymous mappings go (as
+/// Linux 6.x places them: below the interpreter, randomised with
+/// `mmap_top`). Returns the vDSO's address for AT_SYSINFO_EHDR.
+pub fn map_vdso(mm: &mut MemoryManager, params: &Arc<SharedRange>) -> Result<u64, LoadFailure> {
+    let page = vdso::PARAMS_PAGE_SIZE;
+    let text_len = page_up(vdso::IMAGE.len() as u64).expect("the image is small");
+    let no_room = |e| fail(e, "placing the vDSO");
+    let base = mm.find_free(page + text_len).map_err(no_room)?;
+    mm.map_shared_region(
+        base,
+        page,
+        true,
+        AccessType::READ,
+        (params.clone(), 0),
+        VmaKind::Vvar,
+    )
+    .map_err(no_room)?;
+    let text = base + page;
+    let read_exec = AccessType {
+        read: true,
+        write: false,
+        execute: true,
+    };
+    mm.map_anonymous(text, text_len, true, read_exec, VmaKind::Vdso)
+        .map_err(no_room)?;
+    mm.copy_out_force(text, vdso::IMAGE)
+        .map_err(|e| fail(e, "copying the vDSO"))?;
+    Ok(text)
 }
 
 /// Reserve the stack below a randomised gap under the top of user memory,
@@ -604,6 +637,7 @@ pub fn build_stack(
     let random = push_bytes(mm, &random)?;
 
     let auxv: Vec<(u32, u64)> = vec![
+        (AT_SYSINFO_EHDR, info.vdso),
         (AT_MINSIGSTKSZ, host_auxv(AT_MINSIGSTKSZ)),
         (AT_HWCAP, host_auxv(AT_HWCAP)),
         (AT_PAGESZ, PAGE_SIZE),
@@ -625,8 +659,6 @@ pub fn build_stack(
         (AT_PLATFORM, platform),
         (AT_NULL, 0),
     ];
-    // No AT_SYSINFO_EHDR: there is no vDSO yet, so programs make real
-    // syscalls for the time.
 
     let words = 1 + argp.len() + 1 + envp.len() + 1 + 2 * auxv.len();
     sp = (sp - 8 * words as u64) & !15;

@@ -288,6 +288,15 @@ impl MemoryFile {
         // layout of u32 and every access to the word through it is atomic.
         unsafe { &*(self.base.add(offset as usize) as *const std::sync::atomic::AtomicU32) }
     }
+
+    /// The 64-bit word at `offset` (8-byte aligned), as an atomic shared
+    /// with the application (the vDSO parameter page).
+    pub fn atomic_u64(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
+        Self::check_range(offset, 8);
+        assert!(offset.is_multiple_of(8), "unaligned atomic at {offset:#x}");
+        // SAFETY: as for atomic_u32, with AtomicU64 having the layout of u64.
+        unsafe { &*(self.base.add(offset as usize) as *const std::sync::atomic::AtomicU64) }
+    }
 }
 
 impl Drop for MemoryFile {

@@ -30,6 +30,11 @@ pub enum VmaKind {
     File(String),
     /// MAP_SHARED|MAP_ANONYMOUS memory (`/dev/zero (deleted)` in maps).
     SharedAnonymous,
+    /// The vDSO parameter page: shared with every process, written only by
+    /// the Sentry, never writable or executable by the application.
+    Vvar,
+    /// The vDSO's code (a private copy, as Linux's copy-on-write one).
+    Vdso,
 }
 
 #[derive(Clone, Debug)]
@@ -58,13 +63,17 @@ impl Vma {
             .iter()
             .map(|&(on, c)| if on { c } else { '-' })
             .collect();
-        perms.push(if self.shared.is_some() { 's' } else { 'p' });
+        // Linux shows the vvar page as private, like all special mappings.
+        let shows_shared = self.shared.is_some() && self.kind != VmaKind::Vvar;
+        perms.push(if shows_shared { 's' } else { 'p' });
         let name = match &self.kind {
             VmaKind::Anonymous => "",
             VmaKind::Heap => "[heap]",
             VmaKind::Stack => "[stack]",
             VmaKind::File(path) => path,
             VmaKind::SharedAnonymous => "/dev/zero (deleted)",
+            VmaKind::Vvar => "[vvar]",
+            VmaKind::Vdso => "[vdso]",
         };
         (perms, name)
     }
@@ -86,6 +95,15 @@ impl SharedRange {
             offset,
             len,
         }))
+    }
+
+    /// The 64-bit word at `offset` in the range, as an atomic.
+    pub(crate) fn atomic_u64(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
+        assert!(
+            offset + 8 <= self.len,
+            "word past the end of a shared range"
+        );
+        self.mf.atomic_u64(self.offset + offset)
     }
 }
 
@@ -604,6 +622,16 @@ impl MemoryManager {
         }
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
         self.check_covered(addr, end)?;
+        // The vvar page may never become writable or executable (Linux:
+        // no VM_MAYWRITE or VM_MAYEXEC, so EACCES).
+        if (access.write || access.execute)
+            && self
+                .vmas
+                .range(..end)
+                .any(|(_, v)| v.end > addr && v.kind == VmaKind::Vvar)
+        {
+            return Err(Errno::EACCES);
+        }
         if access.write {
             // Memory becoming private and writable counts as data now.
             let newly_data: u64 = self

@@ -65,10 +65,13 @@ impl Pipe {
                 st.writers += 1;
                 st.write_opens += 1;
             }
+            // A partner already there counts as arrived even if it leaves
+            // before we look (Linux's fifo_open waits only when there is
+            // none): as if we had opened before it.
             if read {
-                st.write_opens
+                st.write_opens - u64::from(st.writers > 0)
             } else {
-                st.read_opens
+                st.read_opens - u64::from(st.readers > 0)
             }
         };
         self.waiters.notify_all();
@@ -241,5 +244,20 @@ mod tests {
         let w2 = fifos.open((1, 1), libc::O_WRONLY).unwrap();
         drop(r);
         assert_eq!(w2.write(b"x", 0).err(), Some(Errno::EPIPE));
+    }
+
+    #[test]
+    fn a_partner_that_left_before_the_open_looked_still_arrived() {
+        let pipe = Arc::new(Pipe::default());
+        // A writer waiting in open, then a reader: the writer goes on,
+        // writes and closes before the reader checks.
+        let w = pipe.open(libc::O_WRONLY).unwrap();
+        let r = pipe.open(libc::O_RDONLY).unwrap();
+        assert!(w.partner_arrived());
+        drop(w);
+        assert!(r.partner_arrived());
+        // A reader alone still waits for a writer to come.
+        let r2 = Arc::new(Pipe::default()).open(libc::O_RDONLY).unwrap();
+        assert!(!r2.partner_arrived());
     }
 }

@@ -48,6 +48,8 @@ pub struct KernelConfig {
 pub struct Kernel {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) mf: Arc<MemoryFile>,
+    /// CLOCK_REALTIME and CLOCK_MONOTONIC, and the vDSO page that shows them.
+    pub(crate) clock: Arc<crate::clock::Clock>,
     /// The sandbox's mount namespace.
     pub(crate) mounts: Arc<vfs::Mounts>,
     /// Where memfd_create makes its files (a tmpfs mounted nowhere).
@@ -123,6 +125,7 @@ impl Kernel {
 
     pub fn new(config: KernelConfig) -> Result<Arc<Kernel>, Errno> {
         let mf = Arc::new(MemoryFile::new()?);
+        let clock = crate::clock::Clock::new(&mf)?;
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
             let (mounts, memfds) =
@@ -141,6 +144,7 @@ impl Kernel {
             Kernel {
                 platform: config.platform,
                 mf,
+                clock,
                 mounts,
                 memfds,
                 hostname: config.hostname,
@@ -571,8 +575,11 @@ fn load_image(
         cache: &kernel.file_cache,
     };
     let loaded = loader::load(&mut mm, &opener, path, argv, uid).map_err(|f| (f.errno, f.why))?;
+    let vdso =
+        loader::map_vdso(&mut mm, kernel.clock.params_page()).map_err(|f| (f.errno, f.why))?;
     let info = StackInfo {
         loaded: &loaded,
+        vdso,
         execfn: path,
         uid,
         gid,

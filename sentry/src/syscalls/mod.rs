@@ -435,7 +435,7 @@ table! {
     __NR_syncfs(Fd) full => path::syncfs;
     __NR_sendmmsg(Fd, Hex, Hex, Hex) partial("control messages: SCM_RIGHTS and SCM_CREDENTIALS only") => socket::sendmmsg;
     __NR_setns(Fd, Hex) none;
-    __NR_getcpu(Hex, Hex, Hex) none;
+    __NR_getcpu(Hex, Hex, Hex) full => process::getcpu;
     __NR_process_vm_readv(Hex, ReadIovec, Hex, Iovec, Hex, Hex) none;
     __NR_process_vm_writev(Hex, Iovec, Hex, WriteIovec, Hex, Hex) none;
     __NR_kcmp(Hex, Hex, Hex, Hex, Hex) none;

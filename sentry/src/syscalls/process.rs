@@ -328,7 +328,8 @@ pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
         tracing::info!("clock_gettime: clock {} not supported: EINVAL", a[0] as i32);
         return Err(Errno::EINVAL);
     }
-    let (sec, nsec) = host::clock_gettime(a[0] as i32)?;
+    // REALTIME and MONOTONIC as the vDSO reads them, so the two agree.
+    let (sec, nsec) = task.kernel.clock.now(a[0] as i32)?;
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&sec.to_le_bytes());
     b[8..].copy_from_slice(&nsec.to_le_bytes());
@@ -352,7 +353,7 @@ pub fn clock_getres(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {
     if a[0] != 0 {
-        let (sec, nsec) = host::clock_gettime(libc::CLOCK_REALTIME)?;
+        let (sec, nsec) = task.kernel.clock.now(libc::CLOCK_REALTIME)?;
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&sec.to_le_bytes());
         b[8..].copy_from_slice(&(nsec / 1000).to_le_bytes());
@@ -366,11 +367,24 @@ pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn time(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (sec, _) = host::clock_gettime(libc::CLOCK_REALTIME)?;
+    let (sec, _) = task.kernel.clock.now(libc::CLOCK_REALTIME)?;
     if a[0] != 0 {
         task.mm().copy_out(a[0], &sec.to_le_bytes())?;
     }
     Ok(sec as u64)
+}
+
+/// getcpu(2): the host CPU (and node) this Sentry thread runs on, the same
+/// numbering the vDSO reads from TSC_AUX and sched_getaffinity reports.
+pub fn getcpu(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (cpu, node) = host::getcpu()?;
+    if a[0] != 0 {
+        task.mm().copy_out(a[0], &cpu.to_le_bytes())?;
+    }
+    if a[1] != 0 {
+        task.mm().copy_out(a[1], &node.to_le_bytes())?;
+    }
+    Ok(0)
 }
 
 pub fn sysinfo(task: &mut Task, a: [u64; 6]) -> SysResult {
