@@ -5,7 +5,7 @@
 //! children. Waiting for children (`wait4`) blocks on the parent's
 //! condition variable, which a child notifies when it becomes a zombie.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ pub(crate) struct TaskHandle {
     /// A host eventfd that turns readable when the task is signalled or
     /// killed, so waits on host descriptors end at once.
     pub wake_fd: Option<std::os::fd::OwnedFd>,
+    /// set_robust_list's head (0: none), walked when the thread exits.
+    pub robust_list: AtomicU64,
 }
 
 /// The parts of a task that other tasks read through procfs.
@@ -72,6 +74,7 @@ impl TaskHandle {
             wake: Condvar::new(),
             view: Mutex::new(None),
             wake_fd: crate::host::eventfd(0, libc::EFD_NONBLOCK).ok(),
+            robust_list: AtomicU64::new(0),
         })
     }
 

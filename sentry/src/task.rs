@@ -240,7 +240,6 @@ pub struct Task {
     /// The path of the running program, for `/proc/[pid]/exe`.
     pub(crate) exe: String,
     pub(crate) clear_child_tid: u64,
-    pub(crate) robust_list: u64,
     /// Set when this thread has exited (exit) or its group is exiting.
     pub(crate) exit: Option<ExitStatus>,
     /// A vfork parent waiting for this child to exec or exit.
@@ -333,7 +332,6 @@ impl Task {
             comm: comm_of(&path),
             exe,
             clear_child_tid: 0,
-            robust_list: 0,
             exit: None,
             vfork_done: None,
             alt_stack: AltStack::default(),
@@ -429,6 +427,7 @@ impl Task {
     /// The thread is gone: clear its child-tid word (waking a joiner), tell
     /// its group, release a vfork parent.
     fn finish(mut self, status: ExitStatus) {
+        crate::futex::exit_robust_list(&self);
         if self.clear_child_tid != 0 {
             let addr = self.clear_child_tid;
             let key = self.mm().translate(addr, platform::AccessType::READ_WRITE);
@@ -446,6 +445,7 @@ impl Task {
         // is reported gone.
         drop(self);
         tg.thread_exited(tid, status, kernel.find_group(1));
+        kernel.futexes.owner_exited();
     }
 
     /// Start `child` on a host thread of its own.
@@ -587,6 +587,7 @@ impl Task {
         let exe_path = exe_path_of(&self.kernel, &fsc, path);
         // The point of no return: other threads die, the old address space
         // goes away (a vfork parent keeps its own), and the parent resumes.
+        crate::futex::exit_robust_list(self);
         self.tg.kill_others(self.tid);
         self.space = mm.space();
         self.mm = Arc::new(Mutex::new(mm));
@@ -601,7 +602,6 @@ impl Task {
         self.exe = exe_path;
         self.publish();
         self.clear_child_tid = 0;
-        self.robust_list = 0;
         Ok(())
     }
 }

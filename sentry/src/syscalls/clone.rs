@@ -155,7 +155,6 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         } else {
             0
         },
-        robust_list: 0,
         exit: None,
         vfork_done: (flags & CLONE_VFORK != 0).then_some(vfork_tx),
         alt_stack: if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {

@@ -1,5 +1,7 @@
 //! Process, identity, time and limit syscalls.
 
+use std::sync::atomic::Ordering;
+
 use abi::Errno;
 
 use super::SysResult;
@@ -119,7 +121,20 @@ pub fn set_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
     if a[1] != 24 {
         return Err(Errno::EINVAL);
     }
-    task.robust_list = a[0];
+    task.handle.robust_list.store(a[0], Ordering::Relaxed);
+    Ok(0)
+}
+
+pub fn get_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let head = if a[0] == 0 {
+        task.handle.robust_list.load(Ordering::Relaxed)
+    } else {
+        let tid = i32::try_from(a[0] as i64).map_err(|_| Errno::ESRCH)?;
+        let (_, handle) = task.kernel.find_task(tid).ok_or(Errno::ESRCH)?;
+        handle.robust_list.load(Ordering::Relaxed)
+    };
+    task.mm().copy_out(a[1], &head.to_le_bytes())?;
+    task.mm().copy_out(a[2], &24u64.to_le_bytes())?;
     Ok(0)
 }
 
