@@ -138,7 +138,8 @@ fn take_pi(
         // the owner is gone.
         let dead = owner != 0 && !(pi.alive)(owner as i32);
         if owner == 0 || (dead && me.is_some()) {
-            let new = tid as u32 | (uval & FUTEX_OWNER_DIED) | if others { FUTEX_WAITERS } else { 0 };
+            let new =
+                tid as u32 | (uval & FUTEX_OWNER_DIED) | if others { FUTEX_WAITERS } else { 0 };
             if pi
                 .word
                 .compare_exchange(uval, new, Ordering::SeqCst, Ordering::SeqCst)
@@ -154,7 +155,12 @@ fn take_pi(
         if uval & FUTEX_WAITERS == 0
             && pi
                 .word
-                .compare_exchange(uval, uval | FUTEX_WAITERS, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(
+                    uval,
+                    uval | FUTEX_WAITERS,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
                 .is_err()
         {
             continue;
@@ -351,7 +357,8 @@ impl FutexTable {
             queues.entry(pi.key).or_default().push(waiter.clone());
             waiter
         };
-        self.block_pi(&waiter, pi, deadline, stop).map_err(|(e, _)| e)
+        self.block_pi(&waiter, pi, deadline, stop)
+            .map_err(|(e, _)| e)
     }
 
     /// FUTEX_UNLOCK_PI: the caller must own the lock; the first PI waiter
@@ -540,7 +547,9 @@ pub(crate) fn exit_robust_list(task: &crate::task::Task) {
     let mm = task.mm();
     let read = |addr: u64| {
         let mut b = [0u8; 8];
-        mm.copy_in(addr, &mut b).ok().map(|()| u64::from_le_bytes(b))
+        mm.copy_in(addr, &mut b)
+            .ok()
+            .map(|()| u64::from_le_bytes(b))
     };
     // struct robust_list_head: list.next, futex_offset, list_op_pending.
     // A pointer's low bit marks a PI futex.

@@ -12,6 +12,7 @@
 //! the host thread that will run the task (ptrace binds a stub to the thread
 //! that created it).
 
+mod cputime;
 mod deliver;
 mod fs;
 mod futex;

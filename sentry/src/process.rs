@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use platform::Interrupter;
 
+use crate::cputime::Times;
 use crate::signal::{self, Handlers, Queued, ThreadSignals};
 use crate::task::ExitStatus;
 
@@ -42,6 +43,7 @@ pub(crate) struct TaskHandle {
     pub wake_fd: Option<std::os::fd::OwnedFd>,
     /// set_robust_list's head (0: none), walked when the thread exits.
     pub robust_list: AtomicU64,
+    pub cpu: crate::cputime::ThreadCpu,
 }
 
 /// The parts of a task that other tasks read through procfs.
@@ -75,6 +77,7 @@ impl TaskHandle {
             view: Mutex::new(None),
             wake_fd: crate::host::eventfd(0, libc::EFD_NONBLOCK).ok(),
             robust_list: AtomicU64::new(0),
+            cpu: Default::default(),
         })
     }
 
@@ -152,6 +155,10 @@ pub(crate) struct GroupState {
     pub no_new_privs: bool,
     pub pgid: i32,
     pub sid: i32,
+    /// CPU time of the threads that have exited.
+    pub exited_times: Times,
+    /// CPU time of the children (and their descendants) reaped by wait.
+    pub children_times: Times,
 }
 
 pub(crate) struct ThreadGroup {
@@ -193,6 +200,8 @@ impl ThreadGroup {
                 no_new_privs: false,
                 pgid,
                 sid,
+                exited_times: Times::default(),
+                children_times: Times::default(),
             }),
             changed: Condvar::new(),
         })
@@ -259,6 +268,12 @@ impl ThreadGroup {
     pub fn thread_exited(&self, tid: i32, status: ExitStatus, init: Option<Arc<ThreadGroup>>) {
         let (parent, status, children) = {
             let mut st = self.lock();
+            // The exiting thread's host thread still runs (this is it), so
+            // its CPU clock can be read one last time.
+            if let Some(t) = st.threads.iter().find(|t| t.tid == tid) {
+                let times = t.cpu.times();
+                st.exited_times += times;
+            }
             st.threads.retain(|t| t.tid != tid);
             if !st.threads.is_empty() {
                 return;
@@ -329,6 +344,14 @@ impl ThreadGroup {
                 info,
             });
         }
+    }
+
+    /// The CPU time of the whole process (RUSAGE_SELF).
+    pub fn cpu_times(&self) -> Times {
+        let st = self.lock();
+        st.threads
+            .iter()
+            .fold(st.exited_times, |sum, t| sum + t.cpu.times())
     }
 
     /// Block until this group is a zombie; returns its status.

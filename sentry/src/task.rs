@@ -387,6 +387,7 @@ impl Task {
     /// Run this thread's application code until the thread exits.
     pub(crate) fn run_thread(mut self) {
         crate::procfs::set_current(self.tg.tgid, self.tid);
+        self.handle.cpu.bind_to_this_thread();
         self.publish();
         let status = loop {
             if self.handle.is_killed() {
@@ -396,7 +397,10 @@ impl Task {
                     .exit_status
                     .unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
             }
-            match self.ctx.switch(self.space.as_ref(), &mut self.state) {
+            self.handle.cpu.enter_app();
+            let event = self.ctx.switch(self.space.as_ref(), &mut self.state);
+            self.handle.cpu.leave_app();
+            match event {
                 Ok(SwitchEvent::Syscall) => {
                     syscalls::dispatch(&mut self);
                     if self.exit.is_none() {
@@ -427,6 +431,7 @@ impl Task {
     /// The thread is gone: clear its child-tid word (waking a joiner), tell
     /// its group, release a vfork parent.
     fn finish(mut self, status: ExitStatus) {
+        self.handle.cpu.finish();
         crate::futex::exit_robust_list(&self);
         if self.clear_child_tid != 0 {
             let addr = self.clear_child_tid;

@@ -1,10 +1,16 @@
 //! Interval timers: ITIMER_REAL (alarm, setitimer) and POSIX timers
-//! (timer_create) on the real-time and monotonic clocks.
+//! (timer_create) on the real-time and monotonic clocks, and the
+//! CPU-time timers ITIMER_VIRTUAL and ITIMER_PROF.
 //!
 //! Each armed timer has a host thread that sleeps until it expires, posts
 //! its signal to the process (or one thread, SIGEV_THREAD_ID) and re-arms
 //! for its interval. Re-arming or deleting bumps the timer's generation and
 //! wakes the sleeper, which then leaves.
+//!
+//! A CPU-time timer's sleeper cannot know when the process's CPU clock
+//! will reach the expiry, but it cannot run faster than one second per
+//! second per thread: it sleeps the remaining time divided by the number
+//! of threads (at most [`CPU_RECHECK`]) and looks again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -45,7 +51,58 @@ struct Timer {
 pub struct Timers {
     table: Mutex<(HashMap<i32, Timer>, i32)>,
     changed: Condvar,
+    /// ITIMER_VIRTUAL and ITIMER_PROF, by [`CpuItimer`].
+    cpu: Mutex<[CpuTimer; 2]>,
+    cpu_changed: Condvar,
 }
+
+/// The interval timers that count the process's CPU time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuItimer {
+    /// User time; SIGVTALRM.
+    Virtual = 0,
+    /// User and system time; SIGPROF.
+    Prof = 1,
+}
+
+impl CpuItimer {
+    fn signal(self) -> i32 {
+        match self {
+            CpuItimer::Virtual => libc::SIGVTALRM,
+            CpuItimer::Prof => libc::SIGPROF,
+        }
+    }
+
+    /// The process CPU time this timer counts.
+    fn reading(self, group: &ThreadGroup) -> Duration {
+        let t = group.cpu_times();
+        match self {
+            CpuItimer::Virtual => t.user,
+            CpuItimer::Prof => t.total(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct CpuTimer {
+    generation: u64,
+    /// The CPU-clock reading at which it fires.
+    expires: Option<Duration>,
+    interval: Duration,
+}
+
+/// The host kernel's tick, which Linux adds to a CPU-time timer's first
+/// expiry: the resolution of a process's CPUCLOCK_PROF clock.
+fn host_tick() -> Duration {
+    const PROCESS_PROF_CLOCK: i32 = !0 << 3;
+    crate::host::clock_getres(PROCESS_PROF_CLOCK).map_or(Duration::from_millis(4), |(s, ns)| {
+        Duration::new(s as u64, ns as u32)
+    })
+}
+
+/// The longest a CPU-time timer's sleeper waits before it looks at the
+/// clock again (threads may have been created meanwhile).
+const CPU_RECHECK: Duration = Duration::from_millis(250);
 
 /// Remaining time and interval of a timer (zeros when disarmed).
 pub type Setting = (Duration, Duration);
@@ -173,6 +230,107 @@ impl Timers {
             tracing::error!("timer {id}: no thread to run it");
         }
         Some(old)
+    }
+
+    fn cpu_lock(&self) -> std::sync::MutexGuard<'_, [CpuTimer; 2]> {
+        self.cpu.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The remaining CPU time and interval of `which`.
+    pub fn get_cpu(&self, which: CpuItimer, group: &ThreadGroup) -> Setting {
+        let now = which.reading(group);
+        let timer = self.cpu_lock()[which as usize];
+        Self::cpu_setting(timer, now)
+    }
+
+    fn cpu_setting(timer: CpuTimer, now: Duration) -> Setting {
+        // Due but not yet fired reads as one tick (Linux's get_cpu_itimer).
+        let left =
+            timer.expires.map_or(
+                Duration::ZERO,
+                |e| {
+                    if e > now {
+                        e - now
+                    } else {
+                        host_tick()
+                    }
+                },
+            );
+        (left, timer.interval)
+    }
+
+    /// Arm (`value` > 0) or disarm `which`; returns the previous setting.
+    pub fn set_cpu(
+        self: &Arc<Self>,
+        which: CpuItimer,
+        value: Duration,
+        interval: Duration,
+        group: &Arc<ThreadGroup>,
+    ) -> Setting {
+        let now = which.reading(group);
+        let (old, generation) = {
+            let mut t = self.cpu_lock();
+            let timer = &mut t[which as usize];
+            let old = Self::cpu_setting(*timer, now);
+            timer.generation += 1;
+            timer.interval = interval;
+            // Linux arms for a tick more than asked (set_cpu_itimer).
+            timer.expires = (!value.is_zero()).then(|| now + value + host_tick());
+            (old, timer.generation)
+        };
+        self.cpu_changed.notify_all();
+        if !value.is_zero() {
+            let (timers, group) = (Arc::clone(self), Arc::downgrade(group));
+            let spawned = std::thread::Builder::new()
+                .name(format!("itimer-{which:?}"))
+                .spawn(move || timers.run_cpu(which, generation, group));
+            if spawned.is_err() {
+                tracing::error!("itimer {which:?}: no thread to run it");
+            }
+        }
+        old
+    }
+
+    /// The sleeper of one arming of a CPU-time timer.
+    fn run_cpu(&self, which: CpuItimer, generation: u64, group: Weak<ThreadGroup>) {
+        loop {
+            let Some(group) = group.upgrade().filter(|g| !g.lock().zombie) else {
+                return;
+            };
+            // Read the clock before taking the timer's lock: setitimer
+            // reads it the same way round.
+            let now = which.reading(&group);
+            let threads = group.lock().threads.len().max(1) as u32;
+            let mut t = self.cpu_lock();
+            let timer = &mut t[which as usize];
+            if timer.generation != generation {
+                return;
+            }
+            let Some(expires) = timer.expires else {
+                return;
+            };
+            if now >= expires {
+                timer.expires = (!timer.interval.is_zero()).then(|| {
+                    let mut next = expires + timer.interval;
+                    while next <= now {
+                        next += timer.interval;
+                    }
+                    next
+                });
+                drop(t);
+                const SI_KERNEL: i32 = 0x80;
+                let sig = which.signal();
+                let info = crate::signal::user_info(sig, SI_KERNEL, 0, 0);
+                let _ = group.post(Queued { sig, info });
+                continue;
+            }
+            let wait = ((expires - now) / threads).clamp(Duration::from_millis(1), CPU_RECHECK);
+            drop(group);
+            let _ = self
+                .cpu_changed
+                .wait_timeout(t, wait)
+                .unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// The sleeper of one arming of timer `id`.

@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use abi::Errno;
 
+use super::process::rusage_bytes;
 use super::SysResult;
+use crate::cputime::Times;
 use crate::fs;
 use crate::process::{TaskHandle, ThreadGroup, KILL_POLL};
 use crate::task::{ExitStatus, Task};
@@ -263,7 +265,7 @@ fn wait_child(
     pid: i64,
     nohang: bool,
     keep: bool,
-) -> Result<Option<(i32, ExitStatus)>, Errno> {
+) -> Result<Option<(i32, ExitStatus, Times)>, Errno> {
     let mut st = task.tg.lock();
     loop {
         let pgid = st.pgid;
@@ -278,11 +280,15 @@ fn wait_child(
             return Err(Errno::ECHILD);
         }
         for &i in &matching {
-            let (zombie, status) = {
+            let (zombie, status, times) = {
                 let c = st.children[i].lock();
-                (c.zombie, c.exit_status)
+                // Its own time and its reaped descendants' (RUSAGE_BOTH).
+                (c.zombie, c.exit_status, c.exited_times + c.children_times)
             };
             if zombie {
+                if !keep {
+                    st.children_times += times;
+                }
                 let child = if keep {
                     st.children[i].clone()
                 } else {
@@ -291,7 +297,8 @@ fn wait_child(
                 if !keep {
                     task.kernel.unregister_group(child.tgid);
                 }
-                return Ok(Some((child.tgid, status.unwrap_or(ExitStatus::Exited(0)))));
+                let status = status.unwrap_or(ExitStatus::Exited(0));
+                return Ok(Some((child.tgid, status, times)));
             }
         }
         if nohang {
@@ -333,7 +340,7 @@ pub fn wait4(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     // Nothing stops or continues yet (no job control), so WUNTRACED and
     // WCONTINUED never match.
-    let Some((child, status)) = wait_child(task, pid, options & WNOHANG != 0, false)? else {
+    let Some((child, status, times)) = wait_child(task, pid, options & WNOHANG != 0, false)? else {
         return Ok(0);
     };
     if status_addr != 0 {
@@ -341,8 +348,7 @@ pub fn wait4(task: &mut Task, a: [u64; 6]) -> SysResult {
             .copy_out(status_addr, &wait_status(status).to_le_bytes())?;
     }
     if rusage != 0 {
-        // struct rusage: resource accounting is not kept yet.
-        task.mm().copy_out(rusage, &[0u8; 144])?;
+        task.mm().copy_out(rusage, &rusage_bytes(times))?;
     }
     Ok(child as u64)
 }
@@ -376,7 +382,9 @@ pub fn waitid(task: &mut Task, a: [u64; 6]) -> SysResult {
         wait_child(task, pid, true, true)?.and(None)
     };
     let mut info = [0u8; 128];
-    if let Some((child, status)) = found {
+    let mut times = Times::default();
+    if let Some((child, status, child_times)) = found {
+        times = child_times;
         const CLD_EXITED: i32 = 1;
         const CLD_KILLED: i32 = 2;
         let (code, value) = match status {
@@ -393,7 +401,7 @@ pub fn waitid(task: &mut Task, a: [u64; 6]) -> SysResult {
         task.mm().copy_out(infop, &info)?;
     }
     if rusage != 0 {
-        task.mm().copy_out(rusage, &[0u8; 144])?;
+        task.mm().copy_out(rusage, &rusage_bytes(times))?;
     }
     Ok(0)
 }

@@ -167,16 +167,17 @@ fn futex_pi(task: &mut Task, cmd: u64, realtime: bool, a: [u64; 6]) -> SysResult
     let (addr, val, timeout, addr2, val3) = (a[0], a[2] as u32, a[3], a[4], a[5] as u32);
     // LOCK_PI times out on CLOCK_REALTIME; LOCK_PI2 and WAIT_REQUEUE_PI on
     // CLOCK_MONOTONIC unless told otherwise. All three are absolute.
-    let deadline = if timeout == 0 || !matches!(cmd, FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | FUTEX_WAIT_REQUEUE_PI) {
-        None
-    } else {
-        let clock = if cmd == FUTEX_LOCK_PI || realtime {
-            libc::CLOCK_REALTIME
+    let deadline =
+        if timeout == 0 || !matches!(cmd, FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | FUTEX_WAIT_REQUEUE_PI) {
+            None
         } else {
-            libc::CLOCK_MONOTONIC
+            let clock = if cmd == FUTEX_LOCK_PI || realtime {
+                libc::CLOCK_REALTIME
+            } else {
+                libc::CLOCK_MONOTONIC
+            };
+            deadline_at(timespec(task, timeout)?, clock)?
         };
-        deadline_at(timespec(task, timeout)?, clock)?
-    };
     let rw_key = |task: &Task, addr: u64| {
         if !addr.is_multiple_of(4) {
             return Err(Errno::EINVAL);

@@ -183,6 +183,8 @@ table! {
     __NR_ppoll(5) => poll::ppoll,
     __NR_set_robust_list(2) => process::set_robust_list,
     __NR_get_robust_list(3) => process::get_robust_list,
+    __NR_getrusage(2) => process::getrusage,
+    __NR_times(1) => process::times,
     __NR_dup3(3) => file::dup3,
     __NR_pipe2(2) => clone::pipe2,
     __NR_prlimit64(4) => process::prlimit64,

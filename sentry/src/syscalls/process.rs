@@ -1,10 +1,12 @@
 //! Process, identity, time and limit syscalls.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use abi::Errno;
 
 use super::SysResult;
+use crate::cputime::Times;
 use crate::host;
 use crate::task::{ExitStatus, Task};
 
@@ -277,7 +279,73 @@ fn clock_ok(clock: u64) -> bool {
     )
 }
 
+/// Which time a CPU-time clock counts (Linux's CPUCLOCK_WHICH).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CpuWhich {
+    /// User and system time (CPUCLOCK_PROF).
+    Prof,
+    /// User time only (CPUCLOCK_VIRT).
+    Virt,
+    /// Time on a CPU (CPUCLOCK_SCHED): user and system time here.
+    Sched,
+}
+
+/// A CPU-time clock's reading (None: `clock` is not a CPU-time clock).
+/// Negative ids encode a pid or tid as clock_getcpuclockid(3) and
+/// pthread_getcpuclockid(3) make them: `~id << 3 | perthread << 2 | which`.
+fn cpu_clock(task: &Task, clock: i32) -> Result<Option<(Times, CpuWhich, bool)>, Errno> {
+    let (id, which, thread) = match clock {
+        libc::CLOCK_PROCESS_CPUTIME_ID => (0, CpuWhich::Sched, false),
+        libc::CLOCK_THREAD_CPUTIME_ID => (0, CpuWhich::Sched, true),
+        c if c < 0 => {
+            let which = match c & 3 {
+                0 => CpuWhich::Prof,
+                1 => CpuWhich::Virt,
+                2 => CpuWhich::Sched,
+                _ => return Err(Errno::EINVAL),
+            };
+            (!(c >> 3), which, c & 4 != 0)
+        }
+        _ => return Ok(None),
+    };
+    let times = if thread {
+        if id == 0 || id == task.tid {
+            task.handle.cpu.times()
+        } else {
+            // Only threads of the caller's own process (posix-cpu-timers).
+            let st = task.tg.lock();
+            let t = st
+                .threads
+                .iter()
+                .find(|t| t.tid == id && !t.cpu.finished())
+                .ok_or(Errno::EINVAL)?;
+            t.cpu.times()
+        }
+    } else if id == 0 || id == task.tg.tgid {
+        task.tg.cpu_times()
+    } else {
+        let group = task.kernel.find_group(id).ok_or(Errno::EINVAL)?;
+        group.cpu_times()
+    };
+    Ok(Some((times, which, thread)))
+}
+
+fn timespec_bytes(d: Duration) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&d.as_secs().to_le_bytes());
+    b[8..].copy_from_slice(&u64::from(d.subsec_nanos()).to_le_bytes());
+    b
+}
+
 pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if let Some((times, which, _)) = cpu_clock(task, a[0] as i32)? {
+        let value = if which == CpuWhich::Virt {
+            times.user
+        } else {
+            times.total()
+        };
+        return task.mm().copy_out(a[1], &timespec_bytes(value)).map(|()| 0);
+    }
     if !clock_ok(a[0]) {
         tracing::info!("clock_gettime: clock {} not supported: EINVAL", a[0] as i32);
         return Err(Errno::EINVAL);
@@ -290,18 +358,75 @@ pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn clock_getres(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if !clock_ok(a[0]) {
-        tracing::info!("clock_getres: clock {} not supported: EINVAL", a[0] as i32);
-        return Err(Errno::EINVAL);
-    }
+    // A CPU clock's resolution is the host's for the same kind of clock of
+    // its own (Linux: 1 ns for CPUCLOCK_SCHED, a tick for the others).
+    let host_clock = match cpu_clock(task, a[0] as i32)? {
+        Some((_, which, thread)) => {
+            let which = match which {
+                CpuWhich::Prof => 0,
+                CpuWhich::Virt => 1,
+                CpuWhich::Sched => 2,
+            };
+            !0 << 3 | i32::from(thread) << 2 | which
+        }
+        None if clock_ok(a[0]) => a[0] as i32,
+        None => {
+            tracing::info!("clock_getres: clock {} not supported: EINVAL", a[0] as i32);
+            return Err(Errno::EINVAL);
+        }
+    };
     if a[1] != 0 {
-        let (sec, nsec) = host::clock_getres(a[0] as i32)?;
+        let (sec, nsec) = host::clock_getres(host_clock)?;
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&sec.to_le_bytes());
         b[8..].copy_from_slice(&nsec.to_le_bytes());
         task.mm().copy_out(a[1], &b)?;
     }
     Ok(0)
+}
+
+/// `struct rusage` with the user and system times (the other fields are
+/// not accounted and read 0).
+pub(crate) fn rusage_bytes(t: Times) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    for (i, d) in [t.user, t.sys].into_iter().enumerate() {
+        b[i * 16..i * 16 + 8].copy_from_slice(&d.as_secs().to_le_bytes());
+        b[i * 16 + 8..i * 16 + 16].copy_from_slice(&u64::from(d.subsec_micros()).to_le_bytes());
+    }
+    b
+}
+
+pub fn getrusage(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const RUSAGE_SELF: i32 = 0;
+    const RUSAGE_CHILDREN: i32 = -1;
+    const RUSAGE_THREAD: i32 = 1;
+    let times = match a[0] as i32 {
+        RUSAGE_SELF => task.tg.cpu_times(),
+        RUSAGE_CHILDREN => task.tg.lock().children_times,
+        RUSAGE_THREAD => task.handle.cpu.times(),
+        _ => return Err(Errno::EINVAL),
+    };
+    task.mm().copy_out(a[1], &rusage_bytes(times)).map(|()| 0)
+}
+
+pub fn times(task: &mut Task, a: [u64; 6]) -> SysResult {
+    // Clock ticks of USER_HZ (100 a second), as times(2) counts.
+    let ticks = |d: Duration| (d.as_nanos() / 10_000_000) as u64;
+    if a[0] != 0 {
+        let own = task.tg.cpu_times();
+        let children = task.tg.lock().children_times;
+        let mut b = [0u8; 32];
+        for (i, d) in [own.user, own.sys, children.user, children.sys]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&ticks(d).to_le_bytes());
+        }
+        task.mm().copy_out(a[0], &b)?;
+    }
+    // The elapsed real time from an arbitrary point: boot.
+    let (sec, nsec) = host::clock_gettime(libc::CLOCK_BOOTTIME)?;
+    Ok(ticks(Duration::new(sec as u64, nsec as u32)))
 }
 
 pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {

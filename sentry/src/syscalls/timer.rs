@@ -1,4 +1,4 @@
-//! alarm, setitimer/getitimer (ITIMER_REAL) and POSIX timers.
+//! alarm, setitimer/getitimer and POSIX timers.
 
 use std::time::Duration;
 
@@ -6,9 +6,11 @@ use abi::Errno;
 
 use super::SysResult;
 use crate::task::Task;
-use crate::timer::{Notify, Setting, ITIMER_REAL_ID};
+use crate::timer::{CpuItimer, Notify, Setting, ITIMER_REAL_ID};
 
 const ITIMER_REAL: u64 = 0;
+const ITIMER_VIRTUAL: u64 = 1;
+const ITIMER_PROF: u64 = 2;
 
 /// A `struct timeval` (`micros`) or `struct timespec` at `addr`.
 fn read_time(task: &Task, addr: u64, micros: bool) -> Result<Duration, Errno> {
@@ -50,29 +52,30 @@ fn read_setting(task: &Task, addr: u64, micros: bool) -> Result<Setting, Errno> 
     Ok((value, interval))
 }
 
-fn itimer_real_only(which: u64) -> Result<(), Errno> {
-    if which == ITIMER_REAL {
-        Ok(())
-    } else if which <= 2 {
-        tracing::info!("itimer {which} (virtual/profiling time) not supported: EINVAL");
-        Err(Errno::EINVAL)
-    } else {
-        Err(Errno::EINVAL)
+/// The CPU-time timer `which` names (None: ITIMER_REAL).
+fn cpu_itimer(which: u64) -> Result<Option<CpuItimer>, Errno> {
+    match which as i32 as i64 {
+        w if w == ITIMER_REAL as i64 => Ok(None),
+        w if w == ITIMER_VIRTUAL as i64 => Ok(Some(CpuItimer::Virtual)),
+        w if w == ITIMER_PROF as i64 => Ok(Some(CpuItimer::Prof)),
+        _ => Err(Errno::EINVAL),
     }
 }
 
 pub fn setitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
-    itimer_real_only(a[0])?;
+    let which = cpu_itimer(a[0])?;
     let (value, interval) = if a[1] == 0 {
         (Duration::ZERO, Duration::ZERO)
     } else {
         read_setting(task, a[1], true)?
     };
-    let old = task
-        .tg
-        .timers
-        .set(ITIMER_REAL_ID, value, interval, &task.tg)
-        .unwrap_or_default();
+    let timers = task.tg.timers.clone();
+    let old = match which {
+        Some(w) => timers.set_cpu(w, value, interval, &task.tg),
+        None => timers
+            .set(ITIMER_REAL_ID, value, interval, &task.tg)
+            .unwrap_or_default(),
+    };
     if a[2] != 0 {
         task.mm().copy_out(a[2], &setting_bytes(old, true))?;
     }
@@ -80,8 +83,10 @@ pub fn setitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
-    itimer_real_only(a[0])?;
-    let cur = task.tg.timers.get(ITIMER_REAL_ID).unwrap_or_default();
+    let cur = match cpu_itimer(a[0])? {
+        Some(w) => task.tg.timers.get_cpu(w, &task.tg),
+        None => task.tg.timers.get(ITIMER_REAL_ID).unwrap_or_default(),
+    };
     task.mm().copy_out(a[1], &setting_bytes(cur, true))?;
     Ok(0)
 }

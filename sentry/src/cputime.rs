@@ -1,0 +1,143 @@
+//! CPU time of tasks: user time is the time a task spends in application
+//! code (inside the platform's switch), system time is the CPU time of the
+//! host thread that runs the task in the Sentry (every task has its own).
+//!
+//! The stub thread's own CPU clock would measure user time more exactly,
+//! but Linux lets a process read only its own threads' CPU clocks
+//! (posix-cpu-timers' lookup_task), and reading
+//! `/proc/<pid>/task/<tid>/schedstat` on every switch would cost several
+//! syscalls. So user time is the monotonic time spent switched in: it
+//! includes the host's trap and wake-up path and any time the host had the
+//! stub descheduled, and never runs faster than one second per second per
+//! thread. System time comes from the host thread's CPU clock, which
+//! excludes time blocked in waits.
+
+use std::ops::{Add, AddAssign};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// User and system time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Times {
+    pub user: Duration,
+    pub sys: Duration,
+}
+
+impl Times {
+    pub fn total(self) -> Duration {
+        self.user + self.sys
+    }
+}
+
+impl Add for Times {
+    type Output = Times;
+    fn add(self, o: Times) -> Times {
+        Times {
+            user: self.user + o.user,
+            sys: self.sys + o.sys,
+        }
+    }
+}
+
+impl AddAssign for Times {
+    fn add_assign(&mut self, o: Times) {
+        *self = *self + o;
+    }
+}
+
+/// Nanoseconds on the Sentry's monotonic clock, from a fixed start.
+fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn host_cpu(clock: i32) -> Duration {
+    crate::host::clock_gettime(clock)
+        .map_or(Duration::ZERO, |(s, ns)| Duration::new(s as u64, ns as u32))
+}
+
+/// One task's CPU time, readable from any thread.
+#[derive(Default)]
+pub struct ThreadCpu {
+    user_ns: AtomicU64,
+    /// When the current stretch of application code began (`now_ns() + 1`),
+    /// 0 while the task is in the Sentry.
+    running_since: AtomicU64,
+    /// The CPU clock of the host thread running the task, 0 until it runs.
+    host_clock: AtomicI32,
+    /// The host thread's CPU time when it began running the task.
+    sys_base_ns: AtomicU64,
+    /// The final system time, once the task has exited (`+ 1`; 0 before).
+    sys_final_ns: AtomicU64,
+}
+
+impl ThreadCpu {
+    /// The calling host thread runs this task from now on.
+    pub fn bind_to_this_thread(&self) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        // Linux's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+        let clock = ((!(tid as u32)) << 3) as i32 | 6;
+        self.sys_base_ns
+            .store(host_cpu(clock).as_nanos() as u64, Ordering::Relaxed);
+        self.host_clock.store(clock, Ordering::Release);
+    }
+
+    /// Application code starts running.
+    pub fn enter_app(&self) {
+        self.running_since.store(now_ns() + 1, Ordering::Relaxed);
+    }
+
+    /// Application code stopped (a syscall, fault or interrupt).
+    pub fn leave_app(&self) {
+        let since = self.running_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            let ran = now_ns().saturating_sub(since - 1);
+            self.user_ns.fetch_add(ran, Ordering::Relaxed);
+        }
+    }
+
+    pub fn user(&self) -> Duration {
+        let mut ns = self.user_ns.load(Ordering::Relaxed);
+        let since = self.running_since.load(Ordering::Relaxed);
+        if since != 0 {
+            ns += now_ns().saturating_sub(since - 1);
+        }
+        Duration::from_nanos(ns)
+    }
+
+    /// The task is exiting, on its own host thread: its times stop here,
+    /// and its clock no longer names a thread.
+    pub fn finish(&self) {
+        let sys = self.sys().as_nanos() as u64;
+        self.sys_final_ns.store(sys + 1, Ordering::Release);
+    }
+
+    pub fn finished(&self) -> bool {
+        self.sys_final_ns.load(Ordering::Acquire) != 0
+    }
+
+    /// Read from the host thread's CPU clock while the task runs (the
+    /// host thread outlives the task's place in its group, from which
+    /// other threads find it), its final value afterwards.
+    pub fn sys(&self) -> Duration {
+        let fin = self.sys_final_ns.load(Ordering::Acquire);
+        if fin != 0 {
+            return Duration::from_nanos(fin - 1);
+        }
+        let clock = self.host_clock.load(Ordering::Acquire);
+        if clock == 0 {
+            return Duration::ZERO;
+        }
+        let base = Duration::from_nanos(self.sys_base_ns.load(Ordering::Relaxed));
+        host_cpu(clock).saturating_sub(base)
+    }
+
+    pub fn times(&self) -> Times {
+        Times {
+            user: self.user(),
+            sys: self.sys(),
+        }
+    }
+}
