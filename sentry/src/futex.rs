@@ -535,6 +535,14 @@ impl FutexTable {
 /// a circular list cannot stall an exit.
 const ROBUST_LIST_LIMIT: usize = 2048;
 
+/// The thread is exiting: release its robust futexes, then let waiters
+/// on PI futexes it still owns inherit them (Linux's futex_exit_release).
+pub(crate) fn exit_futexes(task: &crate::task::Task) {
+    exit_robust_list(task);
+    task.handle.futex_dead.store(true, Ordering::SeqCst);
+    task.kernel.futexes.owner_exited();
+}
+
 /// Walk the dying (or exec'ing) thread's robust futex list as Linux's
 /// exit_robust_list does (kernel/futex/core.c): every lock word still
 /// owned by the thread gets FUTEX_OWNER_DIED and one waiter is woken;
@@ -544,7 +552,25 @@ pub(crate) fn exit_robust_list(task: &crate::task::Task) {
     if head == 0 {
         return;
     }
-    let mm = task.mm();
+    // Words are marked with the memory manager locked (so they stay
+    // mapped); their waiters are woken after it is released.
+    let mut wake = Vec::new();
+    {
+        let mm = task.mm();
+        walk_robust_list(task, &mm, head, &mut wake);
+    }
+    for key in wake {
+        let _ = task.kernel.futexes.wake(key, 1, u32::MAX);
+    }
+}
+
+/// Mark the words of the list at `head`; collect the keys to wake.
+fn walk_robust_list(
+    task: &crate::task::Task,
+    mm: &crate::mm::MemoryManager,
+    head: u64,
+    wake: &mut Vec<u64>,
+) {
     let read = |addr: u64| {
         let mut b = [0u8; 8];
         mm.copy_in(addr, &mut b)
@@ -557,8 +583,9 @@ pub(crate) fn exit_robust_list(task: &crate::task::Task) {
     else {
         return;
     };
-    let death = |entry: u64, pi: bool, pending: bool| {
-        handle_futex_death(task, &mm, entry.wrapping_add(offset), pi, pending)
+    let mut death = |entry: u64, pi: bool, pending: bool| {
+        let addr = entry.wrapping_add(offset);
+        wake.extend(handle_futex_death(task, mm, addr, pi, pending));
     };
     let (pending, pending_pi) = (pending & !1, pending & 1 != 0);
     let (mut entry, mut pi) = (first & !1, first & 1 != 0);
@@ -582,31 +609,28 @@ pub(crate) fn exit_robust_list(task: &crate::task::Task) {
     }
 }
 
-/// Mark one robust lock word at `addr` whose owner (the task) died.
+/// Mark one robust lock word at `addr` whose owner (the task) died;
+/// returns its key if one waiter should be woken.
 fn handle_futex_death(
     task: &crate::task::Task,
     mm: &crate::mm::MemoryManager,
     addr: u64,
     pi: bool,
     pending: bool,
-) {
+) -> Option<u64> {
     if !addr.is_multiple_of(4) {
-        return;
+        return None;
     }
-    let Ok(key) = mm.translate(addr, platform::AccessType::READ_WRITE) else {
-        return;
-    };
-    let futexes = &task.kernel.futexes;
+    let key = mm.translate(addr, platform::AccessType::READ_WRITE).ok()?;
     let word = task.kernel.mf.atomic_u32(key);
     loop {
         let uval = word.load(Ordering::SeqCst);
         // Died between unlocking (word 0) and waking: wake for it.
         if pending && !pi && uval == 0 {
-            let _ = futexes.wake(key, 1, u32::MAX);
-            return;
+            return Some(key);
         }
         if uval & FUTEX_TID_MASK != task.tid as u32 {
-            return;
+            return None;
         }
         let new = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
         if word
@@ -617,10 +641,7 @@ fn handle_futex_death(
         }
         // PI waiters take the lock when told their owner exited
         // (FutexTable::owner_exited).
-        if !pi && uval & FUTEX_WAITERS != 0 {
-            let _ = futexes.wake(key, 1, u32::MAX);
-        }
-        return;
+        return (!pi && uval & FUTEX_WAITERS != 0).then_some(key);
     }
 }
 
@@ -698,5 +719,63 @@ mod tests {
         assert_eq!(t.requeue(1, 2, 0, 1, None).unwrap(), 1);
         assert_eq!(t.wake(2, 1, u32::MAX).unwrap(), 1);
         assert_eq!(a.join().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn pi_unlock_hands_the_lock_to_the_first_waiter() {
+        let t = Arc::new(FutexTable::default());
+        let word = Arc::new(AtomicU32::new(1));
+        let alive = |_: i32| true;
+        let waiter = {
+            let (t, word) = (t.clone(), word.clone());
+            std::thread::spawn(move || {
+                let alive = |_: i32| true;
+                let pi = PiWord {
+                    key: 8,
+                    word: &word,
+                    tid: 2,
+                    alive: &alive,
+                };
+                t.lock_pi(&pi, None, false, &|| false)
+            })
+        };
+        while t.queues.lock().unwrap().get(&8).map_or(0, Vec::len) < 1 {
+            std::thread::yield_now();
+        }
+        assert_eq!(word.load(Ordering::SeqCst), 1 | FUTEX_WAITERS);
+        let owner = |tid| PiWord {
+            key: 8,
+            word: &word,
+            tid,
+            alive: &alive,
+        };
+        assert_eq!(t.unlock_pi(&owner(2)), Err(Errno::EPERM));
+        assert_eq!(t.unlock_pi(&owner(1)), Ok(()));
+        assert_eq!(word.load(Ordering::SeqCst), 2 | FUTEX_WAITERS);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        assert_eq!(
+            t.lock_pi(&owner(2), None, false, &|| false),
+            Err(Errno::EDEADLK)
+        );
+        assert_eq!(t.unlock_pi(&owner(2)), Ok(()));
+        assert_eq!(word.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn pi_lock_of_a_dead_owner_is_esrch_and_waiters_inherit_it() {
+        let t = FutexTable::default();
+        let word = AtomicU32::new(7);
+        let dead = |tid: i32| tid != 7;
+        let pi = PiWord {
+            key: 8,
+            word: &word,
+            tid: 3,
+            alive: &dead,
+        };
+        assert_eq!(t.lock_pi(&pi, None, false, &|| false), Err(Errno::ESRCH));
+        // A robust owner's death leaves OWNER_DIED, which the next owner keeps.
+        word.store(FUTEX_OWNER_DIED, Ordering::SeqCst);
+        assert_eq!(t.lock_pi(&pi, None, true, &|| false), Ok(()));
+        assert_eq!(word.load(Ordering::SeqCst), 3 | FUTEX_OWNER_DIED);
     }
 }

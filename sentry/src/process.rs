@@ -43,6 +43,9 @@ pub(crate) struct TaskHandle {
     pub wake_fd: Option<std::os::fd::OwnedFd>,
     /// set_robust_list's head (0: none), walked when the thread exits.
     pub robust_list: AtomicU64,
+    /// The thread has exited as far as futexes go: its robust list was
+    /// walked, so it will never unlock a PI futex it still owns.
+    pub futex_dead: AtomicBool,
     pub cpu: crate::cputime::ThreadCpu,
 }
 
@@ -77,6 +80,7 @@ impl TaskHandle {
             view: Mutex::new(None),
             wake_fd: crate::host::eventfd(0, libc::EFD_NONBLOCK).ok(),
             robust_list: AtomicU64::new(0),
+            futex_dead: AtomicBool::new(false),
             cpu: Default::default(),
         })
     }

@@ -432,7 +432,7 @@ impl Task {
     /// its group, release a vfork parent.
     fn finish(mut self, status: ExitStatus) {
         self.handle.cpu.finish();
-        crate::futex::exit_robust_list(&self);
+        crate::futex::exit_futexes(&self);
         if self.clear_child_tid != 0 {
             let addr = self.clear_child_tid;
             let key = self.mm().translate(addr, platform::AccessType::READ_WRITE);
@@ -450,7 +450,6 @@ impl Task {
         // is reported gone.
         drop(self);
         tg.thread_exited(tid, status, kernel.find_group(1));
-        kernel.futexes.owner_exited();
     }
 
     /// Start `child` on a host thread of its own.

@@ -187,7 +187,11 @@ fn futex_pi(task: &mut Task, cmd: u64, realtime: bool, a: [u64; 6]) -> SysResult
     let k = rw_key(task, addr)?;
     let mf = task.kernel.mf.clone();
     let kernel = task.kernel.clone();
-    let alive = |tid: i32| kernel.find_task(tid).is_some();
+    let alive = |tid: i32| {
+        kernel
+            .find_task(tid)
+            .is_some_and(|(_, h)| !h.futex_dead.load(Ordering::SeqCst))
+    };
     let handle = task.handle.clone();
     let stop = || handle.interrupted();
     let futexes = &task.kernel.futexes;
