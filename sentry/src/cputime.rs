@@ -14,8 +14,10 @@
 
 use std::ops::{Add, AddAssign};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, Weak};
 use std::time::{Duration, Instant};
+
+use crate::process::{TaskHandle, ThreadGroup};
 
 /// User and system time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,6 +140,59 @@ impl ThreadCpu {
         Times {
             user: self.user(),
             sys: self.sys(),
+        }
+    }
+}
+
+/// Which time a CPU-time clock counts (Linux's CPUCLOCK_WHICH).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuWhich {
+    /// User and system time (CPUCLOCK_PROF).
+    Prof,
+    /// User time only (CPUCLOCK_VIRT).
+    Virt,
+    /// Time on a CPU (CPUCLOCK_SCHED): user and system time here.
+    Sched,
+}
+
+impl CpuWhich {
+    pub fn of(self, t: Times) -> Duration {
+        match self {
+            CpuWhich::Virt => t.user,
+            CpuWhich::Prof | CpuWhich::Sched => t.total(),
+        }
+    }
+}
+
+/// Whose CPU time a clock counts.
+#[derive(Clone)]
+pub enum CpuTarget {
+    Process(Weak<ThreadGroup>),
+    Thread(Weak<TaskHandle>),
+}
+
+/// A CPU-time clock, as timers hold it.
+#[derive(Clone)]
+pub struct CpuClock {
+    pub target: CpuTarget,
+    pub which: CpuWhich,
+}
+
+impl CpuClock {
+    /// The clock's reading, and how many threads advance it at once (so a
+    /// sleeper waiting for it knows how fast it can move); None once the
+    /// thread or process is gone.
+    pub fn read(&self) -> Option<(Duration, u32)> {
+        match &self.target {
+            CpuTarget::Process(g) => {
+                let g = g.upgrade()?;
+                let threads = g.lock().threads.len().max(1) as u32;
+                Some((self.which.of(g.cpu_times()), threads))
+            }
+            CpuTarget::Thread(t) => {
+                let t = t.upgrade().filter(|t| !t.cpu.finished())?;
+                Some((self.which.of(t.cpu.times()), 1))
+            }
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Process, identity, time and limit syscalls.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use abi::Errno;
 
 use super::SysResult;
-use crate::cputime::Times;
+use crate::cputime::{CpuClock, CpuTarget, CpuWhich, Times};
 use crate::host;
 use crate::task::{ExitStatus, Task};
 
@@ -279,21 +280,11 @@ fn clock_ok(clock: u64) -> bool {
     )
 }
 
-/// Which time a CPU-time clock counts (Linux's CPUCLOCK_WHICH).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CpuWhich {
-    /// User and system time (CPUCLOCK_PROF).
-    Prof,
-    /// User time only (CPUCLOCK_VIRT).
-    Virt,
-    /// Time on a CPU (CPUCLOCK_SCHED): user and system time here.
-    Sched,
-}
-
-/// A CPU-time clock's reading (None: `clock` is not a CPU-time clock).
-/// Negative ids encode a pid or tid as clock_getcpuclockid(3) and
-/// pthread_getcpuclockid(3) make them: `~id << 3 | perthread << 2 | which`.
-fn cpu_clock(task: &Task, clock: i32) -> Result<Option<(Times, CpuWhich, bool)>, Errno> {
+/// The CPU-time clock `clock` names (None: not a CPU-time clock), and
+/// whether it is a thread's. Negative ids encode a pid or tid as
+/// clock_getcpuclockid(3) and pthread_getcpuclockid(3) make them:
+/// `~id << 3 | perthread << 2 | which`.
+pub(crate) fn cpu_clock(task: &Task, clock: i32) -> Result<Option<(CpuClock, bool)>, Errno> {
     let (id, which, thread) = match clock {
         libc::CLOCK_PROCESS_CPUTIME_ID => (0, CpuWhich::Sched, false),
         libc::CLOCK_THREAD_CPUTIME_ID => (0, CpuWhich::Sched, true),
@@ -308,26 +299,26 @@ fn cpu_clock(task: &Task, clock: i32) -> Result<Option<(Times, CpuWhich, bool)>,
         }
         _ => return Ok(None),
     };
-    let times = if thread {
-        if id == 0 || id == task.tid {
-            task.handle.cpu.times()
+    let target = if thread {
+        let handle = if id == 0 || id == task.tid {
+            task.handle.clone()
         } else {
             // Only threads of the caller's own process (posix-cpu-timers).
             let st = task.tg.lock();
-            let t = st
-                .threads
+            st.threads
                 .iter()
                 .find(|t| t.tid == id && !t.cpu.finished())
-                .ok_or(Errno::EINVAL)?;
-            t.cpu.times()
-        }
+                .cloned()
+                .ok_or(Errno::EINVAL)?
+        };
+        CpuTarget::Thread(Arc::downgrade(&handle))
     } else if id == 0 || id == task.tg.tgid {
-        task.tg.cpu_times()
+        CpuTarget::Process(Arc::downgrade(&task.tg))
     } else {
         let group = task.kernel.find_group(id).ok_or(Errno::EINVAL)?;
-        group.cpu_times()
+        CpuTarget::Process(Arc::downgrade(&group))
     };
-    Ok(Some((times, which, thread)))
+    Ok(Some((CpuClock { target, which }, thread)))
 }
 
 fn timespec_bytes(d: Duration) -> [u8; 16] {
@@ -338,12 +329,8 @@ fn timespec_bytes(d: Duration) -> [u8; 16] {
 }
 
 pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if let Some((times, which, _)) = cpu_clock(task, a[0] as i32)? {
-        let value = if which == CpuWhich::Virt {
-            times.user
-        } else {
-            times.total()
-        };
+    if let Some((clock, _)) = cpu_clock(task, a[0] as i32)? {
+        let (value, _) = clock.read().ok_or(Errno::EINVAL)?;
         return task.mm().copy_out(a[1], &timespec_bytes(value)).map(|()| 0);
     }
     if !clock_ok(a[0]) {
@@ -361,8 +348,8 @@ pub fn clock_getres(task: &mut Task, a: [u64; 6]) -> SysResult {
     // A CPU clock's resolution is the host's for the same kind of clock of
     // its own (Linux: 1 ns for CPUCLOCK_SCHED, a tick for the others).
     let host_clock = match cpu_clock(task, a[0] as i32)? {
-        Some((_, which, thread)) => {
-            let which = match which {
+        Some((clock, thread)) => {
+            let which = match clock.which {
                 CpuWhich::Prof => 0,
                 CpuWhich::Virt => 1,
                 CpuWhich::Sched => 2,
