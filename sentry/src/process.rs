@@ -163,6 +163,9 @@ pub(crate) struct GroupState {
     pub exited_times: Times,
     /// CPU time of the children (and their descendants) reaped by wait.
     pub children_times: Times,
+    /// RLIMIT_CPU (soft, hard) in seconds, enforced by the process's
+    /// timers.
+    pub cpu_limit: (u64, u64),
 }
 
 pub(crate) struct ThreadGroup {
@@ -206,6 +209,7 @@ impl ThreadGroup {
                 sid,
                 exited_times: Times::default(),
                 children_times: Times::default(),
+                cpu_limit: (u64::MAX, u64::MAX),
             }),
             changed: Condvar::new(),
         })

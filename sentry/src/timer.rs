@@ -25,6 +25,10 @@ use crate::signal::Queued;
 pub const ITIMER_REAL_ID: i32 = -1;
 pub const ITIMER_VIRTUAL_ID: i32 = -2;
 pub const ITIMER_PROF_ID: i32 = -3;
+/// RLIMIT_CPU's soft limit (SIGXCPU, then once a second) and hard limit
+/// (SIGKILL), as timers on the process's user and system time.
+const RLIMIT_CPU_SOFT_ID: i32 = -4;
+const RLIMIT_CPU_HARD_ID: i32 = -5;
 
 /// Where a timer's expiry goes.
 #[derive(Clone)]
@@ -167,25 +171,7 @@ impl Timers {
         group: &Arc<ThreadGroup>,
     ) -> Option<Setting> {
         if id < 0 {
-            let itimer = |cpu: Option<CpuWhich>, sig| {
-                let clock = if cpu.is_some() {
-                    libc::CLOCK_PROCESS_CPUTIME_ID
-                } else {
-                    libc::CLOCK_REALTIME
-                };
-                let cpu = cpu.map(|which| CpuClock {
-                    target: CpuTarget::Process(Arc::downgrade(group)),
-                    which,
-                });
-                Timer::new(clock, cpu, Notify::Process { sig, value: 0 })
-            };
-            let timer = match id {
-                ITIMER_REAL_ID => itimer(None, libc::SIGALRM),
-                ITIMER_VIRTUAL_ID => itimer(Some(CpuWhich::Virt), libc::SIGVTALRM),
-                ITIMER_PROF_ID => itimer(Some(CpuWhich::Prof), libc::SIGPROF),
-                _ => return None,
-            };
-            self.lock().0.entry(id).or_insert(timer);
+            self.create_builtin(id, group)?;
         }
         let cpu_now = self.cpu_now(id);
         let (generation, old, on_cpu) = {
@@ -200,7 +186,8 @@ impl Timers {
             } else if timer.cpu.is_some() {
                 // Linux arms an itimer for a tick more than asked
                 // (set_cpu_itimer). A clock that is gone never fires.
-                let extra = if id < 0 { host_tick() } else { Duration::ZERO };
+                let itimer = matches!(id, ITIMER_VIRTUAL_ID | ITIMER_PROF_ID);
+                let extra = if itimer { host_tick() } else { Duration::ZERO };
                 cpu_now
                     .and_then(|now| now.checked_add(value)?.checked_add(extra))
                     .map(Expiry::Cpu)
@@ -228,6 +215,56 @@ impl Timers {
             tracing::error!("timer {id}: no thread to run it");
         }
         Some(old)
+    }
+
+    /// Create setitimer's timers and RLIMIT_CPU's on first use.
+    fn create_builtin(&self, id: i32, group: &Arc<ThreadGroup>) -> Option<()> {
+        let itimer = |cpu: Option<CpuWhich>, sig| {
+            let clock = if cpu.is_some() {
+                libc::CLOCK_PROCESS_CPUTIME_ID
+            } else {
+                libc::CLOCK_REALTIME
+            };
+            let cpu = cpu.map(|which| CpuClock {
+                target: CpuTarget::Process(Arc::downgrade(group)),
+                which,
+            });
+            Timer::new(clock, cpu, Notify::Process { sig, value: 0 })
+        };
+        let timer = match id {
+            ITIMER_REAL_ID => itimer(None, libc::SIGALRM),
+            ITIMER_VIRTUAL_ID => itimer(Some(CpuWhich::Virt), libc::SIGVTALRM),
+            ITIMER_PROF_ID => itimer(Some(CpuWhich::Prof), libc::SIGPROF),
+            RLIMIT_CPU_SOFT_ID => itimer(Some(CpuWhich::Prof), libc::SIGXCPU),
+            RLIMIT_CPU_HARD_ID => itimer(Some(CpuWhich::Prof), libc::SIGKILL),
+            _ => return None,
+        };
+        self.lock().0.entry(id).or_insert(timer);
+        Some(())
+    }
+
+    /// Enforce RLIMIT_CPU of `soft` and `hard` seconds (u64::MAX: none) on
+    /// the process's CPU time from now on.
+    pub fn set_cpu_limit(self: &Arc<Self>, soft: u64, hard: u64, group: &Arc<ThreadGroup>) {
+        for (id, limit, interval) in [
+            (RLIMIT_CPU_SOFT_ID, soft, Duration::from_secs(1)),
+            (RLIMIT_CPU_HARD_ID, hard, Duration::ZERO),
+        ] {
+            let value = if limit == u64::MAX {
+                Duration::ZERO
+            } else {
+                let _ = self.create_builtin(id, group);
+                let now = self.cpu_now(id).unwrap_or_default();
+                // A limit already passed fires at once.
+                Duration::from_secs(limit)
+                    .saturating_sub(now)
+                    .max(Duration::from_nanos(1))
+            };
+            if value.is_zero() && !self.lock().0.contains_key(&id) {
+                continue;
+            }
+            self.set(id, value, interval, group);
+        }
     }
 
     /// The sleeper of one arming of timer `id` on a CPU-time clock.

@@ -112,6 +112,10 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
             .map_or_else(std::sync::Weak::new, Arc::downgrade);
         let handlers = task.tg.handlers().clone();
         let tg = ThreadGroup::new(tid, weak, pgid, sid, (flags & CSIGNAL) as i32, handlers);
+        // Limits are inherited; the child's CPU time starts from zero.
+        let (soft, hard) = task.tg.lock().cpu_limit;
+        tg.lock().cpu_limit = (soft, hard);
+        tg.timers.set_cpu_limit(soft, hard, &tg);
         if let Some(parent) = parent {
             parent.lock().children.push(tg.clone());
         }

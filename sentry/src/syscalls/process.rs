@@ -230,8 +230,19 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
     b
 }
 
+const RLIMIT_CPU: u64 = 0;
+
+/// The process's limit on `resource` (only RLIMIT_CPU can differ from the
+/// defaults yet).
+fn rlimit(task: &Task, resource: u64) -> Option<(u64, u64)> {
+    if resource == RLIMIT_CPU {
+        return Some(task.tg.lock().cpu_limit);
+    }
+    default_rlimit(resource)
+}
+
 pub fn getrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let lim = default_rlimit(a[0]).ok_or(Errno::EINVAL)?;
+    let lim = rlimit(task, a[0]).ok_or(Errno::EINVAL)?;
     task.mm().copy_out(a[1], &rlimit_bytes(lim)).map(|()| 0)
 }
 
@@ -239,12 +250,30 @@ pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
     if a[0] != 0 && a[0] != task.tid as u64 && a[0] != task.tg.tgid as u64 {
         return Err(Errno::ESRCH);
     }
-    let lim = default_rlimit(a[1]).ok_or(Errno::EINVAL)?;
+    let lim = rlimit(task, a[1]).ok_or(Errno::EINVAL)?;
     if a[2] != 0 {
-        // Limits are not enforced yet, so pretending to change one would be
-        // a lie: refuse as an unprivileged process would.
-        tracing::info!("prlimit64: setting resource limits not supported: EPERM");
-        return Err(Errno::EPERM);
+        let mut b = [0u8; 16];
+        task.mm().copy_in(a[2], &mut b)?;
+        let cur = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let max = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        if cur > max {
+            return Err(Errno::EINVAL);
+        }
+        if a[1] != RLIMIT_CPU {
+            // Other limits are not enforced yet, so pretending to change
+            // one would be a lie: refuse as an unprivileged process would.
+            tracing::info!(
+                "prlimit64: setting resource limit {} not supported: EPERM",
+                a[1]
+            );
+            return Err(Errno::EPERM);
+        }
+        // Raising a hard limit takes CAP_SYS_RESOURCE.
+        if max > lim.1 && !task.creds.privileged() {
+            return Err(Errno::EPERM);
+        }
+        task.tg.lock().cpu_limit = (cur, max);
+        task.tg.timers.set_cpu_limit(cur, max, &task.tg);
     }
     if a[3] != 0 {
         task.mm().copy_out(a[3], &rlimit_bytes(lim))?;
