@@ -14,7 +14,7 @@
 
 use std::ops::{Add, AddAssign};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{OnceLock, Weak};
+use std::sync::{Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::process::{TaskHandle, ThreadGroup};
@@ -59,13 +59,20 @@ fn host_cpu(clock: i32) -> Duration {
         .map_or(Duration::ZERO, |(s, ns)| Duration::new(s as u64, ns as u32))
 }
 
+/// User time so far: nanoseconds of finished stretches of application
+/// code, and when the current one began (None while in the Sentry).
+/// Kept together so a reader never sees a stretch counted twice or not
+/// at all.
+#[derive(Default)]
+struct UserTime {
+    done_ns: u64,
+    since_ns: Option<u64>,
+}
+
 /// One task's CPU time, readable from any thread.
 #[derive(Default)]
 pub struct ThreadCpu {
-    user_ns: AtomicU64,
-    /// When the current stretch of application code began (`now_ns() + 1`),
-    /// 0 while the task is in the Sentry.
-    running_since: AtomicU64,
+    user: Mutex<UserTime>,
     /// The CPU clock of the host thread running the task, 0 until it runs.
     host_clock: AtomicI32,
     /// The host thread's CPU time when it began running the task.
@@ -86,27 +93,27 @@ impl ThreadCpu {
         self.host_clock.store(clock, Ordering::Release);
     }
 
+    fn user_time(&self) -> std::sync::MutexGuard<'_, UserTime> {
+        self.user.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Application code starts running.
     pub fn enter_app(&self) {
-        self.running_since.store(now_ns() + 1, Ordering::Relaxed);
+        self.user_time().since_ns = Some(now_ns());
     }
 
     /// Application code stopped (a syscall, fault or interrupt).
     pub fn leave_app(&self) {
-        let since = self.running_since.swap(0, Ordering::Relaxed);
-        if since != 0 {
-            let ran = now_ns().saturating_sub(since - 1);
-            self.user_ns.fetch_add(ran, Ordering::Relaxed);
+        let mut u = self.user_time();
+        if let Some(since) = u.since_ns.take() {
+            u.done_ns += now_ns().saturating_sub(since);
         }
     }
 
     pub fn user(&self) -> Duration {
-        let mut ns = self.user_ns.load(Ordering::Relaxed);
-        let since = self.running_since.load(Ordering::Relaxed);
-        if since != 0 {
-            ns += now_ns().saturating_sub(since - 1);
-        }
-        Duration::from_nanos(ns)
+        let u = self.user_time();
+        let running = u.since_ns.map_or(0, |since| now_ns().saturating_sub(since));
+        Duration::from_nanos(u.done_ns + running)
     }
 
     /// The task is exiting, on its own host thread: its times stop here,

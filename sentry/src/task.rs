@@ -428,8 +428,9 @@ impl Task {
         self.exit = Some(status);
     }
 
-    /// The thread is gone: clear its child-tid word (waking a joiner), tell
-    /// its group, release a vfork parent.
+    /// The thread is gone: stop its CPU clock, release its robust and PI
+    /// futexes, clear its child-tid word (waking a joiner), tell its group,
+    /// release a vfork parent.
     fn finish(mut self, status: ExitStatus) {
         self.handle.cpu.finish();
         crate::futex::exit_futexes(&self);
