@@ -13,6 +13,7 @@
 //! that created it).
 
 mod clock;
+mod cputime;
 mod deliver;
 mod filecache;
 mod fs;

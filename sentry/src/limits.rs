@@ -2,6 +2,7 @@
 //! process, inherited by fork, kept across execve.
 
 /// The resources, by their numbers in `<sys/resource.h>`.
+pub const RLIMIT_CPU: usize = 0;
 pub const RLIMIT_DATA: usize = 2;
 pub const RLIMIT_STACK: usize = 3;
 pub const RLIMIT_CORE: usize = 4;

@@ -5,12 +5,13 @@
 //! children. Waiting for children (`wait4`) blocks on the parent's
 //! condition variable, which a child notifies when it becomes a zombie.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use platform::Interrupter;
 
+use crate::cputime::Times;
 use crate::signal::{self, Handlers, Queued, ThreadSignals};
 use crate::task::ExitStatus;
 
@@ -47,6 +48,12 @@ pub(crate) struct TaskHandle {
     pub stopped: AtomicBool,
     /// Affinity, policy and nice value (recorded; the host schedules).
     pub sched: Mutex<crate::syscalls::sched::Sched>,
+    /// set_robust_list's head (0: none), walked when the thread exits.
+    pub robust_list: AtomicU64,
+    /// The thread has exited as far as futexes go: its robust list was
+    /// walked, so it will never unlock a PI futex it still owns.
+    pub futex_dead: AtomicBool,
+    pub cpu: crate::cputime::ThreadCpu,
 }
 
 /// The parts of a task that other tasks read through procfs.
@@ -82,6 +89,9 @@ impl TaskHandle {
             stop_pending: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             sched: Mutex::default(),
+            robust_list: AtomicU64::new(0),
+            futex_dead: AtomicBool::new(false),
+            cpu: Default::default(),
         })
     }
 
@@ -200,6 +210,10 @@ pub(crate) struct GroupState {
     /// file is ever written: only the status says so, as the same process
     /// would report natively under the same RLIMIT_CORE.
     pub core_dumped: bool,
+    /// CPU time of the threads that have exited.
+    pub exited_times: Times,
+    /// CPU time of the children (and their descendants) reaped by wait.
+    pub children_times: Times,
 }
 
 /// Linux's group stop (kernel/signal.c, `do_signal_stop` and
@@ -298,6 +312,8 @@ impl ThreadGroup {
                 sid,
                 jobctl: JobControl::default(),
                 core_dumped: false,
+                exited_times: Times::default(),
+                children_times: Times::default(),
             }),
             changed: Condvar::new(),
         })
@@ -557,6 +573,12 @@ impl ThreadGroup {
     /// signal if it asked for one.
     pub fn thread_exited(&self, tid: i32, status: ExitStatus, init: Option<Arc<ThreadGroup>>) {
         let last = self.with_parent(|st, parent| {
+            // The exiting thread's host thread still runs (this is it), so
+            // its CPU clock can be read one last time.
+            if let Some(t) = st.threads.iter().find(|t| t.tid == tid) {
+                let times = t.cpu.times();
+                st.exited_times += times;
+            }
             // A thread that exits instead of stopping still completes the
             // group stop (Linux's exit_signals).
             let was_stopping = st
@@ -646,6 +668,14 @@ impl ThreadGroup {
                 },
             );
         }
+    }
+
+    /// The CPU time of the whole process (RUSAGE_SELF).
+    pub fn cpu_times(&self) -> Times {
+        let st = self.lock();
+        st.threads
+            .iter()
+            .fold(st.exited_times, |sum, t| sum + t.cpu.times())
     }
 
     /// Block until this group is a zombie; returns its status.

@@ -541,10 +541,13 @@ fn pid_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<
             });
         }};
     }
-    text!("stat", |_k: &Weak<Kernel>,
-                   g: &Arc<ThreadGroup>,
-                   v: &TaskView,
-                   t: i32| Ok(pid_stat(g, v, t)));
+    let whole = tid.is_none();
+    text!("stat", move |_k: &Weak<Kernel>,
+                        g: &Arc<ThreadGroup>,
+                        v: &TaskView,
+                        t: i32| Ok(pid_stat(
+        g, v, t, whole
+    )));
     text!("status", |_k: &Weak<Kernel>,
                      g: &Arc<ThreadGroup>,
                      v: &TaskView,
@@ -785,20 +788,39 @@ fn state_char(g: &ThreadGroup) -> char {
     }
 }
 
-fn pid_stat(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
+/// `/proc/[pid]/stat` (`whole`: the process's times) or
+/// `/proc/[pid]/task/[tid]/stat` (the thread's).
+fn pid_stat(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32, whole: bool) -> String {
     let st = g.lock();
     let ppid = st.parent.upgrade().map_or(0, |p| p.tgid);
     let (pgid, sid, threads) = (st.pgid, st.sid, st.threads.len());
+    let thread_times = st
+        .threads
+        .iter()
+        .find(|t| t.tid == tid)
+        .map(|t| t.cpu.times());
+    let children = st.children_times;
     drop(st);
+    let own = if whole {
+        g.cpu_times()
+    } else {
+        thread_times.unwrap_or_default()
+    };
+    // Clock ticks of USER_HZ (100 a second).
+    let ticks = |d: std::time::Duration| d.as_millis() / 10;
     let mm = v.mm.lock().unwrap_or_else(|e| e.into_inner());
     let vsize = mm.mapped_bytes();
     let (args, env) = (mm.args, mm.env);
     drop(mm);
     let comm = String::from_utf8_lossy(&v.comm);
     let state = state_char(g);
-    // Fields 1-52 of proc(5); times and faults are not accounted yet.
+    // Fields 1-52 of proc(5); faults are not accounted yet.
     format!(
-        "{tid} ({comm}) {state} {ppid} {pgid} {sid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 {threads} 0 0 {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 {exit_signal} 0 0 0 0 0 0 0 0 {a0} {a1} {e0} {e1} 0\n",
+        "{tid} ({comm}) {state} {ppid} {pgid} {sid} 0 -1 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 {threads} 0 0 {vsize} {rss} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 {exit_signal} 0 0 0 0 0 0 0 0 {a0} {a1} {e0} {e1} 0\n",
+        utime = ticks(own.user),
+        stime = ticks(own.sys),
+        cutime = ticks(children.user),
+        cstime = ticks(children.sys),
         rss = vsize / 4096,
         exit_signal = g.exit_signal,
         a0 = args.0,

@@ -250,7 +250,6 @@ pub struct Task {
     /// The path of the running program, for `/proc/[pid]/exe`.
     pub(crate) exe: String,
     pub(crate) clear_child_tid: u64,
-    pub(crate) robust_list: u64,
     /// Set when this thread has exited (exit) or its group is exiting.
     pub(crate) exit: Option<ExitStatus>,
     /// A vfork parent waiting for this child to exec or exit.
@@ -347,7 +346,6 @@ impl Task {
             comm: comm_of(&path),
             exe,
             clear_child_tid: 0,
-            robust_list: 0,
             exit: None,
             vfork_done: None,
             alt_stack: AltStack::default(),
@@ -404,6 +402,7 @@ impl Task {
     /// Run this thread's application code until the thread exits.
     pub(crate) fn run_thread(mut self) {
         crate::procfs::set_current(self.tg.tgid, self.tid);
+        self.handle.cpu.bind_to_this_thread();
         self.publish();
         let status = loop {
             if self.handle.is_killed() {
@@ -413,7 +412,10 @@ impl Task {
                     .exit_status
                     .unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
             }
-            match self.ctx.switch(self.space.as_ref(), &mut self.state) {
+            self.handle.cpu.enter_app();
+            let event = self.ctx.switch(self.space.as_ref(), &mut self.state);
+            self.handle.cpu.leave_app();
+            match event {
                 Ok(SwitchEvent::Syscall) => {
                     syscalls::dispatch(&mut self);
                     if self.exit.is_none() {
@@ -454,9 +456,12 @@ impl Task {
         self.exit = Some(status);
     }
 
-    /// The thread is gone: clear its child-tid word (waking a joiner), tell
-    /// its group, release a vfork parent.
+    /// The thread is gone: stop its CPU clock, release its robust and PI
+    /// futexes, clear its child-tid word (waking a joiner), tell its group,
+    /// release a vfork parent.
     fn finish(mut self, status: ExitStatus) {
+        self.handle.cpu.finish();
+        crate::futex::exit_futexes(&self);
         if self.clear_child_tid != 0 {
             let addr = self.clear_child_tid;
             let key = {
@@ -620,6 +625,7 @@ impl Task {
         let exe_path = exe_path_of(&self.kernel, &fsc, path);
         // The point of no return: other threads die, the old address space
         // goes away (a vfork parent keeps its own), and the parent resumes.
+        crate::futex::exit_robust_list(self);
         self.tg.kill_others(self.tid);
         self.space = mm.space();
         self.mm = Arc::new(Mutex::new(mm));
@@ -634,7 +640,6 @@ impl Task {
         self.exe = exe_path;
         self.publish();
         self.clear_child_tid = 0;
-        self.robust_list = 0;
         Ok(())
     }
 }

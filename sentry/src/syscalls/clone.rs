@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use abi::Errno;
 
+use super::process::rusage_bytes;
 use super::SysResult;
+use crate::cputime::Times;
 use crate::fs;
 use crate::process::{TaskHandle, ThreadGroup, KILL_POLL};
 use crate::task::{ExitStatus, Task};
@@ -111,8 +113,13 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
             .map_or_else(std::sync::Weak::new, Arc::downgrade);
         let handlers = task.tg.handlers().clone();
         let tg = ThreadGroup::new(tid, weak, pgid, sid, (flags & CSIGNAL) as i32, handlers);
-        *tg.limits.lock().unwrap_or_else(|e| e.into_inner()) =
-            *task.tg.limits.lock().unwrap_or_else(|e| e.into_inner());
+        // Limits are inherited; the child's CPU time starts from zero.
+        let limits = *task.tg.limits.lock().unwrap_or_else(|e| e.into_inner());
+        *tg.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+        let (soft, hard) = limits
+            .get(crate::limits::RLIMIT_CPU as u64)
+            .expect("a resource");
+        tg.timers.set_cpu_limit(soft, hard, &tg);
         if let Some(parent) = parent {
             parent.lock().children.push(tg.clone());
         }
@@ -169,7 +176,6 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         } else {
             0
         },
-        robust_list: 0,
         exit: None,
         vfork_done: (flags & CLONE_VFORK != 0).then_some(vfork_tx),
         alt_stack: if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
@@ -320,7 +326,7 @@ fn event_of(child: &ThreadGroup, w: WaitFor) -> Option<Event> {
 /// Find a child selected by `pid` with an event `w` asks for; reap an
 /// exited one unless `w.keep`. `Ok(None)` when there are matching children
 /// but none has an event and `w.nohang`; ECHILD when no child matches.
-fn wait_child(task: &Task, pid: i64, w: WaitFor) -> Result<Option<(i32, Event)>, Errno> {
+fn wait_child(task: &Task, pid: i64, w: WaitFor) -> Result<Option<(i32, Event, Times)>, Errno> {
     let mut st = task.tg.lock();
     loop {
         let pgid = st.pgid;
@@ -339,11 +345,17 @@ fn wait_child(task: &Task, pid: i64, w: WaitFor) -> Result<Option<(i32, Event)>,
                 continue;
             };
             let tgid = st.children[i].tgid;
+            // Its own time and its reaped descendants' (RUSAGE_BOTH).
+            let times = {
+                let c = st.children[i].lock();
+                c.exited_times + c.children_times
+            };
             if matches!(event, Event::Exited(..)) && !w.keep {
+                st.children_times += times;
                 st.children.remove(i);
                 task.kernel.unregister_group(tgid);
             }
-            return Ok(Some((tgid, event)));
+            return Ok(Some((tgid, event, times)));
         }
         if w.nohang {
             return Ok(None);
@@ -393,7 +405,7 @@ pub fn wait4(task: &mut Task, a: [u64; 6]) -> SysResult {
         nohang: options & WNOHANG != 0,
         keep: false,
     };
-    let Some((child, event)) = wait_child(task, pid, w)? else {
+    let Some((child, event, times)) = wait_child(task, pid, w)? else {
         return Ok(0);
     };
     if status_addr != 0 {
@@ -401,8 +413,7 @@ pub fn wait4(task: &mut Task, a: [u64; 6]) -> SysResult {
             .copy_out(status_addr, &wait_status(event).to_le_bytes())?;
     }
     if rusage != 0 {
-        // struct rusage: resource accounting is not kept yet.
-        task.mm().copy_out(rusage, &[0u8; 144])?;
+        task.mm().copy_out(rusage, &rusage_bytes(times))?;
     }
     Ok(child as u64)
 }
@@ -438,7 +449,9 @@ pub fn waitid(task: &mut Task, a: [u64; 6]) -> SysResult {
     };
     let found = wait_child(task, pid, w)?;
     let mut info = [0u8; 128];
-    if let Some((child, event)) = found {
+    let mut times = Times::default();
+    if let Some((child, event, child_times)) = found {
+        times = child_times;
         const CLD_EXITED: i32 = 1;
         const CLD_KILLED: i32 = 2;
         const CLD_DUMPED: i32 = 3;
@@ -459,7 +472,7 @@ pub fn waitid(task: &mut Task, a: [u64; 6]) -> SysResult {
         task.mm().copy_out(infop, &info)?;
     }
     if rusage != 0 {
-        task.mm().copy_out(rusage, &[0u8; 144])?;
+        task.mm().copy_out(rusage, &rusage_bytes(times))?;
     }
     Ok(0)
 }

@@ -7,6 +7,7 @@ use abi::Errno;
 use platform::AccessType;
 
 use super::SysResult;
+use crate::futex::PiWord;
 use crate::host;
 use crate::mm::FutexKey;
 use crate::task::Task;
@@ -16,8 +17,14 @@ const FUTEX_WAKE: u64 = 1;
 const FUTEX_REQUEUE: u64 = 3;
 const FUTEX_CMP_REQUEUE: u64 = 4;
 const FUTEX_WAKE_OP: u64 = 5;
+const FUTEX_LOCK_PI: u64 = 6;
+const FUTEX_UNLOCK_PI: u64 = 7;
+const FUTEX_TRYLOCK_PI: u64 = 8;
 const FUTEX_WAIT_BITSET: u64 = 9;
 const FUTEX_WAKE_BITSET: u64 = 10;
+const FUTEX_WAIT_REQUEUE_PI: u64 = 11;
+const FUTEX_CMP_REQUEUE_PI: u64 = 12;
+const FUTEX_LOCK_PI2: u64 = 13;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
 
@@ -86,8 +93,24 @@ fn restartable() -> Errno {
 pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (addr, op, val, timeout, addr2, val3) = (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-    if op & FUTEX_CLOCK_REALTIME != 0 && cmd != FUTEX_WAIT_BITSET && cmd != FUTEX_WAIT {
+    if op & FUTEX_CLOCK_REALTIME != 0
+        && !matches!(
+            cmd,
+            FUTEX_WAIT | FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2
+        )
+    {
         return Err(Errno::ENOSYS);
+    }
+    if matches!(
+        cmd,
+        FUTEX_LOCK_PI
+            | FUTEX_LOCK_PI2
+            | FUTEX_TRYLOCK_PI
+            | FUTEX_UNLOCK_PI
+            | FUTEX_WAIT_REQUEUE_PI
+            | FUTEX_CMP_REQUEUE_PI
+    ) {
+        return futex_pi(task, cmd, op & FUTEX_CLOCK_REALTIME != 0, a);
     }
     let k = key(task, addr)?;
     // The word is read afresh each time, through the address space: a
@@ -148,8 +171,83 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
                 .map(u64::from)
         }
         other => {
-            tracing::info!("futex operation {other} (priority inheritance) not supported: ENOSYS");
+            tracing::info!("futex operation {other} not supported: ENOSYS");
             Err(Errno::ENOSYS)
         }
+    }
+}
+
+/// The PI operations: the word at `addr` is a lock holding its owner's TID.
+fn futex_pi(task: &mut Task, cmd: u64, realtime: bool, a: [u64; 6]) -> SysResult {
+    let (addr, val, timeout, addr2, val3) = (a[0], a[2] as u32, a[3], a[4], a[5] as u32);
+    // LOCK_PI times out on CLOCK_REALTIME; LOCK_PI2 and WAIT_REQUEUE_PI on
+    // CLOCK_MONOTONIC unless told otherwise. All three are absolute.
+    let deadline =
+        if timeout == 0 || !matches!(cmd, FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | FUTEX_WAIT_REQUEUE_PI) {
+            None
+        } else {
+            let clock = if cmd == FUTEX_LOCK_PI || realtime {
+                libc::CLOCK_REALTIME
+            } else {
+                libc::CLOCK_MONOTONIC
+            };
+            deadline_at(timespec(task, timeout)?, clock)?
+        };
+    // The word's key, and its memory-file offset for atomic updates (made
+    // this address space's own first, so the offset stays put).
+    let rw_key = |task: &Task, addr: u64| {
+        let mut mm = task.mm();
+        let key = mm.futex_key(addr)?;
+        Ok::<_, Errno>((key, mm.translate(addr, AccessType::READ_WRITE)?))
+    };
+    let (k, off) = rw_key(task, addr)?;
+    let mf = task.kernel.mf.clone();
+    let kernel = task.kernel.clone();
+    let alive = |tid: i32| {
+        kernel
+            .find_task(tid)
+            .is_some_and(|(_, h)| !h.futex_dead.load(Ordering::SeqCst))
+    };
+    let handle = task.handle.clone();
+    let stop = || handle.interrupted();
+    let futexes = &task.kernel.futexes;
+    let restart = || Errno::new(crate::deliver::ERESTARTNOINTR).expect("a valid errno number");
+    let pi_at = |(key, offset): (FutexKey, u64)| PiWord {
+        key,
+        word: mf.atomic_u32(offset),
+        tid: task.tid,
+        alive: &alive,
+    };
+    match cmd {
+        FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | FUTEX_TRYLOCK_PI => futexes
+            .lock_pi(&pi_at((k, off)), deadline, cmd == FUTEX_TRYLOCK_PI, &stop)
+            .map(|()| 0)
+            .map_err(|e| if e == Errno::EINTR { restart() } else { e }),
+        FUTEX_UNLOCK_PI => futexes.unlock_pi(&pi_at((k, off))).map(|()| 0),
+        FUTEX_WAIT_REQUEUE_PI => {
+            let k2 = rw_key(task, addr2)?;
+            if k2.0 == k {
+                return Err(Errno::EINVAL);
+            }
+            let load = || mf.atomic_u32(off).load(Ordering::SeqCst);
+            futexes
+                .wait_requeue_pi(k, val, &pi_at(k2), deadline, load, &stop)
+                .map(|()| 0)
+                .map_err(|e| if e == Errno::EINTR { restart() } else { e })
+        }
+        FUTEX_CMP_REQUEUE_PI => {
+            let k2 = rw_key(task, addr2)?;
+            // val2 (how many to requeue) travels in the timeout argument;
+            // exactly one may be woken (given the lock).
+            let nr_requeue = timeout as i32;
+            if k2.0 == k || val != 1 || nr_requeue < 0 {
+                return Err(Errno::EINVAL);
+            }
+            let load = || mf.atomic_u32(off).load(Ordering::SeqCst);
+            futexes
+                .cmp_requeue_pi(k, &pi_at(k2), nr_requeue as u32, val3, &load)
+                .map(u64::from)
+        }
+        _ => unreachable!("futex_pi called for PI operations only"),
     }
 }

@@ -1,10 +1,14 @@
 //! Process, identity, time and limit syscalls.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
 use abi::Errno;
 
 use super::SysResult;
-use std::sync::Arc;
 
+use crate::cputime::{CpuClock, CpuTarget, CpuWhich, Times};
 use crate::host;
 use crate::limits;
 use crate::process::ThreadGroup;
@@ -123,7 +127,20 @@ pub fn set_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
     if a[1] != 24 {
         return Err(Errno::EINVAL);
     }
-    task.robust_list = a[0];
+    task.handle.robust_list.store(a[0], Ordering::Relaxed);
+    Ok(0)
+}
+
+pub fn get_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let head = if a[0] == 0 {
+        task.handle.robust_list.load(Ordering::Relaxed)
+    } else {
+        let tid = i32::try_from(a[0] as i64).map_err(|_| Errno::ESRCH)?;
+        let (_, handle) = task.kernel.find_task(tid).ok_or(Errno::ESRCH)?;
+        handle.robust_list.load(Ordering::Relaxed)
+    };
+    task.mm().copy_out(a[1], &head.to_le_bytes())?;
+    task.mm().copy_out(a[2], &24u64.to_le_bytes())?;
     Ok(0)
 }
 
@@ -199,9 +216,11 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
     b
 }
 
-/// Limits the Sentry enforces, and so lets processes set. RLIMIT_RSS is
+/// Limits the Sentry enforces, and so lets processes set (RLIMIT_CPU by
+/// the process's CPU-clock timers). RLIMIT_RSS is
 /// ignored by Linux too; MEMLOCK only bounds mlock, which never pins here.
-const SETTABLE: [usize; 7] = [
+const SETTABLE: [usize; 8] = [
+    limits::RLIMIT_CPU,
     limits::RLIMIT_DATA,
     limits::RLIMIT_STACK,
     limits::RLIMIT_CORE,
@@ -273,6 +292,8 @@ pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
 /// Make a process's memory manager and descriptor table follow its
 /// limits after a change.
 fn apply_limits(task: &Task, target: &Arc<ThreadGroup>, l: &limits::Limits) {
+    let (soft, hard) = l.get(limits::RLIMIT_CPU as u64).expect("a resource");
+    target.timers.set_cpu_limit(soft, hard, target);
     let mem = crate::mm::MemoryLimits::of(l);
     let nofile = l.soft(limits::RLIMIT_NOFILE);
     if Arc::ptr_eq(target, &task.tg) {
@@ -323,7 +344,59 @@ fn clock_ok(clock: u64) -> bool {
     )
 }
 
+/// The CPU-time clock `clock` names (None: not a CPU-time clock), and
+/// whether it is a thread's. Negative ids encode a pid or tid as
+/// clock_getcpuclockid(3) and pthread_getcpuclockid(3) make them:
+/// `~id << 3 | perthread << 2 | which`.
+pub(crate) fn cpu_clock(task: &Task, clock: i32) -> Result<Option<(CpuClock, bool)>, Errno> {
+    let (id, which, thread) = match clock {
+        libc::CLOCK_PROCESS_CPUTIME_ID => (0, CpuWhich::Sched, false),
+        libc::CLOCK_THREAD_CPUTIME_ID => (0, CpuWhich::Sched, true),
+        c if c < 0 => {
+            let which = match c & 3 {
+                0 => CpuWhich::Prof,
+                1 => CpuWhich::Virt,
+                2 => CpuWhich::Sched,
+                _ => return Err(Errno::EINVAL),
+            };
+            (!(c >> 3), which, c & 4 != 0)
+        }
+        _ => return Ok(None),
+    };
+    let target = if thread {
+        let handle = if id == 0 || id == task.tid {
+            task.handle.clone()
+        } else {
+            // Only threads of the caller's own process (posix-cpu-timers).
+            let st = task.tg.lock();
+            st.threads
+                .iter()
+                .find(|t| t.tid == id && !t.cpu.finished())
+                .cloned()
+                .ok_or(Errno::EINVAL)?
+        };
+        CpuTarget::Thread(Arc::downgrade(&handle))
+    } else if id == 0 || id == task.tg.tgid {
+        CpuTarget::Process(Arc::downgrade(&task.tg))
+    } else {
+        let group = task.kernel.find_group(id).ok_or(Errno::EINVAL)?;
+        CpuTarget::Process(Arc::downgrade(&group))
+    };
+    Ok(Some((CpuClock { target, which }, thread)))
+}
+
+fn timespec_bytes(d: Duration) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&d.as_secs().to_le_bytes());
+    b[8..].copy_from_slice(&u64::from(d.subsec_nanos()).to_le_bytes());
+    b
+}
+
 pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if let Some((clock, _)) = cpu_clock(task, a[0] as i32)? {
+        let (value, _) = clock.read().ok_or(Errno::EINVAL)?;
+        return task.mm().copy_out(a[1], &timespec_bytes(value)).map(|()| 0);
+    }
     if !clock_ok(a[0]) {
         tracing::info!("clock_gettime: clock {} not supported: EINVAL", a[0] as i32);
         return Err(Errno::EINVAL);
@@ -337,18 +410,75 @@ pub fn clock_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn clock_getres(task: &mut Task, a: [u64; 6]) -> SysResult {
-    if !clock_ok(a[0]) {
-        tracing::info!("clock_getres: clock {} not supported: EINVAL", a[0] as i32);
-        return Err(Errno::EINVAL);
-    }
+    // A CPU clock's resolution is the host's for the same kind of clock of
+    // its own (Linux: 1 ns for CPUCLOCK_SCHED, a tick for the others).
+    let host_clock = match cpu_clock(task, a[0] as i32)? {
+        Some((clock, thread)) => {
+            let which = match clock.which {
+                CpuWhich::Prof => 0,
+                CpuWhich::Virt => 1,
+                CpuWhich::Sched => 2,
+            };
+            !0 << 3 | i32::from(thread) << 2 | which
+        }
+        None if clock_ok(a[0]) => a[0] as i32,
+        None => {
+            tracing::info!("clock_getres: clock {} not supported: EINVAL", a[0] as i32);
+            return Err(Errno::EINVAL);
+        }
+    };
     if a[1] != 0 {
-        let (sec, nsec) = host::clock_getres(a[0] as i32)?;
+        let (sec, nsec) = host::clock_getres(host_clock)?;
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&sec.to_le_bytes());
         b[8..].copy_from_slice(&nsec.to_le_bytes());
         task.mm().copy_out(a[1], &b)?;
     }
     Ok(0)
+}
+
+/// `struct rusage` with the user and system times (the other fields are
+/// not accounted and read 0).
+pub(crate) fn rusage_bytes(t: Times) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    for (i, d) in [t.user, t.sys].into_iter().enumerate() {
+        b[i * 16..i * 16 + 8].copy_from_slice(&d.as_secs().to_le_bytes());
+        b[i * 16 + 8..i * 16 + 16].copy_from_slice(&u64::from(d.subsec_micros()).to_le_bytes());
+    }
+    b
+}
+
+pub fn getrusage(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const RUSAGE_SELF: i32 = 0;
+    const RUSAGE_CHILDREN: i32 = -1;
+    const RUSAGE_THREAD: i32 = 1;
+    let times = match a[0] as i32 {
+        RUSAGE_SELF => task.tg.cpu_times(),
+        RUSAGE_CHILDREN => task.tg.lock().children_times,
+        RUSAGE_THREAD => task.handle.cpu.times(),
+        _ => return Err(Errno::EINVAL),
+    };
+    task.mm().copy_out(a[1], &rusage_bytes(times)).map(|()| 0)
+}
+
+pub fn times(task: &mut Task, a: [u64; 6]) -> SysResult {
+    // Clock ticks of USER_HZ (100 a second), as times(2) counts.
+    let ticks = |d: Duration| (d.as_nanos() / 10_000_000) as u64;
+    if a[0] != 0 {
+        let own = task.tg.cpu_times();
+        let children = task.tg.lock().children_times;
+        let mut b = [0u8; 32];
+        for (i, d) in [own.user, own.sys, children.user, children.sys]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&ticks(d).to_le_bytes());
+        }
+        task.mm().copy_out(a[0], &b)?;
+    }
+    // The elapsed real time from an arbitrary point: boot.
+    let (sec, nsec) = host::clock_gettime(libc::CLOCK_BOOTTIME)?;
+    Ok(ticks(Duration::new(sec as u64, nsec as u32)))
 }
 
 pub fn gettimeofday(task: &mut Task, a: [u64; 6]) -> SysResult {

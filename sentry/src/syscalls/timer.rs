@@ -1,4 +1,4 @@
-//! alarm, setitimer/getitimer (ITIMER_REAL) and POSIX timers.
+//! alarm, setitimer/getitimer and POSIX timers.
 
 use std::time::Duration;
 
@@ -6,9 +6,7 @@ use abi::Errno;
 
 use super::SysResult;
 use crate::task::Task;
-use crate::timer::{Notify, Setting, ITIMER_REAL_ID};
-
-const ITIMER_REAL: u64 = 0;
+use crate::timer::{Notify, Setting, ITIMER_PROF_ID, ITIMER_REAL_ID, ITIMER_VIRTUAL_ID};
 
 /// A `struct timeval` (`micros`) or `struct timespec` at `addr`.
 fn read_time(task: &Task, addr: u64, micros: bool) -> Result<Duration, Errno> {
@@ -50,19 +48,18 @@ fn read_setting(task: &Task, addr: u64, micros: bool) -> Result<Setting, Errno> 
     Ok((value, interval))
 }
 
-fn itimer_real_only(which: u64) -> Result<(), Errno> {
-    if which == ITIMER_REAL {
-        Ok(())
-    } else if which <= 2 {
-        tracing::info!("itimer {which} (virtual/profiling time) not supported: EINVAL");
-        Err(Errno::EINVAL)
-    } else {
-        Err(Errno::EINVAL)
+/// The table id of setitimer's timer `which`.
+fn itimer_id(which: u64) -> Result<i32, Errno> {
+    match which as i32 as i64 {
+        0 => Ok(ITIMER_REAL_ID),
+        1 => Ok(ITIMER_VIRTUAL_ID),
+        2 => Ok(ITIMER_PROF_ID),
+        _ => Err(Errno::EINVAL),
     }
 }
 
 pub fn setitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
-    itimer_real_only(a[0])?;
+    let id = itimer_id(a[0])?;
     let (value, interval) = if a[1] == 0 {
         (Duration::ZERO, Duration::ZERO)
     } else {
@@ -71,7 +68,7 @@ pub fn setitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
     let old = task
         .tg
         .timers
-        .set(ITIMER_REAL_ID, value, interval, &task.tg)
+        .set(id, value, interval, &task.tg)
         .unwrap_or_default();
     if a[2] != 0 {
         task.mm().copy_out(a[2], &setting_bytes(old, true))?;
@@ -80,8 +77,7 @@ pub fn setitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getitimer(task: &mut Task, a: [u64; 6]) -> SysResult {
-    itimer_real_only(a[0])?;
-    let cur = task.tg.timers.get(ITIMER_REAL_ID).unwrap_or_default();
+    let cur = task.tg.timers.get(itimer_id(a[0])?).unwrap_or_default();
     task.mm().copy_out(a[1], &setting_bytes(cur, true))?;
     Ok(0)
 }
@@ -106,17 +102,20 @@ pub fn timer_create(task: &mut Task, a: [u64; 6]) -> SysResult {
     const SIGEV_NONE: i32 = 1;
     const SIGEV_THREAD_ID: i32 = 4;
     let clock = a[0] as i32;
-    if !matches!(
-        clock,
-        libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
-    ) {
+    let cpu = super::process::cpu_clock(task, clock)?.map(|(c, _)| c);
+    if cpu.is_none()
+        && !matches!(
+            clock,
+            libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
+        )
+    {
         tracing::info!("timer_create: clock {clock} not supported: EINVAL");
         return Err(Errno::EINVAL);
     }
     let timers = task.tg.timers.clone();
     let id = if a[1] == 0 {
         // No sigevent: SIGALRM carrying the timer id.
-        timers.create(clock, |id| Notify::Process {
+        timers.create(clock, cpu, |id| Notify::Process {
             sig: libc::SIGALRM,
             value: id as u64,
         })?
@@ -148,7 +147,7 @@ pub fn timer_create(task: &mut Task, a: [u64; 6]) -> SysResult {
             }
             _ => return Err(Errno::EINVAL),
         };
-        timers.create(clock, |_| notify)?
+        timers.create(clock, cpu, |_| notify)?
     };
     if let Err(e) = task.mm().copy_out(a[2], &id.to_le_bytes()) {
         timers.delete(id);
@@ -173,11 +172,15 @@ pub fn timer_settime(task: &mut Task, a: [u64; 6]) -> SysResult {
     let clock = task.tg.timers.clock(id).ok_or(Errno::EINVAL)?;
     let (mut value, interval) = read_setting(task, a[2], false)?;
     if a[1] & TIMER_ABSTIME != 0 && !value.is_zero() {
-        let (sec, nsec) = crate::host::clock_gettime(clock)?;
+        let now = match task.tg.timers.cpu_now(id) {
+            Some(cpu) => cpu,
+            None => {
+                let (sec, nsec) = crate::host::clock_gettime(clock)?;
+                Duration::new(sec as u64, nsec as u32)
+            }
+        };
         // An absolute time already past fires at once (1 ns from now).
-        value = value
-            .saturating_sub(Duration::new(sec as u64, nsec as u32))
-            .max(Duration::from_nanos(1));
+        value = value.saturating_sub(now).max(Duration::from_nanos(1));
     }
     let old = task
         .tg
