@@ -859,11 +859,7 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
             / 1024;
     let umask = v.fs.lock().unwrap_or_else(|e| e.into_inner()).umask;
     let c = &v.creds;
-    let caps = if c.euid == 0 {
-        "000001ffffffffff"
-    } else {
-        "0000000000000000"
-    };
+    let caps = c.caps;
     let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
     let cpus = cpus();
     let mut s = String::new();
@@ -875,7 +871,7 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
          VmPeak:\t{vm_kb:8} kB\nVmSize:\t{vm_kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{vm_kb:8} kB\nVmRSS:\t{vm_kb:8} kB\n\
          Threads:\t{nthreads}\nSigQ:\t0/63704\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
          SigBlk:\t{blocked:016x}\nSigIgn:\t{ignored:016x}\nSigCgt:\t{caught:016x}\n\
-         CapInh:\t0000000000000000\nCapPrm:\t{caps}\nCapEff:\t{caps}\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n\
+         CapInh:\t{inh:016x}\nCapPrm:\t{prm:016x}\nCapEff:\t{eff:016x}\nCapBnd:\t{bnd:016x}\nCapAmb:\t0000000000000000\n\
          NoNewPrivs:\t{nnp}\nSeccomp:\t0\nSeccomp_filters:\t0\n\
          Cpus_allowed:\t{mask:x}\nCpus_allowed_list:\t0-{last}\nMems_allowed:\t1\nMems_allowed_list:\t0\n\
          voluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
@@ -895,6 +891,10 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
         groups = groups.join(" "),
         nthreads = threads.len(),
         nnp = u8::from(no_new_privs),
+        inh = caps.inheritable,
+        prm = caps.permitted,
+        eff = caps.effective,
+        bnd = caps.bounding,
         mask = (1u128 << cpus) - 1,
         last = cpus - 1,
     );

@@ -501,6 +501,8 @@ pub(crate) struct Credentials {
     pub egid: u32,
     pub sgid: u32,
     pub groups: Vec<u32>,
+    /// Capability sets (capabilities(7)), one bit per capability.
+    pub caps: crate::syscalls::caps::CapSets,
 }
 
 impl Credentials {
@@ -509,10 +511,12 @@ impl Credentials {
             uid: self.euid,
             gid: self.egid,
             groups: self.groups.clone(),
-            caps: if self.euid == 0 { u64::MAX } else { 0 },
+            caps: self.caps.effective,
         }
     }
 
+    /// A process started as `uid`: root holds every capability, anyone
+    /// else none (no file capabilities or user namespaces yet).
     pub fn new(uid: u32, gid: u32) -> Credentials {
         Credentials {
             ruid: uid,
@@ -522,13 +526,14 @@ impl Credentials {
             egid: gid,
             sgid: gid,
             groups: Vec::new(),
+            caps: crate::syscalls::caps::CapSets::for_uid(uid),
         }
     }
 
-    /// Root holds every capability; nobody else holds any (user namespaces
-    /// and file capabilities come later).
-    pub fn privileged(&self) -> bool {
-        self.euid == 0
+    /// Whether capability `cap` (`crate::syscalls::caps::CAP_*`) is in
+    /// the effective set.
+    pub fn has_cap(&self, cap: u32) -> bool {
+        self.caps.effective & (1 << cap) != 0
     }
 }
 
@@ -638,6 +643,7 @@ impl Task {
         self.alt_stack = AltStack::default();
         self.comm = comm_of(path);
         self.exe = exe_path;
+        crate::syscalls::caps::after_exec(&mut self.creds);
         self.publish();
         self.clear_child_tid = 0;
         Ok(())

@@ -15,6 +15,14 @@ enum Ids {
     Group,
 }
 
+/// The capability that lets a task set any id of this kind.
+fn set_cap(which: Ids) -> u32 {
+    match which {
+        Ids::User => super::caps::CAP_SETUID,
+        Ids::Group => super::caps::CAP_SETGID,
+    }
+}
+
 fn ids(task: &mut Task, which: Ids) -> (&mut u32, &mut u32, &mut u32) {
     let c = &mut task.creds;
     match which {
@@ -26,7 +34,7 @@ fn ids(task: &mut Task, which: Ids) -> (&mut u32, &mut u32, &mut u32) {
 /// setresuid/setresgid: an unprivileged task may only pick among its
 /// current real, effective and saved ids.
 fn set_res(task: &mut Task, which: Ids, r: u32, e: u32, s: u32) -> SysResult {
-    let privileged = task.creds.privileged();
+    let privileged = task.creds.has_cap(set_cap(which));
     let (cr, ce, cs) = ids(task, which);
     let allowed = |v: u32| v == KEEP || privileged || v == *cr || v == *ce || v == *cs;
     if !(allowed(r) && allowed(e) && allowed(s)) {
@@ -46,7 +54,7 @@ fn set_one(task: &mut Task, which: Ids, v: u32) -> SysResult {
     if v == KEEP {
         return Err(Errno::EINVAL);
     }
-    let privileged = task.creds.privileged();
+    let privileged = task.creds.has_cap(set_cap(which));
     let (r, e, s) = ids(task, which);
     if privileged {
         (*r, *e, *s) = (v, v, v);
@@ -61,7 +69,7 @@ fn set_one(task: &mut Task, which: Ids, v: u32) -> SysResult {
 /// setreuid/setregid: the saved id follows the effective id when the real
 /// id is set, or the effective id moves away from the real one.
 fn set_re(task: &mut Task, which: Ids, new_r: u32, new_e: u32) -> SysResult {
-    let privileged = task.creds.privileged();
+    let privileged = task.creds.has_cap(set_cap(which));
     let (r, e, s) = ids(task, which);
     let (old_r, old_e, old_s) = (*r, *e, *s);
     if !privileged
@@ -83,7 +91,9 @@ fn set_re(task: &mut Task, which: Ids, new_r: u32, new_e: u32) -> SysResult {
 }
 
 pub fn setuid(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let old = (task.creds.ruid, task.creds.euid, task.creds.suid);
     let r = set_one(task, Ids::User, a[0] as u32);
+    super::caps::after_setuid(&mut task.creds, old);
     task.publish();
     r
 }
@@ -95,7 +105,9 @@ pub fn setgid(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn setreuid(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let old = (task.creds.ruid, task.creds.euid, task.creds.suid);
     let r = set_re(task, Ids::User, a[0] as u32, a[1] as u32);
+    super::caps::after_setuid(&mut task.creds, old);
     task.publish();
     r
 }
@@ -107,7 +119,9 @@ pub fn setregid(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn setresuid(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let old = (task.creds.ruid, task.creds.euid, task.creds.suid);
     let r = set_res(task, Ids::User, a[0] as u32, a[1] as u32, a[2] as u32);
+    super::caps::after_setuid(&mut task.creds, old);
     task.publish();
     r
 }
@@ -163,7 +177,7 @@ pub fn setgroups(task: &mut Task, a: [u64; 6]) -> SysResult {
     if a[0] > NGROUPS_MAX {
         return Err(Errno::EINVAL);
     }
-    if !task.creds.privileged() {
+    if !task.creds.has_cap(super::caps::CAP_SETGID) {
         return Err(Errno::EPERM);
     }
     let mut raw = vec![0u8; a[0] as usize * 4];

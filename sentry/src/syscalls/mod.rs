@@ -6,6 +6,7 @@
 //! does. The table is data, so `runsc help syscalls` and docs/syscalls.md
 //! are printed from it.
 
+pub(crate) mod caps;
 mod clone;
 mod creds;
 mod events;
@@ -251,8 +252,8 @@ table! {
     __NR_setfsuid(Hex) none;
     __NR_setfsgid(Hex) none;
     __NR_getsid(Hex) full => clone::getsid;
-    __NR_capget(Hex, Hex) none;
-    __NR_capset(Hex, Hex) none;
+    __NR_capget(Hex, Hex) partial("no file capabilities or ambient set") => caps::capget;
+    __NR_capset(Hex, Hex) partial("no file capabilities or ambient set") => caps::capset;
     __NR_rt_sigpending(Hex, Hex) full => signal::rt_sigpending;
     __NR_rt_sigtimedwait(SigSet, Hex, Timespec, Hex) none;
     __NR_rt_sigqueueinfo(Hex, Signal, Hex) full => signal::rt_sigqueueinfo;

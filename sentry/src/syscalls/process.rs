@@ -145,6 +145,9 @@ pub fn get_robust_list(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn prctl(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if let Some(r) = super::caps::prctl(task, a) {
+        return r;
+    }
     const PR_SET_PDEATHSIG: u64 = 1;
     const PR_GET_PDEATHSIG: u64 = 2;
     const PR_GET_DUMPABLE: u64 = 3;
@@ -252,9 +255,9 @@ pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
     } else {
         let tgid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
         let tg = task.kernel.find_group(tgid).ok_or(Errno::ESRCH)?;
-        // Another process's limits: CAP_SYS_RESOURCE (see the caps note in
-        // ARCHITECTURE.md) or the same user throughout; we check the first.
-        if !task.creds.privileged() {
+        // Another process's limits: CAP_SYS_RESOURCE (Linux also allows
+        // the same user throughout; we check only the capability).
+        if !task.creds.has_cap(super::caps::CAP_SYS_RESOURCE) {
             return Err(Errno::EPERM);
         }
         tg
@@ -278,7 +281,11 @@ pub fn prlimit64(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
         let updated = {
             let mut l = target.limits.lock().unwrap_or_else(|e| e.into_inner());
-            l.set(resource, (soft, hard), task.creds.privileged())?;
+            l.set(
+                resource,
+                (soft, hard),
+                task.creds.has_cap(super::caps::CAP_SYS_RESOURCE),
+            )?;
             *l
         };
         apply_limits(task, &target, &updated);

@@ -101,7 +101,7 @@ fn check_policy(task: &Task, policy: i32, priority: i32) -> Result<i32, Errno> {
                 return Err(Errno::EINVAL);
             }
             // Real-time policies need CAP_SYS_NICE (RLIMIT_RTPRIO is 0).
-            if !task.creds.privileged() {
+            if !task.creds.has_cap(super::caps::CAP_SYS_NICE) {
                 return Err(Errno::EPERM);
             }
         }
@@ -236,7 +236,7 @@ pub fn setpriority(task: &mut Task, a: [u64; 6]) -> SysResult {
     for t in selected(task, a[0], a[1])? {
         let mut s = t.sched();
         // Lowering nice needs CAP_SYS_NICE (RLIMIT_NICE is 0).
-        if nice < s.nice && !task.creds.privileged() {
+        if nice < s.nice && !task.creds.has_cap(super::caps::CAP_SYS_NICE) {
             return Err(Errno::EACCES);
         }
         s.nice = nice;
