@@ -955,15 +955,17 @@ impl MemoryManager {
             return Err(SEGV_MAPERR);
         }
         let (start, vma) = self.vma_at(page).expect("present or grown");
-        // x86 cannot map pages writable or executable but unreadable.
-        let mut allowed = vma.access;
-        allowed.read |= allowed.write || allowed.execute;
-        if allowed == AccessType::NONE || access.is_some_and(|a| !allowed.allows(a)) {
+        if vma.access == AccessType::NONE || access.is_some_and(|a| !x86_allows(vma.access, a)) {
             return Err(SEGV_ACCERR);
         }
         if let Some((_, offset)) = vma.shared {
             if vma.host_mapped {
-                return Err(SEGV_ACCERR);
+                // Mapped by another thread since this one faulted: retry.
+                return if access.is_some() {
+                    Ok(())
+                } else {
+                    Err(SEGV_ACCERR)
+                };
             }
             let (end, vma_access) = (vma.end, vma.access);
             self.host_map(start, end, offset, vma_access, populate)?;
@@ -994,6 +996,10 @@ impl MemoryManager {
                     None => pma.host.is_some(),
                 };
                 match pma.host {
+                    // Another thread of the process mapped it between this
+                    // thread's fault and now: the access goes through on
+                    // a retry.
+                    Some(h) if access.is_some_and(|a| x86_allows(h, a)) => Ok(()),
                     Some(h) if h == vma_access || !vma_access.write || !wants_write => {
                         Err(SEGV_ACCERR)
                     }
@@ -1343,6 +1349,13 @@ impl MemoryManager {
             cur += chunk as u64;
         }
     }
+}
+
+/// Whether a mapping with `access` lets `want` through on x86, which
+/// cannot map pages writable or executable but unreadable.
+fn x86_allows(mut access: AccessType, want: AccessType) -> bool {
+    access.read |= access.write || access.execute;
+    access.allows(want)
 }
 
 /// `addr` rounded down to a multiple of `unit` (a power of two).

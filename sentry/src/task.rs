@@ -256,6 +256,9 @@ pub struct Task {
     pub(crate) vfork_done: Option<std::sync::mpsc::Sender<()>>,
     /// sigaltstack.
     pub(crate) alt_stack: AltStack,
+    /// The page of a fault that looked real but is being retried once (see
+    /// the run loop).
+    pub(crate) retried_fault: Option<u64>,
     /// The mask to restore after rt_sigsuspend once a signal is taken.
     pub(crate) saved_mask: Option<u64>,
     /// What `restart_syscall` resumes (Linux's restart_block): a relative
@@ -349,6 +352,7 @@ impl Task {
             exit: None,
             vfork_done: None,
             alt_stack: AltStack::default(),
+            retried_fault: None,
             saved_mask: None,
             restart_sleep: None,
         })
@@ -427,9 +431,20 @@ impl Task {
                     // memory it maps on demand or copies on write.
                     let page_fault = info.signo == libc::SIGSEGV
                         && matches!(info.code, crate::mm::SEGV_MAPERR | crate::mm::SEGV_ACCERR);
+                    let page = abi::page_down(info.addr);
                     match page_fault.then(|| self.mm().fault(info.addr, access)) {
-                        Some(Ok(())) => self.deliver_signals(false),
+                        Some(Ok(())) => {
+                            self.retried_fault = None;
+                            self.deliver_signals(false)
+                        }
+                        // Without the access type (ptrace), a fault on a
+                        // page another thread has just mapped looks like a
+                        // real one: retry once before believing it.
+                        Some(Err(_)) if access.is_none() && self.retried_fault != Some(page) => {
+                            self.retried_fault = Some(page);
+                        }
                         Some(Err(code)) => {
+                            self.retried_fault = None;
                             info.code = code;
                             self.fault(info)
                         }

@@ -178,6 +178,7 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         },
         exit: None,
         vfork_done: (flags & CLONE_VFORK != 0).then_some(vfork_tx),
+        retried_fault: None,
         alt_stack: if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
             Default::default()
         } else {
