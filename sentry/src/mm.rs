@@ -657,20 +657,8 @@ impl MemoryManager {
 
     /// ENOMEM unless VMAs cover `[addr, end)` without holes.
     fn check_covered(&self, addr: u64, end: u64) -> Result<(), Errno> {
-        let mut covered = addr;
-        for (&s, v) in self.vmas.range(..end) {
-            if v.end <= covered {
-                continue;
-            }
-            if s > covered {
-                return Err(Errno::ENOMEM);
-            }
-            covered = v.end;
-        }
-        if covered < end {
-            return Err(Errno::ENOMEM);
-        }
-        Ok(())
+        self.check_access(addr, end, AccessType::NONE)
+            .map_err(|_| Errno::ENOMEM)
     }
 
     /// madvise(MADV_DONTFORK / MADV_DOFORK) over `[addr, addr+len)`.
@@ -975,17 +963,7 @@ impl MemoryManager {
         let vma_access = vma.access;
         match self.pma_at(page) {
             None => {
-                let (s, e) = self.fresh_range(page);
-                let offset = self.mf.allocate_private(e - s).map_err(|_| SEGV_MAPERR)?;
-                self.pmas.insert(
-                    s,
-                    Pma {
-                        end: e,
-                        offset,
-                        cow: false,
-                        host: None,
-                    },
-                );
+                let s = self.back_fresh(page).map_err(|_| SEGV_MAPERR)?;
                 self.host_map_pma(s, vma_access, populate)
             }
             Some((s, pma)) => {
@@ -1011,6 +989,24 @@ impl MemoryManager {
                 }
             }
         }
+    }
+
+    /// Back the untouched private page at `page`, and the rest of its
+    /// [`fresh_range`](Self::fresh_range), with new zeroed memory; returns
+    /// the new PMA's start. The host does not map it yet.
+    fn back_fresh(&mut self, page: u64) -> Result<u64, Errno> {
+        let (s, e) = self.fresh_range(page);
+        let offset = self.mf.allocate_private(e - s)?;
+        self.pmas.insert(
+            s,
+            Pma {
+                end: e,
+                offset,
+                cow: false,
+                host: None,
+            },
+        );
+        Ok(s)
     }
 
     /// The range a fault on fresh private memory at `page` fills: the chunk
@@ -1155,18 +1151,9 @@ impl MemoryManager {
                 (Some((_, off)), _) => (vma.end, off + (cur - vs)),
                 (None, Some((ps, p))) => (p.end, p.offset + (cur - ps)),
                 (None, None) => {
-                    let (s, e) = self.fresh_range(cur);
-                    let offset = self.mf.allocate_private(e - s)?;
-                    self.pmas.insert(
-                        s,
-                        Pma {
-                            end: e,
-                            offset,
-                            cow: false,
-                            host: None,
-                        },
-                    );
-                    (e, offset + (cur - s))
+                    let s = self.back_fresh(cur)?;
+                    let p = &self.pmas[&s];
+                    (p.end, p.offset + (cur - s))
                 }
             };
             let piece_end = piece_end.min(page_up(end).unwrap_or(end));
@@ -1234,18 +1221,8 @@ impl MemoryManager {
             }
             match self.pma_at(cur) {
                 None => {
-                    let (s, e) = self.fresh_range(cur);
-                    let offset = self.mf.allocate_private(e - s)?;
-                    self.pmas.insert(
-                        s,
-                        Pma {
-                            end: e,
-                            offset,
-                            cow: false,
-                            host: None,
-                        },
-                    );
-                    cur = e;
+                    let s = self.back_fresh(cur)?;
+                    cur = self.pmas[&s].end;
                 }
                 Some((_, p)) if p.cow => {
                     let s = self.break_cow(cur).map_err(|_| Errno::ENOMEM)?;
