@@ -305,20 +305,12 @@ impl MemoryManager {
 
     /// The VMA containing `addr`.
     fn vma_at(&self, addr: u64) -> Option<(u64, &Vma)> {
-        self.vmas
-            .range(..=addr)
-            .next_back()
-            .filter(|(_, v)| v.end > addr)
-            .map(|(&s, v)| (s, v))
+        containing(&self.vmas, addr, |v| v.end)
     }
 
     /// The PMA containing `addr`.
     fn pma_at(&self, addr: u64) -> Option<(u64, &Pma)> {
-        self.pmas
-            .range(..=addr)
-            .next_back()
-            .filter(|(_, p)| p.end > addr)
-            .map(|(&s, p)| (s, p))
+        containing(&self.pmas, addr, |p| p.end)
     }
 
     /// The highest free range of `len` bytes below `mmap_top`, keeping the
@@ -1326,6 +1318,15 @@ impl MemoryManager {
             cur += chunk as u64;
         }
     }
+}
+
+/// The entry of `map` (ranges keyed by start, `end` giving each one's
+/// end) whose range contains `addr`.
+fn containing<V>(map: &BTreeMap<u64, V>, addr: u64, end: impl Fn(&V) -> u64) -> Option<(u64, &V)> {
+    map.range(..=addr)
+        .next_back()
+        .filter(|(_, v)| end(v) > addr)
+        .map(|(&s, v)| (s, v))
 }
 
 /// Whether a mapping with `access` lets `want` through on x86, which
