@@ -110,6 +110,8 @@ struct Case {
     kind: String,
     name: String,
     argv: Vec<String>,
+    /// Global flags for the sandboxed run (`run-hostnet`: --network=host).
+    flags: Vec<String>,
 }
 
 fn load_cases(fix: &Path) -> Vec<Case> {
@@ -130,10 +132,16 @@ fn load_cases(fix: &Path) -> Vec<Case> {
             let mut words = split(&line);
             assert!(words.len() >= 3, "{file:?}: malformed case {line:?}");
             let argv = words.split_off(2);
+            let name = words.pop().unwrap();
+            let (kind, flags) = match words.pop().unwrap().as_str() {
+                "run-hostnet" => ("run".to_string(), vec!["--network=host".to_string()]),
+                other => (other.to_string(), Vec::new()),
+            };
             cases.push(Case {
-                name: words.pop().unwrap(),
-                kind: words.pop().unwrap(),
+                name,
+                kind,
                 argv,
+                flags,
             });
         }
     }
@@ -143,10 +151,13 @@ fn load_cases(fix: &Path) -> Vec<Case> {
 /// Every case runs on each platform; systrap is the default.
 const PLATFORMS: [&str; 2] = ["systrap", "ptrace"];
 
-fn command(argv: &[String], platform: Option<&str>) -> Command {
+fn command(argv: &[String], flags: &[String], platform: Option<&str>) -> Command {
     let mut cmd = if let Some(platform) = platform {
         let mut c = Command::new(RUNSC);
-        c.arg(format!("--platform={platform}")).arg("do").args(argv);
+        c.arg(format!("--platform={platform}"))
+            .args(flags)
+            .arg("do")
+            .args(argv);
         c
     } else {
         let mut c = Command::new(&argv[0]);
@@ -176,12 +187,12 @@ fn show(out: &Output) -> String {
 
 /// Run one case on `platform`; `Err` says how the two runs differ.
 fn check(case: &Case, platform: &str) -> Result<(), String> {
-    let sandboxed = command(&case.argv, Some(platform))
+    let sandboxed = command(&case.argv, &case.flags, Some(platform))
         .output()
         .map_err(|e| format!("running runsc: {e}"))?;
     match case.kind.as_str() {
         "run" => {
-            let native = command(&case.argv, None)
+            let native = command(&case.argv, &[], None)
                 .output()
                 .map_err(|e| format!("running natively: {e}"))?;
             let same = native.stdout == sandboxed.stdout
@@ -198,7 +209,7 @@ fn check(case: &Case, platform: &str) -> Result<(), String> {
             }
         }
         "exec-error" => {
-            let errno = match command(&case.argv, None).spawn() {
+            let errno = match command(&case.argv, &[], None).spawn() {
                 Ok(mut child) => {
                     let _ = child.wait();
                     return Err("native execve succeeded; the case expects it to fail".into());

@@ -68,6 +68,7 @@ errnos! {
     EROFS => "read-only file system",
     EMLINK => "too many links",
     EPIPE => "broken pipe",
+    EDOM => "numerical argument out of domain",
     ERANGE => "numerical result out of range",
     ENAMETOOLONG => "file name too long",
     ENOSYS => "function not implemented",

@@ -155,6 +155,7 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>,
         strace,
         root,
         hostname: spec.hostname.clone(),
+        host_network: config.get("network") == "host",
     })
     .context("creating the kernel")?;
     let process = ProcessSpec {

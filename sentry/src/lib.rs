@@ -19,6 +19,7 @@ mod filecache;
 mod fs;
 mod futex;
 mod host;
+mod hostinet;
 mod limits;
 mod loader;
 mod memfile;

@@ -42,6 +42,8 @@ pub struct KernelConfig {
     /// The container's root directory (the Sentry opens files only beneath it).
     pub root: OwnedFd,
     pub hostname: String,
+    /// `--network=host`: inet sockets are host sockets (`crate::hostinet`).
+    pub host_network: bool,
 }
 
 /// The kernel: state shared by every task.
@@ -55,6 +57,7 @@ pub struct Kernel {
     /// Where memfd_create makes its files (a tmpfs mounted nowhere).
     pub(crate) memfds: vfs::Location,
     pub(crate) hostname: String,
+    pub(crate) host_network: bool,
     pub(crate) futexes: crate::futex::FutexTable,
     /// Host files mapped privately, shared copy-on-write between mappings.
     pub(crate) file_cache: crate::filecache::FileCache,
@@ -148,6 +151,7 @@ impl Kernel {
                 mounts,
                 memfds,
                 hostname: config.hostname,
+                host_network: config.host_network,
                 futexes: Default::default(),
                 file_cache: crate::filecache::FileCache::new(file_cache_mf),
                 unix: Arc::default(),

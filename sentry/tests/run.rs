@@ -15,6 +15,7 @@ fn kernel() -> Arc<Kernel> {
         strace: Default::default(),
         root: OwnedFd::from(std::fs::File::open("/").unwrap()),
         hostname: "sandbox".into(),
+        host_network: false,
     })
     .unwrap()
 }

@@ -273,7 +273,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("directfs", Bool, "true", No, "let the Sentry open container files itself instead of asking the gofer."),
     f("TESTONLY-nftables", Bool, "false", No, "TEST ONLY; enable nftables."),
     // Network.
-    f("network", value(check_network, "sandbox"), "sandbox", Only(&["none"]), "networking: sandbox (netstack), host, none or plugin."),
+    f("network", value(check_network, "sandbox"), "sandbox", Only(&["none", "host"]), "networking: sandbox (netstack), host, none or plugin."),
     f("network-proxy-path", Str, "", No, "EXPERIMENTAL. Unix SOCK_SEQPACKET socket to attach the main network interface to."),
     f("gofer-network-namespace", value(check_gofer_netns, "null"), "null", No, "gofer network namespace: null, new, host or an absolute path."),
     f("net-raw", Bool, "false", No, "allow raw sockets."),

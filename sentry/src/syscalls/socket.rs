@@ -1,14 +1,16 @@
-//! Socket syscalls. Only AF_UNIX exists so far (the Sentry's own unix
-//! sockets, `crate::socket`); other families are EAFNOSUPPORT until the
-//! netstack lands.
+//! Socket syscalls. AF_UNIX sockets are the Sentry's own
+//! (`crate::socket`); AF_INET and AF_INET6 exist with `--network=host`
+//! (host sockets, `super::inet`); otherwise they are EAFNOSUPPORT until
+//! the netstack lands.
 
 use std::sync::Arc;
 
 use abi::Errno;
 
 use super::file::{host_io, iovecs, start_of, wait_on, Walker, AT_FDCWD};
-use super::SysResult;
+use super::{inet, SysResult};
 use crate::fs::File;
+use crate::hostinet::HostSocket;
 use crate::signal::{self, Queued};
 use crate::socket::{Address, Control, SockType, SocketFile, Ucred, UnixSocket};
 use crate::task::Task;
@@ -43,9 +45,15 @@ fn install(task: &Task, sock: Arc<UnixSocket>, flags: i32) -> SysResult {
     task.fds().insert(file, flags & libc::SOCK_CLOEXEC != 0, 0)
 }
 
-/// The socket behind descriptor `fd` (ENOTSOCK for other files).
-fn sock_of(task: &Task, fd: u64) -> Result<(Arc<File>, Arc<UnixSocket>), Errno> {
-    let file = task.fds().get(fd)?;
+/// The host socket behind `file`, if it is an inet socket.
+fn inet_of(file: &File) -> Option<&HostSocket> {
+    file.ops()
+        .as_any()
+        .and_then(|a| a.downcast_ref::<HostSocket>())
+}
+
+/// The unix socket behind `file` (ENOTSOCK for other files).
+fn unix_of(file: Arc<File>) -> Result<(Arc<File>, Arc<UnixSocket>), Errno> {
     let sock = file
         .ops()
         .as_any()
@@ -63,6 +71,10 @@ fn kind_of(raw: u64) -> Result<(SockType, i32), Errno> {
 }
 
 fn check_domain(domain: u64, protocol: u64) -> Result<(), Errno> {
+    if domain as i32 == libc::AF_INET || domain as i32 == libc::AF_INET6 {
+        // socketpair: Linux's inet families have none.
+        return Err(Errno::EOPNOTSUPP);
+    }
     if domain as i32 != libc::AF_UNIX {
         tracing::info!("socket family {domain} not supported yet: EAFNOSUPPORT");
         return Err(Errno::EAFNOSUPPORT);
@@ -74,6 +86,14 @@ fn check_domain(domain: u64, protocol: u64) -> Result<(), Errno> {
 }
 
 pub fn socket(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let family = a[0] as i32;
+    if family == libc::AF_INET || family == libc::AF_INET6 {
+        if !task.kernel.host_network {
+            tracing::info!("socket family {family}: inet sockets need --network=host until the netstack lands: EAFNOSUPPORT");
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        return inet::socket(task, family, a[1] as i32, a[2] as i32);
+    }
     check_domain(a[0], a[2])?;
     let (ty, flags) = kind_of(a[1]).map_err(|_| Errno::ESOCKTNOSUPPORT)?;
     let sock = UnixSocket::new(ty, ucred_of(task), &task.kernel.unix);
@@ -166,7 +186,11 @@ fn path_str(p: &[u8]) -> Result<String, Errno> {
 }
 
 pub fn bind(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::bind(task, s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     let addr = match read_name(task, a[1], a[2])? {
         Name::Unspec => return Err(Errno::EINVAL),
         Name::Unnamed => None,
@@ -200,7 +224,11 @@ pub fn bind(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn listen(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::listen(s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     sock.listen(a[1] as i32).map(|()| 0)
 }
 
@@ -227,7 +255,11 @@ fn target_of(task: &Task, sock: &UnixSocket, name: Name) -> Result<Arc<UnixSocke
 }
 
 pub fn connect(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::connect(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     let name = read_name(task, a[1], a[2])?;
     if matches!(name, Name::Unspec) && sock.ty == SockType::Dgram {
         sock.disconnect();
@@ -254,7 +286,11 @@ pub fn accept4(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::accept4(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     if sock.ty == SockType::Dgram {
         return Err(Errno::EOPNOTSUPP);
     }
@@ -276,18 +312,30 @@ pub fn accept(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getsockname(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::getsockname(task, s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     write_name(task, a[1], a[2], sock.bound().as_ref()).map(|()| 0)
 }
 
 pub fn getpeername(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::getpeername(task, s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     let peer = sock.peer_address()?;
     write_name(task, a[1], a[2], peer.as_ref()).map(|()| 0)
 }
 
 pub fn shutdown(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::shutdown(s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     let how = a[1] as i32;
     if !(0..=2).contains(&how) {
         return Err(Errno::EINVAL);
@@ -296,16 +344,16 @@ pub fn shutdown(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 /// `struct msghdr` fields.
-struct MsgHdr {
-    name: u64,
-    namelen: u32,
-    iov: u64,
-    iovlen: u64,
-    control: u64,
-    controllen: u64,
+pub(super) struct MsgHdr {
+    pub name: u64,
+    pub namelen: u32,
+    pub iov: u64,
+    pub iovlen: u64,
+    pub control: u64,
+    pub controllen: u64,
 }
 
-fn read_msghdr(task: &Task, addr: u64) -> Result<MsgHdr, Errno> {
+pub(super) fn read_msghdr(task: &Task, addr: u64) -> Result<MsgHdr, Errno> {
     let mut b = [0u8; 56];
     task.mm().copy_in(addr, &mut b)?;
     let w = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
@@ -383,7 +431,7 @@ fn read_control(task: &Task, addr: u64, len: u64) -> Result<Control, Errno> {
 }
 
 /// Gather the bytes of an iovec array.
-fn gather(task: &Task, iov: &[(u64, u64)]) -> Result<Vec<u8>, Errno> {
+pub(super) fn gather(task: &Task, iov: &[(u64, u64)]) -> Result<Vec<u8>, Errno> {
     let total: u64 = iov.iter().map(|&(_, l)| l).sum();
     if total > 0x7fff_f000 {
         return Err(Errno::EMSGSIZE);
@@ -464,7 +512,11 @@ fn send_common(
 }
 
 pub fn sendto(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::sendto(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     let flags = a[3] as i32;
     let data = gather(task, &[(a[1], a[2])])?;
     let to = if a[4] != 0 {
@@ -476,7 +528,11 @@ pub fn sendto(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn sendmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::sendmsg(task, &file, s, a[1], a[2] as i32);
+    }
+    let (file, sock) = unix_of(file)?;
     send_one(task, &file, &sock, a[1], a[2] as i32)
 }
 
@@ -498,7 +554,11 @@ fn send_one(task: &Task, file: &File, sock: &Arc<UnixSocket>, msg: u64, flags: i
 }
 
 pub fn sendmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::sendmmsg(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     let vlen = a[2].min(1024);
     let mut done = 0;
     for i in 0..vlen {
@@ -641,7 +701,11 @@ fn pad8(m: &mut Vec<u8>) {
 }
 
 pub fn recvfrom(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::recvfrom(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     let flags = a[3] as i32;
     let peek = flags & libc::MSG_PEEK != 0;
     let nonblock = file.flags() & libc::O_NONBLOCK != 0 || flags & libc::MSG_DONTWAIT != 0;
@@ -668,13 +732,21 @@ pub fn recvfrom(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn recvmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::recvmsg(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     let h = read_msghdr(task, a[1])?;
     recv_one(task, &file, &sock, &h, Some(a[1]), a[2] as i32)
 }
 
 pub fn recvmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (file, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::recvmmsg(task, &file, s, a);
+    }
+    let (file, sock) = unix_of(file)?;
     let vlen = a[2].min(1024);
     let mut done = 0;
     for i in 0..vlen {
@@ -708,7 +780,11 @@ fn int_opt(task: &Task, addr: u64, len: u64) -> Result<i32, Errno> {
 }
 
 pub fn setsockopt(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::setsockopt(task, s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     let (level, name) = (a[1] as i32, a[2] as i32);
     if level != SOL_SOCKET {
         return Err(Errno::ENOPROTOOPT);
@@ -737,7 +813,11 @@ pub fn setsockopt(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn getsockopt(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (_, sock) = sock_of(task, a[0])?;
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return inet::getsockopt(task, s, a);
+    }
+    let (_, sock) = unix_of(file)?;
     let (level, name, out, lenp) = (a[1] as i32, a[2] as i32, a[3], a[4]);
     if level != SOL_SOCKET {
         return Err(Errno::ENOPROTOOPT);
