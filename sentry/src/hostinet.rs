@@ -434,6 +434,39 @@ impl FileOps for HostSocket {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
+
+    fn iov_io(&self) -> Option<&dyn vfs::inode::IovIo> {
+        Some(self)
+    }
+}
+
+impl vfs::inode::IovIo for HostSocket {
+    unsafe fn read_iov(&self, iov: &[libc::iovec], _offset: u64) -> vfs::Result<usize> {
+        // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len();
+        retry(|| {
+            // SAFETY: the caller vouches for the memory `iov` names; the
+            // rest of `msg` is empty.
+            unsafe { libc::recvmsg(self.raw(), &mut msg, libc::MSG_DONTWAIT) as libc::c_long }
+        })
+    }
+
+    unsafe fn write_iov(&self, iov: &[libc::iovec], _offset: u64) -> vfs::Result<usize> {
+        // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len();
+        retry(|| {
+            // SAFETY: the caller vouches for the memory `iov` names; the
+            // kernel only reads it.
+            unsafe {
+                libc::sendmsg(self.raw(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                    as libc::c_long
+            }
+        })
+    }
 }
 
 #[cfg(test)]

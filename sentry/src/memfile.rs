@@ -167,6 +167,16 @@ impl MemoryFile {
         }
     }
 
+    /// The Sentry's view of `[offset, offset+len)` as a raw `iovec`, for a
+    /// host call that reads or writes the bytes in place.
+    pub fn iovec(&self, offset: u64, len: usize) -> libc::iovec {
+        Self::check_range(offset, len);
+        libc::iovec {
+            iov_base: self.base.wrapping_add(offset as usize).cast(),
+            iov_len: len,
+        }
+    }
+
     /// Copy `src` into the file at `offset`.
     pub fn copy_out(&self, offset: u64, src: &[u8]) {
         Self::check_range(offset, src.len());

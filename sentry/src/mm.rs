@@ -1257,6 +1257,66 @@ impl MemoryManager {
         })
     }
 
+    /// Run the host call `io` over the application ranges `ranges` (in
+    /// order) as raw `iovec`s into the memory file, so the host reads or
+    /// writes the bytes in place. With `write` the call fills the ranges
+    /// (a read into application memory): they need write access and are
+    /// made this address space's own first. The caller keeps `self` locked
+    /// across `io`, so no mapping changes underneath; `io` must not block.
+    ///
+    /// None, and `io` not called, when a range is not wholly accessible or
+    /// needs more than `IOV_MAX` pieces: the copying path then gives the
+    /// exact partial-transfer and EFAULT semantics.
+    pub fn with_host_iovecs<R>(
+        &mut self,
+        ranges: &[(u64, u64)],
+        write: bool,
+        io: impl FnOnce(&[libc::iovec]) -> R,
+    ) -> Option<R> {
+        /// Unbacked private pages read as zeros: a read-only zero buffer
+        /// stands in for them.
+        static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+        const IOV_MAX: usize = 1024;
+        let need = if write {
+            AccessType {
+                read: false,
+                write: true,
+                execute: false,
+            }
+        } else {
+            AccessType::READ
+        };
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(ranges.len());
+        for &(addr, len) in ranges {
+            if len == 0 {
+                continue;
+            }
+            let end = addr.checked_add(len)?;
+            self.check_access(addr, end, need).ok()?;
+            if write {
+                self.prepare_write(addr, end).ok()?;
+            }
+            let mut too_many = false;
+            self.walk(addr, len as usize, need, |b, _, n| match b {
+                Backing::File(off) => iov.push(self.mf.iovec(off, n)),
+                Backing::Zero => {
+                    for at in (0..n).step_by(ZEROS.len()) {
+                        iov.push(libc::iovec {
+                            iov_base: ZEROS.as_ptr() as *mut libc::c_void,
+                            iov_len: (n - at).min(ZEROS.len()),
+                        });
+                    }
+                }
+            })
+            .ok()?;
+            too_many |= iov.len() > IOV_MAX;
+            if too_many {
+                return None;
+            }
+        }
+        Some(io(&iov))
+    }
+
     /// Copy application memory at `addr` into `buf` (needs read access).
     pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.walk(addr, buf.len(), AccessType::READ, |b, pos, n| match b {

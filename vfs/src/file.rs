@@ -203,6 +203,76 @@ impl FileDescription {
         self.ops.write(buf, offset)
     }
 
+    /// [`read`](Self::read) (`offset` None) or [`pread`](Self::pread)
+    /// straight into `iov`; None when the file has no vectored path.
+    ///
+    /// # Safety
+    /// As [`IovIo::read_iov`](crate::inode::IovIo::read_iov).
+    pub unsafe fn read_iov(
+        &self,
+        iov: &[libc::iovec],
+        offset: Option<u64>,
+    ) -> Option<Result<usize>> {
+        let io = self.ops.iov_io()?;
+        if !self.readable() {
+            return Some(Err(Errno::EBADF));
+        }
+        let seekable = self.ops.seekable();
+        Some(match offset {
+            Some(_) if !seekable => Err(Errno::ESPIPE),
+            // SAFETY: the caller's contract.
+            Some(o) => unsafe { io.read_iov(iov, o) },
+            // SAFETY: the caller's contract.
+            None if !seekable => unsafe { io.read_iov(iov, 0) },
+            None => {
+                let mut pos = self.pos.lock().unwrap();
+                // SAFETY: the caller's contract.
+                let r = unsafe { io.read_iov(iov, *pos) };
+                if let Ok(n) = r {
+                    *pos += n as u64;
+                }
+                r
+            }
+        })
+    }
+
+    /// [`write`](Self::write) (`offset` None) or [`pwrite`](Self::pwrite)
+    /// straight from `iov`; None when the file has no vectored path or
+    /// appends (O_APPEND on a file with positions takes the copying path).
+    ///
+    /// # Safety
+    /// As [`IovIo::write_iov`](crate::inode::IovIo::write_iov).
+    pub unsafe fn write_iov(
+        &self,
+        iov: &[libc::iovec],
+        offset: Option<u64>,
+    ) -> Option<Result<usize>> {
+        let io = self.ops.iov_io()?;
+        let seekable = self.ops.seekable();
+        if seekable && self.flags() & libc::O_APPEND != 0 {
+            return None;
+        }
+        if !self.writable() {
+            return Some(Err(Errno::EBADF));
+        }
+        Some(match offset {
+            Some(_) if !seekable => Err(Errno::ESPIPE),
+            // SAFETY: the caller's contract.
+            Some(o) => unsafe { io.write_iov(iov, o) },
+            // SAFETY: the caller's contract.
+            None if !seekable => unsafe { io.write_iov(iov, 0) },
+            None => {
+                let mut pos = self.pos.lock().unwrap();
+                // SAFETY: the caller's contract.
+                let r = unsafe { io.write_iov(iov, *pos) };
+                if let Ok(n) = r {
+                    *pos += n as u64;
+                }
+                r
+            }
+        })
+    }
+
     /// `lseek(2)`. SEEK_DATA and SEEK_HOLE treat the whole file as data.
     pub fn seek(&self, offset: i64, whence: i32) -> Result<u64> {
         if self.is_path_only() {

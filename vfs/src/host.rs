@@ -224,6 +224,54 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8], offset: Option<u64>) -> Result<u
     })
 }
 
+/// `readv(2)` (`offset` None) or `preadv(2)`.
+///
+/// # Safety
+/// Each `iovec` must describe memory valid for writes for the call, which
+/// no Rust reference points into.
+pub unsafe fn readv(fd: BorrowedFd<'_>, iov: &[libc::iovec], offset: Option<u64>) -> Result<usize> {
+    let off = match offset {
+        Some(o) => Some(i64::try_from(o).map_err(|_| Errno::EINVAL)?),
+        None => None,
+    };
+    let cnt = iov.len().min(libc::UIO_MAXIOV as usize) as i32;
+    retry(|| {
+        // SAFETY: the caller vouches for the memory `iov` names; the
+        // array itself is `cnt` live entries.
+        unsafe {
+            match off {
+                None => libc::readv(fd.as_raw_fd(), iov.as_ptr(), cnt) as libc::c_long,
+                Some(o) => libc::preadv(fd.as_raw_fd(), iov.as_ptr(), cnt, o) as libc::c_long,
+            }
+        }
+    })
+}
+
+/// `writev(2)` (`offset` None) or `pwritev(2)`.
+///
+/// # Safety
+/// Each `iovec` must describe memory valid for reads for the call.
+pub unsafe fn writev(
+    fd: BorrowedFd<'_>,
+    iov: &[libc::iovec],
+    offset: Option<u64>,
+) -> Result<usize> {
+    let off = match offset {
+        Some(o) => Some(i64::try_from(o).map_err(|_| Errno::EINVAL)?),
+        None => None,
+    };
+    let cnt = iov.len().min(libc::UIO_MAXIOV as usize) as i32;
+    retry(|| {
+        // SAFETY: as for `readv`; the kernel only reads the memory.
+        unsafe {
+            match off {
+                None => libc::writev(fd.as_raw_fd(), iov.as_ptr(), cnt) as libc::c_long,
+                Some(o) => libc::pwritev(fd.as_raw_fd(), iov.as_ptr(), cnt, o) as libc::c_long,
+            }
+        }
+    })
+}
+
 /// `write(2)` (`offset` None) or `pwrite(2)`.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8], offset: Option<u64>) -> Result<usize> {
     let off = match offset {

@@ -130,6 +130,25 @@ impl FileOps for HostFile {
     fn host_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd.as_fd())
     }
+
+    fn iov_io(&self) -> Option<&dyn crate::inode::IovIo> {
+        // Not for descriptors shared with the host (stdio): they may block
+        // in the host, and the direct path runs under the memory manager's
+        // lock.
+        (!self.host_positioned).then_some(self as &dyn crate::inode::IovIo)
+    }
+}
+
+impl crate::inode::IovIo for HostFile {
+    unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        // SAFETY: the caller's contract is readv's.
+        unsafe { host::readv(self.fd.as_fd(), iov, self.offset(offset)) }
+    }
+
+    unsafe fn write_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        // SAFETY: the caller's contract is writev's.
+        unsafe { host::writev(self.fd.as_fd(), iov, self.offset(offset)) }
+    }
 }
 
 /// What one instance's nodes share; its address tells instances apart.

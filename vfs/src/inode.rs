@@ -389,4 +389,31 @@ pub trait FileOps: Send + Sync {
     fn as_any(&self) -> Option<&dyn Any> {
         None
     }
+
+    /// Files over a host descriptor can move bytes straight between it and
+    /// memory named by raw `iovec`s (the application's pages in the memory
+    /// file), skipping a bounce buffer.
+    fn iov_io(&self) -> Option<&dyn IovIo> {
+        None
+    }
+}
+
+/// Vectored I/O between a host descriptor and caller-named memory. Offsets
+/// and positions mean what they mean for [`FileOps::read`] and
+/// [`FileOps::write`].
+pub trait IovIo {
+    /// Read into `iov`.
+    ///
+    /// # Safety
+    /// Every `iovec` must describe memory that stays mapped and writable
+    /// for the whole call and that no Rust reference points into (the
+    /// kernel writes there).
+    unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize>;
+
+    /// Write from `iov`.
+    ///
+    /// # Safety
+    /// Every `iovec` must describe memory that stays mapped and readable
+    /// for the whole call.
+    unsafe fn write_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize>;
 }

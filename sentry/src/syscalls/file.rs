@@ -487,7 +487,81 @@ fn wait_ready(task: &Task, fd: std::os::fd::BorrowedFd<'_>, events: i16) -> Resu
     }
 }
 
+/// Most bytes one direct host call moves, so the memory manager's lock is
+/// not held for long.
+const DIRECT_MAX: usize = 8 << 20;
+
+/// One host read or write straight between `file`'s host descriptor and
+/// application memory at `[addr, addr+len)` (`into`: a read). Ok(None)
+/// when the direct path does not apply (the file has none, or the range is
+/// not wholly accessible): the copying path then runs instead.
+fn direct_step(
+    task: &Task,
+    file: &File,
+    addr: u64,
+    len: usize,
+    offset: Option<u64>,
+    into: bool,
+) -> Result<Option<usize>, Errno> {
+    let step = || {
+        let mut mm = task.mm();
+        let r = mm.with_host_iovecs(&[(addr, len as u64)], into, |iov| {
+            // SAFETY: the iovecs name memory-file pages of this address
+            // space, kept mapped by the memory manager's lock, which we
+            // hold across the call; no Rust reference points into them.
+            unsafe {
+                if into {
+                    file.read_iov(iov, offset)
+                } else {
+                    file.write_iov(iov, offset)
+                }
+            }
+        });
+        match r {
+            Some(Some(r)) => r.map(Some),
+            _ => Ok(None),
+        }
+    };
+    let events = if into { libc::POLLIN } else { libc::POLLOUT };
+    match offset {
+        Some(_) => step(),
+        None => host_io(task, file, events, step),
+    }
+}
+
 fn read_into(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
+    if file.ops().iov_io().is_none() || file.is_dir() {
+        return read_copying(task, file, buf, count, offset);
+    }
+    let count = count.min(MAX_RW) as usize;
+    let mut done = 0usize;
+    while done < count {
+        let want = (count - done).min(DIRECT_MAX);
+        let at = offset.map(|o| o + done as u64);
+        let n = match direct_step(task, file, buf + done as u64, want, at, true) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                return match read_copying(task, file, buf + done as u64, (count - done) as u64, at)
+                {
+                    Ok(n) => Ok(done as u64 + n),
+                    Err(_) if done > 0 => Ok(done as u64),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        // As in the copying path: only a regular file is read on to the
+        // count; a short read ends the call.
+        if n < want || !file.is_regular() {
+            break;
+        }
+    }
+    Ok(done as u64)
+}
+
+fn read_copying(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
     if !file.readable() {
         return Err(Errno::EBADF);
     }
@@ -523,6 +597,45 @@ fn read_into(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>
 
 /// Write up to `count` bytes from application memory at `buf` to `file`.
 fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
+    if file.ops().iov_io().is_none() {
+        return write_copying(task, file, buf, count, offset);
+    }
+    let count = count.min(MAX_RW) as usize;
+    let mut done = 0usize;
+    while done < count {
+        let want = (count - done).min(DIRECT_MAX);
+        let at = offset.map(|o| o + done as u64);
+        match direct_step(task, file, buf + done as u64, want, at, false) {
+            Ok(Some(n)) => done += n,
+            Ok(None) => {
+                return match write_copying(task, file, buf + done as u64, (count - done) as u64, at)
+                {
+                    Ok(n) => Ok(done as u64 + n),
+                    Err(_) if done > 0 => Ok(done as u64),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(Errno::EPIPE) => {
+                // Writing to a pipe nobody reads raises SIGPIPE too.
+                let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
+                task.handle.post(Queued {
+                    sig: signal::SIGPIPE,
+                    info,
+                });
+                return if done == 0 {
+                    Err(Errno::EPIPE)
+                } else {
+                    Ok(done as u64)
+                };
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done as u64)
+}
+
+fn write_copying(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
     if !file.writable() {
         return Err(Errno::EBADF);
     }
