@@ -22,17 +22,29 @@ const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 /// 0x0d  je 0x10
 /// 0x0f  int3              stops;
 /// 0x10  jmp 0x10          the child (rax = 0) spins until a thread seizes it
+/// 0x18  syscall           injected fork of the stub (a template) starts here:
+/// 0x1a  test %rax,%rax    the parent
+/// 0x1d  je 0x20
+/// 0x1f  int3              stops;
+/// 0x20  mov $34,%eax      the child sleeps in pause() (not spinning: it may
+/// 0x25  syscall           wait a while for its tracer on a busy machine)
+/// 0x27  jmp 0x20          until a thread seizes and interrupts it
 /// ```
-const STUB_CODE: [u8; 24] = [
+const STUB_CODE: [u8; 48] = [
     0x0f, 0x05, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, //
     0x0f, 0x05, 0x48, 0x85, 0xc0, 0x74, 0x01, 0xcc, //
-    0xeb, 0xfe, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc,
+    0xeb, 0xfe, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, //
+    0x0f, 0x05, 0x48, 0x85, 0xc0, 0x74, 0x01, 0xcc, //
+    0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, //
+    0xf7, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc,
 ];
 const SYSCALL_ENTRY: u64 = 0x00;
 const CLONE_ENTRY: u64 = 0x08;
+const FORK_ENTRY: u64 = 0x18;
 /// Where an injected syscall stops: just after its `int3`.
 const SYSCALL_STOP_IP: u64 = 0x03;
 const CLONE_STOP_IP: u64 = 0x10;
+const FORK_STOP_IP: u64 = 0x20;
 
 std::arch::global_asm!(
     ".pushsection .text.runsc_ptrace_stub,\"ax\",@progbits",
@@ -126,6 +138,54 @@ impl Stub {
             }
         }
         Ok(())
+    }
+
+    /// Fork this stub (it must be stripped and stopped): a new process
+    /// with a copy of the stub's few mappings and the Sentry's file table,
+    /// a child of the Sentry (`CLONE_PARENT`), asleep in the stub page
+    /// (`pause()`) untraced until [`Stub::adopt`] seizes it. Returns its pid. Copying
+    /// this small process is far cheaper than cloning and stripping the
+    /// Sentry again, so a stripped stub serves as the template of new ones.
+    pub fn fork_process(&mut self) -> Result<i32, PlatformError> {
+        let flags = (libc::CLONE_PARENT | libc::CLONE_FILES | libc::SIGCHLD) as u64;
+        let ret = self.inject(
+            STUB_ADDR + FORK_ENTRY,
+            STUB_ADDR + FORK_STOP_IP,
+            libc::SYS_clone,
+            [flags, 0, 0, 0, 0, 0],
+        )?;
+        match i32::try_from(ret as i64) {
+            Ok(pid) if pid > 0 => Ok(pid),
+            _ => Err(errno_of("fork stub", ret)),
+        }
+    }
+
+    /// Trace, from the calling thread, a stub made by
+    /// [`fork_process`](Self::fork_process), and stop it for injection.
+    /// On failure the process is killed.
+    pub fn adopt(pid: i32) -> Result<Stub, PlatformError> {
+        let host = |op| move |errno| PlatformError::Host { op, errno };
+        let mut stub = Stub {
+            pid,
+            owner: sys::gettid(),
+            base_regs: Regs::default(),
+            ready: true,
+        };
+        // Dropping `stub` from here on kills and reaps the process.
+        let options = libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL;
+        sys::ptrace_seize(pid, options as u64).map_err(host("PTRACE_SEIZE forked stub"))?;
+        sys::ptrace_interrupt(pid).map_err(host("PTRACE_INTERRUPT forked stub"))?;
+        const EVENT_STOP: i32 = libc::SIGTRAP | (libc::PTRACE_EVENT_STOP << 8);
+        match sys::wait(pid).map_err(host("wait for forked stub"))? {
+            WaitStatus::Stopped(EVENT_STOP) => {}
+            other => {
+                return Err(PlatformError::StubDied(format!(
+                    "forked stub: {other:?} instead of its first stop"
+                )))
+            }
+        }
+        sys::ptrace_getregs(pid, &mut stub.base_regs).map_err(host("PTRACE_GETREGS"))?;
+        Ok(stub)
     }
 
     /// Fails unless called from the host thread that traces the stub.

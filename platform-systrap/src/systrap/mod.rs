@@ -5,14 +5,22 @@
 //!
 //! # Pieces
 //!
-//! - **Stub process.** Created exactly as the ptrace platform creates its
-//!   stub ([`crate::ptrace::stub::Stub`]): a `CLONE_FILES` child of the
-//!   Sentry, traced by a per-address-space *request thread*, stripped of
-//!   everything it inherited. ptrace is used for setup only: the request
-//!   thread injects `mmap` of the stub code, `mmap`/`munmap` of application
-//!   memory, and `clone` of new stub threads. Nothing ever traces the
-//!   threads that run application code, so their signals reach their own
-//!   handler instead of stopping them.
+//! - **Stub process.** The platform makes one *template* stub exactly as
+//!   the ptrace platform makes its stub ([`crate::ptrace::stub::Stub`]: a
+//!   `CLONE_FILES` child of the Sentry, stripped of everything it
+//!   inherited) and maps the stub code into it. Each address space is a
+//!   fork of the template (an injected `clone` with `CLONE_PARENT`, so it
+//!   is the Sentry's child): the child sleeps in `pause()` until the
+//!   address space's own *request thread* seizes it, and already has the
+//!   code mapped. ptrace is used for setup only: the request thread injects
+//!   `mmap`/`munmap` of application memory and `clone` of new stub threads.
+//!   Nothing ever traces the threads that run application code, so their
+//!   signals reach their own handler instead of stopping them.
+//! - **Stub threads** outlive their context: when a task ends while its
+//!   thread waits at an event, the thread is parked and the next context
+//!   of that address space takes it over, writing its whole state into the
+//!   waiting signal frame (a thread per `pthread_create` is otherwise an
+//!   injected clone plus the setup below).
 //! - **Stub code** ([`code`]): our own assembly, copied into a memory file
 //!   mapped read-only and executable at [`code::CODE_ADDR`], with read-only
 //!   data after it (the `sigaction`, the seccomp program, each slot's
@@ -88,8 +96,9 @@
 //! - Address-space changes still go through ptrace injection by the
 //!   request thread (upstream: a syscall thread in the stub driven by a
 //!   futex or seccomp user notification).
-//! - No stub pool or template: each address space clones and strips a new
-//!   stub (several ms).
+//! - No pool of ready address spaces: each is forked from the template
+//!   when asked for (about 0.25 ms, against about 1 ms for cloning and
+//!   stripping the Sentry).
 //! - Spin budgets are fixed (20 µs each side), not adapted to load or to
 //!   the number of cores.
 //! - No syscall patching; every syscall pays a signal delivery and an
@@ -188,8 +197,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SystrapPlatform {
     xsave_size: usize,
     fsgsbase: bool,
-    /// The stub code and configuration pages, mapped into every stub.
-    image: Arc<OwnedFd>,
+    /// A stub with the code and configuration mapped and no threads, which
+    /// new address spaces are forked from.
+    template: Arc<Space>,
 }
 
 impl SystrapPlatform {
@@ -209,12 +219,15 @@ impl SystrapPlatform {
                 errno: Errno::from_io(&e),
             }
         })?;
+        let image = OwnedFd::from(file);
+        // The stub image stays alive through the template's mappings.
+        let template = Space::start(xsave_size, &image)?;
         let p = SystrapPlatform {
             xsave_size,
             fsgsbase,
-            image: Arc::new(file.into()),
+            template,
         };
-        let space = Space::start(&p)?;
+        let space = Space::fork_from(&p.template)?;
         let slot = space.new_thread()?;
         space.release_slot(&slot);
         Ok(p)
@@ -236,7 +249,7 @@ impl Platform for SystrapPlatform {
 
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
         Ok(Arc::new(SystrapAddressSpace {
-            space: Space::start(self)?,
+            space: Space::fork_from(&self.template)?,
         }))
     }
 
@@ -280,6 +293,14 @@ impl Slot {
         if tid > 0 {
             sys::kill_and_reap(tid);
         }
+    }
+
+    /// The slot's thread lives and waits at an event for the Sentry.
+    fn parked(&self) -> bool {
+        let child = *self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child > 0
+            && self.tid() == child
+            && self.mem.u32_at(MSG_STATE as usize).load(Ordering::SeqCst) == STATE_EVENT
     }
 
     /// The slot's address in the stub.
@@ -365,16 +386,65 @@ struct Space {
 }
 
 impl Space {
-    /// Start the request thread, which creates the stub, and map the stub
-    /// code into it.
-    fn start(p: &SystrapPlatform) -> Result<Arc<Space>, PlatformError> {
-        let xsave_size = p.xsave_size;
+    /// Start the request thread, which creates the stub by cloning and
+    /// stripping the Sentry, and map the stub code into it: the template.
+    fn start(xsave_size: usize, image: &OwnedFd) -> Result<Arc<Space>, PlatformError> {
+        let space = Space::serve(move || Stub::new(xsave_size))?;
+        let fd = image.as_raw_fd() as u64;
+        let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
+        let rx_prot = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+        space.mmap(
+            [code::CODE_ADDR, PAGE, rx_prot, fixed, fd, 0],
+            "map stub code",
+        )?;
+        let ro = libc::PROT_READ as u64;
+        space.mmap(
+            [
+                code::CONFIG_ADDR,
+                code::IMAGE_SIZE - PAGE,
+                ro,
+                fixed,
+                fd,
+                PAGE,
+            ],
+            "map stub configuration",
+        )?;
+        Ok(space)
+    }
+
+    /// A new address space: a fork of `template`, which already has the
+    /// stub code and configuration mapped.
+    fn fork_from(template: &Space) -> Result<Arc<Space>, PlatformError> {
+        /// A forked stub nobody traces yet: killed and reaped if the
+        /// request thread never starts to adopt it.
+        struct Unadopted(i32);
+        impl Drop for Unadopted {
+            fn drop(&mut self) {
+                if self.0 > 0 {
+                    sys::kill_and_reap(self.0);
+                }
+            }
+        }
+        let forked = Unadopted(template.run(|stub| stub.fork_process())?);
+        Space::serve(move || {
+            let mut forked = forked;
+            // From here `adopt` owns the process (it kills what it fails
+            // to trace).
+            Stub::adopt(std::mem::take(&mut forked.0))
+        })
+    }
+
+    /// Start a request thread that makes its stub with `make` (the thread
+    /// becomes the stub's tracer) and then serves requests for it.
+    fn serve(
+        make: impl FnOnce() -> Result<Stub, PlatformError> + Send + 'static,
+    ) -> Result<Arc<Space>, PlatformError> {
         let (tx, rx) = channel::<Job>();
         let (ready_tx, ready_rx) = channel();
         let server = std::thread::Builder::new()
             .name("systrap-stub".into())
             .spawn(move || {
-                let mut stub = match Stub::new(xsave_size) {
+                let mut stub = match make() {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -398,31 +468,11 @@ impl Space {
         ready_rx
             .recv()
             .map_err(|_| PlatformError::StubDied("request thread ended".into()))??;
-        let space = Arc::new(Space {
+        Ok(Arc::new(Space {
             requests: Mutex::new(Some(tx)),
             server: Some(server),
             slots: Mutex::new(Vec::new()),
-        });
-        let fd = p.image.as_raw_fd() as u64;
-        let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
-        let rx_prot = (libc::PROT_READ | libc::PROT_EXEC) as u64;
-        space.mmap(
-            [code::CODE_ADDR, PAGE, rx_prot, fixed, fd, 0],
-            "map stub code",
-        )?;
-        let ro = libc::PROT_READ as u64;
-        space.mmap(
-            [
-                code::CONFIG_ADDR,
-                code::IMAGE_SIZE - PAGE,
-                ro,
-                fixed,
-                fd,
-                PAGE,
-            ],
-            "map stub configuration",
-        )?;
-        Ok(space)
+        }))
     }
 
     fn run<T: Send + 'static>(
@@ -500,8 +550,43 @@ impl Space {
         Ok(slot)
     }
 
-    /// Start a stub thread and wait for it to park at its first trap.
+    /// A stub thread for a new context: one parked by a context that is
+    /// gone (see [`Space::park_or_release`]), or a new one.
     fn new_thread(&self) -> Result<Arc<Slot>, PlatformError> {
+        if let Some(slot) = self.take_parked() {
+            return Ok(slot);
+        }
+        self.start_thread()
+    }
+
+    /// Take a parked stub thread. It waits in its handler for the Sentry
+    /// to write registers into its signal frame and resume it, as after
+    /// any trap; the next context writes its whole state there (registers,
+    /// FP state, mask, signal stack) and sets fs/gs afresh, so nothing of
+    /// the previous context's reaches the next.
+    fn take_parked(&self) -> Option<Arc<Slot>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots
+            .iter()
+            .find(|s| !s.in_use.load(Ordering::SeqCst) && s.parked())?;
+        slot.in_use.store(true, Ordering::SeqCst);
+        Some(slot.clone())
+    }
+
+    /// A context is done with `slot`'s thread. If the thread waits at an
+    /// event, keep it for the next context of this address space: starting
+    /// a stub thread (an injected clone, then its setup and seccomp filter)
+    /// costs far more than reusing one. Otherwise kill it.
+    fn park_or_release(&self, slot: &Slot) {
+        if slot.parked() {
+            slot.in_use.store(false, Ordering::SeqCst);
+        } else {
+            self.release_slot(slot);
+        }
+    }
+
+    /// Start a stub thread and wait for it to park at its first trap.
+    fn start_thread(&self) -> Result<Arc<Slot>, PlatformError> {
         let slot = self.alloc_slot()?;
         let m = &slot.mem;
         for off in [
@@ -975,7 +1060,7 @@ impl Drop for SystrapContext {
         for b in self.threads.drain(..) {
             // An address space that is gone reaped its threads already.
             if let Some(space) = b.space.upgrade() {
-                space.release_slot(&b.slot);
+                space.park_or_release(&b.slot);
             }
         }
     }

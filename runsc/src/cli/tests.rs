@@ -597,13 +597,13 @@ fn check_supported_names_the_flag() {
         .to_string()
         .starts_with("flag --platform=kvm is not supported by this runsc yet"));
 
-    let e = ok(&["--network=host", "list"])
+    let e = ok(&["--network=plugin", "list"])
         .config
         .check_supported()
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "flag --network=host is not supported by this runsc yet"
+        "flag --network=plugin is not supported by this runsc yet"
     );
 
     // Features not built yet are refused even where the flag is common.

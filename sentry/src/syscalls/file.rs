@@ -936,22 +936,28 @@ pub fn copy_file_range(task: &mut Task, a: [u64; 6]) -> SysResult {
     if !inp.is_regular() || !out.is_regular() {
         return Err(Errno::EINVAL);
     }
-    let in_off = offset_arg(task, in_off_p)?.unwrap_or(inp.position());
-    let out_off = offset_arg(task, out_off_p)?.unwrap_or(out.position());
+    // A regular file whose position lives in the host (stdio the runtime
+    // handed over) is used at that position, which the host moves.
+    let position = |f: &File| f.ops().seekable().then(|| f.position());
+    let in_off = offset_arg(task, in_off_p)?.or_else(|| position(&inp));
+    let out_off = offset_arg(task, out_off_p)?.or_else(|| position(&out));
     let count = len.min(MAX_RW) as usize;
-    let done = transfer(task, &inp, Some(in_off), &out, Some(out_off), count, false)?;
+    let done = transfer(task, &inp, in_off, &out, out_off, count, false)?;
     let moved = done as u64;
-    if in_off_p != 0 {
-        task.mm()
-            .copy_out(in_off_p, &(in_off + moved).to_le_bytes())?;
-    } else {
-        inp.seek((in_off + moved) as i64, libc::SEEK_SET)?;
+    if let Some(off) = in_off {
+        if in_off_p != 0 {
+            task.mm().copy_out(in_off_p, &(off + moved).to_le_bytes())?;
+        } else {
+            inp.seek((off + moved) as i64, libc::SEEK_SET)?;
+        }
     }
-    if out_off_p != 0 {
-        task.mm()
-            .copy_out(out_off_p, &(out_off + moved).to_le_bytes())?;
-    } else {
-        out.seek((out_off + moved) as i64, libc::SEEK_SET)?;
+    if let Some(off) = out_off {
+        if out_off_p != 0 {
+            task.mm()
+                .copy_out(out_off_p, &(off + moved).to_le_bytes())?;
+        } else {
+            out.seek((off + moved) as i64, libc::SEEK_SET)?;
+        }
     }
     Ok(moved)
 }
