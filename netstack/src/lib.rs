@@ -1,0 +1,5 @@
+//! Our user-space TCP/IP stack, shaped like upstream gVisor's `pkg/tcpip`.
+
+#![forbid(unsafe_code)]
+
+pub mod header;
