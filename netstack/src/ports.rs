@@ -43,8 +43,10 @@ impl Binding {
             return false;
         }
         let reuse = self.reuseaddr && o.reuseaddr;
-        // TCP: SO_REUSEADDR shares a port, but never with a listener.
-        !(reuse && (!tcp || (!self.listening && !o.listening)))
+        // TCP: SO_REUSEADDR shares a port, but not with a socket already
+        // listening (Linux checks only the existing socket's state, so
+        // one of several SO_REUSEADDR sockets may listen).
+        !(reuse && (!tcp || !o.listening))
     }
 }
 

@@ -48,7 +48,7 @@ const RETRIES2: u32 = 15;
 pub(crate) const DEFAULT_BUFFER: usize = 1 << 20;
 /// Largest buffer whose window the scale factor must cover (Linux's
 /// `tcp_rmem[2]` is 6 MiB; its usual shift is 7).
-const MAX_WINDOW_BUFFER: usize = 8 << 20;
+const MAX_WINDOW_BUFFER: usize = 6 << 20;
 /// RFC 9293 §3.7.1: the MSS to assume when the peer sends none.
 const DEFAULT_MSS_V4: u32 = 536;
 const DEFAULT_MSS_V6: u32 = 1220;
@@ -698,12 +698,15 @@ impl Tcb {
     // ---- Opening ----
 
     fn our_mss(&self, mtu: usize) -> u32 {
-        let ip = if self.remote.0.is_ipv4() {
-            IPV4_HEADER_LEN
+        // IPv4's total length and IPv6's payload length are 16 bits, so
+        // a 64 KiB loopback MTU still caps segments (Linux's lo MSS is
+        // 65483 with timestamps).
+        let (ip, max) = if self.remote.0.is_ipv4() {
+            (IPV4_HEADER_LEN, 65535)
         } else {
-            IPV6_HEADER_LEN
+            (IPV6_HEADER_LEN, 65535 + IPV6_HEADER_LEN)
         };
-        (mtu.saturating_sub(ip + TCP_HEADER_LEN)).min(65535) as u32
+        (mtu.min(max).saturating_sub(ip + TCP_HEADER_LEN)) as u32
     }
 
     fn window_shift() -> u8 {
@@ -1165,7 +1168,8 @@ impl Tcb {
             return Outcome::Nothing;
         }
         self.snd_una = seg.ack;
-        self.snd_wnd = u32::from(seg.wnd) << self.snd_shift;
+        // A SYN's window is never scaled (RFC 7323 §2.2).
+        self.snd_wnd = u32::from(seg.wnd);
         self.max_snd_wnd = self.snd_wnd;
         self.snd_wl1 = seg.seq;
         self.snd_wl2 = seg.ack;
