@@ -761,3 +761,38 @@ fn info_reports_rtt_and_window() {
     assert!(i.segs_out > 60);
     assert_eq!(c.unacked_bytes(), 0);
 }
+
+#[test]
+fn timer_thread_drives_timers_on_the_host_clock() {
+    let s = netstack::Stack::with_loopback(Arc::new(netstack::MonotonicClock::new()));
+    let timers = s.spawn_timer_thread().unwrap();
+    let (_l, c, srv) = connected_pair(&s, v4(8030));
+    let mut buf = [0u8; 8];
+    c.send(b"x").unwrap();
+    assert_eq!(srv.recv(&mut buf, false), Ok(1));
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(b"a").unwrap();
+    assert_eq!(srv.recv(&mut buf, false), Ok(1));
+    // Nagle holds "b" until the server's delayed ACK, which only the
+    // timer thread can send.
+    let ready = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let r = ready.clone();
+    srv.register_waker(
+        Events::READABLE,
+        Arc::new(move |_| {
+            *r.0.lock().unwrap() = true;
+            r.1.notify_all();
+        }),
+    );
+    c.send(b"b").unwrap();
+    let (m, cv) = &*ready;
+    let g = cv
+        .wait_timeout_while(m.lock().unwrap(), Duration::from_secs(10), |r| !*r)
+        .unwrap()
+        .0;
+    assert!(*g, "the delayed ACK timer fired");
+    drop(g);
+    assert_eq!(srv.recv(&mut buf, false), Ok(1));
+    assert_eq!(buf[0], b'b');
+    drop(timers);
+}

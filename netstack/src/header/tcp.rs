@@ -425,6 +425,6 @@ mod tests {
         // Lone kind byte at the end.
         assert_eq!(TcpOptions::parse(&[1, 1, 2]), TcpOptions::default());
         // EOL stops.
-        assert_eq!(TcpOptions::parse(&[0, 4, 2]).sack_permitted, false);
+        assert!(!TcpOptions::parse(&[0, 4, 2]).sack_permitted);
     }
 }

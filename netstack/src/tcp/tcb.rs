@@ -38,6 +38,8 @@ pub(crate) const TIME_WAIT_LEN: Duration = Duration::from_secs(60);
 pub(crate) const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 /// Linux's `TCP_DELACK_MIN`.
 const DELAYED_ACK: Duration = Duration::from_millis(40);
+/// Linux's `tcp_invalid_ratelimit`.
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// Linux's `tcp_syn_retries`.
 const SYN_RETRIES: u32 = 6;
 /// Linux's `tcp_synack_retries`.
@@ -255,6 +257,7 @@ pub(crate) struct Tcb {
     /// Earliest deadline on the stack's timer heap for us.
     pub armed_at: Option<Duration>,
     ka_probes: u32,
+    last_oow_ack: Option<Duration>,
     /// The RTO timer is probing a zero window.
     persist: bool,
     last_rcv: Duration,
@@ -334,6 +337,7 @@ impl Tcb {
             close_at: None,
             armed_at: None,
             ka_probes: 0,
+            last_oow_ack: None,
             persist: false,
             last_rcv: Duration::ZERO,
             total_retrans: 0,
@@ -935,6 +939,23 @@ impl Tcb {
         let _ = self.emit(net, self.snd_nxt, TcpFlags::ACK, 0, 0);
     }
 
+    /// Answers an out-of-window or otherwise unacceptable segment with an
+    /// ACK, at most one per 500 ms unless it carried data, so two
+    /// desynchronised ends cannot ACK each other forever (Linux's
+    /// tcp_oow_rate_limited and tcp_invalid_ratelimit; RFC 5961 §7).
+    fn send_oow_ack(&mut self, net: &mut Net, seg: &Seg) {
+        if seg.payload.is_empty() || seg.has(TcpFlags::SYN) {
+            if self
+                .last_oow_ack
+                .is_some_and(|t| net.now.saturating_sub(t) < OOW_ACK_INTERVAL)
+            {
+                return;
+            }
+            self.last_oow_ack = Some(net.now);
+        }
+        self.send_ack(net);
+    }
+
     /// A segment with an old sequence number and no data (keepalive and
     /// zero-window probes, Linux's tcp_xmit_probe_skb).
     fn send_probe(&mut self, net: &mut Net) {
@@ -1219,7 +1240,7 @@ impl Tcb {
         if self.ts_ok && !seg.has(TcpFlags::RST) {
             if let Some((val, _)) = seg.opts.timestamp {
                 if lt(val, self.ts_recent) {
-                    self.send_ack(net);
+                    self.send_oow_ack(net, seg);
                     return Outcome::Nothing;
                 }
             }
@@ -1249,14 +1270,14 @@ impl Tcb {
                     self.close_at = Some(net.now + TIME_WAIT_LEN);
                     self.rearm(net);
                 }
-                self.send_ack(net);
+                self.send_oow_ack(net, seg);
             }
             return Outcome::Nothing;
         }
         // Second: RST (RFC 5961 §3.2: exact match resets, else challenge).
         if seg.has(TcpFlags::RST) {
             if seg.seq != self.rcv_nxt {
-                self.send_ack(net);
+                self.send_oow_ack(net, seg);
                 return Outcome::Nothing;
             }
             return match self.state {
@@ -1275,7 +1296,7 @@ impl Tcb {
         // Fourth: a SYN in a synchronized state gets a challenge ACK
         // (RFC 5961 §4).
         if seg.has(TcpFlags::SYN) {
-            self.send_ack(net);
+            self.send_oow_ack(net, seg);
             return Outcome::Nothing;
         }
         // Fifth: the ACK field.
@@ -1312,7 +1333,7 @@ impl Tcb {
             outcome = Outcome::Established;
         }
         if gt(seg.ack, self.snd_max) {
-            self.send_ack(net);
+            self.send_oow_ack(net, seg);
             return outcome;
         }
         if ge(seg.ack, self.snd_una) {
@@ -1488,7 +1509,7 @@ impl Tcb {
                 self.rttvar = r / 2;
             }
             Some(s) => {
-                let delta = if s > r { s - r } else { r - s };
+                let delta = s.abs_diff(r);
                 self.rttvar = self.rttvar * 3 / 4 + delta / 4;
                 self.srtt = Some(s * 7 / 8 + r / 8);
             }

@@ -50,6 +50,8 @@ pub struct TestLink {
     pub seen: Mutex<Vec<Seen>>,
     /// When false, packets are only recorded (a capture link).
     pub deliver: bool,
+    /// Also record delivered packets in `captured`.
+    pub record: std::sync::atomic::AtomicBool,
     pub captured: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -94,6 +96,7 @@ impl TestLink {
             held: Mutex::new(VecDeque::new()),
             seen: Mutex::new(Vec::new()),
             deliver,
+            record: std::sync::atomic::AtomicBool::new(false),
             captured: Mutex::new(Vec::new()),
         })
     }
@@ -135,6 +138,9 @@ impl LinkEndpoint for TestLink {
         if !self.deliver {
             self.captured.lock().unwrap().push(pkt);
             return;
+        }
+        if self.record.load(std::sync::atomic::Ordering::Relaxed) {
+            self.captured.lock().unwrap().push(pkt.clone());
         }
         let mut fate = Fate::Deliver;
         if let Some((sp, dp, seq, flags, len, opts)) = parse_tcp(&pkt) {
