@@ -100,6 +100,10 @@ errnos! {
     ESTALE => "stale NFS file handle",
     ESOCKTNOSUPPORT => "socket type not supported",
     ENOBUFS => "no buffer space available",
+    ENETDOWN => "network is down",
+    ENETUNREACH => "network is unreachable",
+    ESHUTDOWN => "cannot send after transport endpoint shutdown",
+    EHOSTUNREACH => "no route to host",
 }
 
 impl Errno {
