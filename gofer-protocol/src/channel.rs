@@ -41,12 +41,16 @@ pub const WINDOW_MEMFD_NAME: &std::ffi::CStr = c"flipcall_packet_windows";
 
 /// How many channels each side allows per connection:
 /// clamp(available parallelism, 2, 4), as upstream derives it from
-/// GOMAXPROCS.
+/// GOMAXPROCS. Computed once: std reads /proc and /sys for it, which a
+/// process under a seccomp filter (the gofer) must do before installing it.
 pub fn max_channels() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(2, 4)
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 4)
+    })
 }
 
 /// The window size for a connection's max message size: header, channel

@@ -26,6 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod filter;
+
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -766,10 +768,14 @@ impl HostFs {
         if !f.writable {
             return Err(Errno::EBADF);
         }
-        let mode = u32::try_from(req.mode).map_err(|_| Errno::EINVAL)?;
+        // Only plain allocation, as the Sentry's fallocate(2) accepts (and
+        // the seccomp filter allows: any other mode would kill the gofer).
+        if req.mode != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
         rustix::fs::fallocate(
             &f.fd,
-            rustix::fs::FallocateFlags::from_bits_retain(mode),
+            rustix::fs::FallocateFlags::empty(),
             req.offset,
             req.length,
         )

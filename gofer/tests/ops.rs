@@ -176,6 +176,17 @@ fn every_operation_against_the_host() {
     }))
     .unwrap();
     assert_eq!(fs::metadata(root.join("new")).unwrap().len(), 100);
+    // Other modes are refused (the Sentry sends none; the gofer's seccomp
+    // filter would not let them through).
+    assert_eq!(
+        remote(c.call(&Request::FAllocate(FAllocateReq {
+            fd: oc.new_fd,
+            mode: 1,
+            offset: 0,
+            length: 200,
+        }))),
+        Errno::EOPNOTSUPP
+    );
     assert_eq!(
         remote(c.call(&Request::OpenCreateAt(OpenCreateAtReq {
             common: common(1, 0o640),

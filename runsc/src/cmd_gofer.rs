@@ -9,15 +9,32 @@
 //! `--directfs` (the default) each Mount reply donates the served
 //! directory's host FD, and the Sentry opens files beneath it itself.
 //!
-//! Not done yet (issue "Gofer"): the `--setup-root` pivot into an empty
-//! tmpfs root and chroot, `--apply-caps` capability dropping, the seccomp
-//! allow-list, rootless (`--sync-userns-fd`) and `--sync-chroot-fd`
-//! synchronisation. Confinement therefore
-//! rests on the file server's own `openat2(RESOLVE_BENEATH|...)` walks.
+//! Confinement, in upstream's order (§2.2): every served directory and
+//! `/proc/self/fd` are opened first; then the gofer leaves the host's tree
+//! (below) and installs its seccomp allow-list (`gofer::filter`, one list
+//! for directfs on and one for off) before serving. From then on it
+//! reaches files only through the FDs it holds, one `openat2(RESOLVE_BENEATH
+//! | NO_SYMLINKS | NO_MAGICLINKS)` step at a time.
+//!
+//! Leaving the host's tree: upstream chroots into the container root
+//! (after `--setup-root` has pivoted into a tmpfs holding it, or straight
+//! into `root.path` with `--TESTONLY-unsafe-nonroot`). With `--setup-root`
+//! we go further, because our server never opens by path: the gofer makes
+//! its own mount namespace (upstream relies on the CLI's `CLONE_NEWNS`;
+//! doing it here is harmless when that exists too), turns every mount into
+//! a slave so nothing propagates back, and pivots into an empty read-only
+//! tmpfs, so a compromised gofer finds nothing by path. Without
+//! `--setup-root`, or with `--TESTONLY-unsafe-nonroot`, it chroots into
+//! `root.path` as upstream does.
+//!
+//! Not done yet (issue "Gofer"): `--apply-caps` capability dropping and
+//! rootless (`--sync-userns-fd`) operation.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,11 +109,15 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
     if args.io_fds.is_empty() {
         bail!("gofer needs at least one --io-fds (the root's lisafs socket)");
     }
-    if args.setup_root || args.apply_caps {
-        tracing::warn!(
-            "gofer: --setup-root and --apply-caps are not implemented yet; \
-             serving without a private root or dropped capabilities"
-        );
+    if args.apply_caps {
+        tracing::warn!("gofer: --apply-caps is not implemented yet; capabilities are kept");
+    }
+    // The CLI finishes its setup in our mount namespace, then closes this.
+    if args.sync_chroot_fd >= 0 {
+        let mut f = File::from(take_fd(args.sync_chroot_fd, "sync-chroot-fd")?);
+        let mut sink = Vec::new();
+        f.read_to_end(&mut sink)
+            .context("waiting for EOF on --sync-chroot-fd")?;
     }
     // The mount list goes to the Sentry as upstream's gofer sends it.
     if args.mounts_fd >= 0 {
@@ -109,6 +130,19 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
     // files with exactly the modes it is asked for.
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
+    // A core dump would be written into the gofer's working directory,
+    // the container's root after the chroot below: never dump.
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass, which outlives the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } != 0 {
+        bail!(
+            "setting RLIMIT_CORE to 0: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     // The terminal's interrupts are the container's business: the gofer
     // serves until the sandbox closes its connection.
     // SAFETY: setting SIG_IGN installs no handler code.
@@ -136,7 +170,8 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
     let host_uds = matches!(config.get("host-uds"), "open" | "all");
     let host_fifo = config.get("host-fifo") == "open";
     let directfs = config.get_bool("directfs");
-    let mut threads = Vec::new();
+    // Everything reached by path is opened now, before leaving the tree.
+    let mut served = Vec::new();
     for (&fd, (path, readonly)) in args.io_fds.iter().zip(sources) {
         let sock = UnixStream::from(take_fd(fd, "io-fds")?);
         let fs = HostFs::new(
@@ -149,6 +184,19 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
             },
         )
         .with_context(|| format!("opening {} to serve it", path.display()))?;
+        served.push((fs, sock, path));
+    }
+    // std reads /proc and /sys to size this; the filter allows neither.
+    let _ = gofer_protocol::channel::max_channels();
+    if args.setup_root && !config.get_bool("TESTONLY-unsafe-nonroot") {
+        isolate_root().context("--setup-root: making the gofer's empty root")?;
+    } else {
+        chroot(&spec.root)?;
+    }
+    gofer::filter::install(gofer::filter::Options { directfs })?;
+
+    let mut threads = Vec::new();
+    for (fs, sock, path) in served {
         threads.push(std::thread::spawn(move || {
             if let Err(e) = gofer_protocol::serve(Arc::new(fs), sock) {
                 tracing::warn!("gofer connection for {}: {e}", path.display());
@@ -156,6 +204,81 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
         }));
     }
     Ok(threads)
+}
+
+fn cstring(p: &Path) -> anyhow::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", p.display()))
+}
+
+fn check(what: &str, rc: libc::c_int) -> anyhow::Result<()> {
+    if rc != 0 {
+        bail!("{what}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Upstream's root change without `--setup-root`: chroot into the root
+/// being served, then make `/` the working directory.
+fn chroot(root: &Path) -> anyhow::Result<()> {
+    let path = cstring(root)?;
+    // SAFETY: chroot and chdir read the NUL-terminated paths we pass.
+    unsafe {
+        check(
+            &format!("chroot to {}", root.display()),
+            libc::chroot(path.as_ptr()),
+        )?;
+        check("chdir to /", libc::chdir(c"/".as_ptr()))
+    }
+}
+
+/// `--setup-root`: a private mount namespace whose root is an empty,
+/// read-only tmpfs (see the module comment). The tmpfs is built on /proc,
+/// a directory every Linux system has (as upstream does), and becomes the
+/// root with `pivot_root(".", ".")`, after which the old root, stacked
+/// on top, is detached.
+fn isolate_root() -> anyhow::Result<()> {
+    let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: each call reads only the NUL-terminated strings passed (or
+    // takes none); they change this process's mount namespace, root and
+    // working directory, which nothing else in the process depends on by
+    // now (every served directory is already open).
+    unsafe {
+        check(
+            "unshare(CLONE_NEWNS) (needs CAP_SYS_ADMIN; run as root, or pass --setup-root=false)",
+            libc::unshare(libc::CLONE_NEWNS),
+        )?;
+        check(
+            "making every mount a slave",
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_SLAVE | libc::MS_REC,
+                std::ptr::null(),
+            ),
+        )?;
+        check(
+            "mounting a tmpfs on /proc",
+            libc::mount(
+                c"runsc-gofer-root".as_ptr(),
+                c"/proc".as_ptr(),
+                c"tmpfs".as_ptr(),
+                ro,
+                std::ptr::null(),
+            ),
+        )?;
+        check("chdir to /proc", libc::chdir(c"/proc".as_ptr()))?;
+        check(
+            "pivot_root",
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int,
+        )?;
+        check(
+            "detaching the old root",
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
+        )?;
+        check("chdir to /", libc::chdir(c"/".as_ptr()))
+    }
 }
 
 /// Runs the gofer; returns the exit code for the process.

@@ -16,6 +16,8 @@ use gofer::{Config, HostFs};
 use gofer_protocol::message::*;
 use gofer_protocol::{Client, ClientError};
 
+pub mod script;
+
 pub const RUNSC: &str = "/usr/bin/runsc";
 
 pub fn scratch_dir(name: &str) -> PathBuf {
@@ -83,12 +85,17 @@ impl GoGofer {
     }
 }
 
-/// Starts `prog gofer ...` serving `root` with its lisafs socket, spec and
-/// mounts pipe at FDs 3, 4 and 5. Returns the process, our end of the
-/// socket and the read end of the mounts pipe.
+/// Starts `prog [global flags] gofer ...` serving `root` with its lisafs
+/// socket, spec and mounts pipe at FDs 3, 4 and 5, and `gofer_flags`
+/// after Appendix B's (`--setup-root=false --apply-caps=false`; a later
+/// flag wins). Appendix B's global `--TESTONLY-unsafe-nonroot` is the
+/// caller's to give. Returns the process, our end of
+/// the socket and the read end of the mounts pipe.
 pub fn start_gofer_binary(
     prog: &Path,
     argv0: Option<&str>,
+    global: &[&str],
+    gofer_flags: &[&str],
     work: &Path,
     root: &Path,
 ) -> (GoGofer, UnixStream, fs::File) {
@@ -111,21 +118,22 @@ pub fn start_gofer_binary(
     if let Some(a) = argv0 {
         cmd.arg0(a);
     }
-    cmd.args([
-        "--TESTONLY-unsafe-nonroot",
-        "gofer",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--setup-root=false",
-        "--apply-caps=false",
-        "--io-fds=3",
-        "--spec-fd=4",
-        "--mounts-fd=5",
-        "gofer-test",
-    ])
-    .stdin(Stdio::null())
-    .stdout(logf.try_clone().unwrap())
-    .stderr(logf);
+    cmd.args(global)
+        .args([
+            "gofer",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--setup-root=false",
+            "--apply-caps=false",
+            "--io-fds=3",
+            "--spec-fd=4",
+            "--mounts-fd=5",
+        ])
+        .args(gofer_flags)
+        .arg("gofer-test")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf);
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (fcntl, dup2) on FDs the parent
     // keeps open (`srcs` lives until after spawn). The sources are first
@@ -170,7 +178,14 @@ pub fn start_go(work: &Path, root: &Path) -> (GoGofer, Client) {
         "{RUNSC} is missing: the differential test talks to upstream's Go gofer from \
          Debian's `runsc` package; ./test.sh installs it (or run `apt-get install runsc`)"
     );
-    let (mut g, s, mounts) = start_gofer_binary(Path::new(RUNSC), None, work, root);
+    let (mut g, s, mounts) = start_gofer_binary(
+        Path::new(RUNSC),
+        None,
+        &["--TESTONLY-unsafe-nonroot"],
+        &[],
+        work,
+        root,
+    );
     // Keep the pipe's read end: the gofer dies of EPIPE if it is closed
     // before it has written the mount list.
     g.mounts = Some(mounts);
