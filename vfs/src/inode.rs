@@ -359,6 +359,13 @@ pub trait FileOps: Send + Sync {
         Ok(())
     }
 
+    /// `fallocate(2)` over `[offset, offset + len)` for files whose storage
+    /// lives elsewhere (a gofer's file). None: the caller grows the file
+    /// through the inode's size instead.
+    fn allocate(&self, _mode: i32, _offset: u64, _len: u64) -> Option<Result<()>> {
+        None
+    }
+
     /// The host descriptor behind the file, if there is one: poll, epoll,
     /// ioctl and a few others go straight to it.
     fn host_fd(&self) -> Option<BorrowedFd<'_>> {
