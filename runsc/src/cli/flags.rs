@@ -256,7 +256,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("shared-root", Str, "", No, "directory for state shared between sandboxes; empty means --root."),
     f("app-huge-pages", Bool, "true", No, "back application memory with huge pages when the host allows it."),
     // Filesystem.
-    f("file-access", value(check_file_access, "exclusive"), "exclusive", No, "root mount validation: exclusive or shared."),
+    f("file-access", value(check_file_access, "exclusive"), "exclusive", Yes, "root mount validation: exclusive or shared."),
     f("file-access-mounts", value(check_file_access, "exclusive"), "shared", No, "validation for other mounts: shared or exclusive."),
     f("overlay", Bool, "false", No, "DEPRECATED: same as --overlay2=all:memory."),
     f("overlay2", value(check_overlay2, ""), "root:self", No, "overlay mounts with a tmpfs upper layer: 'none', or {root|all}:{memory|self|dir=/abs/path}[,size=N]."),
@@ -270,7 +270,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("fdlimit", Int, "-1", No, "cap on host file descriptors for the Sentry and for the gofer (-1: none)."),
     f("dcache", Int, "-1", No, "global dentry cache size; negative means per-mount caches."),
     f("iouring", Bool, "false", No, "TEST ONLY; enable the experimental io_uring support."),
-    f("directfs", Bool, "true", No, "let the Sentry open container files itself instead of asking the gofer."),
+    f("directfs", Bool, "true", Yes, "let the Sentry open container files itself instead of asking the gofer."),
     f("TESTONLY-nftables", Bool, "false", No, "TEST ONLY; enable nftables."),
     // Network.
     f("network", value(check_network, "sandbox"), "sandbox", Only(&["none"]), "networking: sandbox (netstack), host, none or plugin."),
