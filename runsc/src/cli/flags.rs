@@ -193,7 +193,8 @@ pub(crate) const PLATFORMS: &[&str] = &["systrap", "ptrace", "kvm"];
 pub(crate) const LOG_FORMATS: &[&str] = &["text", "json", "json-k8s"];
 
 /// Every global flag of current upstream runsc, including deprecated no-ops,
-/// test-only flags, the internal FD flags and `--version`.
+/// test-only flags, the internal FD flags and `--version`, and this runsc's
+/// own few (marked below).
 #[rustfmt::skip]
 pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     // Logging and debugging.
@@ -319,6 +320,8 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("cgroupfs", Bool, "false", Yes, "DEPRECATED: no effect."),
     f("fsgofer-host-uds", Bool, "false", No, "DEPRECATED: same as --host-uds=all."),
     f("save-restore-netstack", Bool, "true", Yes, "DEPRECATED: no effect."),
+    // This runsc's own.
+    f("gofer-binary", Str, "", Yes, "run this binary as the gofer (with upstream's gofer flags) instead of this runsc; e.g. Debian's Go runsc, which needs --directfs=false."),
     // Defined by the command-line front end rather than the Config.
     f("log-fd", Int, "-1", Yes, "file descriptor for runsc's log; overrides --log."),
     f("debug-log-fd", Int, "-1", Yes, "file descriptor for debug logs; overrides --debug-log."),
@@ -330,6 +333,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
 /// Global flags that are not `Config` fields upstream, and so are not part of
 /// `Config.ToFlags()` (the launcher passes the FD flags explicitly).
 pub(crate) const NOT_IN_CONFIG: &[&str] = &[
+    "gofer-binary",
     "log-fd",
     "debug-log-fd",
     "panic-log-fd",
