@@ -296,15 +296,14 @@ struct GoferNode {
     /// A directory's open FD for Getdents64; the lock keeps one listing
     /// at a time on it.
     dir_fd: Mutex<Option<u64>>,
-    /// The open FD (and donated host FD) a create made, for the first open.
-    spare: Mutex<Option<(u64, Option<OwnedFd>)>>,
+    /// A regular file's open handles by access mode (O_RDONLY, O_WRONLY,
+    /// O_RDWR), shared by every open of that mode as upstream's dentries
+    /// share theirs: only the first open of each mode asks the gofer.
+    handles: Mutex<[Option<Arc<Handle>>; 3]>,
 }
 
 impl Drop for GoferNode {
     fn drop(&mut self) {
-        if let Some((fd, _)) = lock(&self.spare).take() {
-            self.fs.close_later(fd);
-        }
         if let Some(fd) = lock(&self.dir_fd).take() {
             self.fs.close_later(fd);
         }
@@ -330,7 +329,7 @@ impl GoferNode {
             children: Mutex::new(HashMap::new()),
             target: Mutex::new(None),
             dir_fd: Mutex::new(None),
-            spare: Mutex::new(None),
+            handles: Mutex::new([None, None, None]),
         })
     }
 
@@ -745,16 +744,21 @@ impl Inode for GoferNode {
         let node = match self.adopt(name, inode) {
             Ok(n) => n,
             Err(e) => {
-                if let Some((fd, _)) = spare {
+                if let Some((fd, host)) = spare {
+                    drop(host);
                     self.fs.close_later(fd);
                 }
                 return Err(e);
             }
         };
-        if let Some(spare) = spare {
-            if let Some((old, _)) = lock(&node.spare).replace(spare) {
-                self.fs.close_later(old);
-            }
+        if let Some((fd, host)) = spare {
+            // Made O_RDWR: the first read-write open takes it.
+            let handle = Arc::new(Handle {
+                fs: self.fs.clone(),
+                fd,
+                host,
+            });
+            lock(&node.handles)[libc::O_RDWR as usize] = Some(handle);
         }
         Ok(node)
     }
@@ -921,19 +925,10 @@ impl Inode for GoferNode {
                 if wants_write {
                     self.fs.writable()?;
                 }
-                let spare = lock(&self.spare).take();
-                let (fd, host) = match spare {
-                    // Made O_RDWR by create; O_TRUNC on a new file is moot.
-                    Some(s) => s,
-                    None => self.open_at(flags)?,
-                };
-                if flags & libc::O_TRUNC != 0 {
-                    self.touched();
-                }
+                let handle = self.handle(flags)?;
                 Ok(Arc::new(GoferFile {
                     node: self.this(),
-                    fd,
-                    host,
+                    handle,
                 }))
             }
             S_IFCHR | S_IFBLK => self.open_device(flags),
@@ -1039,6 +1034,35 @@ impl GoferNode {
         }
     }
 
+    /// The shared handle for `flags`' access mode, opened on first use.
+    /// O_TRUNC always asks the gofer (which truncates); the handle it
+    /// returns is then the one shared.
+    fn handle(&self, flags: i32) -> Result<Arc<Handle>> {
+        let acc = (flags & libc::O_ACCMODE) as usize;
+        if acc > 2 {
+            return Err(Errno::EINVAL);
+        }
+        let trunc = flags & libc::O_TRUNC != 0;
+        let mut handles = lock(&self.handles);
+        if !trunc {
+            if let Some(h) = &handles[acc] {
+                return Ok(h.clone());
+            }
+        }
+        let (fd, host) = self.open_at(flags)?;
+        let handle = Arc::new(Handle {
+            fs: self.fs.clone(),
+            fd,
+            host,
+        });
+        handles[acc] = Some(handle.clone());
+        drop(handles);
+        if trunc {
+            self.touched();
+        }
+        Ok(handle)
+    }
+
     fn unlink_at(&self, name: &str, flags: u32) -> Result<()> {
         self.dir()?;
         self.fs.writable()?;
@@ -1071,18 +1095,24 @@ impl FileOps for GoferDir {
     }
 }
 
-/// An opened regular file: the gofer's open FD, and the host FD it donated
-/// (data goes there when present).
-struct GoferFile {
-    node: Arc<GoferNode>,
+/// An open FD on the gofer and the host FD it donated with it (data goes
+/// there when present).
+struct Handle {
+    fs: Arc<Fs>,
     fd: u64,
     host: Option<OwnedFd>,
 }
 
-impl Drop for GoferFile {
+impl Drop for Handle {
     fn drop(&mut self) {
-        self.node.fs.close_later(self.fd);
+        self.fs.close_later(self.fd);
     }
+}
+
+/// An opened regular file: its node and its access mode's handle.
+struct GoferFile {
+    node: Arc<GoferNode>,
+    handle: Arc<Handle>,
 }
 
 impl GoferFile {
@@ -1092,10 +1122,13 @@ impl GoferFile {
 
     /// The size the gofer reports for the open file.
     fn size(&self) -> Result<u64> {
-        if let Some(h) = &self.host {
+        if let Some(h) = &self.handle.host {
             return Ok(host::fstat(h.as_fd())?.size as u64);
         }
-        match self.fs().call(Request::FStat(StatReq { fd: self.fd }))? {
+        match self
+            .fs()
+            .call(Request::FStat(StatReq { fd: self.handle.fd }))?
+        {
             (Response::FStat(x), _) => Ok(x.size),
             _ => Err(Errno::EIO),
         }
@@ -1111,7 +1144,7 @@ impl GoferFile {
             let want = (buf.len() - done).min(chunk);
             let req = Request::PRead(PReadReq {
                 offset: offset + done as u64,
-                fd: self.fd,
+                fd: self.handle.fd,
                 count: want as u32,
                 pad: 0,
             });
@@ -1141,7 +1174,7 @@ impl GoferFile {
             let want = (buf.len() - done).min(chunk);
             let req = Request::PWrite(PWriteReq {
                 offset: offset + done as u64,
-                fd: self.fd,
+                fd: self.handle.fd,
                 data: buf[done..done + want].to_vec(),
             });
             let (Response::PWrite(r), _) = self.fs().call(req)? else {
@@ -1163,14 +1196,14 @@ impl GoferFile {
 
 impl FileOps for GoferFile {
     fn read(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
-        match &self.host {
+        match &self.handle.host {
             Some(h) => host::read(h.as_fd(), buf, Some(offset)),
             None => self.pread_rpc(buf, offset),
         }
     }
 
     fn write(&self, buf: &[u8], offset: u64) -> Result<usize> {
-        let r = match &self.host {
+        let r = match &self.handle.host {
             Some(h) => host::write(h.as_fd(), buf, Some(offset)),
             None => self.pwrite_rpc(buf, offset),
         };
@@ -1187,22 +1220,24 @@ impl FileOps for GoferFile {
     }
 
     fn sync(&self) -> Result<()> {
-        match &self.host {
+        match &self.handle.host {
             Some(h) => host::fsync(h.as_fd()),
             None => self
                 .fs()
-                .call(Request::FSync(FsyncReq { fds: vec![self.fd] }))
+                .call(Request::FSync(FsyncReq {
+                    fds: vec![self.handle.fd],
+                }))
                 .map(drop),
         }
     }
 
     fn allocate(&self, mode: i32, offset: u64, len: u64) -> Option<Result<()>> {
-        let r = match &self.host {
+        let r = match &self.handle.host {
             Some(h) => host::fallocate(h.as_fd(), mode, offset, len),
             None => self
                 .fs()
                 .call(Request::FAllocate(FAllocateReq {
-                    fd: self.fd,
+                    fd: self.handle.fd,
                     mode: mode as u64,
                     offset,
                     length: len,
@@ -1214,6 +1249,6 @@ impl FileOps for GoferFile {
     }
 
     fn host_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.host.as_ref().map(|h| h.as_fd())
+        self.handle.host.as_ref().map(|h| h.as_fd())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -147,6 +147,12 @@ fn data_through_the_donated_host_fd() {
     assert!(
         f.host_fd().is_some(),
         "our gofer donates regular files' FDs"
+    );
+    // Opens of one access mode share one handle (one OpenAt).
+    let f2 = file.open(libc::O_RDONLY).unwrap();
+    assert_eq!(
+        f.host_fd().unwrap().as_raw_fd(),
+        f2.host_fd().unwrap().as_raw_fd()
     );
     assert_eq!(read_all(&file), b"hello gofer");
 
