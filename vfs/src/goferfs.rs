@@ -71,6 +71,10 @@ const CLOSE_BATCH: usize = 32;
 /// Getdents64's budget per call, in host dirent bytes.
 const DIRENTS_BUDGET: i32 = 64 * 1024;
 
+/// A directory listing longer than this is taken for a server that never
+/// ends it (EIO) rather than grown without bound.
+const MAX_ENTRIES: usize = 1 << 20;
+
 /// The largest xattr value lisafs can carry (a u16-sized string).
 const XATTR_MAX: u32 = u16::MAX as u32;
 
@@ -178,6 +182,9 @@ pub fn new_root(client: Arc<Client>, root: msg::Inode, opts: Options) -> Result<
     Ok(node)
 }
 
+/// An open FD on the gofer and the host FD donated with it, if any.
+type OpenFd = (u64, Option<OwnedFd>);
+
 /// What one mount's nodes share; its address tells mounts apart.
 struct Fs {
     client: Arc<Client>,
@@ -196,7 +203,8 @@ impl Fs {
     /// own, EOPNOTSUPP for a message it does not support, else EIO).
     fn call(&self, req: Request) -> Result<(Response, Vec<OwnedFd>)> {
         self.client.call(&req).map_err(|e| {
-            if !matches!(e, gofer_protocol::ClientError::Remote(_)) {
+            use gofer_protocol::ClientError::{Remote, Unsupported};
+            if !matches!(e, Remote(_) | Unsupported(_)) {
                 tracing::warn!("goferfs: {:?}: {e}", req.mid());
             }
             e.errno()
@@ -499,7 +507,7 @@ impl GoferNode {
     }
 
     /// OpenAt with the flags the gofer honours.
-    fn open_at(&self, flags: i32) -> Result<(u64, Option<OwnedFd>)> {
+    fn open_at(&self, flags: i32) -> Result<OpenFd> {
         let flags = flags as u32 & msg::OPEN_ALLOWED_FLAGS;
         let req = Request::OpenAt(OpenAtReq {
             fd: self.fd,
@@ -513,17 +521,6 @@ impl GoferNode {
             return Err(Errno::EIO);
         }
         Ok((o.open_fd, fds.pop()))
-    }
-
-    /// The directory's open FD, opened on first use.
-    fn dir_fd(&self, slot: &mut Option<u64>) -> Result<u64> {
-        if let Some(fd) = *slot {
-            return Ok(fd);
-        }
-        let (fd, host) = self.open_at(libc::O_RDONLY)?;
-        drop(host);
-        *slot = Some(fd);
-        Ok(fd)
     }
 
     fn create_common(&self, mode: u32, owner: (u32, u32)) -> CreateCommon {
@@ -837,55 +834,29 @@ impl Inode for GoferNode {
 
     fn read_dir(&self) -> Result<Vec<DirEntry>> {
         self.dir()?;
-        let mut slot = lock(&self.dir_fd);
-        let fd = self.dir_fd(&mut slot)?;
-        let mut out = Vec::new();
-        // A negative budget rewinds first (a fresh listing each time).
-        let mut count = -DIRENTS_BUDGET;
-        loop {
-            let dirents = match self.getdents(fd, count) {
-                Ok(d) => d,
-                Err(e) => {
-                    // The open FD may be what failed: open another next time.
-                    if let Some(fd) = slot.take() {
-                        self.fs.close_later(fd);
-                    }
-                    return Err(e);
+        // Taken out of the slot for the listing (a concurrent listing opens
+        // its own), so no lock is held across the RPCs.
+        let cached = lock(&self.dir_fd).take();
+        let fd = match cached {
+            Some(fd) => fd,
+            None => self.open_at(libc::O_RDONLY)?.0,
+        };
+        let out = self.list(fd);
+        match &out {
+            Ok(_) => {
+                let old = lock(&self.dir_fd).replace(fd);
+                if let Some(old) = old {
+                    self.fs.close_later(old);
                 }
-            };
-            if dirents.is_empty() {
-                break;
             }
-            count = DIRENTS_BUDGET;
-            for d in dirents {
-                if d.name == b"." || d.name == b".." || d.name.is_empty() {
-                    continue;
-                }
-                let Ok(name) = String::from_utf8(d.name) else {
-                    tracing::debug!("goferfs: skipping a name that is not UTF-8");
-                    continue;
-                };
-                if name.contains('/') {
-                    return Err(Errno::EIO);
-                }
-                const DT_DIR: u8 = 4;
-                let dev = libc::makedev(d.dev_major, d.dev_minor);
-                if d.typ == DT_DIR && dev != self.dev && self.hidden_entry(&name) {
-                    continue;
-                }
-                out.push(DirEntry {
-                    ino: d.ino,
-                    kind: d.typ,
-                    name,
-                });
-            }
+            // The open FD may be what failed: open another next time.
+            Err(_) => self.fs.close_later(fd),
         }
-        drop(slot);
         if self.fs.access == FileAccess::Exclusive {
             // Listing updates the directory's atime on the host.
             self.touched();
         }
-        Ok(out)
+        out
     }
 
     fn readlink(&self) -> Result<String> {
@@ -1021,7 +992,7 @@ impl GoferNode {
         mode: u32,
         rdev: u64,
         owner: (u32, u32),
-    ) -> Result<(msg::Inode, Option<(u64, Option<OwnedFd>)>)> {
+    ) -> Result<(msg::Inode, Option<OpenFd>)> {
         let req = Request::MknodAt(MknodAtReq {
             common: self.create_common(mode, owner),
             minor: libc::minor(rdev),
@@ -1063,6 +1034,47 @@ impl GoferNode {
         Ok(handle)
     }
 
+    /// Every entry of the directory open as `fd`, from the start.
+    fn list(&self, fd: u64) -> Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        // A negative budget rewinds first (a fresh listing each time).
+        let mut count = -DIRENTS_BUDGET;
+        loop {
+            let dirents = self.getdents(fd, count)?;
+            if dirents.is_empty() {
+                break;
+            }
+            count = DIRENTS_BUDGET;
+            if out.len() + dirents.len() > MAX_ENTRIES {
+                tracing::warn!("goferfs: a directory listing exceeds {MAX_ENTRIES} entries");
+                return Err(Errno::EIO);
+            }
+            for d in dirents {
+                if d.name == b"." || d.name == b".." || d.name.is_empty() {
+                    continue;
+                }
+                let Ok(name) = String::from_utf8(d.name) else {
+                    tracing::debug!("goferfs: skipping a name that is not UTF-8");
+                    continue;
+                };
+                if name.contains('/') {
+                    return Err(Errno::EIO);
+                }
+                const DT_DIR: u8 = 4;
+                let dev = libc::makedev(d.dev_major, d.dev_minor);
+                if d.typ == DT_DIR && dev != self.dev && self.hidden_entry(&name) {
+                    continue;
+                }
+                out.push(DirEntry {
+                    ino: d.ino,
+                    kind: d.typ,
+                    name,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn unlink_at(&self, name: &str, flags: u32) -> Result<()> {
         self.dir()?;
         self.fs.writable()?;
@@ -1073,7 +1085,8 @@ impl GoferNode {
         });
         self.fs.call(req)?;
         self.touched();
-        if let Some(node) = lock(&self.children).get(name).and_then(Weak::upgrade) {
+        let child = lock(&self.children).get(name).and_then(Weak::upgrade);
+        if let Some(node) = child {
             // One link fewer (or gone).
             node.touched();
         }

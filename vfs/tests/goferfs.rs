@@ -685,6 +685,27 @@ fn hostile_replies_are_eio() {
     let f = root.lookup("x").unwrap().open(libc::O_RDONLY).unwrap();
     assert_eq!(f.read(&mut [0u8; 8], 0).err(), Some(Errno::EIO));
 
+    // A directory listing that never ends.
+    let batch = Response::Getdents64(msg::Getdents64Resp {
+        dirents: (0..40_000u32)
+            .map(|i| msg::Dirent64 {
+                ino: u64::from(i) + 1,
+                name: format!("f{i}").into_bytes(),
+                typ: 8,
+                ..msg::Dirent64::default()
+            })
+            .collect(),
+    })
+    .encode()
+    .unwrap();
+    let sock = hostile(move |mid, _| match mid {
+        7 => (mid, 3u64.to_le_bytes().to_vec()),
+        24 => (mid, batch.clone()),
+        _ => (0, (libc::ENOSYS as u32).to_le_bytes().to_vec()),
+    });
+    let (root, _c) = mount_sock(sock, o);
+    assert_eq!(root.read_dir().err(), Some(Errno::EIO));
+
     // Replies with an unknown message id.
     let sock = hostile(|_, _| (0xffff, vec![0; 3]));
     let (root, _c) = mount_sock(sock, o);
