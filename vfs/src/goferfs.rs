@@ -273,10 +273,12 @@ fn to_stat(x: &Statx) -> Stat {
     }
 }
 
-/// Where a node sits: its parent and its name there.
+/// Where a node sits: its parent and its name there. The parent is weak:
+/// it may hold this node (a prefetched child), and the VFS's dentries keep
+/// parents alive while their children are in use.
 #[derive(Clone)]
 struct Loc {
-    parent: Arc<GoferNode>,
+    parent: Weak<GoferNode>,
     name: String,
 }
 
@@ -299,6 +301,8 @@ struct GoferNode {
     /// Live children by name, so lookups reuse them and removals and
     /// renames can tell them.
     children: Mutex<HashMap<String, Weak<GoferNode>>>,
+    /// The child a prefetch walked to, for the lookup that comes next.
+    prefetched: Mutex<Option<(String, Arc<GoferNode>)>>,
     /// A symlink's target, read once (it cannot change).
     target: Mutex<Option<String>>,
     /// A directory's open FD for Getdents64; the lock keeps one listing
@@ -335,6 +339,7 @@ impl GoferNode {
             loc: Mutex::new(loc),
             deleted: std::sync::atomic::AtomicBool::new(false),
             children: Mutex::new(HashMap::new()),
+            prefetched: Mutex::new(None),
             target: Mutex::new(None),
             dir_fd: Mutex::new(None),
             handles: Mutex::new([None, None, None]),
@@ -388,7 +393,7 @@ impl GoferNode {
             &self.fs,
             inode,
             Some(Loc {
-                parent: self.this(),
+                parent: self.me.clone(),
                 name: name.to_string(),
             }),
         );
@@ -414,7 +419,7 @@ impl GoferNode {
 
     fn put_child(&self, name: &str, node: &Arc<GoferNode>) {
         *lock(&node.loc) = Some(Loc {
-            parent: self.this(),
+            parent: self.me.clone(),
             name: name.to_string(),
         });
         lock(&self.children).insert(name.to_string(), Arc::downgrade(node));
@@ -463,9 +468,12 @@ impl GoferNode {
     /// Shared access: whether `name` in `parent` still is this node,
     /// refreshing nothing else.
     fn still_named(&self, loc: &Loc) -> bool {
+        let Some(parent) = loc.parent.upgrade() else {
+            return false;
+        };
         let stat = if self.fs.client_supports(Mid::WalkStat) {
             let req = Request::WalkStat(WalkReq {
-                dir_fd: loc.parent.fd,
+                dir_fd: parent.fd,
                 path: vec![loc.name.as_bytes().to_vec()],
             });
             match self.fs.call(req) {
@@ -473,7 +481,7 @@ impl GoferNode {
                 _ => return false,
             }
         } else {
-            match loc.parent.walk(&loc.name) {
+            match parent.walk(&loc.name) {
                 Ok(Some(i)) => {
                     self.fs.close_later(i.control_fd);
                     i.stat
@@ -677,8 +685,14 @@ impl Inode for GoferNode {
 
     fn lookup(&self, name: &str) -> Result<Arc<dyn Inode>> {
         self.dir()?;
-        let inode = self.walk(name)?.ok_or(Errno::ENOENT)?;
-        let node = self.adopt(name, inode)?;
+        let ahead = lock(&self.prefetched).take();
+        let node = match ahead {
+            Some((n, node)) if n == name => node,
+            _ => {
+                let inode = self.walk(name)?.ok_or(Errno::ENOENT)?;
+                self.adopt(name, inode)?
+            }
+        };
         if self.hidden(&node) {
             return Err(Errno::ENOENT);
         }
@@ -964,6 +978,53 @@ impl Inode for GoferNode {
         self.fs.call(req)?;
         self.touched();
         Ok(())
+    }
+
+    /// One Walk for every name ahead (upstream's client walks several
+    /// components per RPC too); each node it returns waits in its parent
+    /// for the lookup that follows. The walk stops at a missing name or a
+    /// symlink, and lookups past that point go one by one.
+    fn prefetch(&self, names: &[&str]) {
+        if self.kind != S_IFDIR || names.len() < 2 {
+            return;
+        }
+        // Already walked by an earlier prefetch of this walk.
+        if lock(&self.prefetched)
+            .as_ref()
+            .is_some_and(|(n, _)| n == names[0])
+        {
+            return;
+        }
+        let req = Request::Walk(WalkReq {
+            dir_fd: self.fd,
+            path: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+        });
+        let Ok((Response::Walk(w), _)) = self.fs.call(req) else {
+            return;
+        };
+        if w.inodes.len() > names.len() {
+            for i in &w.inodes {
+                self.fs.close_later(i.control_fd);
+            }
+            return;
+        }
+        let mut parent = self.this();
+        let mut inodes = w.inodes.into_iter();
+        for (name, inode) in names.iter().zip(inodes.by_ref()) {
+            let Ok(node) = parent.adopt(name, inode) else {
+                break;
+            };
+            let old = lock(&parent.prefetched).replace((name.to_string(), node.clone()));
+            drop(old);
+            if node.kind != S_IFDIR {
+                break;
+            }
+            parent = node;
+        }
+        // Inodes past a failure are not wanted.
+        for i in inodes {
+            self.fs.close_later(i.control_fd);
+        }
     }
 
     fn valid(&self) -> bool {

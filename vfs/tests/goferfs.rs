@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gofer::{Config, HostFs};
@@ -117,8 +117,11 @@ fn walk_stat_readlink_statfs() {
 
     assert_eq!(walk(&root, "a/nope").err(), Some(Errno::ENOENT));
     assert_eq!(file.lookup("x").err(), Some(Errno::ENOTDIR));
-    // A cached child is the same node on the next lookup.
-    let again = walk(&root, "a/b/file").unwrap();
+    // A cached child is the same node on the next lookup (while its
+    // parent lives: the VFS's dentries hold parents).
+    let b = walk(&root, "a/b").unwrap();
+    let file = b.lookup("file").unwrap();
+    let again = b.lookup("file").unwrap();
     assert!(std::ptr::eq(
         Arc::as_ptr(&file) as *const u8,
         Arc::as_ptr(&again) as *const u8
@@ -396,6 +399,13 @@ fn revalidation_by_file_access_mode() {
 /// message size, and drops donated FDs from OpenAt/OpenCreateAt replies.
 /// Without Channel in the list, every call passes through it.
 fn proxied(dir: &Path, supported: Vec<u16>, max: u32) -> UnixStream {
+    proxied_logged(dir, supported, max).0
+}
+
+/// [`proxied`], also returning the MIDs of the requests it has passed on.
+fn proxied_logged(dir: &Path, supported: Vec<u16>, max: u32) -> (UnixStream, Arc<Mutex<Vec<u16>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
     let upstream = server(dir, false);
     let (client, mine) = UnixStream::pair().unwrap();
     client
@@ -405,6 +415,7 @@ fn proxied(dir: &Path, supported: Vec<u16>, max: u32) -> UnixStream {
         let Ok(req) = sock::read_message(&mine, GO_SERVER_MAX_MESSAGE_SIZE, 0) else {
             return;
         };
+        seen.lock().unwrap().push(req.mid);
         if sock::write_message(
             &upstream,
             req.mid,
@@ -446,7 +457,7 @@ fn proxied(dir: &Path, supported: Vec<u16>, max: u32) -> UnixStream {
             return;
         }
     });
-    client
+    (client, log)
 }
 
 /// What Debian's 2022 fsgofer lists (notes §1.7), without Channel so the
@@ -711,4 +722,57 @@ fn hostile_replies_are_eio() {
     let (root, _c) = mount_sock(sock, o);
     assert_eq!(root.lookup("x").err(), Some(Errno::EIO));
     assert_eq!(root.lookup("y").err(), Some(Errno::EIO));
+}
+
+/// A path walk through the VFS asks for every uncached name ahead in one
+/// Walk, also beneath the root overlay.
+#[test]
+fn one_walk_for_a_path() {
+    let dir = scratch("prefetch");
+    fs::create_dir_all(dir.join("a/b/c/d")).unwrap();
+    fs::write(dir.join("a/b/c/d/file"), b"deep").unwrap();
+    std::os::unix::fs::symlink("c", dir.join("a/b/s")).unwrap();
+    for overlay in [false, true] {
+        let (sock, log) = proxied_logged(&dir, list_2022(), GO_SERVER_MAX_MESSAGE_SIZE);
+        let (lower, _c) = mount_sock(sock, opts(FileAccess::Exclusive));
+        let root = if overlay {
+            let upper = vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default());
+            vfs::overlay::new(upper, lower, 1).unwrap()
+        } else {
+            lower
+        };
+        let mounts = Arc::new(vfs::Mounts::new(root, "test", "none", 0));
+        let top = mounts.root();
+        let creds = vfs::Creds::root();
+        let ctx = vfs::walk::Context {
+            mounts: &mounts,
+            root: &top,
+            creds: &creds,
+        };
+        let walks = || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|&&m| m == Mid::Walk.raw())
+                .count()
+        };
+        let before = walks();
+        let file = ctx.lookup(&top, "a/b/c/d/file", true).unwrap();
+        assert_eq!(file.inode().stat().unwrap().size, 4);
+        assert_eq!(walks() - before, 1, "overlay {overlay}");
+        // Cached now: no more walks.
+        ctx.lookup(&top, "/a/b/c/d/file", true).unwrap();
+        assert_eq!(walks() - before, 1);
+        // A symlink stops the walk; the rest is walked after it.
+        let via = ctx.lookup(&top, "a/b/s/d/file", true).unwrap();
+        assert_eq!(
+            via.inode().stat().unwrap().ino,
+            file.inode().stat().unwrap().ino
+        );
+        assert_eq!(
+            ctx.lookup(&top, "a/b/c/nope/x", true).err(),
+            Some(Errno::ENOENT)
+        );
+        assert_eq!(ctx.lookup(&top, "a/x/y/z", true).err(), Some(Errno::ENOENT));
+    }
 }
