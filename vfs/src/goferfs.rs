@@ -5,13 +5,17 @@
 //! The model is upstream's `pkg/sentry/fsimpl/gofer` with its lisafs
 //! client; the notes' §1.9 lists what it sends:
 //!
-//! * lookups are one Walk per name (the reply carries the child's stat, so
-//!   a lookup costs one round trip); the VFS resolves one component at a
-//!   time, so Walk is never asked for several;
+//! * lookups are Walks, whose replies carry each child's stat; when the
+//!   path walk has several uncached names ahead it says so
+//!   ([`Inode::prefetch`]) and they are walked in one RPC (up to a missing
+//!   name or a symlink), the nodes waiting in their parents for the
+//!   lookups that follow;
 //! * a regular file is opened with OpenAt, and the host FD the gofer
 //!   donates with the reply carries the data (read, write, mmap, fsync,
 //!   fallocate), as upstream does; without a donated FD, data goes
-//!   through PRead/PWrite on the gofer's open FD;
+//!   through PRead/PWrite on the gofer's open FD. Every open of one access
+//!   mode shares one such handle, as upstream's dentries share theirs, so
+//!   only the first open of a file asks the gofer;
 //! * directories are listed with Getdents64 on one open FD per directory;
 //! * creating, linking, removing, renaming, attribute and xattr changes
 //!   are the matching RPCs.
@@ -31,7 +35,11 @@
 //! * [`FileAccess::Shared`]: others may change the files. A cached dentry
 //!   is checked before each use: WalkStat of its name from its parent (Walk
 //!   on servers without WalkStat) must still find the same inode, and
-//!   stat always asks the gofer.
+//!   stat always asks the gofer. One RPC per cached name: the check is per
+//!   dentry ([`Inode::valid`]); upstream batches a path's checks into one
+//!   WalkStat. Under the root overlay (`runsc do`) only lookups reach this
+//!   layer (the overlay caches its own nodes and does not ask `valid`), so
+//!   shared access matters for mounts of this filesystem without one.
 //!
 //! Host procfs and sysfs mounts beneath the served tree stay invisible, as
 //! in [`crate::hostfs`], and of host device nodes only the memory devices
