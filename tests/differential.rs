@@ -107,6 +107,8 @@ fn split(line: &str) -> Vec<String> {
 }
 
 struct Case {
+    /// The case file's stem (`basic` for `basic.cases`).
+    file: String,
     kind: String,
     name: String,
     argv: Vec<String>,
@@ -123,6 +125,7 @@ fn load_cases(fix: &Path) -> Vec<Case> {
         .collect();
     files.sort();
     for file in files {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
         for line in std::fs::read_to_string(&file).unwrap().lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -138,6 +141,7 @@ fn load_cases(fix: &Path) -> Vec<Case> {
                 other => (other.to_string(), Vec::new()),
             };
             cases.push(Case {
+                file: stem.clone(),
                 name,
                 kind,
                 argv,
@@ -148,16 +152,38 @@ fn load_cases(fix: &Path) -> Vec<Case> {
     cases
 }
 
-/// Every case runs on each platform; systrap is the default.
-const PLATFORMS: [&str; 2] = ["systrap", "ptrace"];
+/// A way of running the sandbox: runsc's flags, and the case files it
+/// runs (None: all of them).
+struct Mode {
+    name: &'static str,
+    flags: &'static [&'static str],
+    files: Option<&'static [&'static str]>,
+}
 
-fn command(argv: &[String], flags: &[String], platform: Option<&str>) -> Command {
-    let mut cmd = if let Some(platform) = platform {
+/// Every case runs on each platform (systrap is the default); file access
+/// over lisafs (`--directfs=false`) runs the basic and file cases.
+const MODES: [Mode; 3] = [
+    Mode {
+        name: "systrap",
+        flags: &["--platform=systrap"],
+        files: None,
+    },
+    Mode {
+        name: "ptrace",
+        flags: &["--platform=ptrace"],
+        files: None,
+    },
+    Mode {
+        name: "systrap+nodirectfs",
+        flags: &["--platform=systrap", "--directfs=false"],
+        files: Some(&["basic", "files"]),
+    },
+];
+
+fn command(argv: &[String], flags: &[String], mode: Option<&Mode>) -> Command {
+    let mut cmd = if let Some(mode) = mode {
         let mut c = Command::new(RUNSC);
-        c.arg(format!("--platform={platform}"))
-            .args(flags)
-            .arg("do")
-            .args(argv);
+        c.args(mode.flags).args(flags).arg("do").args(argv);
         c
     } else {
         let mut c = Command::new(&argv[0]);
@@ -185,9 +211,9 @@ fn show(out: &Output) -> String {
     )
 }
 
-/// Run one case on `platform`; `Err` says how the two runs differ.
-fn check(case: &Case, platform: &str) -> Result<(), String> {
-    let sandboxed = command(&case.argv, &case.flags, Some(platform))
+/// Run one case in `mode`; `Err` says how the two runs differ.
+fn check(case: &Case, mode: &Mode) -> Result<(), String> {
+    let sandboxed = command(&case.argv, &case.flags, Some(mode))
         .output()
         .map_err(|e| format!("running runsc: {e}"))?;
     match case.kind.as_str() {
@@ -254,19 +280,33 @@ fn differential_cases() {
         cases.retain(|c| wanted(&c.name));
         assert!(!cases.is_empty(), "DIFF_CASES={only} matches no case");
     }
+    // DIFF_MODES=systrap+nodirectfs,... runs only those modes.
+    let modes: Vec<&Mode> = match std::env::var("DIFF_MODES") {
+        Ok(only) => MODES
+            .iter()
+            .filter(|m| only.split(',').any(|w| w == m.name))
+            .collect(),
+        Err(_) => MODES.iter().collect(),
+    };
+    assert!(!modes.is_empty(), "DIFF_MODES matches no mode");
     let mut failures = BTreeMap::new();
-    for platform in PLATFORMS {
+    let mut runs = 0;
+    for mode in modes {
+        let name = mode.name;
         for case in &cases {
-            match check(case, platform) {
-                Ok(()) => println!("ok    {platform} {} {}", case.kind, case.name),
+            if mode.files.is_some_and(|f| !f.contains(&case.file.as_str())) {
+                continue;
+            }
+            runs += 1;
+            match check(case, mode) {
+                Ok(()) => println!("ok    {name} {} {}", case.kind, case.name),
                 Err(why) => {
-                    println!("FAIL  {platform} {} {}\n{why}", case.kind, case.name);
-                    failures.insert(format!("{platform}/{}", case.name), why);
+                    println!("FAIL  {name} {} {}\n{why}", case.kind, case.name);
+                    failures.insert(format!("{name}/{}", case.name), why);
                 }
             }
         }
     }
-    let runs = cases.len() * PLATFORMS.len();
     println!(
         "{runs} case runs: {} passed, {} failed",
         runs - failures.len(),

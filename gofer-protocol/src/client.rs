@@ -164,6 +164,15 @@ impl Client {
         &self.sock
     }
 
+    /// Whether the server's Mount reply listed `mid` (before Mount: true,
+    /// as nothing is known yet).
+    pub fn supports(&self, mid: Mid) -> bool {
+        self.lock()
+            .supported
+            .as_ref()
+            .is_none_or(|s| s.contains(&mid.raw()))
+    }
+
     /// The current max payload size (the server's after Mount).
     pub fn max_message_size(&self) -> u32 {
         self.lock().max_message_size

@@ -111,9 +111,19 @@ fn raise_nofile() {
     }
 }
 
+/// How the root is mounted from the gofer: read-only (the overlay's lower
+/// layer), with the `--directfs` and `--file-access` flags.
+fn root_mount_options(config: &Config) -> vfs::goferfs::Options {
+    vfs::goferfs::Options {
+        read_only: true,
+        file_access: vfs::goferfs::FileAccess::parse(config.get("file-access")).unwrap_or_default(),
+        directfs: config.get_bool("directfs"),
+    }
+}
+
 /// The first process, ready to run, and the gofer connection it mounted
 /// its root through (kept open for the sandbox's life).
-fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>, Client)> {
+fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>, Arc<Client>)> {
     let mut spec_json = String::new();
     File::from(take_fd(args.spec_fd, "spec-fd")?)
         .read_to_string(&mut spec_json)
@@ -124,14 +134,10 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>,
         bail!("boot needs exactly one --io-fds (the root's lisafs connection); mounts are not supported yet");
     };
     // The root comes from the gofer: with directfs its Mount reply donates
-    // the root directory's FD, beneath which the Sentry opens files itself.
-    let gofer = Client::new(UnixStream::from(take_fd(root_fd, "io-fds")?));
-    let (_, donated) = gofer
-        .mount()
-        .map_err(|e| anyhow::anyhow!("mounting the root through the gofer: {e}"))?;
-    let Some(root) = donated else {
-        bail!("the gofer did not donate the root FD: the Sentry needs --directfs=true (file access over lisafs is not built yet)");
-    };
+    // the root directory's FD, beneath which the Sentry opens files itself;
+    // without, every file operation is a lisafs call.
+    let gofer = Arc::new(Client::new(UnixStream::from(take_fd(root_fd, "io-fds")?)));
+    let root = vfs::goferfs::mount(gofer.clone(), root_mount_options(config))?;
     let stdio = args
         .stdio_fds
         .iter()

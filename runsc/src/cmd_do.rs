@@ -68,6 +68,38 @@ fn build_spec(args: &DoArgs) -> anyhow::Result<Spec> {
     })
 }
 
+/// The spec as a file, as upstream hands the gofer its `config.json` (the
+/// Go gofer seeks it, so a pipe will not do): an unnamed memory file.
+fn spec_file(json: &[u8]) -> anyhow::Result<std::os::fd::OwnedFd> {
+    // SAFETY: the name is a NUL-terminated literal; memfd_create returns a
+    // new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c"config.json".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("creating the gofer's spec file");
+    }
+    // SAFETY: `fd` was just returned to us and nothing else owns it.
+    let mut file = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    file.write_all(json)
+        .context("writing the gofer's spec file")?;
+    std::io::Seek::rewind(&mut file).context("rewinding the gofer's spec file")?;
+    Ok(file.into())
+}
+
+/// The gofer's command up to its `gofer` subcommand: this runsc, or the
+/// `--gofer-binary` launched as upstream launches its gofer.
+fn gofer_command(config: &Config) -> anyhow::Result<Command> {
+    match config.get("gofer-binary") {
+        "" => {
+            let mut cmd = Command::new("/proc/self/exe");
+            cmd.args(config.to_flags());
+            Ok(cmd)
+        }
+        binary => crate::gofer_binary::command(binary, config),
+    }
+}
+
 fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     // The terminal's SIGINT and SIGQUIT reach the sandbox process directly
     // (one process group); SIGTERM and SIGHUP sent to us are passed on.
@@ -78,23 +110,22 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     let (gofer_sock, sentry_sock) = UnixStream::pair().context("creating the gofer socket")?;
 
     // The gofer serves the root; the sandbox mounts it through the socket.
-    let (gspec_r, mut gspec_w) = std::io::pipe().context("creating the spec pipe")?;
+    let gspec = spec_file(&json)?;
     let (mounts_r, mounts_w) = std::io::pipe().context("creating the mounts pipe")?;
-    let mut gofer_cmd = Command::new("/proc/self/exe");
+    let mut gofer_cmd = gofer_command(config)?;
     gofer_cmd
-        .args(config.to_flags())
         .arg("gofer")
         .arg(format!("--bundle={}", spec.process.cwd))
         .arg(format!("--spec-fd={SPEC_FD}"))
         .arg(format!("--io-fds={IO_FD}"))
-        .arg(format!("--mounts-fd={STATUS_FD}"))
-        .arg("--setup-root=false")
-        .arg("--apply-caps=false")
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .arg(format!("--mounts-fd={STATUS_FD}"));
+    if config.get("gofer-binary").is_empty() {
+        // Ours runs in our namespaces (it confines itself by openat2).
+        gofer_cmd.args(["--setup-root=false", "--apply-caps=false", &id]);
+    }
+    gofer_cmd.stdin(Stdio::null()).stdout(Stdio::null());
     let gofer_fds = [
-        (gspec_r.into(), SPEC_FD),
+        (gspec, SPEC_FD),
         (gofer_sock.into(), IO_FD),
         (mounts_w.into(), STATUS_FD),
     ];
@@ -102,10 +133,6 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     unblock_in_child(&mut gofer_cmd);
     let mut gofer = gofer_cmd.spawn().context("starting the gofer")?;
     drop(gofer_fds);
-    gspec_w
-        .write_all(&json)
-        .context("sending the spec to the gofer")?;
-    drop(gspec_w);
     // The sandbox has no use for the mount list yet (no bind mounts);
     // read it so the gofer never blocks on a full pipe.
     let mut mounts = String::new();

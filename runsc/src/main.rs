@@ -8,6 +8,7 @@ mod cmd_boot;
 mod cmd_do;
 mod cmd_gofer;
 mod fds;
+mod gofer_binary;
 mod logging;
 mod spec;
 

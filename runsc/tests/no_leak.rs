@@ -62,9 +62,17 @@ fn snapshot(p: &Path) -> Snapshot {
     }
 }
 
+/// With directfs, and with the root served over lisafs. One after the
+/// other: each changes /tmp (its scratch directory), which the other
+/// watches.
 #[test]
 fn writes_stay_in_the_sandbox() {
-    let dir = std::env::temp_dir().join(format!("no-leak-{}", std::process::id()));
+    writes_stay_in(&[], "directfs");
+    writes_stay_in(&["--directfs=false"], "lisafs");
+}
+
+fn writes_stay_in(flags: &[&str], tag: &str) {
+    let dir = std::env::temp_dir().join(format!("no-leak-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     std::fs::write(dir.join("keep.txt"), "original\n").unwrap();
@@ -110,7 +118,7 @@ fn writes_stay_in_the_sandbox() {
         chmod 777 /etc/hostname
         truncate -s 0 /usr/bin/env
         touch -d @0 /etc/passwd
-        echo in-tmp > /tmp/no-leak-probe-{pid}
+        echo in-tmp > /tmp/no-leak-probe-{tag}-{pid}
         # The sandbox sees every change.
         tail -n 1 /etc/passwd
         cat {d}/keep.txt
@@ -120,6 +128,7 @@ fn writes_stay_in_the_sandbox() {
         pid = std::process::id()
     );
     let out = Command::new(RUNSC)
+        .args(flags)
         .args(["do", "/bin/sh", "-c", &script])
         .output()
         .unwrap();
@@ -140,7 +149,7 @@ fn writes_stay_in_the_sandbox() {
     for p in &watched {
         assert_eq!(&snapshot(p), &before[p], "{p:?} changed on the host");
     }
-    let probe = PathBuf::from(format!("/tmp/no-leak-probe-{}", std::process::id()));
+    let probe = PathBuf::from(format!("/tmp/no-leak-probe-{tag}-{}", std::process::id()));
     assert!(!probe.exists(), "{probe:?} reached the host");
     std::fs::remove_dir_all(&dir).unwrap();
 }

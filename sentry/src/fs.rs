@@ -3,7 +3,8 @@
 //! The VFS itself (paths, mounts, filesystems) is the `vfs` crate.
 //!
 //! The tree: the container root from the gofer (a host directory the
-//! Sentry walks beneath itself, directfs) as the read-only lower layer of
+//! Sentry walks beneath itself with directfs, else the gofer's files over
+//! lisafs) as the read-only lower layer of
 //! an overlay whose upper layer is memory, so nothing the program writes
 //! reaches the host (upstream's `--overlay2=root:memory`); a devtmpfs with
 //! the memory devices on `/dev`; empty read-only directories over `/proc`
@@ -63,16 +64,15 @@ fn new_tmpfs(
     })
 }
 
-/// Build the sandbox's mount namespace over the container root `root` (a
-/// host directory descriptor).
+/// Build the sandbox's mount namespace over the container's root
+/// filesystem `lower` (read-only; see `KernelConfig::root`).
 pub fn build_tree(
-    root: OwnedFd,
+    lower: Arc<dyn vfs::Inode>,
     kernel: std::sync::Weak<crate::task::Kernel>,
     mf: &Arc<MemoryFile>,
 ) -> Result<(Arc<Mounts>, Location), Errno> {
     let fifos = Arc::new(crate::pipe::Fifos::default());
     let ptys = crate::tty::Ptys::new(kernel.clone(), anon_dev());
-    let lower = hostfs::new_root(root, true)?;
     let upper = new_tmpfs(0o755, Some(&ptys), mf, &fifos);
     let merged = overlay::new(upper, lower, anon_dev())?;
     let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));

@@ -39,8 +39,10 @@ impl Strace {
 pub struct KernelConfig {
     pub platform: Arc<dyn Platform>,
     pub strace: Strace,
-    /// The container's root directory (the Sentry opens files only beneath it).
-    pub root: OwnedFd,
+    /// The container's root filesystem (the read-only lower layer of the
+    /// root overlay): `vfs::hostfs` over a donated root FD (directfs) or
+    /// `vfs::goferfs` over the gofer connection.
+    pub root: Arc<dyn vfs::Inode>,
     pub hostname: String,
     /// `--network=host`: inet sockets are host sockets (`crate::hostinet`).
     pub host_network: bool,

@@ -13,7 +13,8 @@ fn kernel() -> Arc<Kernel> {
     Kernel::new(KernelConfig {
         platform: Arc::new(platform),
         strace: Default::default(),
-        root: OwnedFd::from(std::fs::File::open("/").unwrap()),
+        root: vfs::hostfs::new_root(OwnedFd::from(std::fs::File::open("/").unwrap()), true)
+            .unwrap(),
         hostname: "sandbox".into(),
         host_network: false,
     })

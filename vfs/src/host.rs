@@ -493,3 +493,12 @@ pub fn getrandom(buf: &mut [u8]) -> Result<usize> {
         unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) as libc::c_long }
     })
 }
+
+/// `fallocate(2)`.
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<()> {
+    let offset = i64::try_from(offset).map_err(|_| Errno::EFBIG)?;
+    let len = i64::try_from(len).map_err(|_| Errno::EFBIG)?;
+    // SAFETY: fallocate takes integers only.
+    retry(|| unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) } as libc::c_long)
+        .map(drop)
+}

@@ -276,6 +276,13 @@ pub trait Inode: Send + Sync {
         Err(Errno::ENODATA)
     }
 
+    /// The walk is about to look up `names` one after the other beneath
+    /// this directory (none of them cached yet, none `.` or `..`). A
+    /// filesystem whose lookups are round trips may fetch them all at once
+    /// and answer the coming [`lookup`](Self::lookup)s from that; the
+    /// default does nothing.
+    fn prefetch(&self, _names: &[&str]) {}
+
     /// Whether a cached dentry for this node still names it. Filesystems
     /// whose entries change behind the VFS's back (procfs, a host
     /// directory others write to) answer false to make the walk look the
@@ -357,6 +364,13 @@ pub trait FileOps: Send + Sync {
 
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// `fallocate(2)` over `[offset, offset + len)` for files whose storage
+    /// lives elsewhere (a gofer's file). None: the caller grows the file
+    /// through the inode's size instead.
+    fn allocate(&self, _mode: i32, _offset: u64, _len: u64) -> Option<Result<()>> {
+        None
     }
 
     /// The host descriptor behind the file, if there is one: poll, epoll,

@@ -14,6 +14,7 @@
 pub mod dentry;
 pub mod dev;
 pub mod file;
+pub mod goferfs;
 pub mod host;
 pub mod hostfs;
 pub mod inode;

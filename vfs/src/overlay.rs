@@ -816,6 +816,16 @@ impl Inode for ONode {
         self.copy_up(true)?.removexattr(name)
     }
 
+    fn prefetch(&self, names: &[&str]) {
+        // The lower layer is the one whose lookups may cost a round trip
+        // (goferfs); the upper is memory.
+        if self.is_dir() {
+            if let (_, Some(lower)) = self.layers() {
+                lower.prefetch(names);
+            }
+        }
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

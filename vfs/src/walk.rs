@@ -70,6 +70,20 @@ struct Walk {
     anchor: Option<Location>,
 }
 
+/// Tell the filesystem of `dir` which names the walk is about to look up
+/// when the first is not cached: the plain names ahead (up to a `.` or
+/// `..`), if there are at least two.
+fn prefetch(dir: &Location, ahead: &[&str]) {
+    let plain = ahead
+        .iter()
+        .take_while(|p| **p != "." && **p != ".." && check_name(p).is_ok())
+        .count();
+    if plain < 2 || dir.dentry.cached_child(ahead[0]).is_some() {
+        return;
+    }
+    dir.inode().prefetch(&ahead[..plain]);
+}
+
 fn check_name(name: &str) -> Result<()> {
     if name.len() > NAME_MAX {
         Err(Errno::ENAMETOOLONG)
@@ -113,6 +127,7 @@ impl Context<'_> {
         for (i, part) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
             self.may_search(&cur)?;
+            prefetch(&cur, &parts[i..]);
             cur = self.step(&cur, part, !last || follow || trailing, w)?;
         }
         if trailing && !cur.dentry.is_dir() {

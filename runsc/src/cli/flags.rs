@@ -193,7 +193,8 @@ pub(crate) const PLATFORMS: &[&str] = &["systrap", "ptrace", "kvm"];
 pub(crate) const LOG_FORMATS: &[&str] = &["text", "json", "json-k8s"];
 
 /// Every global flag of current upstream runsc, including deprecated no-ops,
-/// test-only flags, the internal FD flags and `--version`.
+/// test-only flags, the internal FD flags and `--version`, and this runsc's
+/// own few (marked below).
 #[rustfmt::skip]
 pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     // Logging and debugging.
@@ -256,7 +257,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("shared-root", Str, "", No, "directory for state shared between sandboxes; empty means --root."),
     f("app-huge-pages", Bool, "true", No, "back application memory with huge pages when the host allows it."),
     // Filesystem.
-    f("file-access", value(check_file_access, "exclusive"), "exclusive", No, "root mount validation: exclusive or shared."),
+    f("file-access", value(check_file_access, "exclusive"), "exclusive", Yes, "root mount validation: exclusive or shared."),
     f("file-access-mounts", value(check_file_access, "exclusive"), "shared", No, "validation for other mounts: shared or exclusive."),
     f("overlay", Bool, "false", No, "DEPRECATED: same as --overlay2=all:memory."),
     f("overlay2", value(check_overlay2, ""), "root:self", No, "overlay mounts with a tmpfs upper layer: 'none', or {root|all}:{memory|self|dir=/abs/path}[,size=N]."),
@@ -270,7 +271,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("fdlimit", Int, "-1", No, "cap on host file descriptors for the Sentry and for the gofer (-1: none)."),
     f("dcache", Int, "-1", No, "global dentry cache size; negative means per-mount caches."),
     f("iouring", Bool, "false", No, "TEST ONLY; enable the experimental io_uring support."),
-    f("directfs", Bool, "true", No, "let the Sentry open container files itself instead of asking the gofer."),
+    f("directfs", Bool, "true", Yes, "let the Sentry open container files itself instead of asking the gofer."),
     f("TESTONLY-nftables", Bool, "false", No, "TEST ONLY; enable nftables."),
     // Network.
     f("network", value(check_network, "sandbox"), "sandbox", Only(&["none", "host"]), "networking: sandbox (netstack), host, none or plugin."),
@@ -319,6 +320,8 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("cgroupfs", Bool, "false", Yes, "DEPRECATED: no effect."),
     f("fsgofer-host-uds", Bool, "false", No, "DEPRECATED: same as --host-uds=all."),
     f("save-restore-netstack", Bool, "true", Yes, "DEPRECATED: no effect."),
+    // This runsc's own.
+    f("gofer-binary", Str, "", Yes, "run this binary as the gofer (with upstream's gofer flags) instead of this runsc; e.g. Debian's Go runsc, which needs --directfs=false."),
     // Defined by the command-line front end rather than the Config.
     f("log-fd", Int, "-1", Yes, "file descriptor for runsc's log; overrides --log."),
     f("debug-log-fd", Int, "-1", Yes, "file descriptor for debug logs; overrides --debug-log."),
@@ -330,6 +333,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
 /// Global flags that are not `Config` fields upstream, and so are not part of
 /// `Config.ToFlags()` (the launcher passes the FD flags explicitly).
 pub(crate) const NOT_IN_CONFIG: &[&str] = &[
+    "gofer-binary",
     "log-fd",
     "debug-log-fd",
     "panic-log-fd",

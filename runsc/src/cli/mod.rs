@@ -269,6 +269,18 @@ impl Config {
             .collect()
     }
 
+    /// The Config flags (as [`Config::to_flags`]) whose value differs from
+    /// this runsc's default, with their names: what another runsc binary,
+    /// whose defaults and flag set may differ, needs to be told.
+    pub fn changed_flags(&self) -> Vec<(&'static str, String)> {
+        GLOBAL_FLAGS
+            .iter()
+            .zip(&self.values)
+            .filter(|(d, v)| !NOT_IN_CONFIG.contains(&d.name) && *v != d.default)
+            .map(|(d, v)| (d.name, format!("--{}={}", d.name, v)))
+            .collect()
+    }
+
     /// Fails, naming the first flag (in table order) whose value differs from
     /// the default but whose feature this runsc does not implement yet.
     pub fn check_supported(&self) -> Result<(), CliError> {

@@ -607,7 +607,7 @@ fn check_supported_names_the_flag() {
     );
 
     // Features not built yet are refused even where the flag is common.
-    for flag in ["--overlay2=none", "--directfs=false", "--rootless"] {
+    for flag in ["--overlay2=none", "--rootless"] {
         let e = ok(&[flag, "list"]).config.check_supported().unwrap_err();
         assert!(
             e.to_string().contains("is not supported by this runsc yet"),
@@ -623,7 +623,8 @@ fn check_supported_names_the_flag() {
         ["--network=none", "list"].as_slice(),
         [
             "--overlay2=root:self",
-            "--directfs=true",
+            "--directfs=false",
+            "--file-access=shared",
             "--rootless=false",
             "list",
         ]
