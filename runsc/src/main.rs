@@ -7,9 +7,14 @@ mod cli;
 mod cmd_boot;
 mod cmd_do;
 mod cmd_gofer;
+mod cmd_oci;
+mod control;
 mod fds;
+mod isolate;
 mod logging;
+mod sandbox;
 mod spec;
+mod state;
 
 use std::ffi::OsString;
 
@@ -72,6 +77,7 @@ fn main() {
             logging::init(&config, "gofer");
             cmd_gofer::run(&config, args)
         }
+        Command::Oci(args) => cmd_oci::run(&config, args),
         Command::Unimplemented { name } => {
             eprintln!("runsc {name}: this subcommand is not implemented yet");
             128

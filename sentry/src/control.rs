@@ -101,7 +101,9 @@ impl Kernel {
             .into_iter()
             .filter(|g| !g.lock().zombie)
             .collect();
-        live.iter().filter(|g| self.send_signal(g.tgid, sig)).count()
+        live.iter()
+            .filter(|g| self.send_signal(g.tgid, sig))
+            .count()
     }
 
     /// Kill every process and wait (at most `limit`) until all are gone.
@@ -109,8 +111,7 @@ impl Kernel {
         self.resume();
         self.signal_all(libc::SIGKILL);
         let end = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < end
-            && self.all_groups().iter().any(|g| !g.lock().zombie)
+        while std::time::Instant::now() < end && self.all_groups().iter().any(|g| !g.lock().zombie)
         {
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -62,7 +62,7 @@ pub const INT: GoType = GoType::Int {
     signed: true,
     bits: 64,
 };
-pub static STRINGS: GoType = GoType::Slice {
+pub const STRINGS: GoType = GoType::Slice {
     name: "[]string",
     elem: &GoType::String,
 };
@@ -99,7 +99,10 @@ struct Path<'a> {
 
 fn mismatch(what: &str, ty: &GoType, at: &Path<'_>) -> String {
     match &at.field {
-        None => format!("json: cannot unmarshal {what} into Go value of type {}", ty.name()),
+        None => format!(
+            "json: cannot unmarshal {what} into Go value of type {}",
+            ty.name()
+        ),
         Some((st, f)) => format!(
             "json: cannot unmarshal {what} into Go struct field {st}.{f} of type {}",
             ty.name()
@@ -143,10 +146,11 @@ fn walk(v: &Value, ty: &GoType, at: &Path<'_>, first: &mut Option<String>) -> Va
                 return fail(mismatch(kind(v), ty, at));
             };
             let fits = if *signed {
-                n.as_i64().filter(|&i| {
-                    *bits == 64 || (i >= -(1i64 << (bits - 1)) && i < (1i64 << (bits - 1)))
-                })
-                .map(Value::from)
+                n.as_i64()
+                    .filter(|&i| {
+                        *bits == 64 || (i >= -(1i64 << (bits - 1)) && i < (1i64 << (bits - 1)))
+                    })
+                    .map(Value::from)
             } else {
                 n.as_u64()
                     .filter(|&u| *bits == 64 || u < (1u64 << bits))

@@ -193,6 +193,11 @@ impl Client {
         }
     }
 
+    /// The connection's descriptor number.
+    pub fn socket_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self.conn.socket())
+    }
+
     /// Call `method` with `arg`, sending `files` along; the result value
     /// and any FDs it carried. A method failure is [`Error::Remote`].
     pub fn call(

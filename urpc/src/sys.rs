@@ -169,4 +169,3 @@ pub(crate) fn recv(
     }
     Ok(n)
 }
-

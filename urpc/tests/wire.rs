@@ -26,8 +26,14 @@ fn golden_requests_and_replies() {
         wire::encode_error("unknown method"),
         br#"{"success":false,"err":"unknown method","result":null}"#
     );
-    assert_eq!(wire::encode_success(b"{}"), br#"{"success":true,"err":"","result":{}}"#);
-    assert_eq!(wire::encode_success(b"256"), br#"{"success":true,"err":"","result":256}"#);
+    assert_eq!(
+        wire::encode_success(b"{}"),
+        br#"{"success":true,"err":"","result":{}}"#
+    );
+    assert_eq!(
+        wire::encode_success(b"256"),
+        br#"{"success":true,"err":"","result":256}"#
+    );
     // Go's HTML-safe escapes.
     assert_eq!(
         wire::encode_error("a<b>&c\u{2028}"),
@@ -85,7 +91,14 @@ static SIGNAL_ARGS: GoStruct = GoStruct {
         ("CID", GoType::String),
         ("Signo", go::INT32),
         ("PID", go::INT32),
-        ("Mode", GoType::Int { name: "boot.SignalDeliveryMode", signed: false, bits: 64 }),
+        (
+            "Mode",
+            GoType::Int {
+                name: "boot.SignalDeliveryMode",
+                signed: false,
+                bits: 64,
+            },
+        ),
     ],
 };
 
@@ -120,7 +133,10 @@ fn arguments_decode_like_go() {
         go::decode(&json!("x"), &GoType::Struct(&go::EMPTY)).unwrap_err(),
         "json: cannot unmarshal string into Go value of type struct {}"
     );
-    assert_eq!(go::decode(&Value::Null, &GoType::String).unwrap(), Value::Null);
+    assert_eq!(
+        go::decode(&Value::Null, &GoType::String).unwrap(),
+        Value::Null
+    );
     assert_eq!(
         go::decode(&json!(["a", 1]), &go::STRINGS).unwrap_err(),
         "json: cannot unmarshal number into Go value of type string"
@@ -131,9 +147,17 @@ fn arguments_decode_like_go() {
 struct Echo;
 
 impl Dispatch for Echo {
-    fn call(&self, method: &str, arg: &Value, files: Vec<std::os::fd::OwnedFd>) -> Result<Reply, CallError> {
+    fn call(
+        &self,
+        method: &str,
+        arg: &Value,
+        files: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<Reply, CallError> {
         match method {
-            "Echo.Echo" => Ok(Reply { files, ..Reply::value(arg) }),
+            "Echo.Echo" => Ok(Reply {
+                files,
+                ..Reply::value(arg)
+            }),
             "Echo.Fail" => Err(CallError::Failed("it failed".into())),
             "Echo.Signal" => {
                 let v = go::decode(arg, &GoType::Struct(&SIGNAL_ARGS))?;
@@ -224,7 +248,12 @@ fn malformed_input_gets_upstreams_treatment() {
         b"\xff\xfe\x00",
         b"",
     ] {
-        assert_eq!(raw_exchange(bad), b"", "input {:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            raw_exchange(bad),
+            b"",
+            "input {:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     // A message longer than the limit is refused, not buffered forever.
     let mut huge = b"{\"method\":\"".to_vec();
@@ -259,6 +288,9 @@ fn a_listening_server_survives_bad_clients() {
         assert!(out.is_empty());
     }
     let mut c = Client::connect(&path).unwrap();
-    assert_eq!(c.call("Echo.Echo", &json!("still here"), &[]).unwrap().0, json!("still here"));
+    assert_eq!(
+        c.call("Echo.Echo", &json!("still here"), &[]).unwrap().0,
+        json!("still here")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
