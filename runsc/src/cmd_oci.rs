@@ -859,7 +859,7 @@ mod tests {
         ];
         assert_eq!(
             tabwrite(&rows, 12, 3),
-            "ID               PID         OWNER\ncontainer-one    12          root\n"
+            "ID              PID         OWNER\ncontainer-one   12          root\n"
         );
     }
 }

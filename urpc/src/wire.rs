@@ -95,14 +95,14 @@ pub fn encode_error(err: &str) -> Vec<u8> {
 }
 
 /// The value of `key` in `obj`, matched as Go's decoder matches struct
-/// fields: an exact key first, else any key equal ignoring ASCII case
-/// (the last such key wins, as later keys overwrite earlier ones in Go).
+/// fields: an exact key first, else a key equal ignoring ASCII case. (Go
+/// lets the last of several such keys win; the parsed map has lost their
+/// order, so which one is taken then is unspecified.)
 pub fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).or_else(|| {
         obj.iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v)
-            .last()
     })
 }
 
