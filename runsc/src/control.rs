@@ -366,14 +366,24 @@ impl Controller {
                 if a.signo == 0 {
                     return Ok(Reply::empty());
                 }
+                // The init is protected as a PID namespace's init is.
+                let send = |pid: i32| {
+                    if pid == init {
+                        self.kernel.signal_init(pid, a.signo)
+                    } else {
+                        self.kernel.send_signal(pid, a.signo)
+                    }
+                };
                 match a.mode {
                     DELIVER_TO_ALL_PROCESSES => {
-                        self.kernel.signal_all(a.signo);
+                        for p in self.kernel.processes() {
+                            send(p.pid);
+                        }
                         Ok(Reply::empty())
                     }
                     DELIVER_TO_PROCESS => {
                         let pid = if a.pid == 0 { init } else { a.pid };
-                        if self.kernel.send_signal(pid, a.signo) {
+                        if send(pid) {
                             Ok(Reply::empty())
                         } else {
                             Err(CallError::Failed(format!(

@@ -645,3 +645,106 @@ fn spec_writes_a_config_once() {
     assert_eq!(o.status.code(), Some(128));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
 }
+
+/// Receive one FD sent with SCM_RIGHTS (as containerd's console socket
+/// does); the message's bytes and the FD.
+fn recv_fd(sock: &UnixStream) -> (Vec<u8>, std::os::fd::OwnedFd) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` points at live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled the control buffer; the first header is
+    // within it and, for SCM_RIGHTS, one int follows.
+    let fd = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null(), "no control message");
+        assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
+        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
+    };
+    // SAFETY: the kernel installed `fd` for us.
+    (data[..n as usize].to_vec(), unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+#[test]
+fn console_socket_gets_a_pty_master() {
+    let env = Env::new("console");
+    let b = env.bundle("b", &["sh", "-c", "echo hello-tty"]);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    config["process"]["terminal"] = serde_json::json!(true);
+    std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+    let sock_path = env.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let run = env
+        .cmd(&[
+            "run",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            "--bundle",
+            b.to_str().unwrap(),
+            "t1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let (name, master) = recv_fd(&conn);
+    assert_eq!(name, b"/dev/ptmx");
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The program's output went through the terminal (ONLCR: "\r\n").
+    let mut f = std::fs::File::from(master);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got.ends_with(b"\n") {
+            break;
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&got), "hello-tty\r\n");
+}
+
+#[test]
+fn term_leaves_an_init_without_a_handler_running() {
+    let env = Env::new("initsig");
+    let b = env.bundle("b", &["sleep", "1000"]);
+    assert!(env.create(&b, "s1").status.success());
+    env.ok(&["start", "s1"]);
+    // As a PID namespace's init under runc: SIGTERM without a handler is
+    // dropped; SIGKILL is not.
+    env.ok(&["kill", "s1", "TERM"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.state("s1")["status"], "running");
+    // An init with a handler gets it.
+    let c = env.bundle("c", &["sh", "-c", "trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done"]);
+    assert!(env.create(&c, "s2").status.success());
+    env.ok(&["start", "s2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["kill", "s2", "TERM"]);
+    let end = Instant::now() + Duration::from_secs(5);
+    while env.state("s2")["status"] != "stopped" && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(env.state("s2")["status"], "stopped");
+    assert!(env.container_out("s2").contains("got-term"));
+    env.ok(&["kill", "s1", "KILL"]);
+    env.ok(&["delete", "--force", "s1"]);
+    env.ok(&["delete", "s2"]);
+}

@@ -106,6 +106,23 @@ impl Kernel {
             .count()
     }
 
+    /// Send `sig` to `pid` as Linux delivers a signal from an ancestor PID
+    /// namespace to that namespace's init (kernel/signal.c,
+    /// `sig_task_ignored` with SIGNAL_UNKILLABLE): a signal whose action is
+    /// the default is dropped unless it is SIGKILL or SIGSTOP. So `kill
+    /// TERM` leaves an init without a SIGTERM handler running, as under
+    /// runc. False if there is no such process.
+    pub fn signal_init(&self, pid: i32, sig: i32) -> bool {
+        let Some(group) = self.find_group(pid) else {
+            return false;
+        };
+        let default = group.handlers().get(sig).handler == crate::signal::SIG_DFL;
+        if default && sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            return true;
+        }
+        self.send_signal(pid, sig)
+    }
+
     /// Kill every process and wait (at most `limit`) until all are gone.
     pub fn kill_all(&self, limit: Duration) {
         self.resume();
