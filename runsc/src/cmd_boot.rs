@@ -223,7 +223,9 @@ fn run_controlled(config: &Config, args: &BootArgs) -> i32 {
         Err(e) => return fail(e),
     };
     if args.setup_root {
-        if let Err(e) = crate::isolate::enter_empty_root(config) {
+        let confined = crate::isolate::enter_empty_root(config)
+            .and_then(|()| crate::isolate::drop_capabilities(crate::isolate::SENTRY_CAPS));
+        if let Err(e) = confined {
             return fail(e);
         }
     }

@@ -231,3 +231,75 @@ pub fn send_console(path: &str, fd: &OwnedFd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Capabilities the Sentry keeps once it runs (as upstream's sandbox with
+/// directfs): reading any container file through its held descriptors
+/// (DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER) and tracing its own stub
+/// processes (SYS_PTRACE). Everything else, CAP_SYS_CHROOT and
+/// CAP_SYS_ADMIN included, is gone from every set.
+pub const SENTRY_CAPS: &[u32] = &[
+    1,  // CAP_DAC_OVERRIDE
+    2,  // CAP_DAC_READ_SEARCH
+    3,  // CAP_FOWNER
+    19, // CAP_SYS_PTRACE
+];
+
+/// Drop every capability but `keep` from the bounding, ambient,
+/// inheritable, permitted and effective sets, and set no_new_privs.
+pub fn drop_capabilities(keep: &[u32]) -> anyhow::Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        check(
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ),
+            "clearing ambient capabilities",
+        )?;
+        for cap in (0..=last).filter(|c| !keep.contains(c)) {
+            check(
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0),
+                "dropping a bounding capability",
+            )?;
+        }
+    }
+    let mask: u64 = keep.iter().fold(0, |m, &c| m | 1 << c);
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let half = |shift: u32| Data {
+        effective: (mask >> shift) as u32,
+        permitted: (mask >> shift) as u32,
+        inheritable: 0,
+    };
+    let data = [half(0), half(32)];
+    // SAFETY: capset reads one header and two data structs, laid out as
+    // the kernel's `__user_cap_header_struct` and `__user_cap_data_struct`.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    check(r as libc::c_int, "setting capabilities")?;
+    // SAFETY: prctl with integer arguments only.
+    check(
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+        "setting no_new_privs",
+    )
+}

@@ -588,6 +588,22 @@ fn the_sandbox_is_isolated_and_holds_none_of_the_callers_pipes() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
         assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
+        // Only DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER and SYS_PTRACE are
+        // left, in every set, and it can gain no more.
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let keep = format!("{:016x}", (1u64 << 1) | (1 << 2) | (1 << 3) | (1 << 19));
+        assert_eq!(field("CapEff:"), keep);
+        assert_eq!(field("CapPrm:"), keep);
+        assert_eq!(field("CapBnd:"), keep);
+        assert_eq!(field("CapInh:"), "0000000000000000");
+        assert_eq!(field("NoNewPrivs:"), "1");
     }
     // `start` returns with its output closed: nothing it leaves holds the
     // pipe (containerd's shim reads it to EOF).
@@ -674,7 +690,9 @@ fn recv_fd(sock: &UnixStream) -> (Vec<u8>, std::os::fd::OwnedFd) {
         std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
     };
     // SAFETY: the kernel installed `fd` for us.
-    (data[..n as usize].to_vec(), unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    (data[..n as usize].to_vec(), unsafe {
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    })
 }
 
 #[test]
@@ -733,7 +751,14 @@ fn term_leaves_an_init_without_a_handler_running() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(env.state("s1")["status"], "running");
     // An init with a handler gets it.
-    let c = env.bundle("c", &["sh", "-c", "trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done"]);
+    let c = env.bundle(
+        "c",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done",
+        ],
+    );
     assert!(env.create(&c, "s2").status.success());
     env.ok(&["start", "s2"]);
     std::thread::sleep(Duration::from_millis(300));
