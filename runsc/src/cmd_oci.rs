@@ -184,6 +184,7 @@ fn create_container(
     let bundle_dir = abs_bundle(a.string("bundle"))?;
     let bundle = spec::read_bundle(&bundle_dir).context("reading spec")?;
     bundle.spec.validate().context("reading spec")?;
+    crate::hooks::check(&bundle.json).context("reading spec")?;
     let dir = StateDir::open(config.get("root"))?;
     let fid = FullId {
         container: id.to_string(),
@@ -214,7 +215,7 @@ fn create_container(
         control_socket: &control_path,
     })
     .map_err(|e| fail(&dir, e.context("creating container: cannot create sandbox")))?;
-    let sandbox_pid = started.sandbox.id() as i32;
+    let sandbox_pid = started.sandbox.pid;
     let gofer_pid = started.gofer.id() as i32;
     let c = Container {
         id: id.to_string(),
@@ -246,6 +247,13 @@ fn create_container(
         gofer_start_ticks: state::proc_start(gofer_pid).map_or(0, |s| s.0),
     };
     dir.save(&c)?;
+    let state = serde_json::to_value(oci_state(&c))?;
+    for kind in ["prestart", "createRuntime"] {
+        if let Err(e) = crate::hooks::run(&c.spec, kind, &state) {
+            destroy(&dir, &c);
+            return Err(e.context("creating container"));
+        }
+    }
     write_pid_file(a.string("pid-file"), sandbox_pid)?;
     Ok((
         Loaded {
@@ -266,7 +274,10 @@ fn start_container(l: &mut Loaded) -> anyhow::Result<()> {
     require(&l.c, "start", &[state::CREATED])?;
     call(&l.c, &l.dir, control::START_ROOT, &l.c.id, &[]).context("starting container")?;
     l.c.status = state::RUNNING.into();
-    l.dir.save(&l.c)
+    l.dir.save(&l.c)?;
+    let state = serde_json::to_value(oci_state(&l.c))?;
+    crate::hooks::run_logged(&l.c.spec, "poststart", &state);
+    Ok(())
 }
 
 fn start(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
@@ -277,9 +288,7 @@ fn start(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
 
 fn run_cmd(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     let detach = a.boolean("detach") || a.boolean("d");
-    // Signals for the container are taken by a thread, not by us. The
-    // thread starts before the sandbox: once this thread has made the
-    // sandbox's PID namespace it can start no more threads.
+    // Signals for the container are taken by a thread, not by us.
     let target: std::sync::Arc<std::sync::Mutex<Option<(Container, PathBuf)>>> = Default::default();
     if !detach {
         let set = crate::fds::block_signals(&[
@@ -319,7 +328,11 @@ fn run_cmd(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     *target.lock().unwrap_or_else(|e| e.into_inner()) = Some((l.c.clone(), l.dir.root.clone()));
     let (dir, c) = (l.dir, l.c);
     drop(l._lock);
-    let status = started.sandbox.wait().context("waiting for the sandbox")?;
+    let status = started
+        .sandbox
+        .exit
+        .recv()
+        .context("waiting for the sandbox")?;
     destroy(&dir, &c);
     let _ = started.gofer.wait();
     use std::os::unix::process::ExitStatusExt;
@@ -449,7 +462,8 @@ fn kill(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Kill what is left of a container and remove its files.
+/// Kill what is left of a container and remove its files; then its
+/// poststop hooks run.
 fn destroy(dir: &StateDir, c: &Container) {
     let procs = [
         (c.sandbox.pid, c.sandbox.host_start_ticks),
@@ -467,6 +481,10 @@ fn destroy(dir: &StateDir, c: &Container) {
     }
     let _ = std::fs::remove_file(&c.sandbox.control_socket_path);
     dir.remove(&c.full_id());
+    if let Ok(mut state) = serde_json::to_value(oci_state(c)) {
+        state["status"] = state::STOPPED.into();
+        crate::hooks::run_logged(&c.spec, "poststop", &state);
+    }
 }
 
 fn delete(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {

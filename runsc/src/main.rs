@@ -10,6 +10,7 @@ mod cmd_gofer;
 mod cmd_oci;
 mod control;
 mod fds;
+mod hooks;
 mod isolate;
 mod logging;
 mod sandbox;

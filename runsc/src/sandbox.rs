@@ -42,12 +42,19 @@ pub struct Request<'a> {
 
 /// A started sandbox.
 pub struct Started {
-    pub sandbox: Child,
+    pub sandbox: Sandbox,
     pub gofer: Child,
 }
 
+/// The sandbox process, waited for by the thread that started it.
+pub struct Sandbox {
+    pub pid: i32,
+    /// Its exit status, once it has exited.
+    pub exit: std::sync::mpsc::Receiver<std::process::ExitStatus>,
+}
+
 /// A close-on-exec memfd to catch a child's stderr.
-fn error_capture(name: &str) -> anyhow::Result<OwnedFd> {
+pub fn error_capture(name: &str) -> anyhow::Result<OwnedFd> {
     let cname = std::ffi::CString::new(name)?;
     // SAFETY: memfd_create reads the NUL-terminated name.
     let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
@@ -59,7 +66,7 @@ fn error_capture(name: &str) -> anyhow::Result<OwnedFd> {
 }
 
 /// What a child wrote to its error capture, trimmed.
-fn captured(fd: &OwnedFd) -> String {
+pub fn captured(fd: &OwnedFd) -> String {
     let f = File::from(fd.try_clone().expect("dup of a memfd"));
     let mut buf = vec![0u8; 64 * 1024];
     let n = f.read_at(&mut buf, 0).unwrap_or(0);
@@ -202,20 +209,51 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
                 Ok(())
             });
         }
-        if let Err(e) = isolate::new_pid_namespace_for_children() {
+    }
+    // A thread of its own makes the PID namespace and forks the sandbox:
+    // a thread that has unshared CLONE_NEWPID can start no threads and
+    // would put every later child (hooks) in the sandbox's namespace. The
+    // thread then waits for the sandbox (it is the "parent" an attached
+    // sandbox's PDEATHSIG watches, so it lives as long as the sandbox).
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel();
+    let spawner = std::thread::Builder::new()
+        .name("sandbox".into())
+        .spawn(move || {
+            if isolating {
+                if let Err(e) = isolate::new_pid_namespace_for_children() {
+                    let _ = pid_tx.send(Err(e));
+                    return;
+                }
+            }
+            let spawned = cmd.spawn();
+            drop(fds);
+            match spawned {
+                Ok(mut child) => {
+                    let _ = pid_tx.send(Ok(child.id() as i32));
+                    if let Ok(status) = child.wait() {
+                        let _ = exit_tx.send(status);
+                    }
+                }
+                Err(e) => {
+                    let _ = pid_tx.send(Err(anyhow!(e).context("starting the sandbox process")));
+                }
+            }
+        });
+    let spawned = match spawner {
+        Ok(_) => pid_rx
+            .recv()
+            .unwrap_or_else(|_| Err(anyhow!("the sandbox launcher thread ended"))),
+        Err(e) => Err(anyhow!(e).context("starting the sandbox launcher thread")),
+    };
+    let pid = match spawned {
+        Ok(pid) => pid,
+        Err(e) => {
             discard(&mut gofer);
             return Err(e);
         }
-    }
-    let spawned = cmd.spawn();
-    drop(fds);
-    let mut sandbox = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            discard(&mut gofer);
-            return Err(anyhow!(e).context("starting the sandbox process"));
-        }
     };
+    let sandbox = Sandbox { pid, exit: exit_rx };
     let _ = spec_w.write_all(req.spec_json);
     drop(spec_w);
 
@@ -227,7 +265,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
     // The sandbox died before its control server came up: say why, in
     // the words of the process that failed. A gofer that failed first is
     // the root cause of whatever the sandbox then reports.
-    let status = sandbox.wait().ok();
+    let status = sandbox.exit.recv_timeout(Duration::from_secs(5)).ok();
     let sandbox_msg = captured(&boot_err);
     let gofer_status = wait_for(&mut gofer, Duration::from_secs(2));
     let gofer_msg = captured(&gofer_err);

@@ -773,3 +773,56 @@ fn term_leaves_an_init_without_a_handler_running() {
     env.ok(&["delete", "--force", "s1"]);
     env.ok(&["delete", "s2"]);
 }
+
+#[test]
+fn hooks_run_with_the_state_on_stdin() {
+    let env = Env::new("hooks");
+    let b = env.bundle("b", &["sleep", "1000"]);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    let hook = |name: &str| {
+        let out = env.dir.join(format!("{name}.json"));
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]})
+    };
+    config["hooks"] = serde_json::json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")],
+    });
+    std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(env.dir.join(format!("{name}.json"))).unwrap())
+            .unwrap()
+    };
+    assert!(env.create(&b, "h1").status.success());
+    let pid: i32 = std::fs::read_to_string(env.dir.join("h1.pid"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    for kind in ["prestart", "createRuntime"] {
+        let st = read(kind);
+        assert_eq!(st["id"], "h1");
+        assert_eq!(st["status"], "created");
+        assert_eq!(st["pid"], pid);
+    }
+    assert!(!env.dir.join("poststart.json").exists());
+    env.ok(&["start", "h1"]);
+    assert_eq!(read("poststart")["status"], "running");
+    env.ok(&["delete", "--force", "h1"]);
+    assert_eq!(read("poststop")["status"], "stopped");
+
+    // A failing prestart hook fails the create and leaves nothing behind.
+    config["hooks"] = serde_json::json!({"prestart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "echo hook-says-no >&2; exit 3"]}
+    ]});
+    std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+    let o = env.run(&["create", "--bundle", b.to_str().unwrap(), "h2"]);
+    assert_eq!(o.status.code(), Some(128));
+    assert!(
+        stderr(&o).contains("prestart hook #0") && stderr(&o).contains("hook-says-no"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(env.root()).unwrap().count(), 0);
+}
