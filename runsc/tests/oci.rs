@@ -826,3 +826,33 @@ fn hooks_run_with_the_state_on_stdin() {
     );
     assert_eq!(std::fs::read_dir(env.root()).unwrap().count(), 0);
 }
+
+#[test]
+fn pause_stops_every_task_until_resume() {
+    let env = Env::new("pause");
+    let b = env.bundle("b", &["sh", "-c", "while :; do :; done"]);
+    assert!(env.create(&b, "p1").status.success());
+    env.ok(&["start", "p1"]);
+    let cpu = || -> u64 {
+        let ev: serde_json::Value =
+            serde_json::from_str(env.ok(&["events", "--stats", "p1"]).trim()).unwrap();
+        ev["data"]["cpu"]["usage"]["total"].as_u64().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    env.ok(&["pause", "p1"]);
+    // Let the tasks reach the Sentry and stop; after that the loop uses
+    // no CPU at all, however long we look.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let paused = cpu() - before;
+    assert!(paused < 50_000_000, "{paused} ns of CPU while paused");
+    env.ok(&["resume", "p1"]);
+    let before = cpu();
+    let end = Instant::now() + Duration::from_secs(10);
+    while cpu() == before && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cpu() > before, "the loop did not run again after resume");
+    env.ok(&["delete", "--force", "p1"]);
+}
