@@ -217,6 +217,24 @@ fn create_container(
     .map_err(|e| fail(&dir, e.context("creating container: cannot create sandbox")))?;
     let sandbox_pid = started.sandbox.pid;
     let gofer_pid = started.gofer.id() as i32;
+    let mut cgroup = json!({"cgroupunknown": null});
+    if isolate::isolating(config) && !config.get_bool("ignore-cgroups") {
+        let installed = crate::cgroup::name_for(&bundle.json, id).and_then(|name| {
+            crate::cgroup::install(&name, &bundle.json, &[sandbox_pid, gofer_pid])
+        });
+        match installed {
+            Ok(cg) => cgroup = cg.to_json(),
+            Err(e) => {
+                for pid in [sandbox_pid, gofer_pid] {
+                    // SAFETY: kill takes plain integers; both are our children.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let _ = std::fs::remove_file(&control_path);
+                dir.remove(&fid);
+                return Err(e.context("creating container: setting up cgroups"));
+            }
+        }
+    }
     let c = Container {
         id: id.to_string(),
         spec: bundle.json,
@@ -231,7 +249,7 @@ fn create_container(
             pid: sandbox_pid,
             uid: 0,
             gid: 0,
-            cgroup: json!({"cgroupunknown": null}),
+            cgroup,
             original_oom_score_adj: 0,
             control_socket_path: control_path.to_string_lossy().into_owned(),
             host_start_ticks: state::proc_start(sandbox_pid).map_or(0, |s| s.0),
@@ -480,6 +498,7 @@ fn destroy(dir: &StateDir, c: &Container) {
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = std::fs::remove_file(&c.sandbox.control_socket_path);
+    crate::cgroup::remove_recorded(&c.sandbox.cgroup);
     dir.remove(&c.full_id());
     if let Ok(mut state) = serde_json::to_value(oci_state(c)) {
         state["status"] = state::STOPPED.into();

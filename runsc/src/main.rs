@@ -3,6 +3,7 @@
 //! `main` parses Go-style flags ([`cli`]), sets up logging the way upstream's
 //! `--log`, `--debug` and `--debug-log` do, and runs the subcommand.
 
+mod cgroup;
 mod cli;
 mod cmd_boot;
 mod cmd_do;

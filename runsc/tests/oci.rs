@@ -856,3 +856,79 @@ fn pause_stops_every_task_until_resume() {
     assert!(cpu() > before, "the loop did not run again after resume");
     env.ok(&["delete", "--force", "p1"]);
 }
+
+/// The directory of cgroup `name` for `controller` (v1) or the unified
+/// hierarchy's (v2), and whether the host is v2.
+fn cgroup_dir(controller: &str, name: &str) -> (PathBuf, bool) {
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let base = if v2 {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        Path::new("/sys/fs/cgroup").join(controller)
+    };
+    (base.join(name.trim_start_matches('/')), v2)
+}
+
+#[test]
+fn the_specs_cgroup_bounds_the_sandbox() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Cgroups are left alone without root (as with --ignore-cgroups).
+        return;
+    }
+    let env = Env::new("cgroup");
+    let b = env.bundle("b", &["sleep", "1000"]);
+    let name = format!("/runsc-oci-test-{}", std::process::id());
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    config["linux"] = serde_json::json!({
+        "cgroupsPath": name,
+        "resources": {"memory": {"limit": 268435456}, "pids": {"limit": 200}},
+    });
+    std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+    assert!(
+        env.create(&b, "g1").status.success(),
+        "{}",
+        std::fs::read_to_string(env.dir.join("g1.err")).unwrap()
+    );
+    let pid = std::fs::read_to_string(env.dir.join("g1.pid")).unwrap();
+    let (mem, v2) = cgroup_dir("memory", &name);
+    let (pids, _) = cgroup_dir("pids", &name);
+    let limit = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(
+        std::fs::read_to_string(mem.join(limit)).unwrap().trim(),
+        "268435456"
+    );
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "200"
+    );
+    let procs = std::fs::read_to_string(mem.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "sandbox {pid} not in {procs}"
+    );
+    // Its processes, the application's stubs included, stay inside.
+    env.ok(&["start", "g1"]);
+    let o = env.run(&["exec", "g1", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let procs = std::fs::read_to_string(mem.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().count() >= 3, "{procs}");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.dir.join("state/g1_sandbox:g1.state")).unwrap())
+            .unwrap();
+    let key = if v2 { "cgroupv2" } else { "cgroupv1" };
+    assert!(
+        saved["sandbox"]["cgroup"].get(key).is_some(),
+        "{}",
+        saved["sandbox"]["cgroup"]
+    );
+    env.ok(&["delete", "--force", "g1"]);
+    assert!(!mem.exists() && !pids.exists(), "cgroups left behind");
+}
