@@ -197,6 +197,32 @@ mod tests {
         spec.validate().unwrap();
     }
 
+    /// What Debian's `runc spec` (1.1.5) and `runsc spec -- /bin/echo hi`
+    /// (2022) write, verbatim.
+    #[test]
+    fn reads_what_runc_and_upstream_runsc_write() {
+        for (name, text, args, terminal) in [
+            (
+                "runc",
+                include_str!("testdata/runc-spec.json"),
+                vec!["sh"],
+                true,
+            ),
+            (
+                "runsc",
+                include_str!("testdata/runsc-2022-spec.json"),
+                vec!["/bin/echo", "hi"],
+                false,
+            ),
+        ] {
+            let spec: Spec = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(spec.process.args, args, "{name}");
+            assert_eq!(spec.root.path, "rootfs", "{name}");
+            assert_eq!(spec.process.terminal, terminal, "{name}");
+            spec.validate().unwrap();
+        }
+    }
+
     #[test]
     fn the_default_config_parses_and_validates() {
         let v = default_config(&["echo".into(), "hi".into()], "/", "");
