@@ -742,6 +742,37 @@ fn exec(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     }
     // SAFETY: getpid cannot fail.
     write_pid_file(a.string("pid-file"), unsafe { libc::getpid() })?;
+    // Signals sent to us go to the process, as runc's exec forwards them.
+    let set = crate::fds::block_signals(&[
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ]);
+    {
+        let (c, root) = (c.clone(), dir.root.clone());
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let sig = crate::fds::wait_signal(&set);
+                let arg = SignalArgs {
+                    cid: c.id.clone(),
+                    signo: sig,
+                    pid,
+                    mode: control::DELIVER_TO_PROCESS,
+                };
+                let _ = call(
+                    &c,
+                    &StateDir { root: root.clone() },
+                    control::SIGNAL,
+                    &arg,
+                    &[],
+                );
+            })
+            .context("starting the signal forwarder")?;
+    }
     let v = call(&c, &dir, control::WAIT_PID, &wait_arg, &[])
         .with_context(|| format!("waiting on PID {pid} in container {:?}", c.id))?;
     Ok(control::exit_code(v.as_u64().unwrap_or(0) as u32))

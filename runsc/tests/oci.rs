@@ -932,3 +932,38 @@ fn the_specs_cgroup_bounds_the_sandbox() {
     env.ok(&["delete", "--force", "g1"]);
     assert!(!mem.exists() && !pids.exists(), "cgroups left behind");
 }
+
+#[test]
+fn exec_passes_signals_on_to_its_process() {
+    let env = Env::new("execsig");
+    let b = env.bundle("b", &["sleep", "1000"]);
+    assert!(env.create(&b, "q1").status.success());
+    env.ok(&["start", "q1"]);
+    let child = env
+        .cmd(&["exec", "q1", "sleep", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the exec'd sleep shows up, then signal the CLI.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids: Vec<i32> =
+            serde_json::from_str(env.ok(&["ps", "--format=json", "q1"]).trim()).unwrap();
+        if pids.len() >= 2 || Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGTERM),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.state("q1")["status"], "running");
+    env.ok(&["delete", "--force", "q1"]);
+}
