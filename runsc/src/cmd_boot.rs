@@ -1,9 +1,16 @@
-//! `runsc boot`: the sandbox process. It becomes the Sentry and runs the
-//! container's first process to its exit.
+//! `runsc boot`: the sandbox process. It becomes the Sentry.
 //!
-//! Until the control server (urpc) lands, boot tells its launcher how
-//! starting went on `--status-fd`: one line, `ok` or `error: <message>`.
-//! It then exits with the workload's status (128 + signal when killed).
+//! Two ways to run:
+//! - With `--controller-fd` (the OCI commands, upstream's protocol): load
+//!   the kernel and mount the root, optionally move into an empty root
+//!   (`--setup-root`), serve urpc on the controller socket, write one byte
+//!   to `--start-sync-fd`, and wait for `containerManager.StartRoot` to
+//!   create the container's init. When the init exits, the sandbox exits
+//!   with its status. A failure before the sync byte is printed on stderr
+//!   (the launcher shows it to the user) and exits 128.
+//! - With `--status-fd` (ours, for `runsc do`): run the spec's process at
+//!   once and report one line, `ok` or `error: <message>`, then exit with
+//!   the workload's status (128 + signal when killed).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -47,6 +54,9 @@ const FORWARDED: [i32; 6] = [
 pub fn run(config: &Config, args: BootArgs) -> i32 {
     if args.attached {
         die_with_parent();
+    }
+    if args.controller_fd >= 0 {
+        return run_controlled(config, &args);
     }
     // Before any thread starts, so every Sentry thread blocks them and the
     // forwarder below is the only one that takes them.
@@ -124,6 +134,33 @@ fn root_mount_options(config: &Config) -> vfs::goferfs::Options {
 /// The first process, ready to run, and the gofer connection it mounted
 /// its root through (kept open for the sandbox's life).
 fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>, Arc<Client>)> {
+    let loaded = load(config, args)?;
+    let process = ProcessSpec {
+        argv: loaded.spec.process.args,
+        envv: loaded.spec.process.env,
+        cwd: loaded.spec.process.cwd,
+        uid: loaded.spec.process.user.uid,
+        gid: loaded.spec.process.user.gid,
+        stdio: loaded.stdio,
+    };
+    // The start error's own text is what upstream prints; no extra context.
+    Ok((
+        Task::start(loaded.kernel.clone(), process)?,
+        loaded.kernel,
+        loaded.gofer,
+    ))
+}
+
+/// A kernel with the container's root mounted, and what the container's
+/// first process needs.
+struct Loaded {
+    kernel: Arc<Kernel>,
+    spec: Spec,
+    stdio: Vec<std::os::fd::OwnedFd>,
+    gofer: Arc<Client>,
+}
+
+fn load(config: &Config, args: &BootArgs) -> anyhow::Result<Loaded> {
     let mut spec_json = String::new();
     File::from(take_fd(args.spec_fd, "spec-fd")?)
         .read_to_string(&mut spec_json)
@@ -164,14 +201,77 @@ fn start(config: &Config, args: &BootArgs) -> anyhow::Result<(Task, Arc<Kernel>,
         host_network: config.get("network") == "host",
     })
     .context("creating the kernel")?;
-    let process = ProcessSpec {
-        argv: spec.process.args,
-        envv: spec.process.env,
-        cwd: spec.process.cwd,
-        uid: spec.process.user.uid,
-        gid: spec.process.user.gid,
+    Ok(Loaded {
+        kernel,
+        spec,
         stdio,
+        gofer,
+    })
+}
+
+/// The OCI path: serve the control socket until the container is over.
+fn run_controlled(config: &Config, args: &BootArgs) -> i32 {
+    let forwarded = block_signals(&FORWARDED);
+    let fail = |e: anyhow::Error| {
+        tracing::error!("starting the sandbox: {e:#}");
+        eprintln!("{e:#}");
+        128
     };
-    // The start error's own text is what upstream prints; no extra context.
-    Ok((Task::start(kernel.clone(), process)?, kernel, gofer))
+    let sync = match take_fd(args.start_sync_fd, "start-sync-fd") {
+        Ok(fd) => File::from(fd),
+        Err(e) => return fail(e),
+    };
+    let controller = match take_fd(args.controller_fd, "controller-fd") {
+        Ok(fd) => fd,
+        Err(e) => return fail(e),
+    };
+    let loaded = match load(config, args) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    if args.setup_root {
+        let confined = crate::isolate::enter_empty_root(config)
+            .and_then(|()| crate::isolate::drop_capabilities(crate::isolate::SENTRY_CAPS));
+        if let Err(e) = confined {
+            return fail(e);
+        }
+    }
+    let listener = match crate::isolate::listen(controller) {
+        Ok(l) => l,
+        Err(e) => return fail(e.context("listening on the control socket")),
+    };
+    let ctl = Arc::new(crate::control::Controller::new(
+        loaded.kernel.clone(),
+        args.id.clone(),
+        loaded.spec,
+        loaded.stdio,
+    ));
+    let server = urpc::Server::new(Arc::new(crate::control::Receivers(ctl.clone())));
+    {
+        let server = server.clone();
+        std::thread::spawn(move || server.serve(listener));
+    }
+    {
+        // Signals sent to the sandbox process go to the container's init.
+        let (ctl, kernel) = (ctl.clone(), loaded.kernel.clone());
+        std::thread::spawn(move || loop {
+            let sig = wait_signal(&forwarded);
+            if let Some(pid) = ctl.init_pid() {
+                kernel.send_signal(pid, sig);
+            }
+        });
+    }
+    let mut sync = sync;
+    if sync.write_all(&[0]).is_err() {
+        return 128;
+    }
+    drop(sync);
+    let status = ctl.wait_end();
+    tracing::info!("container over: {status:?}");
+    // Whatever is left dies with the container's init (a PID namespace's
+    // init takes its namespace with it); waiters get their answers first.
+    loaded.kernel.kill_all(std::time::Duration::from_secs(1));
+    server.wait_idle(std::time::Duration::from_secs(2));
+    drop(loaded.gofer);
+    status.code()
 }

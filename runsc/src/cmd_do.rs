@@ -53,7 +53,11 @@ fn build_spec(args: &DoArgs) -> anyhow::Result<Spec> {
         oci_version: "1.0.2".into(),
         process: Process {
             terminal: false,
-            user: User { uid, gid },
+            user: User {
+                uid,
+                gid,
+                additional_gids: Vec::new(),
+            },
             args: args.argv.clone(),
             env: std::env::vars_os()
                 .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
@@ -65,6 +69,7 @@ fn build_spec(args: &DoArgs) -> anyhow::Result<Spec> {
             readonly: true,
         },
         hostname,
+        annotations: Default::default(),
     })
 }
 

@@ -93,3 +93,19 @@ pub fn unblock_in_child(cmd: &mut Command) {
         });
     }
 }
+
+/// Close every descriptor from `first` up in the child, so nothing the
+/// launcher inherited (a caller's pipe, say) leaks into it. Register after
+/// [`pass_fds`], whose targets must lie below `first`.
+pub fn close_from(cmd: &mut Command, first: u32) {
+    // SAFETY: runs between fork and exec; close_range is a plain syscall
+    // that touches only the child's descriptor table.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -3,14 +3,21 @@
 //! `main` parses Go-style flags ([`cli`]), sets up logging the way upstream's
 //! `--log`, `--debug` and `--debug-log` do, and runs the subcommand.
 
+mod cgroup;
 mod cli;
 mod cmd_boot;
 mod cmd_do;
 mod cmd_gofer;
+mod cmd_oci;
+mod control;
 mod fds;
 mod gofer_binary;
+mod hooks;
+mod isolate;
 mod logging;
+mod sandbox;
 mod spec;
+mod state;
 
 use std::ffi::OsString;
 
@@ -73,6 +80,7 @@ fn main() {
             logging::init(&config, "gofer");
             cmd_gofer::run(&config, args)
         }
+        Command::Oci(args) => cmd_oci::run(&config, args),
         Command::Unimplemented { name } => {
             eprintln!("runsc {name}: this subcommand is not implemented yet");
             128

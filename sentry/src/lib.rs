@@ -10,9 +10,13 @@
 //!
 //! Entry point: [`Kernel::new`], then [`Task::start`] and [`Task::run`] on
 //! the host thread that will run the task (ptrace binds a stub to the thread
-//! that created it).
+//! that created it); or, for a runtime that controls the sandbox from
+//! outside, [`Kernel::start_process`], [`Kernel::wait_process`],
+//! [`Kernel::signal_all`], [`Kernel::processes`], [`Kernel::usage`] and
+//! [`Kernel::pause`]/[`Kernel::resume`] (`control.rs`).
 
 mod clock;
+mod control;
 mod cputime;
 mod deliver;
 mod filecache;
@@ -35,5 +39,6 @@ mod task;
 mod timer;
 mod tty;
 
+pub use control::{ProcessInfo, Usage};
 pub use syscalls::{syscall_table, syscalls_markdown, Entry, Support};
 pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Strace, Task};

@@ -282,6 +282,8 @@ pub(crate) struct ThreadGroup {
     /// Notified when a child of this group becomes a zombie, and when this
     /// group itself does (for whoever waits for the init process).
     pub changed: Condvar,
+    /// When the process was created (fork or start), for `ps`.
+    pub start_time: std::time::SystemTime,
 }
 
 impl ThreadGroup {
@@ -316,6 +318,7 @@ impl ThreadGroup {
                 children_times: Times::default(),
             }),
             changed: Condvar::new(),
+            start_time: std::time::SystemTime::now(),
         })
     }
 

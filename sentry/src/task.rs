@@ -70,6 +70,13 @@ pub struct Kernel {
     next_pid: AtomicI32,
     /// Live and zombie processes by PID, for the calls that name one.
     groups: Mutex<HashMap<i32, Weak<ThreadGroup>>>,
+    /// Processes started from outside (`control.rs`), kept until reaped.
+    pub(crate) started: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+    /// Set while the runtime has paused the sandbox; `unpaused` wakes
+    /// the tasks waiting on it.
+    pub(crate) paused: std::sync::atomic::AtomicBool,
+    pub(crate) pause_lock: Mutex<()>,
+    pub(crate) unpaused: std::sync::Condvar,
 }
 
 impl Kernel {
@@ -160,6 +167,10 @@ impl Kernel {
                 strace: config.strace,
                 next_pid: AtomicI32::new(1),
                 groups: Mutex::new(HashMap::new()),
+                started: Mutex::new(HashMap::new()),
+                paused: std::sync::atomic::AtomicBool::new(false),
+                pause_lock: Mutex::new(()),
+                unpaused: std::sync::Condvar::new(),
             }
         });
         built.map(|()| kernel)
@@ -415,6 +426,7 @@ impl Task {
         self.handle.cpu.bind_to_this_thread();
         self.publish();
         let status = loop {
+            self.kernel.wait_while_paused(|| self.handle.is_killed());
             if self.handle.is_killed() {
                 break self
                     .tg

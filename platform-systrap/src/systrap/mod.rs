@@ -5,7 +5,8 @@
 //!
 //! # Pieces
 //!
-//! - **Stub process.** The platform makes one *template* stub exactly as
+//! - **Stub process.** The platform makes one *template* stub (when the
+//!   first address space is asked for, so it is in the container's cgroup) exactly as
 //!   the ptrace platform makes its stub ([`crate::ptrace::stub::Stub`]: a
 //!   `CLONE_FILES` child of the Sentry, stripped of everything it
 //!   inherited) and maps the stub code into it. Each address space is a
@@ -197,9 +198,15 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SystrapPlatform {
     xsave_size: usize,
     fsgsbase: bool,
+    /// The stub code and configuration pages, mapped into every stub.
+    image: OwnedFd,
     /// A stub with the code and configuration mapped and no threads, which
-    /// new address spaces are forked from.
-    template: Arc<Space>,
+    /// new address spaces are forked from. Made when the first address
+    /// space is asked for, not with the platform: a fork stays in its
+    /// parent's cgroup, and the runtime moves the sandbox into the
+    /// container's cgroup only after the Sentry has started, before the
+    /// container's first process.
+    template: Mutex<Option<Arc<Space>>>,
 }
 
 impl SystrapPlatform {
@@ -220,17 +227,26 @@ impl SystrapPlatform {
             }
         })?;
         let image = OwnedFd::from(file);
-        // The stub image stays alive through the template's mappings.
-        let template = Space::start(xsave_size, &image)?;
-        let p = SystrapPlatform {
-            xsave_size,
-            fsgsbase,
-            template,
-        };
-        let space = Space::fork_from(&p.template)?;
+        let space = Space::start(xsave_size, &image)?;
         let slot = space.new_thread()?;
         space.release_slot(&slot);
-        Ok(p)
+        Ok(SystrapPlatform {
+            xsave_size,
+            fsgsbase,
+            image,
+            template: Mutex::new(None),
+        })
+    }
+
+    /// The template, made on first use.
+    fn template(&self) -> Result<Arc<Space>, PlatformError> {
+        let mut t = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = &*t {
+            return Ok(t.clone());
+        }
+        let made = Space::start(self.xsave_size, &self.image)?;
+        *t = Some(made.clone());
+        Ok(made)
     }
 }
 
@@ -249,7 +265,7 @@ impl Platform for SystrapPlatform {
 
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
         Ok(Arc::new(SystrapAddressSpace {
-            space: Space::fork_from(&self.template)?,
+            space: Space::fork_from(&*self.template()?)?,
         }))
     }
 

@@ -462,3 +462,98 @@ pub(crate) static GOFER_FLAGS: &[FlagDef] = &[
     f("profile-mutex-fd", Int, "-1", Yes, "file descriptor to write mutex profile to. -1 disables profiling."),
     f("trace-fd", Int, "-1", Yes, "file descriptor to write Go execution trace to. -1 disables tracing."),
 ];
+
+/// Flags `create` and `run` share (upstream's `create` flags).
+macro_rules! create_flags {
+    ($($extra:expr),* $(,)?) => {
+        [
+            f("bundle", Str, "", Yes, "path to the root of the bundle directory, defaults to the current directory"),
+            f("console-socket", Str, "", Yes, "path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal"),
+            f("pid-file", Str, "", Yes, "filename that the container pid will be written to"),
+            f("user-log", Str, "", Yes, "filename to send user-visible logs to. Empty means no logging."),
+            f("fs-restore-image-path", Str, "", No, "path to a filesystem checkpoint image to restore"),
+            f("fs-restore-direct", Bool, "false", No, "read the filesystem checkpoint with O_DIRECT"),
+            $($extra),*
+        ]
+    };
+}
+
+#[rustfmt::skip]
+pub(crate) static CREATE_FLAGS: &[FlagDef] = &create_flags!();
+
+#[rustfmt::skip]
+pub(crate) static RUN_FLAGS: &[FlagDef] = &create_flags!(
+    f("detach", Bool, "false", Yes, "run container in background"),
+    f("d", Bool, "false", Yes, "same as --detach (runc's spelling)"),
+    f("pass-fd", Kind::StrList { check: check_fd_mapping }, "", No, "file descriptor passed to the container in M:N format"),
+    f("exec-fd", Int, "-1", No, "host FD of the program to execute"),
+);
+
+#[rustfmt::skip]
+pub(crate) static KILL_FLAGS: &[FlagDef] = &[
+    f("all", Bool, "false", Yes, "send the specified signal to all processes inside the container"),
+    f("pid", Int, "0", Yes, "send the specified signal to a specific process. pid is relative to the root PID namespace"),
+    f("pgid", Int, "0", No, "send the specified signal to a specific process group"),
+];
+
+#[rustfmt::skip]
+pub(crate) static DELETE_FLAGS: &[FlagDef] = &[
+    f("force", Bool, "false", Yes, "delete container if it is still running"),
+    f("f", Bool, "false", Yes, "same as --force (runc's spelling)"),
+];
+
+#[rustfmt::skip]
+pub(crate) static LIST_FLAGS: &[FlagDef] = &[
+    f("quiet", Bool, "false", Yes, "only list container ids"),
+    f("q", Bool, "false", Yes, "same as --quiet (runc's spelling)"),
+    f("format", Str, "text", Yes, "output format: 'text' (default) or 'json'"),
+    f("sandbox", Bool, "false", Yes, "limit output to sandboxes only"),
+];
+
+#[rustfmt::skip]
+pub(crate) static WAIT_FLAGS: &[FlagDef] = &[
+    f("rootpid", Int, "-1", Yes, "select a PID in the sandbox root PID namespace to wait on instead of the container's root process"),
+    f("pid", Int, "-1", Yes, "select a PID in the container's PID namespace to wait on instead of the container's root process"),
+    f("checkpoint", Uint, "0", No, "wait for the Nth checkpoint to complete"),
+    f("restore", Bool, "false", No, "wait for a restore to complete"),
+];
+
+#[rustfmt::skip]
+pub(crate) static EXEC_FLAGS: &[FlagDef] = &[
+    f("cwd", Str, "", Yes, "current working directory"),
+    f("env", Kind::StrList { check: check_any }, "", Yes, "set environment variables (e.g. '-env PATH=/bin -env TERM=xterm')"),
+    f("user", Str, "", Yes, "UID (format: <uid>[:<gid>])"),
+    f("additional-gids", Kind::StrList { check: check_any }, "", Yes, "additional gids"),
+    f("cap", Kind::StrList { check: check_any }, "", No, "add a capability to the bounding set for the process"),
+    f("detach", Bool, "false", Yes, "detach from the container's process"),
+    f("d", Bool, "false", Yes, "same as --detach (runc's spelling)"),
+    f("process", Str, "", Yes, "path to the process.json"),
+    f("pid-file", Str, "", Yes, "filename that the container pid will be written to"),
+    f("internal-pid-file", Str, "", Yes, "filename that the container-internal pid will be written to"),
+    f("console-socket", Str, "", Yes, "path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal"),
+    f("pass-fd", Kind::StrList { check: check_fd_mapping }, "", No, "file descriptor passed to the container in M:N format"),
+    f("exec-fd", Int, "-1", No, "host FD of the program to execute"),
+    f("tty", Bool, "false", Yes, "allocate a pseudo-TTY (runc's spelling; needs --console-socket)"),
+    f("t", Bool, "false", Yes, "same as --tty"),
+];
+
+#[rustfmt::skip]
+pub(crate) static PS_FLAGS: &[FlagDef] = &[
+    f("format", Str, "table", Yes, "output format. Select one of: table or json (default: table)"),
+];
+
+#[rustfmt::skip]
+pub(crate) static EVENTS_FLAGS: &[FlagDef] = &[
+    f("interval", Duration, "5s", Yes, "set the stats collection interval"),
+    f("stats", Bool, "false", Yes, "display the container's stats then exit"),
+];
+
+#[rustfmt::skip]
+pub(crate) static SPEC_FLAGS: &[FlagDef] = &[
+    f("bundle", Str, "", Yes, "path to the root of the OCI bundle"),
+    f("cwd", Str, "/", Yes, "working directory that will be set for the executable, this value MUST be an absolute path"),
+    f("netns", Str, "", Yes, "network namespace path"),
+];
+
+/// Commands without flags of their own: `start`, `state`, `pause`, `resume`.
+pub(crate) static NO_FLAGS: &[FlagDef] = &[];

@@ -2,7 +2,11 @@
 //! google/subcommands (`explain`, `ExplainGroup`, `ExplainCommand`) and
 //! runsc's own `help` command.
 
-use super::flags::{BOOT_FLAGS, DO_FLAGS, GLOBAL_FLAGS, GOFER_FLAGS, PLATFORMS};
+use super::flags::{
+    BOOT_FLAGS, CREATE_FLAGS, DELETE_FLAGS, DO_FLAGS, EVENTS_FLAGS, EXEC_FLAGS, GLOBAL_FLAGS,
+    GOFER_FLAGS, KILL_FLAGS, LIST_FLAGS, NO_FLAGS, PLATFORMS, PS_FLAGS, RUN_FLAGS, SPEC_FLAGS,
+    WAIT_FLAGS,
+};
 use super::goflag::{print_defaults, FlagDef};
 
 /// One upstream subcommand.
@@ -100,7 +104,17 @@ pub(crate) fn flags_of(name: &str) -> &'static [FlagDef] {
         "do" => DO_FLAGS,
         "boot" => BOOT_FLAGS,
         "gofer" => GOFER_FLAGS,
-        _ => &[],
+        "create" => CREATE_FLAGS,
+        "run" => RUN_FLAGS,
+        "kill" => KILL_FLAGS,
+        "delete" => DELETE_FLAGS,
+        "list" => LIST_FLAGS,
+        "wait" => WAIT_FLAGS,
+        "exec" => EXEC_FLAGS,
+        "ps" => PS_FLAGS,
+        "events" => EVENTS_FLAGS,
+        "spec" => SPEC_FLAGS,
+        _ => NO_FLAGS,
     }
 }
 

@@ -39,6 +39,12 @@ use std::fmt;
 use flags::{
     BOOT_FLAGS, DO_FLAGS, GLOBAL_FLAGS, GOFER_FLAGS, LOG_FORMATS, NOT_IN_CONFIG, PLATFORMS,
 };
+
+/// The OCI lifecycle commands this runsc runs (see [`OciArgs`]).
+pub const OCI_COMMANDS: &[&str] = &[
+    "create", "start", "run", "state", "kill", "delete", "list", "wait", "exec", "ps", "events",
+    "pause", "resume", "spec",
+];
 use goflag::{go_quote, FlagDef, Kind, ParseError, Support, Values};
 
 /// The OCI runtime spec version upstream reports.
@@ -71,6 +77,8 @@ pub enum Command {
     Do(DoArgs),
     Boot(BootArgs),
     Gofer(GoferArgs),
+    /// One of [`OCI_COMMANDS`].
+    Oci(OciArgs),
     /// `runsc help [topic]` (also `runsc -help`); print [`help_text`].
     Help(Option<String>),
     /// `runsc help syscalls --markdown`: docs/syscalls.md.
@@ -105,6 +113,55 @@ pub struct DoArgs {
     pub gid_map: Vec<String>,
     /// The program and its arguments (never empty).
     pub argv: Vec<String>,
+}
+
+/// An OCI lifecycle command: its name, its flags (upstream's, with their
+/// defaults) and its positional arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciArgs {
+    pub name: String,
+    scalars: Vec<String>,
+    lists: Vec<Vec<String>>,
+    set: Vec<bool>,
+    pub args: Vec<String>,
+}
+
+impl OciArgs {
+    fn index(&self, name: &str) -> usize {
+        goflag::lookup(help::flags_of(&self.name), name)
+            .unwrap_or_else(|| panic!("{} has no flag {name:?}", self.name))
+    }
+
+    /// A flag's value in canonical form (the default when not given).
+    pub fn string(&self, name: &str) -> &str {
+        &self.scalars[self.index(name)]
+    }
+
+    pub fn boolean(&self, name: &str) -> bool {
+        goflag::parse_bool(self.string(name)).expect("bool flags hold canonical values")
+    }
+
+    /// An integer flag; a duration flag in nanoseconds.
+    pub fn int(&self, name: &str) -> i64 {
+        let v = self.string(name);
+        v.parse()
+            .ok()
+            .or_else(|| goflag::parse_duration(v))
+            .expect("integer flags hold canonical values")
+    }
+
+    pub fn list(&self, name: &str) -> &[String] {
+        &self.lists[self.index(name)]
+    }
+
+    pub fn is_set(&self, name: &str) -> bool {
+        self.set[self.index(name)]
+    }
+
+    /// The command's usage text (printed on a wrong number of arguments).
+    pub fn usage(&self) -> String {
+        help::find(&self.name).map_or_else(String::new, help::explain_command)
+    }
 }
 
 /// `runsc boot [flags] <id>`. All upstream boot flags are accepted; only
@@ -406,7 +463,9 @@ fn dispatch(rest: &[String]) -> Result<Command, CliError> {
     let Some(cmd) = help::find(name) else {
         return Err(CliError::new(help::short_usage(), EXIT_FAILURE));
     };
-    if !matches!(name.as_str(), "help" | "flags" | "do" | "boot" | "gofer") {
+    if !matches!(name.as_str(), "help" | "flags" | "do" | "boot" | "gofer")
+        && !OCI_COMMANDS.contains(&name.as_str())
+    {
         // Not implemented here: its flags are not parsed either.
         return Ok(Command::Unimplemented { name: name.clone() });
     }
@@ -416,6 +475,15 @@ fn dispatch(rest: &[String]) -> Result<Command, CliError> {
         Err(ParseError::Help) => return Err(CliError::new(usage, EXIT_FAILURE)),
         Err(ParseError::Bad(msg)) => return Err(CliError::with_usage(&msg, &usage, EXIT_FAILURE)),
     };
+    if OCI_COMMANDS.contains(&name.as_str()) {
+        return Ok(Command::Oci(OciArgs {
+            name: name.clone(),
+            scalars: values.scalars,
+            lists: values.lists,
+            set: values.set,
+            args: positionals,
+        }));
+    }
     match name.as_str() {
         "help" => match positionals.first() {
             None => Ok(Command::Help(None)),
