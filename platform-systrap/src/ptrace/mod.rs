@@ -44,6 +44,10 @@ const INTERRUPT_STOP: i32 = libc::SIGTRAP | (libc::PTRACE_EVENT_STOP << 8);
 /// The ptrace platform (`--platform=ptrace`).
 pub struct PtracePlatform {
     xsave_size: usize,
+    /// A stripped stub that new address spaces are forked from, made with
+    /// the first one (see the systrap platform's template for why not
+    /// sooner).
+    template: Mutex<Option<Arc<Space>>>,
 }
 
 impl PtracePlatform {
@@ -51,7 +55,21 @@ impl PtracePlatform {
     pub fn new() -> Result<PtracePlatform, PlatformError> {
         let xsave_size = sys::xsave_size().max(FpState::MIN_SIZE);
         drop(stub::Stub::new(xsave_size)?);
-        Ok(PtracePlatform { xsave_size })
+        Ok(PtracePlatform {
+            xsave_size,
+            template: Mutex::new(None),
+        })
+    }
+
+    fn template(&self) -> Result<Arc<Space>, PlatformError> {
+        let mut t = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = &*t {
+            return Ok(t.clone());
+        }
+        let xsave_size = self.xsave_size;
+        let made = Space::start(move || stub::Stub::new(xsave_size))?;
+        *t = Some(made.clone());
+        Ok(made)
     }
 }
 
@@ -69,8 +87,12 @@ impl Platform for PtracePlatform {
     }
 
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
+        // A fork of the template: copying that small process is far
+        // cheaper than cloning and stripping the Sentry.
+        let template = self.template()?;
+        let forked = stub::Unadopted::new(template.ask(|reply| Request::Fork { reply })?);
         Ok(Arc::new(PtraceAddressSpace {
-            shared: Space::start(self.xsave_size)?,
+            shared: Space::start(move || forked.adopt())?,
         }))
     }
 
@@ -100,6 +122,10 @@ enum Request {
     NewThread {
         reply: Sender<Result<i32, PlatformError>>,
     },
+    /// Fork the stub (the template) into a new, untraced one.
+    Fork {
+        reply: Sender<Result<i32, PlatformError>>,
+    },
 }
 
 /// A stub thread seized by one context's host thread.
@@ -117,14 +143,17 @@ struct Space {
 }
 
 impl Space {
-    /// Start the request thread, which creates the stub.
-    fn start(xsave_size: usize) -> Result<Arc<Space>, PlatformError> {
+    /// Start the request thread, which makes the stub with `make` (so
+    /// it is the stub's tracer) and serves requests for it.
+    fn start(
+        make: impl FnOnce() -> Result<stub::Stub, PlatformError> + Send + 'static,
+    ) -> Result<Arc<Space>, PlatformError> {
         let (tx, rx) = channel::<Request>();
         let (ready_tx, ready_rx) = channel();
         std::thread::Builder::new()
             .name("ptrace-stub".into())
             .spawn(move || {
-                let mut stub = match stub::Stub::new(xsave_size) {
+                let mut stub = match make() {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -142,6 +171,7 @@ impl Space {
                             drop(reply.send(stub.syscall(nr, args)))
                         }
                         Request::NewThread { reply } => drop(reply.send(stub.new_thread())),
+                        Request::Fork { reply } => drop(reply.send(stub.fork_process())),
                     }
                 }
             })

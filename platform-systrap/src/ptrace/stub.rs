@@ -285,6 +285,30 @@ impl Stub {
     }
 }
 
+/// A stub made by [`Stub::fork_process`] that nobody traces yet: killed
+/// and reaped when dropped before [`Unadopted::adopt`] takes it.
+pub(crate) struct Unadopted(i32);
+
+impl Unadopted {
+    pub(crate) fn new(pid: i32) -> Unadopted {
+        Unadopted(pid)
+    }
+
+    /// Trace it from the calling thread ([`Stub::adopt`], which kills
+    /// what it fails to trace).
+    pub(crate) fn adopt(mut self) -> Result<Stub, PlatformError> {
+        Stub::adopt(std::mem::take(&mut self.0))
+    }
+}
+
+impl Drop for Unadopted {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            sys::kill_and_reap(self.0);
+        }
+    }
+}
+
 pub(crate) fn errno_of(op: &'static str, ret: u64) -> PlatformError {
     let errno = Errno::new(-(ret as i64) as i32).unwrap_or(Errno::EIO);
     PlatformError::Host { op, errno }

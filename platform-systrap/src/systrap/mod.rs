@@ -431,23 +431,8 @@ impl Space {
     /// A new address space: a fork of `template`, which already has the
     /// stub code and configuration mapped.
     fn fork_from(template: &Space) -> Result<Arc<Space>, PlatformError> {
-        /// A forked stub nobody traces yet: killed and reaped if the
-        /// request thread never starts to adopt it.
-        struct Unadopted(i32);
-        impl Drop for Unadopted {
-            fn drop(&mut self) {
-                if self.0 > 0 {
-                    sys::kill_and_reap(self.0);
-                }
-            }
-        }
-        let forked = Unadopted(template.run(|stub| stub.fork_process())?);
-        Space::serve(move || {
-            let mut forked = forked;
-            // From here `adopt` owns the process (it kills what it fails
-            // to trace).
-            Stub::adopt(std::mem::take(&mut forked.0))
-        })
+        let forked = stub::Unadopted::new(template.run(|stub| stub.fork_process())?);
+        Space::serve(move || forked.adopt())
     }
 
     /// Start a request thread that makes its stub with `make` (the thread
