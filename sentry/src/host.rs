@@ -8,11 +8,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use abi::Errno;
 
-fn last_errno() -> Errno {
+pub(crate) fn last_errno() -> Errno {
     Errno::from_io(&std::io::Error::last_os_error())
 }
 
-fn check(ret: libc::c_long) -> Result<usize, Errno> {
+pub(crate) fn check(ret: libc::c_long) -> Result<usize, Errno> {
     if ret < 0 {
         Err(last_errno())
     } else {
@@ -21,7 +21,7 @@ fn check(ret: libc::c_long) -> Result<usize, Errno> {
 }
 
 /// Retry a host call interrupted by a signal meant for the Sentry.
-fn retry(mut f: impl FnMut() -> libc::c_long) -> Result<usize, Errno> {
+pub(crate) fn retry(mut f: impl FnMut() -> libc::c_long) -> Result<usize, Errno> {
     loop {
         match check(f()) {
             Err(e) if e == Errno::EINTR => continue,

@@ -32,27 +32,7 @@ pub struct HostSocket {
     timeouts: Mutex<[Option<Duration>; 2]>,
 }
 
-fn last_errno() -> Errno {
-    Errno::from_io(&std::io::Error::last_os_error())
-}
-
-fn check(ret: libc::c_long) -> Result<usize, Errno> {
-    if ret < 0 {
-        Err(last_errno())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
-/// Retry a host call interrupted by a signal meant for the Sentry.
-fn retry(mut f: impl FnMut() -> libc::c_long) -> Result<usize, Errno> {
-    loop {
-        match check(f()) {
-            Err(e) if e == Errno::EINTR => continue,
-            other => return other,
-        }
-    }
-}
+use crate::host::{check, retry};
 
 /// Which `(level, name)` socket options reach the host. Options the Sentry
 /// answers itself (SO_RCVTIMEO, SO_SNDTIMEO, SO_TYPE, ...) are not here.

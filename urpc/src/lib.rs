@@ -18,7 +18,7 @@
 //! trait a receiver implements, and the message codecs in [`wire`].
 
 pub mod go;
-mod sys;
+use fdpass as sys;
 pub mod wire;
 
 use std::io;

@@ -1,6 +1,6 @@
-//! The host calls urpc needs beyond std: `sendmsg` and `recvmsg` on a unix
-//! socket with an `SCM_RIGHTS` control message (the same helpers as
-//! gofer-protocol's). Everything unsafe in the crate is here.
+//! `sendmsg` and `recvmsg` on a unix socket with an `SCM_RIGHTS` control
+//! message: the host calls both wire crates (lisafs in `gofer-protocol`,
+//! the control plane in `urpc`) need beyond std, in one audited place.
 
 use std::io;
 use std::mem;
@@ -8,12 +8,12 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// The kernel's limit on FDs in one SCM_RIGHTS message (`SCM_MAX_FD`).
-pub(crate) const MAX_FDS: usize = 253;
+pub const MAX_FDS: usize = 253;
 
 const FD_SIZE: usize = mem::size_of::<RawFd>();
 
 /// Bytes of control buffer needed for `n` FDs.
-fn cmsg_space(n: usize) -> usize {
+pub fn cmsg_space(n: usize) -> usize {
     // `n <= MAX_FDS`, so the byte count fits a c_uint.
     let len = (n * FD_SIZE) as libc::c_uint;
     // SAFETY: CMSG_SPACE is arithmetic on its argument; it touches no memory.
@@ -22,14 +22,14 @@ fn cmsg_space(n: usize) -> usize {
 
 /// A control buffer aligned for `cmsghdr` (u64 alignment suffices on
 /// x86-64 and aarch64).
-fn control_buf(n: usize) -> Vec<u64> {
+pub fn control_buf(n: usize) -> Vec<u64> {
     vec![0u64; cmsg_space(n).div_ceil(mem::size_of::<u64>())]
 }
 
 /// One `sendmsg` of `data`, with `fds` attached as one SCM_RIGHTS message
 /// when non-empty. Returns the bytes sent (possibly fewer than `data`).
 /// Uses MSG_NOSIGNAL so a closed peer is EPIPE, not SIGPIPE; retries EINTR.
-pub(crate) fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
     if fds.len() > MAX_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -94,7 +94,7 @@ pub(crate) fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) ->
 /// close-on-exec). Received FDs are appended to `fds`; any the kernel had
 /// to drop for lack of room it closes itself. Returns the bytes read (0 at
 /// end of stream); retries EINTR.
-pub(crate) fn recv(
+pub fn recv(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     max_fds: usize,
