@@ -332,23 +332,6 @@ pub fn sendmsg(task: &Task, file: &File, sock: &HostSocket, msg: u64, flags: i32
     send_data(task, file, sock, &data, to.as_deref(), &control, flags)
 }
 
-pub fn sendmmsg(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
-    let vlen = a[2].min(1024);
-    let mut done = 0;
-    for i in 0..vlen {
-        let entry = a[1] + i * 64;
-        match sendmsg(task, file, sock, entry, a[3] as i32) {
-            Ok(n) => {
-                task.mm().copy_out(entry + 56, &(n as u32).to_le_bytes())?;
-                done += 1;
-            }
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(done)
-}
-
 /// What one receive gave the application.
 struct Got {
     /// The call's return value (the full datagram with MSG_TRUNC).
@@ -435,7 +418,7 @@ pub fn recvfrom(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> Sys
     Ok(got.ret as u64)
 }
 
-fn recv_into(
+pub(super) fn recv_into(
     task: &Task,
     file: &File,
     sock: &HostSocket,
@@ -468,30 +451,6 @@ fn recv_into(
 pub fn recvmsg(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
     let h = read_msghdr(task, a[1])?;
     recv_into(task, file, sock, &h, a[1], a[2] as i32)
-}
-
-pub fn recvmmsg(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
-    let vlen = a[2].min(1024);
-    let mut done = 0;
-    for i in 0..vlen {
-        let entry = a[1] + i * 64;
-        let h = read_msghdr(task, entry)?;
-        // After the first message, take only what is already there.
-        let flags = if done > 0 {
-            a[3] as i32 | libc::MSG_DONTWAIT
-        } else {
-            a[3] as i32
-        };
-        match recv_into(task, file, sock, &h, entry, flags) {
-            Ok(n) => {
-                task.mm().copy_out(entry + 56, &(n as u32).to_le_bytes())?;
-                done += 1;
-            }
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(done)
 }
 
 fn timeval_of(b: &[u8]) -> Result<Option<Duration>, Errno> {

@@ -553,17 +553,30 @@ fn send_one(task: &Task, file: &File, sock: &Arc<UnixSocket>, msg: u64, flags: i
     send_common(task, file, sock, &data, control, to, flags)
 }
 
-pub fn sendmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let file = task.fds().get(a[0])?;
-    if let Some(s) = inet_of(&file) {
-        return inet::sendmmsg(task, &file, s, a);
-    }
-    let (file, sock) = unix_of(file)?;
+/// The loop of sendmmsg and recvmmsg over `struct mmsghdr` entries (64
+/// bytes: a msghdr, then msg_len): `one` handles the entry at an address
+/// with the call's flags. With MSG_WAITFORONE a receive takes only what is
+/// already there after the first message (without it, it waits for each,
+/// as Linux); an error after the first ends the call with the count so
+/// far.
+fn each_mmsg(
+    task: &Task,
+    a: [u64; 6],
+    recv: bool,
+    mut one: impl FnMut(u64, i32) -> SysResult,
+) -> SysResult {
     let vlen = a[2].min(1024);
+    let wait_for_one = recv && a[3] as i32 & libc::MSG_WAITFORONE != 0;
+    let base = a[3] as i32 & !libc::MSG_WAITFORONE;
     let mut done = 0;
     for i in 0..vlen {
         let entry = a[1] + i * 64;
-        match send_one(task, &file, &sock, entry, a[3] as i32) {
+        let flags = if wait_for_one && done > 0 {
+            base | libc::MSG_DONTWAIT
+        } else {
+            base
+        };
+        match one(entry, flags) {
             Ok(n) => {
                 task.mm().copy_out(entry + 56, &(n as u32).to_le_bytes())?;
                 done += 1;
@@ -573,6 +586,19 @@ pub fn sendmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
     }
     Ok(done)
+}
+
+pub fn sendmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let file = task.fds().get(a[0])?;
+    if let Some(s) = inet_of(&file) {
+        return each_mmsg(task, a, false, |entry, flags| {
+            inet::sendmsg(task, &file, s, entry, flags)
+        });
+    }
+    let (file, sock) = unix_of(file)?;
+    each_mmsg(task, a, false, |entry, flags| {
+        send_one(task, &file, &sock, entry, flags)
+    })
 }
 
 /// Receive into the iovecs of `h`; returns the byte count recvmsg returns.
@@ -744,30 +770,16 @@ pub fn recvmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
 pub fn recvmmsg(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().get(a[0])?;
     if let Some(s) = inet_of(&file) {
-        return inet::recvmmsg(task, &file, s, a);
+        return each_mmsg(task, a, true, |entry, flags| {
+            let h = read_msghdr(task, entry)?;
+            inet::recv_into(task, &file, s, &h, entry, flags)
+        });
     }
     let (file, sock) = unix_of(file)?;
-    let vlen = a[2].min(1024);
-    let mut done = 0;
-    for i in 0..vlen {
-        let entry = a[1] + i * 64;
+    each_mmsg(task, a, true, |entry, flags| {
         let h = read_msghdr(task, entry)?;
-        // After the first message, take only what is already there.
-        let flags = if done > 0 {
-            a[3] as i32 | libc::MSG_DONTWAIT
-        } else {
-            a[3] as i32
-        };
-        match recv_one(task, &file, &sock, &h, Some(entry), flags) {
-            Ok(n) => {
-                task.mm().copy_out(entry + 56, &(n as u32).to_le_bytes())?;
-                done += 1;
-            }
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(done)
+        recv_one(task, &file, &sock, &h, Some(entry), flags)
+    })
 }
 
 fn int_opt(task: &Task, addr: u64, len: u64) -> Result<i32, Errno> {
