@@ -276,7 +276,32 @@ impl FdTable {
         Ok(())
     }
 
-    /// The open descriptors in order (for close_range and /proc).
+    /// Take every open descriptor in `first..=last` out of the table
+    /// (close_range), returning their files so the caller can drop locks
+    /// and release them after the table's lock is gone.
+    pub fn remove_range(&mut self, first: u64, last: u64) -> Vec<Arc<File>> {
+        let end = usize::try_from(last.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(self.slots.len());
+        let start = usize::try_from(first).unwrap_or(usize::MAX).min(end);
+        self.slots[start..end]
+            .iter_mut()
+            .filter_map(|slot| slot.take().map(|(f, _)| f))
+            .collect()
+    }
+
+    /// Mark every open descriptor in `first..=last` close-on-exec.
+    pub fn set_cloexec_range(&mut self, first: u64, last: u64) {
+        let end = usize::try_from(last.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(self.slots.len());
+        let start = usize::try_from(first).unwrap_or(usize::MAX).min(end);
+        for (_, cloexec) in self.slots[start..end].iter_mut().flatten() {
+            *cloexec = true;
+        }
+    }
+
+    /// The open descriptors in order (for /proc).
     pub fn numbers(&self) -> Vec<u64> {
         (0..self.slots.len())
             .filter(|&i| self.slots[i].is_some())

@@ -166,6 +166,32 @@ pub fn close(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(0)
 }
 
+/// close_range(2): close (or, with CLOSE_RANGE_CLOEXEC, mark
+/// close-on-exec) every descriptor from `first` to `last`;
+/// CLOSE_RANGE_UNSHARE first gives the process its own descriptor table.
+pub fn close_range(task: &mut Task, a: [u64; 6]) -> SysResult {
+    const CLOSE_RANGE_UNSHARE: u64 = 1 << 1;
+    const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
+    let (first, last, flags) = (a[0] as u32 as u64, a[1] as u32 as u64, a[2]);
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLOSE_RANGE_UNSHARE != 0 {
+        let own = task.fds().clone();
+        task.fds = std::sync::Arc::new(std::sync::Mutex::new(own));
+        task.publish();
+    }
+    if flags & CLOSE_RANGE_CLOEXEC != 0 {
+        task.fds().set_cloexec_range(first, last);
+        return Ok(0);
+    }
+    let closed = task.fds().remove_range(first, last);
+    for file in &closed {
+        release_posix_locks(task, file);
+    }
+    Ok(0)
+}
+
 /// Closing any descriptor of a file drops the process's POSIX locks on it.
 pub(super) fn release_posix_locks(task: &Task, file: &File) {
     if file.location().is_some() {
@@ -724,17 +750,29 @@ pub(super) fn iovecs(task: &Task, addr: u64, count: u64) -> Result<Vec<(u64, u64
 }
 
 /// Move data for each iovec in turn with `op` (read_into or write_from),
+/// at `offset` onwards if given (the p*v calls) or at the file position,
 /// stopping at the first short transfer; an error after some data was
 /// moved ends the call with the count so far, as Linux does.
 fn vectored(
     task: &Task,
-    a: [u64; 6],
+    fd: u64,
+    iov: (u64, u64),
+    offset: Option<u64>,
     op: fn(&Task, &File, u64, u64, Option<u64>) -> SysResult,
 ) -> SysResult {
-    let file = task.fds().get(a[0])?;
+    let file = task.fds().get(fd)?;
+    let iovecs = iovecs(task, iov.0, iov.1)?;
+    // Linux refuses a total that would not fit in ssize_t before moving anything.
+    if iovecs
+        .iter()
+        .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len).filter(|&s| s <= i64::MAX as u64))
+        .is_none()
+    {
+        return Err(Errno::EINVAL);
+    }
     let mut total = 0;
-    for (base, len) in iovecs(task, a[1], a[2])? {
-        match op(task, &file, base, len, None) {
+    for (base, len) in iovecs {
+        match op(task, &file, base, len, offset.map(|o| o + total)) {
             Ok(n) => {
                 total += n;
                 if n < len {
@@ -749,11 +787,84 @@ fn vectored(
 }
 
 pub fn readv(task: &mut Task, a: [u64; 6]) -> SysResult {
-    vectored(task, a, read_into)
+    vectored(task, a[0], (a[1], a[2]), None, read_into)
 }
 
 pub fn writev(task: &mut Task, a: [u64; 6]) -> SysResult {
-    vectored(task, a, write_from)
+    vectored(task, a[0], (a[1], a[2]), None, write_from)
+}
+
+/// The offset of preadv/pwritev: on x86-64 the low word holds all of it.
+fn vector_offset(pos: u64) -> Result<u64, Errno> {
+    if (pos as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(pos)
+}
+
+pub fn preadv(task: &mut Task, a: [u64; 6]) -> SysResult {
+    vectored(task, a[0], (a[1], a[2]), Some(vector_offset(a[3])?), read_into)
+}
+
+pub fn pwritev(task: &mut Task, a: [u64; 6]) -> SysResult {
+    vectored(task, a[0], (a[1], a[2]), Some(vector_offset(a[3])?), write_from)
+}
+
+/// RWF_* flags of preadv2/pwritev2 (include/uapi/linux/fs.h).
+const RWF_HIPRI: u64 = 0x1;
+const RWF_DSYNC: u64 = 0x2;
+const RWF_SYNC: u64 = 0x4;
+const RWF_NOWAIT: u64 = 0x8;
+const RWF_APPEND: u64 = 0x10;
+
+/// preadv2/pwritev2's offset: -1 means the file position, as readv/writev.
+fn vector2_offset(pos: u64) -> Result<Option<u64>, Errno> {
+    match pos as i64 {
+        -1 => Ok(None),
+        p if p < 0 => Err(Errno::EINVAL),
+        p => Ok(Some(p as u64)),
+    }
+}
+
+/// preadv2(2). RWF_HIPRI is a polling hint with no meaning here; RWF_NOWAIT
+/// (fail rather than wait for the page cache) is not supported and gives
+/// EOPNOTSUPP, as Linux does for files that cannot honour it.
+pub fn preadv2(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let flags = a[5];
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0
+        || flags & RWF_NOWAIT != 0
+    {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    vectored(task, a[0], (a[1], a[2]), vector2_offset(a[3])?, read_into)
+}
+
+/// pwritev2(2): RWF_DSYNC and RWF_SYNC sync the file after the write, as
+/// O_DSYNC/O_SYNC would; RWF_APPEND writes at the end whatever the offset.
+pub fn pwritev2(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let flags = a[5];
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0
+        || flags & RWF_NOWAIT != 0
+    {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let file = task.fds().get(a[0])?;
+    let mut offset = vector2_offset(a[3])?;
+    if flags & RWF_APPEND != 0 && file.is_regular() {
+        match offset {
+            // At the file position: move it to the end first, so it ends
+            // after the data as an O_APPEND write leaves it.
+            None => {
+                file.seek(0, libc::SEEK_END)?;
+            }
+            Some(_) => offset = Some(file.stat()?.size.max(0) as u64),
+        }
+    }
+    let n = vectored(task, a[0], (a[1], a[2]), offset, write_from)?;
+    if flags & (RWF_DSYNC | RWF_SYNC) != 0 && n > 0 {
+        file.ops().sync()?;
+    }
+    Ok(n)
 }
 
 /// Move up to `count` bytes from `inp` (at `in_off`, or its position) to

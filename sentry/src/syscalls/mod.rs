@@ -256,7 +256,7 @@ table! {
     __NR_capget(Hex, Hex) partial("no file capabilities or ambient set") => caps::capget;
     __NR_capset(Hex, Hex) partial("no file capabilities or ambient set") => caps::capset;
     __NR_rt_sigpending(Hex, Hex) full => signal::rt_sigpending;
-    __NR_rt_sigtimedwait(SigSet, Hex, Timespec, Hex) none;
+    __NR_rt_sigtimedwait(SigSet, Hex, Timespec, Hex) full => signal::rt_sigtimedwait;
     __NR_rt_sigqueueinfo(Hex, Signal, Hex) full => signal::rt_sigqueueinfo;
     __NR_rt_sigsuspend(SigSet, Hex) full => signal::rt_sigsuspend;
     __NR_sigaltstack(Hex, Hex) full => signal::sigaltstack;
@@ -423,8 +423,8 @@ table! {
     __NR_dup3(Fd, Fd, Hex) full => file::dup3;
     __NR_pipe2(PipeFds, Hex) full => clone::pipe2;
     __NR_inotify_init1(Hex) none;
-    __NR_preadv(Fd, ReadIovec, Hex, Hex) none;
-    __NR_pwritev(Fd, WriteIovec, Hex, Hex) none;
+    __NR_preadv(Fd, ReadIovec, Hex, Hex) full => file::preadv;
+    __NR_pwritev(Fd, WriteIovec, Hex, Hex) full => file::pwritev;
     __NR_rt_tgsigqueueinfo(Hex, Hex, Signal, Hex) full => signal::rt_tgsigqueueinfo;
     __NR_perf_event_open(Hex, Hex, Hex, Hex, Hex) none;
     __NR_recvmmsg(Fd, Hex, Hex, Hex, Hex) full => socket::recvmmsg;
@@ -455,8 +455,8 @@ table! {
     __NR_membarrier(Hex, Hex) none;
     __NR_mlock2(Hex, Hex, Hex) full => mem::mlock2;
     __NR_copy_file_range(Fd, Hex, Fd, Hex, Hex, Hex) full => file::copy_file_range;
-    __NR_preadv2(Fd, ReadIovec, Hex, Hex, Hex) none;
-    __NR_pwritev2(Fd, WriteIovec, Hex, Hex, Hex) none;
+    __NR_preadv2(Fd, ReadIovec, Hex, Hex, Hex) partial("RWF_NOWAIT gives EOPNOTSUPP") => file::preadv2;
+    __NR_pwritev2(Fd, WriteIovec, Hex, Hex, Hex) partial("RWF_NOWAIT gives EOPNOTSUPP") => file::pwritev2;
     __NR_pkey_mprotect(Hex, Hex, Hex, Hex) none;
     __NR_pkey_alloc(Hex, Hex) none;
     __NR_pkey_free(Hex) none;
@@ -476,7 +476,7 @@ table! {
     __NR_fspick(Fd, Path, Hex) none;
     __NR_pidfd_open(Hex, Hex) none;
     __NR_clone3(Hex, Hex) partial("clone's flags; no set_tid or cgroup") => clone::clone3;
-    __NR_close_range(Fd, Fd, Hex) none;
+    __NR_close_range(Fd, Fd, Hex) full => file::close_range;
     __NR_openat2(Fd, Path, Hex, Hex) full => file::openat2;
     __NR_pidfd_getfd(Fd, Fd, Hex) none;
     __NR_faccessat2(Fd, Path, Oct, Hex) full => file::faccessat2;

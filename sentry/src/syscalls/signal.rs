@@ -220,6 +220,63 @@ pub fn rt_sigsuspend(task: &mut Task, a: [u64; 6]) -> SysResult {
     Err(restart(ERESTARTNOHAND))
 }
 
+/// rt_sigtimedwait(2): take a pending signal of `set`, waiting for one
+/// up to the timeout. While it waits the signals of `set` count as
+/// unblocked, so one sent to the process picks this thread and wakes it
+/// (Linux's `real_blocked`); any other unblocked signal ends the wait
+/// with EINTR, and the timeout with EAGAIN.
+pub fn rt_sigtimedwait(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (set_addr, info_addr, timeout_addr, size) = (a[0], a[1], a[2], a[3]);
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let set = read_set(task, set_addr)? & !UNBLOCKABLE;
+    let deadline = if timeout_addr == 0 {
+        None
+    } else {
+        Some(Instant::now() + read_timespec(task, timeout_addr)?)
+    };
+    let handle = task.handle.clone();
+    let taken = {
+        let mut s = handle.signals();
+        let blocked = s.mask;
+        let mut taken = s.take_in(set);
+        if taken.is_none() && deadline.is_none_or(|d| d > Instant::now()) {
+            s.mask = blocked & !set;
+            loop {
+                if s.pending_set() & set != 0 {
+                    taken = s.take_in(set);
+                    break;
+                }
+                if s.deliverable() || handle.is_killed() || handle.stop_pending() {
+                    break;
+                }
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+                let slice = deadline.map_or(KILL_POLL, |d| (d - now).min(KILL_POLL));
+                s = handle
+                    .wake
+                    .wait_timeout(s, slice)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            s.mask = blocked;
+        }
+        taken
+    };
+    let Some(q) = taken else {
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d) && !handle.interrupted();
+        return Err(if timed_out { Errno::EAGAIN } else { Errno::EINTR });
+    };
+    if info_addr != 0 {
+        // A failed copy loses the signal, as in Linux.
+        task.mm().copy_out(info_addr, &q.info)?;
+    }
+    Ok(q.sig as u64)
+}
+
 pub fn pause(task: &mut Task, _: [u64; 6]) -> SysResult {
     wait_for_signal(&task.handle, None);
     Err(restart(ERESTARTNOHAND))
