@@ -144,6 +144,20 @@ pub fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd), Errno> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// `tee(2)` between two host pipes, never blocking (SPLICE_F_NONBLOCK):
+/// duplicates up to `len` bytes of `inp` into `out` without consuming them.
+pub fn tee(inp: BorrowedFd<'_>, out: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
+    // SAFETY: tee reads and writes only the two pipes; no memory is passed.
+    check(unsafe {
+        libc::tee(
+            inp.as_raw_fd(),
+            out.as_raw_fd(),
+            len,
+            libc::SPLICE_F_NONBLOCK,
+        )
+    } as libc::c_long)
+}
+
 /// XCR0: the state components the host's XSAVE covers.
 pub fn xcr0() -> u64 {
     let (eax, edx): (u32, u32);

@@ -556,7 +556,7 @@ pub fn map_vdso(mm: &mut MemoryManager, params: &Arc<SharedRange>) -> Result<u64
         base,
         page,
         true,
-        AccessType::READ,
+        (AccessType::READ, crate::mm::MayWrite::No),
         (params.clone(), 0),
         VmaKind::Vvar,
     )

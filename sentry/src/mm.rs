@@ -53,6 +53,43 @@ struct Vma {
     growsdown: bool,
     /// MADV_DONTFORK: a forked child does not get this mapping.
     dontfork: bool,
+    /// Whether mprotect may make the mapping writable.
+    may_write: MayWrite,
+}
+
+/// Whether a mapping may become writable (Linux's VM_MAYWRITE).
+#[derive(Clone)]
+pub(crate) enum MayWrite {
+    Yes,
+    /// A shared file mapping that may be written holds its file's token
+    /// while it exists (and in forked copies), so the file can refuse
+    /// F_SEAL_WRITE.
+    Counted {
+        _token: Arc<dyn std::any::Any + Send + Sync>,
+    },
+    /// A shared mapping of a read-only descriptor or a write-sealed file.
+    No,
+}
+
+impl MayWrite {
+    /// What a file's `SharedMap::writer` grants.
+    pub(crate) fn from_writer(writer: Option<Arc<dyn std::any::Any + Send + Sync>>) -> MayWrite {
+        writer.map_or(MayWrite::No, |t| MayWrite::Counted { _token: t })
+    }
+
+    fn allowed(&self) -> bool {
+        !matches!(self, MayWrite::No)
+    }
+}
+
+impl std::fmt::Debug for MayWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MayWrite::Yes => "Yes",
+            MayWrite::Counted { .. } => "Counted",
+            MayWrite::No => "No",
+        })
+    }
 }
 
 impl Vma {
@@ -382,6 +419,17 @@ impl MemoryManager {
         Ok(addr)
     }
 
+    /// Forbid making the mapping at `[addr, addr + len)` writable: what
+    /// stands in for a read-only MAP_SHARED file mapping (Linux: no
+    /// VM_MAYWRITE), so mprotect cannot turn it into private writable
+    /// memory.
+    pub fn deny_write(&mut self, addr: u64, len: u64) {
+        let end = addr.saturating_add(len);
+        for (_, vma) in self.vmas.range_mut(addr..end) {
+            vma.may_write = MayWrite::No;
+        }
+    }
+
     /// Like [`map_anonymous`](Self::map_anonymous), but MAP_SHARED: a
     /// forked child shares the memory instead of getting a copy.
     pub fn map_shared_anonymous(
@@ -400,7 +448,7 @@ impl MemoryManager {
             addr,
             len,
             fixed,
-            access,
+            (access, MayWrite::Yes),
             (region, 0),
             VmaKind::SharedAnonymous,
         )
@@ -413,10 +461,13 @@ impl MemoryManager {
         addr: u64,
         len: u64,
         fixed: bool,
-        access: AccessType,
+        (access, may_write): (AccessType, MayWrite),
         (region, region_offset): (Arc<SharedRange>, u64),
         kind: VmaKind,
     ) -> Result<u64, Errno> {
+        if access.write && !may_write.allowed() {
+            return Err(Errno::EACCES);
+        }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
         if len == 0 || !region_offset.is_multiple_of(PAGE_SIZE) || region_offset + len > region.len
         {
@@ -426,6 +477,9 @@ impl MemoryManager {
         let addr = self.place(addr, len, fixed)?;
         let offset = region.offset + region_offset;
         self.insert_vma(addr, len, access, kind, Some((region, offset)));
+        if let Some(vma) = self.vmas.get_mut(&addr) {
+            vma.may_write = may_write;
+        }
         Ok(addr)
     }
 
@@ -447,6 +501,7 @@ impl MemoryManager {
                 host_mapped: false,
                 growsdown: false,
                 dontfork: false,
+                may_write: MayWrite::Yes,
             },
         );
     }
@@ -615,13 +670,13 @@ impl MemoryManager {
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
         self.check_covered(addr, end)?;
         // The vvar page may never become writable or executable (Linux:
-        // no VM_MAYWRITE or VM_MAYEXEC, so EACCES).
-        if (access.write || access.execute)
-            && self
-                .vmas
-                .range(..end)
-                .any(|(_, v)| v.end > addr && v.kind == VmaKind::Vvar)
-        {
+        // no VM_MAYWRITE or VM_MAYEXEC, so EACCES), nor may shared mappings
+        // of read-only descriptors or write-sealed files become writable.
+        if self.vmas.range(..end).any(|(_, v)| {
+            v.end > addr
+                && ((v.kind == VmaKind::Vvar && (access.write || access.execute))
+                    || (access.write && !v.may_write.allowed()))
+        }) {
             return Err(Errno::EACCES);
         }
         if access.write {

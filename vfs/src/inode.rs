@@ -323,6 +323,16 @@ pub trait SharedRegion: Send + Sync {
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
+/// A file's memory as one `mmap(MAP_SHARED)` of it gets it.
+pub struct SharedMap {
+    pub region: Arc<dyn SharedRegion>,
+    /// Held by the mapping for as long as it may be written: while any
+    /// is held, the file cannot be sealed against writes (EBUSY). None
+    /// when the mapping may never be made writable (a read-only
+    /// descriptor, or a file sealed against writes).
+    pub writer: Option<Arc<dyn Any + Send + Sync>>,
+}
+
 /// An opened node: its data. Offsets are the caller's business (the
 /// [`FileDescription`](crate::FileDescription) keeps the position).
 pub trait FileOps: Send + Sync {
@@ -381,9 +391,22 @@ pub trait FileOps: Send + Sync {
 
     /// For `mmap(MAP_SHARED)`: the memory holding the file's bytes, at
     /// least `min_len` long, so every mapping and every read and write see
-    /// the same bytes. None: the file cannot be mapped shared.
-    fn map_shared(&self, _min_len: u64) -> Option<Result<Arc<dyn SharedRegion>>> {
+    /// the same bytes. `may_write`: the mapping could be made writable (its
+    /// descriptor is open for writing). None: the file cannot be mapped
+    /// shared.
+    fn map_shared(&self, _min_len: u64, _may_write: bool) -> Option<Result<SharedMap>> {
         None
+    }
+
+    /// `fcntl(F_GET_SEALS)`: the file's seals (`F_SEAL_*`); EINVAL for
+    /// files that cannot be sealed.
+    fn seals(&self) -> Result<u32> {
+        Err(Errno::EINVAL)
+    }
+
+    /// `fcntl(F_ADD_SEALS)`.
+    fn add_seals(&self, _seals: u32) -> Result<()> {
+        Err(Errno::EINVAL)
     }
 
     /// Readiness (`POLL*` bits of `events`, plus POLLHUP/POLLERR which are

@@ -28,7 +28,9 @@ pub mod walk;
 pub use abi::{Errno, Stat};
 pub use dentry::Dentry;
 pub use file::FileDescription;
-pub use inode::{Creds, DirEntry, FileOps, Inode, NodeKind, SetAttr, StatFs, TimeSpec, TimeUpdate};
+pub use inode::{
+    Creds, DirEntry, FileOps, Inode, NodeKind, SetAttr, SharedMap, StatFs, TimeSpec, TimeUpdate,
+};
 pub use mount::{Location, Mount, Mounts};
 
 /// What every fallible VFS operation returns.

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use abi::{Errno, Stat};
 
 use crate::inode::{
-    dirent_type, DirEntry, FileOps, Inode, NodeKind, SetAttr, SharedMemory, SharedRegion, StatFs,
-    TimeSpec, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, XATTR_CREATE, XATTR_REPLACE,
+    dirent_type, DirEntry, FileOps, Inode, NodeKind, SetAttr, SharedMap, SharedMemory,
+    SharedRegion, StatFs, TimeSpec, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
+    XATTR_CREATE, XATTR_REPLACE,
 };
 use crate::{Result, NAME_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG};
 
@@ -32,6 +33,16 @@ const BOGO_DIRENT_SIZE: u64 = 20;
 const XATTR_SIZE_MAX: usize = 65536;
 /// Symlink targets are limited to PATH_MAX including the NUL.
 const SYMLINK_MAX: usize = 4095;
+
+// File seals (include/uapi/linux/fcntl.h).
+const F_SEAL_SEAL: u32 = 0x1;
+const F_SEAL_SHRINK: u32 = 0x2;
+const F_SEAL_GROW: u32 = 0x4;
+const F_SEAL_WRITE: u32 = 0x8;
+const F_SEAL_FUTURE_WRITE: u32 = 0x10;
+const F_SEAL_EXEC: u32 = 0x20;
+const ALL_SEALS: u32 =
+    F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC;
 
 /// Opens a FIFO: `((dev, ino) of the node, open flags)`.
 pub type FifoOpener = Arc<dyn Fn((u64, u64), i32) -> Result<Arc<dyn FileOps>> + Send + Sync>;
@@ -137,7 +148,15 @@ impl Fs {
         let now = TimeSpec::now();
         let ftype = kind.type_bits();
         let (body, rdev) = match kind {
-            NodeKind::Regular => (Body::File(Data::default()), 0),
+            // Like every shmem file, sealed against seals until a memfd
+            // made with MFD_ALLOW_SEALING lifts it (`allow_sealing`).
+            NodeKind::Regular => (
+                Body::File(Data {
+                    seals: F_SEAL_SEAL,
+                    ..Data::default()
+                }),
+                0,
+            ),
             NodeKind::Directory => (
                 Body::Dir(Dir {
                     entries: BTreeMap::new(),
@@ -218,6 +237,11 @@ struct Data {
     /// Once the file is mapped shared its bytes live here instead of in
     /// `pages` (which is then empty), so mappings and read/write agree.
     region: Option<Arc<dyn SharedRegion>>,
+    /// `F_SEAL_*` bits.
+    seals: u32,
+    /// One more strong reference per shared mapping that may be written
+    /// (the [`SharedMap::writer`] tokens), so F_SEAL_WRITE can refuse.
+    writers: Arc<()>,
 }
 
 impl Data {
@@ -299,6 +323,12 @@ impl Data {
         if buf.is_empty() {
             return Ok(0);
         }
+        if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0
+            || (self.seals & F_SEAL_GROW != 0
+                && offset.saturating_add(buf.len() as u64) > self.size)
+        {
+            return Err(Errno::EPERM);
+        }
         if offset >= MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
@@ -332,6 +362,16 @@ impl Data {
         }
         self.size = self.size.max(offset + done as u64);
         Ok(done)
+    }
+
+    /// Whether the seals allow changing the size to `size`.
+    fn may_resize(&self, size: u64) -> Result<()> {
+        if (size < self.size && self.seals & F_SEAL_SHRINK != 0)
+            || (size > self.size && self.seals & F_SEAL_GROW != 0)
+        {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
     }
 
     fn truncate(&mut self, fs: &Fs, size: u64) {
@@ -579,13 +619,18 @@ impl Inode for Node {
     fn setattr(&self, attr: &SetAttr) -> Result<()> {
         let mut m = self.lock();
         if let Some(size) = attr.size {
-            match m.body {
-                Body::File(_) => {}
+            match &m.body {
+                Body::File(data) => data.may_resize(size)?,
                 Body::Dir(_) => return Err(Errno::EISDIR),
                 _ => return Err(Errno::EINVAL),
             }
             if size > MAX_FILE_SIZE {
                 return Err(Errno::EFBIG);
+            }
+        }
+        if let (Some(mode), Body::File(data)) = (attr.mode, &m.body) {
+            if data.seals & F_SEAL_EXEC != 0 && (mode ^ m.mode) & 0o111 != 0 {
+                return Err(Errno::EPERM);
             }
         }
         let now = TimeSpec::now();
@@ -945,13 +990,70 @@ impl FileOps for RegularFile {
         self.node.stat()
     }
 
-    fn map_shared(&self, min_len: u64) -> Option<Result<Arc<dyn SharedRegion>>> {
+    fn map_shared(&self, min_len: u64, may_write: bool) -> Option<Result<SharedMap>> {
         self.node.fs.memory.as_ref()?;
         let mut m = self.node.lock();
         let Body::File(data) = &mut m.body else {
             unreachable!("tmpfs: regular file without data")
         };
-        Some(data.share(&self.node.fs, min_len))
+        // A file sealed against writes maps, but never writably (Linux
+        // clears VM_MAYWRITE).
+        let writable = may_write && data.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) == 0;
+        let writer = writable.then(|| data.writers.clone() as Arc<dyn Any + Send + Sync>);
+        Some(
+            data.share(&self.node.fs, min_len)
+                .map(|region| SharedMap { region, writer }),
+        )
+    }
+
+    fn seals(&self) -> Result<u32> {
+        match &self.node.lock().body {
+            Body::File(data) => Ok(data.seals),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// memfd's rules (mm/memfd.c): nothing once F_SEAL_SEAL is set, and
+    /// F_SEAL_WRITE not while a shared mapping may still write.
+    fn add_seals(&self, seals: u32) -> Result<()> {
+        if seals & !ALL_SEALS != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut m = self.node.lock();
+        let Body::File(data) = &mut m.body else {
+            return Err(Errno::EINVAL);
+        };
+        if data.seals & F_SEAL_SEAL != 0 {
+            return Err(Errno::EPERM);
+        }
+        if seals & F_SEAL_WRITE != 0
+            && data.seals & F_SEAL_WRITE == 0
+            && Arc::strong_count(&data.writers) > 1
+        {
+            return Err(Errno::EBUSY);
+        }
+        data.seals |= seals;
+        Ok(())
+    }
+
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
+    }
+}
+
+/// Lift the F_SEAL_SEAL every tmpfs file starts with, so seals can be
+/// added (memfd_create's MFD_ALLOW_SEALING). False if `ops` is not an
+/// open tmpfs regular file.
+pub fn allow_sealing(ops: &dyn FileOps) -> bool {
+    let Some(file) = ops.as_any().and_then(|a| a.downcast_ref::<RegularFile>()) else {
+        return false;
+    };
+    match &mut file.node.lock().body {
+        Body::File(data) => {
+            data.seals &= !F_SEAL_SEAL;
+            true
+        }
+        _ => false,
     }
 }
 

@@ -694,7 +694,11 @@ fn a_shared_mapped_file_keeps_one_copy_of_its_bytes() {
     let f = root.create("f", NodeKind::Regular, 0o644, (0, 0)).unwrap();
     let ops = f.open(libc::O_RDWR).unwrap();
     ops.write(b"before mapping", 0).unwrap();
-    let region = ops.map_shared(4096).expect("tmpfs maps shared").unwrap();
+    let region = ops
+        .map_shared(4096, true)
+        .expect("tmpfs maps shared")
+        .unwrap()
+        .region;
     let mut b = [0u8; 6];
     region.read(0, &mut b);
     assert_eq!(&b, b"before");
@@ -708,7 +712,7 @@ fn a_shared_mapped_file_keeps_one_copy_of_its_bytes() {
     region.read(7, &mut b);
     assert_eq!(&b, b"xyz");
     // A second mapping of a range the region holds is the same region.
-    let again = ops.map_shared(4096).unwrap().unwrap();
+    let again = ops.map_shared(4096, true).unwrap().unwrap().region;
     again.write(1, b"Z");
     region.read(1, &mut b[..1]);
     assert_eq!(b[0], b'Z');
@@ -730,9 +734,58 @@ fn a_shared_mapped_file_keeps_one_copy_of_its_bytes() {
     let cap = region.len();
     ops.write(b"end", cap + 5).unwrap();
     assert_eq!(f.stat().unwrap().size as u64, cap + 8);
-    let bigger = ops.map_shared(cap + 8).unwrap().unwrap();
+    let bigger = ops.map_shared(cap + 8, true).unwrap().unwrap().region;
     assert!(bigger.len() >= cap + 8);
     let mut b = [0u8; 3];
     bigger.read(0, &mut b);
     assert_eq!(&b, b"AZT");
+}
+
+#[test]
+fn seals_follow_memfd_rules() {
+    const SEAL: u32 = 1;
+    const SHRINK: u32 = 2;
+    const GROW: u32 = 4;
+    const WRITE: u32 = 8;
+    let root = tmpfs::new(TmpfsOptions {
+        memory: Some(Arc::new(HeapMemory)),
+        ..TmpfsOptions::default()
+    });
+    let f = root.create("f", NodeKind::Regular, 0o644, (0, 0)).unwrap();
+    let ops = f.open(libc::O_RDWR).unwrap();
+    // A plain tmpfs file is sealed against seals.
+    assert_eq!(ops.seals().unwrap(), SEAL);
+    assert_eq!(ops.add_seals(GROW), Err(Errno::EPERM));
+    assert!(tmpfs::allow_sealing(ops.as_ref()));
+    assert_eq!(ops.seals().unwrap(), 0);
+    assert_eq!(ops.add_seals(0x40), Err(Errno::EINVAL));
+    ops.write(b"0123456789", 0).unwrap();
+    // Shrink and grow seals stop size changes in their direction only.
+    ops.add_seals(SHRINK | GROW).unwrap();
+    let resize = |size| {
+        f.setattr(&SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        })
+    };
+    assert_eq!(resize(5), Err(Errno::EPERM));
+    assert_eq!(resize(20), Err(Errno::EPERM));
+    resize(10).unwrap();
+    assert_eq!(ops.write(b"abc", 9), Err(Errno::EPERM));
+    assert_eq!(ops.write(b"abc", 7).unwrap(), 3);
+    // A writable shared mapping blocks the write seal until it goes.
+    let map = ops.map_shared(4096, true).unwrap().unwrap();
+    assert!(map.writer.is_some());
+    assert_eq!(ops.add_seals(WRITE), Err(Errno::EBUSY));
+    drop(map);
+    ops.add_seals(WRITE).unwrap();
+    assert_eq!(ops.write(b"x", 0), Err(Errno::EPERM));
+    let ro = ops.map_shared(4096, true).unwrap().unwrap();
+    assert!(
+        ro.writer.is_none(),
+        "a write-sealed file never maps writably"
+    );
+    ops.add_seals(SEAL).unwrap();
+    assert_eq!(ops.add_seals(SHRINK), Err(Errno::EPERM));
+    assert_eq!(ops.seals().unwrap(), SEAL | SHRINK | GROW | WRITE);
 }

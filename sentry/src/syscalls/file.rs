@@ -761,18 +761,30 @@ fn vectored(
     op: fn(&Task, &File, u64, u64, Option<u64>) -> SysResult,
 ) -> SysResult {
     let file = task.fds().get(fd)?;
+    vectored_on(task, &file, iov, offset, op)
+}
+
+fn vectored_on(
+    task: &Task,
+    file: &File,
+    iov: (u64, u64),
+    offset: Option<u64>,
+    op: fn(&Task, &File, u64, u64, Option<u64>) -> SysResult,
+) -> SysResult {
     let iovecs = iovecs(task, iov.0, iov.1)?;
     // Linux refuses a total that would not fit in ssize_t before moving anything.
     if iovecs
         .iter()
-        .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len).filter(|&s| s <= i64::MAX as u64))
+        .try_fold(0u64, |sum, &(_, len)| {
+            sum.checked_add(len).filter(|&s| s <= i64::MAX as u64)
+        })
         .is_none()
     {
         return Err(Errno::EINVAL);
     }
     let mut total = 0;
     for (base, len) in iovecs {
-        match op(task, &file, base, len, offset.map(|o| o + total)) {
+        match op(task, file, base, len, offset.map(|o| o + total)) {
             Ok(n) => {
                 total += n;
                 if n < len {
@@ -803,11 +815,23 @@ fn vector_offset(pos: u64) -> Result<u64, Errno> {
 }
 
 pub fn preadv(task: &mut Task, a: [u64; 6]) -> SysResult {
-    vectored(task, a[0], (a[1], a[2]), Some(vector_offset(a[3])?), read_into)
+    vectored(
+        task,
+        a[0],
+        (a[1], a[2]),
+        Some(vector_offset(a[3])?),
+        read_into,
+    )
 }
 
 pub fn pwritev(task: &mut Task, a: [u64; 6]) -> SysResult {
-    vectored(task, a[0], (a[1], a[2]), Some(vector_offset(a[3])?), write_from)
+    vectored(
+        task,
+        a[0],
+        (a[1], a[2]),
+        Some(vector_offset(a[3])?),
+        write_from,
+    )
 }
 
 /// RWF_* flags of preadv2/pwritev2 (include/uapi/linux/fs.h).
@@ -981,6 +1005,98 @@ pub fn splice(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(done as u64)
 }
 
+const SPLICE_FLAGS: u64 =
+    (libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MORE | libc::SPLICE_F_GIFT)
+        as u64;
+
+/// The host pipe behind `f`, if it is one.
+fn host_pipe(f: &File) -> Option<std::os::fd::BorrowedFd<'_>> {
+    f.ops()
+        .host_fd()
+        .filter(|_| f.location().is_none() && is_pipe(f))
+}
+
+/// tee(2): copy up to `len` bytes from one pipe to another without
+/// consuming them. Pipes made by pipe2 are host pipes, so the host's tee
+/// does the copy; the Sentry does the waiting, so signals interrupt it.
+/// The Sentry's own FIFOs are not supported (EINVAL, logged).
+pub fn tee(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (len, flags) = (a[2], a[3]);
+    if flags & !SPLICE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let inp = task.fds().get(a[0])?;
+    let out = task.fds().get(a[1])?;
+    if !inp.readable() || !out.writable() {
+        return Err(Errno::EBADF);
+    }
+    if !is_pipe(&inp) || !is_pipe(&out) {
+        return Err(Errno::EINVAL);
+    }
+    let (Some(in_fd), Some(out_fd)) = (host_pipe(&inp), host_pipe(&out)) else {
+        tracing::info!("tee: only pipes made by pipe(2) are supported: EINVAL");
+        return Err(Errno::EINVAL);
+    };
+    let (si, so) = (inp.stat()?, out.stat()?);
+    if (si.dev, si.ino) == (so.dev, so.ino) {
+        return Err(Errno::EINVAL);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let nonblock = flags & libc::SPLICE_F_NONBLOCK as u64 != 0
+        || (inp.flags() | out.flags()) & libc::O_NONBLOCK != 0;
+    let len = len.min(MAX_RW) as usize;
+    loop {
+        match host::tee(in_fd, out_fd, len) {
+            Err(Errno::EAGAIN) if !nonblock => {
+                // Empty input, or a full output: wait for whichever.
+                if ready(in_fd, libc::POLLIN, 0)? {
+                    wait_ready(task, out_fd, libc::POLLOUT)?;
+                } else {
+                    wait_ready(task, in_fd, libc::POLLIN)?;
+                }
+            }
+            other => return other.map(|n| n as u64),
+        }
+    }
+}
+
+/// vmsplice(2), by copying: into a pipe's write end it is writev, out of
+/// a read end readv (SPLICE_F_GIFT gives pages away in Linux; here the
+/// bytes are copied, which the caller cannot tell apart).
+pub fn vmsplice(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (fd, iov, count, flags) = (a[0], a[1], a[2], a[3]);
+    if flags & !SPLICE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = task.fds().get(fd)?;
+    if !is_pipe(&file) {
+        return Err(Errno::EBADF);
+    }
+    if flags & libc::SPLICE_F_NONBLOCK as u64 != 0 && file.flags() & libc::O_NONBLOCK == 0 {
+        // SPLICE_F_NONBLOCK for this call only: a description of our own
+        // that shares the pipe but not the caller's flags.
+        let own = vfs::FileDescription::anonymous(
+            file.anon_name(),
+            file.ops().clone(),
+            file.flags() | libc::O_NONBLOCK,
+        );
+        return vmsplice_on(task, &own, (iov, count));
+    }
+    vmsplice_on(task, &file, (iov, count))
+}
+
+fn vmsplice_on(task: &Task, file: &File, iov: (u64, u64)) -> SysResult {
+    if file.writable() {
+        vectored_on(task, file, iov, None, write_from)
+    } else if file.readable() {
+        vectored_on(task, file, iov, None, read_into)
+    } else {
+        Err(Errno::EBADF)
+    }
+}
+
 /// memfd_create(2): an anonymous regular file in memory (a tmpfs file
 /// made and unlinked at once). File seals are not supported.
 pub fn memfd_create(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -1027,6 +1143,25 @@ pub fn memfd_create(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
     };
     ctx.unlink(&dir, &node)?;
+    if flags & MFD_NOEXEC_SEAL != 0 {
+        // Not executable, and sealed so it cannot become so.
+        file.location()
+            .ok_or(Errno::EINVAL)?
+            .inode()
+            .setattr(&vfs::SetAttr {
+                mode: Some(0o666),
+                ..vfs::SetAttr::default()
+            })?;
+    }
+    if flags & (MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL) != 0 {
+        if !vfs::tmpfs::allow_sealing(file.ops().as_ref()) {
+            return Err(Errno::EINVAL);
+        }
+        if flags & MFD_NOEXEC_SEAL != 0 {
+            const F_SEAL_EXEC: u32 = 0x20;
+            file.ops().add_seals(F_SEAL_EXEC)?;
+        }
+    }
     task.fds().insert(file, flags & MFD_CLOEXEC != 0, 0)
 }
 
@@ -1361,6 +1496,15 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
             record_lock(task, &file, cmd, a[2])
         }
         libc::F_GETOWN | libc::F_SETOWN => Ok(0),
+        libc::F_GET_SEALS => file.ops().seals().map(u64::from),
+        libc::F_ADD_SEALS => {
+            // Linux checks the file can be sealed before the access mode.
+            file.ops().seals()?;
+            if !file.writable() {
+                return Err(Errno::EPERM);
+            }
+            file.ops().add_seals(a[2] as u32).map(|()| 0)
+        }
         libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => {
             let fd = fs::host_fd(&file, Errno::EBADF)?;
             host::fcntl_int(fd, a[1] as i32, a[2] as i32)

@@ -4,7 +4,7 @@ use abi::{page_up, Errno, PAGE_SIZE};
 use platform::AccessType;
 
 use super::SysResult;
-use crate::mm::VmaKind;
+use crate::mm::{MayWrite, VmaKind};
 use crate::task::Task;
 
 const PROT_MASK: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
@@ -85,8 +85,14 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
             return Err(Errno::EACCES);
         }
         let end = offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
-        if let Some(region) = file.ops().map_shared(end) {
-            let range = region?
+        if let Some(map) = file.ops().map_shared(end, file.writable()) {
+            let map = map?;
+            if access.write && map.writer.is_none() {
+                // Sealed against writes (F_SEAL_WRITE or FUTURE_WRITE).
+                return Err(Errno::EPERM);
+            }
+            let range = map
+                .region
                 .into_any()
                 .downcast::<crate::mm::SharedRange>()
                 .map_err(|_| Errno::ENODEV)?;
@@ -95,7 +101,7 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
                 addr,
                 len,
                 fixed || noreplace,
-                access,
+                (access, MayWrite::from_writer(map.writer)),
                 (range, offset),
                 name,
             );
@@ -117,14 +123,18 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
     // read as zeros within the last page.
     if let Some(pages) = task.kernel.file_cache.pages(&file)? {
         let frames = (offset < pages.len).then(|| (pages.offset + offset, pages.len - offset));
-        return task.mm().map_file_pages(
+        let at = task.mm().map_file_pages(
             addr,
             len,
             fixed || noreplace,
             access,
             VmaKind::File(file_name(task, &file)),
             frames,
-        );
+        )?;
+        if kind != libc::MAP_PRIVATE {
+            task.mm().deny_write(at, len);
+        }
+        return Ok(at);
     }
     let at = task.mm().map_anonymous(
         addr,
@@ -143,6 +153,9 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
         task.mm().copy_out_force(at + done, &buf[..n])?;
         done += n as u64;
+    }
+    if kind != libc::MAP_PRIVATE {
+        task.mm().deny_write(at, len);
     }
     Ok(at)
 }

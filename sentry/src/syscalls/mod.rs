@@ -404,9 +404,9 @@ table! {
     __NR_set_robust_list(Hex, Hex) full => process::set_robust_list;
     __NR_get_robust_list(Hex, Hex, Hex) full => process::get_robust_list;
     __NR_splice(Fd, Hex, Fd, Hex, Hex, Hex) full => file::splice;
-    __NR_tee(Fd, Fd, Hex, Hex) none;
+    __NR_tee(Fd, Fd, Hex, Hex) partial("pipes made by pipe(2) only, not FIFOs") => file::tee;
     __NR_sync_file_range(Fd, Hex, Hex, Hex) full => path::sync_file_range;
-    __NR_vmsplice(Fd, Hex, Hex, Hex) none;
+    __NR_vmsplice(Fd, Hex, Hex, Hex) full => file::vmsplice;
     __NR_move_pages(Hex, Hex, Hex, Hex, Hex, Hex) none;
     __NR_utimensat(Fd, Path, UTimeTimespec, Hex) full => path::utimensat;
     __NR_epoll_pwait(Fd, EpollEvents, Hex, Hex, SigSet, Hex) full => events::epoll_pwait;

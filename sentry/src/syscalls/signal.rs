@@ -268,7 +268,11 @@ pub fn rt_sigtimedwait(task: &mut Task, a: [u64; 6]) -> SysResult {
     };
     let Some(q) = taken else {
         let timed_out = deadline.is_some_and(|d| Instant::now() >= d) && !handle.interrupted();
-        return Err(if timed_out { Errno::EAGAIN } else { Errno::EINTR });
+        return Err(if timed_out {
+            Errno::EAGAIN
+        } else {
+            Errno::EINTR
+        });
     };
     if info_addr != 0 {
         // A failed copy loses the signal, as in Linux.
