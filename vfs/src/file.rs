@@ -7,6 +7,7 @@ use abi::{Errno, Stat};
 
 use crate::inode::{dirent_type, DirEntry, FileOps};
 use crate::mount::Location;
+use crate::notify;
 use crate::Result;
 
 /// Status flags `F_SETFL` may change.
@@ -34,6 +35,14 @@ impl Drop for FileDescription {
     fn drop(&mut self) {
         if self.locked.load(Ordering::Relaxed) {
             crate::lock::table().release_all(self.lock_owner());
+        }
+        if let Some(loc) = self.location.as_ref().filter(|_| !self.is_path_only()) {
+            let closed = if self.writable() {
+                notify::IN_CLOSE_WRITE
+            } else {
+                notify::IN_CLOSE_NOWRITE
+            };
+            notify::file_event(loc, closed);
         }
     }
 }
@@ -145,8 +154,7 @@ impl FileDescription {
         self.file_type() == crate::S_IFREG
     }
 
-    /// `read(2)`: at the file position, which moves past what was read.
-    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+    fn read_inner(&self, buf: &mut [u8]) -> Result<usize> {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
@@ -159,8 +167,7 @@ impl FileDescription {
         Ok(n)
     }
 
-    /// `pread64(2)`.
-    pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+    fn pread_inner(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
         if !self.readable() {
             return Err(Errno::EBADF);
         }
@@ -170,8 +177,7 @@ impl FileDescription {
         self.ops.read(buf, offset)
     }
 
-    /// `write(2)`: at the position, or at the end with O_APPEND.
-    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+    fn write_inner(&self, buf: &[u8]) -> Result<usize> {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
@@ -189,8 +195,7 @@ impl FileDescription {
         Ok(n)
     }
 
-    /// `pwrite64(2)`. (Linux appends anyway on an O_APPEND file.)
-    pub fn pwrite(&self, buf: &[u8], offset: u64) -> Result<usize> {
+    fn pwrite_inner(&self, buf: &[u8], offset: u64) -> Result<usize> {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
@@ -203,12 +208,9 @@ impl FileDescription {
         self.ops.write(buf, offset)
     }
 
-    /// [`read`](Self::read) (`offset` None) or [`pread`](Self::pread)
-    /// straight into `iov`; None when the file has no vectored path.
-    ///
     /// # Safety
     /// As [`IovIo::read_iov`](crate::inode::IovIo::read_iov).
-    pub unsafe fn read_iov(
+    unsafe fn read_iov_inner(
         &self,
         iov: &[libc::iovec],
         offset: Option<u64>,
@@ -236,13 +238,9 @@ impl FileDescription {
         })
     }
 
-    /// [`write`](Self::write) (`offset` None) or [`pwrite`](Self::pwrite)
-    /// straight from `iov`; None when the file has no vectored path or
-    /// appends (O_APPEND on a file with positions takes the copying path).
-    ///
     /// # Safety
     /// As [`IovIo::write_iov`](crate::inode::IovIo::write_iov).
-    pub unsafe fn write_iov(
+    unsafe fn write_iov_inner(
         &self,
         iov: &[libc::iovec],
         offset: Option<u64>,
@@ -271,6 +269,67 @@ impl FileDescription {
                 r
             }
         })
+    }
+
+    /// Report data moved through a named file to inotify.
+    fn noted(&self, r: Result<usize>, mask: u32) -> Result<usize> {
+        if let (Ok(n), Some(loc)) = (&r, &self.location) {
+            if *n > 0 {
+                notify::file_event(loc, mask);
+            }
+        }
+        r
+    }
+
+    /// `read(2)`: at the file position, which moves past what was read.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.noted(self.read_inner(buf), notify::IN_ACCESS)
+    }
+
+    /// `pread64(2)`.
+    pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        self.noted(self.pread_inner(buf, offset), notify::IN_ACCESS)
+    }
+
+    /// `write(2)`: at the position, or at the end with O_APPEND.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.noted(self.write_inner(buf), notify::IN_MODIFY)
+    }
+
+    /// `pwrite64(2)`. (Linux appends anyway on an O_APPEND file.)
+    pub fn pwrite(&self, buf: &[u8], offset: u64) -> Result<usize> {
+        self.noted(self.pwrite_inner(buf, offset), notify::IN_MODIFY)
+    }
+
+    /// [`read`](Self::read) (`offset` None) or [`pread`](Self::pread)
+    /// straight into `iov`; None when the file has no vectored path.
+    ///
+    /// # Safety
+    /// As [`IovIo::read_iov`](crate::inode::IovIo::read_iov).
+    pub unsafe fn read_iov(
+        &self,
+        iov: &[libc::iovec],
+        offset: Option<u64>,
+    ) -> Option<Result<usize>> {
+        // SAFETY: the caller's contract.
+        let r = unsafe { self.read_iov_inner(iov, offset) }?;
+        Some(self.noted(r, notify::IN_ACCESS))
+    }
+
+    /// [`write`](Self::write) (`offset` None) or [`pwrite`](Self::pwrite)
+    /// straight from `iov`; None when the file has no vectored path or
+    /// appends (O_APPEND on a file with positions takes the copying path).
+    ///
+    /// # Safety
+    /// As [`IovIo::write_iov`](crate::inode::IovIo::write_iov).
+    pub unsafe fn write_iov(
+        &self,
+        iov: &[libc::iovec],
+        offset: Option<u64>,
+    ) -> Option<Result<usize>> {
+        // SAFETY: the caller's contract.
+        let r = unsafe { self.write_iov_inner(iov, offset) }?;
+        Some(self.noted(r, notify::IN_MODIFY))
     }
 
     /// `lseek(2)`. SEEK_DATA and SEEK_HOLE treat the whole file as data.
@@ -372,6 +431,10 @@ impl FileDescription {
             used += reclen;
             *pos += 1;
         }
+        drop(listing);
+        drop(pos);
+        // Linux reports every directory read, even one at the end.
+        notify::file_event(loc, notify::IN_ACCESS);
         Ok(used)
     }
 }

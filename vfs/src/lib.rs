@@ -20,6 +20,7 @@ pub mod hostfs;
 pub mod inode;
 pub mod lock;
 pub mod mount;
+pub mod notify;
 pub mod overlay;
 pub mod tmpfs;
 pub mod waiter;

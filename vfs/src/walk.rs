@@ -10,6 +10,10 @@ use crate::dentry::Dentry;
 use crate::file::FileDescription;
 use crate::inode::*;
 use crate::mount::{self, Location, Mounts, MS_NODEV, MS_RDONLY};
+use crate::notify::{
+    self, IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO,
+    IN_MOVE_SELF, IN_OPEN,
+};
 use crate::{Result, NAME_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
 /// Access wanted, as in Linux's `MAY_*`.
@@ -294,6 +298,7 @@ impl Context<'_> {
         let is_dir = kind == NodeKind::Directory;
         let (owner, mode) = self.new_owner(dir, mode & 0o7777, is_dir)?;
         let inode = dir.inode().create(name, kind, mode, owner)?;
+        notify::dir_event(dir, name, IN_CREATE, is_dir, 0);
         Ok(Location {
             mount: dir.mount.clone(),
             dentry: dir.dentry.adopt(name, inode),
@@ -413,6 +418,7 @@ impl Context<'_> {
                 size: Some(0),
                 ..SetAttr::default()
             })?;
+            notify::file_event(&loc, IN_MODIFY);
         }
         let ops = match loc.inode().open(flags) {
             Err(Errno::EMFILE | Errno::ENFILE) if crate::dentry::relieve_fd_pressure() => {
@@ -420,7 +426,11 @@ impl Context<'_> {
             }
             other => other?,
         };
-        Ok(FileDescription::new(loc, ops, flags))
+        let file = FileDescription::new(loc, ops, flags);
+        if let Some(loc) = file.location() {
+            notify::file_event(loc, IN_OPEN);
+        }
+        Ok(file)
     }
 
     /// `mkdirat`, `mknodat`, `symlinkat`: make a node at `path`.
@@ -471,7 +481,10 @@ impl Context<'_> {
             Err(e) => return Err(e),
         }
         self.may_modify(&dir)?;
-        dir.inode().link(&name, old.inode())
+        dir.inode().link(&name, old.inode())?;
+        notify::self_event(old.inode(), IN_ATTRIB);
+        notify::dir_event(&dir, &name, IN_CREATE, false, 0);
+        Ok(())
     }
 
     /// `unlinkat` without AT_REMOVEDIR.
@@ -492,8 +505,20 @@ impl Context<'_> {
         if victim.is_mountpoint() {
             return Err(Errno::EBUSY);
         }
+        let node = victim.inode().clone();
+        let key = notify::watched_key(&node);
         dir.inode().unlink(&name)?;
         dir.dentry.forget(&name);
+        // Linux's order: the link count, the node's end, the entry's.
+        notify::self_event(&node, IN_ATTRIB);
+        let last = key.is_some() && notify::unlinked(&node);
+        if last {
+            notify::deleted(key);
+        }
+        notify::dir_event(&dir, &name, IN_DELETE, false, 0);
+        if last {
+            notify::forget(key);
+        }
         Ok(())
     }
 
@@ -514,8 +539,12 @@ impl Context<'_> {
         if victim.is_mountpoint() {
             return Err(Errno::EBUSY);
         }
+        let key = notify::watched_key(victim.inode());
         dir.inode().rmdir(&name)?;
         dir.dentry.forget(&name);
+        notify::deleted(key);
+        notify::dir_event(&dir, &name, IN_DELETE, true, 0);
+        notify::forget(key);
         Ok(())
     }
 
@@ -595,11 +624,44 @@ impl Context<'_> {
         if src_dir && !Arc::ptr_eq(&odir.dentry, &ndir.dentry) {
             permission(self.creds, &src.inode().stat()?, MAY_WRITE)?;
         }
+        let src_node = src.inode().clone();
+        let dst_node = dst.as_ref().map(|d| (d.inode().clone(), d.is_dir()));
+        let dst_key = dst_node.as_ref().and_then(|(n, _)| notify::watched_key(n));
         odir.inode().rename(&oname, ndir.inode(), &nname, flags)?;
         if flags & RENAME_EXCHANGE != 0 {
             odir.dentry.exchanged(&oname, &ndir.dentry, &nname);
         } else {
             odir.dentry.moved(&oname, &ndir.dentry, &nname);
+        }
+        let moved = |from: &Location,
+                     a: &str,
+                     to: &Location,
+                     b: &str,
+                     node: &Arc<dyn Inode>,
+                     is_dir: bool| {
+            let cookie = notify::next_cookie();
+            notify::dir_event(from, a, IN_MOVED_FROM, is_dir, cookie);
+            notify::dir_event(to, b, IN_MOVED_TO, is_dir, cookie);
+            notify::self_event(node, IN_MOVE_SELF);
+        };
+        match &dst_node {
+            Some((node, is_dir)) if flags & RENAME_EXCHANGE != 0 => {
+                moved(&odir, &oname, &ndir, &nname, &src_node, src_dir);
+                moved(&ndir, &nname, &odir, &oname, node, *is_dir);
+            }
+            Some((node, _)) => {
+                // The replaced node loses a link, and maybe its last.
+                let cookie = notify::next_cookie();
+                notify::dir_event(&odir, &oname, IN_MOVED_FROM, src_dir, cookie);
+                notify::dir_event(&ndir, &nname, IN_MOVED_TO, src_dir, cookie);
+                notify::self_event(node, IN_ATTRIB);
+                notify::self_event(&src_node, IN_MOVE_SELF);
+                if dst_key.is_some() && notify::unlinked(node) {
+                    notify::deleted(dst_key);
+                    notify::forget(dst_key);
+                }
+            }
+            None => moved(&odir, &oname, &ndir, &nname, &src_node, src_dir),
         }
         Ok(())
     }
@@ -669,7 +731,9 @@ impl Context<'_> {
         if !only_device_data || attr.mode.is_some() || attr.uid.is_some() || attr.gid.is_some() {
             Self::writable_mount(loc)?;
         }
-        loc.inode().setattr(&attr)
+        loc.inode().setattr(&attr)?;
+        notify::file_event(loc, setattr_events(&attr));
+        Ok(())
     }
 
     /// `access`/`faccessat`: `mode` is F_OK (0) or R/W/X_OK bits.
@@ -691,6 +755,26 @@ impl Context<'_> {
     pub fn path_of(&self, loc: &Location) -> String {
         mount::path_of(loc, self.root)
     }
+}
+
+/// What inotify reports for a change of attributes (Linux's
+/// `fsnotify_change`): a size is a modification; a time alone is an access
+/// or a modification, both times or ownership or mode are IN_ATTRIB.
+fn setattr_events(attr: &SetAttr) -> u32 {
+    let mut mask = 0;
+    if attr.size.is_some() {
+        mask |= IN_MODIFY;
+    }
+    if attr.uid.is_some() || attr.gid.is_some() || attr.mode.is_some() {
+        mask |= IN_ATTRIB;
+    }
+    match (attr.atime.is_some(), attr.mtime.is_some()) {
+        (true, true) => mask |= IN_ATTRIB,
+        (true, false) => mask |= IN_ACCESS,
+        (false, true) => mask |= IN_MODIFY,
+        (false, false) => {}
+    }
+    mask
 }
 
 /// The "file" of an O_PATH descriptor: no data operations.

@@ -408,3 +408,57 @@ pub fn timerfd_gettime(task: &mut Task, a: [u64; 6]) -> SysResult {
     task.mm().copy_out(a[1], &cur)?;
     Ok(0)
 }
+
+/// inotify_init1(2): IN_NONBLOCK and IN_CLOEXEC are O_NONBLOCK and
+/// O_CLOEXEC.
+pub fn inotify_init1(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let flags = a[0] as i32;
+    if flags & !(libc::O_NONBLOCK | libc::O_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let file = vfs::FileDescription::anonymous(
+        "anon_inode:inotify",
+        vfs::notify::Inotify::new(),
+        libc::O_RDONLY | (flags & libc::O_NONBLOCK),
+    );
+    task.fds().insert(file, flags & libc::O_CLOEXEC != 0, 0)
+}
+
+pub fn inotify_init(task: &mut Task, _a: [u64; 6]) -> SysResult {
+    inotify_init1(task, [0; 6])
+}
+
+/// Run `f` on the inotify instance behind descriptor `fd`; EINVAL for
+/// other files.
+fn with_inotify<T>(
+    task: &Task,
+    fd: u64,
+    f: impl FnOnce(&vfs::notify::Inotify) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    let file = task.fds().get(fd)?;
+    let instance = file
+        .ops()
+        .as_any()
+        .and_then(|a| a.downcast_ref::<vfs::notify::Inotify>())
+        .ok_or(Errno::EINVAL)?;
+    f(instance)
+}
+
+pub fn inotify_add_watch(task: &mut Task, a: [u64; 6]) -> SysResult {
+    use vfs::notify::IN_DONT_FOLLOW;
+    // Linux checks the descriptor before the path.
+    with_inotify(task, a[0], |_| Ok(()))?;
+    let mask = a[2] as u32;
+    let path = super::file::path_arg(task, a[1])?;
+    let start = super::file::start_of(task, super::file::AT_FDCWD, &path)?;
+    let walker = super::file::Walker::of(task);
+    let ctx = walker.ctx();
+    let loc = ctx.lookup(&start, &path, mask & IN_DONT_FOLLOW == 0)?;
+    // Watching needs read permission on the node (inotify_find_inode).
+    ctx.access(&loc, libc::R_OK as u32)?;
+    with_inotify(task, a[0], |i| i.add_watch(&loc, mask)).map(|wd| wd as u64)
+}
+
+pub fn inotify_rm_watch(task: &mut Task, a: [u64; 6]) -> SysResult {
+    with_inotify(task, a[0], |i| i.rm_watch(a[1] as i32)).map(|()| 0)
+}

@@ -1417,6 +1417,17 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
                         .and_then(|a| a.downcast_ref::<crate::socket::SocketFile>());
                     s.map_or(0, |s| s.0.pending().min(i32::MAX as usize) as i32)
                 }
+                _ if file
+                    .ops()
+                    .as_any()
+                    .is_some_and(|a| a.is::<vfs::notify::Inotify>()) =>
+                {
+                    let i = file
+                        .ops()
+                        .as_any()
+                        .and_then(|a| a.downcast_ref::<vfs::notify::Inotify>());
+                    i.map_or(0, |i| i.pending_bytes().min(i32::MAX as usize) as i32)
+                }
                 _ if file.is_regular() => {
                     let size = file.stat()?.size as u64;
                     size.saturating_sub(file.position()).min(i32::MAX as u64) as i32

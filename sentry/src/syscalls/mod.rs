@@ -381,9 +381,9 @@ table! {
     __NR_keyctl(Hex, Hex, Hex, Hex, Hex) none;
     __NR_ioprio_set(Hex, Hex, Hex) none;
     __NR_ioprio_get(Hex, Hex) none;
-    __NR_inotify_init() none;
-    __NR_inotify_add_watch(Hex, Path, Hex) none;
-    __NR_inotify_rm_watch(Hex, Hex) none;
+    __NR_inotify_init() partial("changes made on the host outside the sandbox are not seen") => events::inotify_init;
+    __NR_inotify_add_watch(Fd, Path, Hex) partial("changes made on the host outside the sandbox are not seen") => events::inotify_add_watch;
+    __NR_inotify_rm_watch(Fd, Hex) full => events::inotify_rm_watch;
     __NR_migrate_pages(Hex, Hex, Hex, Hex) none;
     __NR_openat(Fd, Path, OpenFlags, Mode) full => file::openat;
     __NR_mkdirat(Fd, Path, Hex) full => path::mkdirat;
@@ -422,7 +422,7 @@ table! {
     __NR_epoll_create1(Hex) full => events::epoll_create1;
     __NR_dup3(Fd, Fd, Hex) full => file::dup3;
     __NR_pipe2(PipeFds, Hex) full => clone::pipe2;
-    __NR_inotify_init1(Hex) none;
+    __NR_inotify_init1(Hex) partial("changes made on the host outside the sandbox are not seen") => events::inotify_init1;
     __NR_preadv(Fd, ReadIovec, Hex, Hex) full => file::preadv;
     __NR_pwritev(Fd, WriteIovec, Hex, Hex) full => file::pwritev;
     __NR_rt_tgsigqueueinfo(Hex, Hex, Signal, Hex) full => signal::rt_tgsigqueueinfo;
