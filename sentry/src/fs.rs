@@ -56,6 +56,8 @@ fn new_tmpfs(
             Arc::new(move |rdev, flags| {
                 if rdev == libc::makedev(5, 2) {
                     ptys.open_master()
+                } else if rdev == libc::makedev(5, 0) {
+                    ptys.open_controlling()
                 } else {
                     dev::open_memory_device(rdev, flags)
                 }
@@ -107,6 +109,12 @@ pub fn build_tree(
         &devroot,
         "ptmx",
         NodeKind::CharDevice(libc::makedev(5, 2)),
+        0o666,
+    )?;
+    ctx.make(
+        &devroot,
+        "tty",
+        NodeKind::CharDevice(libc::makedev(5, 0)),
         0o666,
     )?;
     ctx.make(&devroot, "pts", NodeKind::Directory, 0o755)?;

@@ -26,6 +26,7 @@ const OPOST: u32 = 0o1;
 const ONLCR: u32 = 0o4;
 const ISIG: u32 = 0o1;
 const ICANON: u32 = 0o2;
+const TOSTOP: u32 = 0o400;
 const ECHO: u32 = 0o10;
 const ECHOE: u32 = 0o20;
 const ECHOK: u32 = 0o40;
@@ -137,6 +138,50 @@ impl Pty {
                 g.post(crate::signal::Queued { sig, info });
             }
         }
+    }
+
+    /// Job control for an access to this terminal by the calling process
+    /// (Linux's `__tty_check_change`, drivers/tty/tty_jobctrl.c): a
+    /// process of a background group of the terminal's session sends
+    /// `sig` to its group and the call restarts once it is continued;
+    /// when it blocks or ignores `sig` the access goes ahead (SIGTTOU) or
+    /// fails with EIO (SIGTTIN); an orphaned group gets EIO.
+    fn job_control(&self, sig: i32) -> Result<(), Errno> {
+        let (session, fg) = {
+            let st = self.st.lock().unwrap();
+            (st.session, st.fg_pgrp)
+        };
+        let (tgid, tid) = crate::procfs::current_ids();
+        if session == 0 || fg == 0 || tgid == 0 {
+            return Ok(());
+        }
+        let Some(kernel) = self.kernel.upgrade() else {
+            return Ok(());
+        };
+        let Some((group, handle)) = kernel.find_task(tid) else {
+            return Ok(());
+        };
+        let (pgid, sid) = {
+            let st = group.lock();
+            (st.pgid, st.sid)
+        };
+        if sid != session || pgid == fg {
+            return Ok(());
+        }
+        let ignored = crate::signal::ignored(&group.handlers().get(sig), sig)
+            || handle.signals().mask & crate::signal::bit(sig) != 0;
+        if ignored {
+            return if sig == libc::SIGTTIN {
+                Err(Errno::EIO)
+            } else {
+                Ok(())
+            };
+        }
+        if crate::process::orphaned_pgrp(&kernel.all_groups(), pgid) {
+            return Err(Errno::EIO);
+        }
+        self.signal_fg(sig, pgid);
+        Err(Errno::new(crate::deliver::ERESTARTSYS).expect("a valid errno number"))
     }
 
     /// What the master writes: the keyboard. It waits in `raw` until
@@ -348,6 +393,34 @@ impl Ptys {
         Ok(Arc::new(End { pty, master: true }))
     }
 
+    /// Open `/dev/tty`: the calling process's controlling terminal (the
+    /// pty whose session is the caller's), ENXIO without one.
+    pub fn open_controlling(&self) -> Result<Arc<dyn FileOps>, Errno> {
+        let kernel = self.kernel.upgrade().ok_or(Errno::ENXIO)?;
+        let tgid = crate::procfs::current_tgid();
+        let sid = kernel
+            .find_group(tgid)
+            .map(|g| g.lock().sid)
+            .ok_or(Errno::ENXIO)?;
+        let ptys: Vec<Arc<Pty>> = self
+            .all
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for pty in ptys {
+            let mut st = pty.st.lock().unwrap();
+            if st.session == sid && sid != 0 {
+                st.slaves += 1;
+                st.slave_ever_opened = true;
+                drop(st);
+                return Ok(Arc::new(End { pty, master: false }));
+            }
+        }
+        Err(Errno::ENXIO)
+    }
+
     fn get(&self, index: u32) -> Option<Arc<Pty>> {
         self.all.lock().unwrap().get(&index).and_then(Weak::upgrade)
     }
@@ -375,6 +448,9 @@ impl Drop for End {
 
 impl FileOps for End {
     fn read(&self, buf: &mut [u8], _offset: u64) -> Result<usize, Errno> {
+        if !self.master {
+            self.pty.job_control(libc::SIGTTIN)?;
+        }
         self.pty.flush();
         let n = {
             let mut st = self.pty.st.lock().unwrap();
@@ -444,6 +520,10 @@ impl FileOps for End {
             }
             Ok(n)
         } else {
+            let tostop = self.pty.st.lock().unwrap().termios.lflag & TOSTOP != 0;
+            if tostop {
+                self.pty.job_control(libc::SIGTTOU)?;
+            }
             self.pty.output(buf)
         }
     }
@@ -558,6 +638,16 @@ pub(crate) fn ioctl(
     const TIOCSPTLCK: u64 = 0x4004_5431;
     const TIOCGPTLCK: u64 = 0x8004_5439;
     let pty = &end.pty;
+    // Changing the terminal's settings from a background group is job
+    // control's business, as writing with TOSTOP is.
+    if !end.master
+        && matches!(
+            request,
+            TCSETS | TCSETSW | TCSETSF | TIOCSPGRP | TCFLSH | TCXONC
+        )
+    {
+        pty.job_control(libc::SIGTTOU)?;
+    }
     match request {
         TCGETS => arg_out(&pty.st.lock().unwrap().termios.to_bytes()).map(|()| 0),
         TCSETS | TCSETSW | TCSETSF => {
