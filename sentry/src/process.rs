@@ -254,9 +254,13 @@ pub(crate) fn orphaned_pgrp(groups: &[Arc<ThreadGroup>], pgid: i32) -> bool {
         if !member || zombie {
             continue;
         }
-        // The sandbox's first process has its parent outside: like a child
-        // of Linux's init, it keeps no group from being orphaned.
-        let Some(parent) = parent else { continue };
+        // The sandbox's first process (its parent is outside) and the
+        // processes it reaps are like Linux's init and its children
+        // (`is_global_init` in will_become_orphaned_pgrp): neither keeps a
+        // group from being orphaned.
+        let Some(parent) = parent.filter(|p| p.tgid != 1) else {
+            continue;
+        };
         let (ppgid, psid) = {
             let st = parent.lock();
             (st.pgid, st.sid)
@@ -574,7 +578,7 @@ impl ThreadGroup {
     /// The children of a process that ends are handed to `init` (the
     /// sandbox's PID 1), which reaps them, and each gets its parent-death
     /// signal if it asked for one.
-    pub fn thread_exited(&self, tid: i32, status: ExitStatus, init: Option<Arc<ThreadGroup>>) {
+    pub fn thread_exited(&self, tid: i32, status: ExitStatus, kernel: &crate::task::Kernel) {
         let last = self.with_parent(|st, parent| {
             // The exiting thread's host thread still runs (this is it), so
             // its CPU clock can be read one last time.
@@ -609,7 +613,15 @@ impl ThreadGroup {
         // A process's record locks die with it (before its parent can see
         // it gone).
         vfs::lock::table().release_all(vfs::lock::Owner::Process(self.tgid));
-        let init = init.filter(|i| i.tgid != self.tgid);
+        let init = kernel.find_group(1).filter(|i| i.tgid != self.tgid);
+        let parent_at_exit = self.parent();
+        let child_groups: Vec<(i32, i32)> = children
+            .iter()
+            .map(|c| {
+                let st = c.lock();
+                (st.pgid, st.sid)
+            })
+            .collect();
         for child in children {
             let (zombie, pdeath) = {
                 let mut c = child.lock();
@@ -636,6 +648,65 @@ impl ThreadGroup {
             }
         });
         self.changed.notify_all();
+        self.hang_up_orphans(kernel, parent_at_exit, &child_groups);
+    }
+
+    /// POSIX's rule for process groups this exit orphans (Linux's
+    /// `kill_orphaned_pgrp`): one with a stopped member gets SIGHUP and
+    /// then SIGCONT, so it is not left stopped with nobody to continue it.
+    /// Candidates are this process's own group (if its parent was in
+    /// another group of the session) and its children's groups (if
+    /// different from its own, in the same session).
+    fn hang_up_orphans(
+        &self,
+        kernel: &crate::task::Kernel,
+        parent: Option<Arc<ThreadGroup>>,
+        children: &[(i32, i32)],
+    ) {
+        let (pgid, sid) = {
+            let st = self.lock();
+            (st.pgid, st.sid)
+        };
+        let mut candidates = Vec::new();
+        if let Some(parent) = parent {
+            let (ppgid, psid) = {
+                let st = parent.lock();
+                (st.pgid, st.sid)
+            };
+            if ppgid != pgid && psid == sid {
+                candidates.push(pgid);
+            }
+        }
+        for &(cpgid, csid) in children {
+            if cpgid != pgid && csid == sid && !candidates.contains(&cpgid) {
+                candidates.push(cpgid);
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        let groups = kernel.all_groups();
+        for pgrp in candidates {
+            let members: Vec<&Arc<ThreadGroup>> = groups
+                .iter()
+                .filter(|g| {
+                    let st = g.lock();
+                    st.pgid == pgrp && !st.zombie
+                })
+                .collect();
+            let stopped = members.iter().any(|g| g.lock().jobctl.stopped);
+            if !stopped || !orphaned_pgrp(&groups, pgrp) {
+                continue;
+            }
+            for sig in [libc::SIGHUP, signal::SIGCONT] {
+                for g in &members {
+                    g.post(Queued {
+                        sig,
+                        info: signal::user_info(sig, 0x80 /* SI_KERNEL */, 0, 0),
+                    });
+                }
+            }
+        }
     }
 
     /// Tell the parent (locked) this process ended: SIGCHLD (or the

@@ -511,7 +511,7 @@ impl Task {
         // Release the address space (and its stub thread) before the group
         // is reported gone.
         drop(self);
-        tg.thread_exited(tid, status, kernel.find_group(1));
+        tg.thread_exited(tid, status, &kernel);
     }
 
     /// Start `child` on a host thread of its own.
