@@ -55,6 +55,9 @@ struct Vma {
     dontfork: bool,
     /// Whether mprotect may make the mapping writable.
     may_write: MayWrite,
+    /// A file mapping's first address wholly past the end of the file:
+    /// touching it from there on is SIGBUS (BUS_ADRERR), as in Linux.
+    bus_from: Option<u64>,
 }
 
 /// Whether a mapping may become writable (Linux's VM_MAYWRITE).
@@ -236,6 +239,8 @@ pub enum FutexKey {
 /// si_code values of SIGSEGV, for faults the memory manager cannot serve.
 pub const SEGV_MAPERR: i32 = 1;
 pub const SEGV_ACCERR: i32 = 2;
+/// si_code of the SIGBUS for a file mapping touched past the file's end.
+pub const BUS_ADRERR: i32 = 2;
 
 static NEXT_MM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -419,6 +424,24 @@ impl MemoryManager {
         Ok(addr)
     }
 
+    /// The file mapped at `addr` ends at `file_end` (page-rounded): pages
+    /// of the mapping from there on raise SIGBUS when touched.
+    /// The part past the end becomes a VMA of its own, so memory backed
+    /// or mapped for the file's pages never reaches into it.
+    pub fn set_file_end(&mut self, addr: u64, file_end: u64) {
+        let Some(end) = self.vmas.get(&addr).map(|v| v.end) else {
+            return;
+        };
+        if file_end >= end {
+            return;
+        }
+        let from = file_end.max(addr);
+        self.split_at(from);
+        if let Some(tail) = self.vmas.get_mut(&from) {
+            tail.bus_from = Some(from);
+        }
+    }
+
     /// Forbid making the mapping at `[addr, addr + len)` writable: what
     /// stands in for a read-only MAP_SHARED file mapping (Linux: no
     /// VM_MAYWRITE), so mprotect cannot turn it into private writable
@@ -502,6 +525,7 @@ impl MemoryManager {
                 growsdown: false,
                 dontfork: false,
                 may_write: MayWrite::Yes,
+                bus_from: None,
             },
         );
     }
@@ -888,6 +912,7 @@ impl MemoryManager {
         self.host_unmap(old, old + moved)?;
         let mut vma = self.vmas.remove(&old).expect("just split");
         vma.end = dest + new_len;
+        vma.bus_from = vma.bus_from.map(|b| b - old + dest);
         self.vmas.insert(dest, vma);
         let starts: Vec<u64> = self.pmas.range(old..old + moved).map(|(&s, _)| s).collect();
         for s in starts {
@@ -972,9 +997,15 @@ impl MemoryManager {
 
     /// Serve an application page fault at `addr` (`access`, if the
     /// platform knows it): map, allocate or copy what the VMAs promise.
-    /// Err is the si_code of the SIGSEGV the application gets instead.
-    pub fn fault(&mut self, addr: u64, access: Option<AccessType>) -> Result<(), i32> {
+    /// Err is the signal and si_code the application gets instead.
+    pub fn fault(&mut self, addr: u64, access: Option<AccessType>) -> Result<(), (i32, i32)> {
+        if let Some((_, vma)) = self.vma_at(page_down(addr)) {
+            if vma.bus_from.is_some_and(|b| addr >= b) {
+                return Err((libc::SIGBUS, BUS_ADRERR));
+            }
+        }
         self.serve_fault(addr, access, false)
+            .map_err(|code| (libc::SIGSEGV, code))
     }
 
     /// [`fault`](Self::fault); with `populate`, the host also allocates
@@ -1460,10 +1491,23 @@ impl MemoryManager {
     /// The mappings in the format of `/proc/[pid]/maps`. Offsets, devices
     /// and inodes of file mappings are not tracked yet and read as 0.
     pub fn proc_maps(&self) -> String {
-        let mut out = String::new();
-        for (start, v) in &self.vmas {
+        // A file mapping's part past the file's end is a VMA of its own
+        // here but one mapping in Linux: show it as one line.
+        let mut lines: Vec<(u64, u64, String, &str)> = Vec::new();
+        for (&start, v) in &self.vmas {
             let (perms, name) = v.perms_and_name();
-            let line = format!("{start:08x}-{:08x} {perms} 00000000 00:00 0", v.end);
+            if let Some(last) = lines.last_mut() {
+                if last.1 == start && v.bus_from == Some(start) && last.2 == perms && last.3 == name
+                {
+                    last.1 = v.end;
+                    continue;
+                }
+            }
+            lines.push((start, v.end, perms, name));
+        }
+        let mut out = String::new();
+        for (start, end, perms, name) in lines {
+            let line = format!("{start:08x}-{end:08x} {perms} 00000000 00:00 0");
             if name.is_empty() {
                 out.push_str(&line);
             } else {

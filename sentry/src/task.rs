@@ -461,8 +461,9 @@ impl Task {
                         Some(Err(_)) if access.is_none() && self.retried_fault != Some(page) => {
                             self.retried_fault = Some(page);
                         }
-                        Some(Err(code)) => {
+                        Some(Err((signo, code))) => {
                             self.retried_fault = None;
+                            info.signo = signo;
                             info.code = code;
                             self.fault(info)
                         }

@@ -131,6 +131,8 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
             VmaKind::File(file_name(task, &file)),
             frames,
         )?;
+        let file_pages = page_up(pages.len.saturating_sub(offset)).unwrap_or(u64::MAX);
+        task.mm().set_file_end(at, at.saturating_add(file_pages));
         if kind != libc::MAP_PRIVATE {
             task.mm().deny_write(at, len);
         }
@@ -157,6 +159,8 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
     if kind != libc::MAP_PRIVATE {
         task.mm().deny_write(at, len);
     }
+    let file_pages = page_up(offset.saturating_add(done)).unwrap_or(u64::MAX) - offset;
+    task.mm().set_file_end(at, at.saturating_add(file_pages));
     Ok(at)
 }
 
