@@ -114,6 +114,9 @@ struct Case {
     argv: Vec<String>,
     /// Global flags for the sandboxed run (`run-hostnet`: --network=host).
     flags: Vec<String>,
+    /// What the native run is started under (`run-mountns`: a private
+    /// mount namespace, so mounts the case makes stay off the host).
+    native_prefix: Vec<String>,
 }
 
 fn load_cases(fix: &Path) -> Vec<Case> {
@@ -136,9 +139,17 @@ fn load_cases(fix: &Path) -> Vec<Case> {
             assert!(words.len() >= 3, "{file:?}: malformed case {line:?}");
             let argv = words.split_off(2);
             let name = words.pop().unwrap();
-            let (kind, flags) = match words.pop().unwrap().as_str() {
+            let word = words.pop().unwrap();
+            let (kind, flags) = match word.as_str() {
                 "run-hostnet" => ("run".to_string(), vec!["--network=host".to_string()]),
+                "run-mountns" => ("run".to_string(), Vec::new()),
                 other => (other.to_string(), Vec::new()),
+            };
+            let native_prefix = match word.as_str() {
+                "run-mountns" => ["/usr/bin/unshare", "--mount", "--propagation=private", "--"]
+                    .map(String::from)
+                    .to_vec(),
+                _ => Vec::new(),
             };
             cases.push(Case {
                 file: stem.clone(),
@@ -146,6 +157,7 @@ fn load_cases(fix: &Path) -> Vec<Case> {
                 kind,
                 argv,
                 flags,
+                native_prefix,
             });
         }
     }
@@ -218,7 +230,13 @@ fn check(case: &Case, mode: &Mode) -> Result<(), String> {
         .map_err(|e| format!("running runsc: {e}"))?;
     match case.kind.as_str() {
         "run" => {
-            let native = command(&case.argv, &[], None)
+            let argv: Vec<String> = case
+                .native_prefix
+                .iter()
+                .chain(&case.argv)
+                .cloned()
+                .collect();
+            let native = command(&argv, &[], None)
                 .output()
                 .map_err(|e| format!("running natively: {e}"))?;
             let same = native.stdout == sandboxed.stdout

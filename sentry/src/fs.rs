@@ -42,16 +42,35 @@ fn new_tmpfs(
     mf: &Arc<MemoryFile>,
     fifos: &Arc<crate::pipe::Fifos>,
 ) -> Arc<dyn vfs::Inode> {
+    new_tmpfs_with(
+        TmpfsOptions {
+            mode,
+            size_limit: TMPFS_LIMIT,
+            ..TmpfsOptions::default()
+        },
+        ptys,
+        mf,
+        fifos,
+    )
+}
+
+/// [`new_tmpfs`] with the caller's mode, owner and size limit.
+fn new_tmpfs_with(
+    opts: TmpfsOptions,
+    ptys: Option<&Arc<crate::tty::Ptys>>,
+    mf: &Arc<MemoryFile>,
+    fifos: &Arc<crate::pipe::Fifos>,
+) -> Arc<dyn vfs::Inode> {
     let fifos = fifos.clone();
     let ptys = ptys.cloned();
     tmpfs::new(TmpfsOptions {
         fifos: Some(Arc::new(move |key, flags| fifos.open(key, flags))),
         memory: Some(Arc::new(crate::mm::FileMemory(mf.clone()))),
         dev: anon_dev(),
-        mode,
-        uid: 0,
-        gid: 0,
-        size_limit: TMPFS_LIMIT,
+        mode: opts.mode,
+        uid: opts.uid,
+        gid: opts.gid,
+        size_limit: opts.size_limit,
         devices: ptys.map(|ptys| {
             Arc::new(move |rdev, flags| {
                 if rdev == libc::makedev(5, 2) {
@@ -66,16 +85,107 @@ fn new_tmpfs(
     })
 }
 
+/// What `mount(2)` makes: new instances of the sandbox's own filesystems.
+pub(crate) struct Filesystems {
+    mf: Arc<MemoryFile>,
+    fifos: Arc<crate::pipe::Fifos>,
+    ptys: Arc<crate::tty::Ptys>,
+    kernel: std::sync::Weak<crate::task::Kernel>,
+}
+
+impl Filesystems {
+    pub fn new(mf: &Arc<MemoryFile>, kernel: std::sync::Weak<crate::task::Kernel>) -> Filesystems {
+        Filesystems {
+            mf: mf.clone(),
+            fifos: Arc::default(),
+            ptys: crate::tty::Ptys::new(kernel.clone(), anon_dev()),
+            kernel,
+        }
+    }
+
+    /// A new filesystem of type `fs_type` with mount options `data`
+    /// (comma-separated); ENODEV for types the sandbox does not have,
+    /// EINVAL for options it does not know.
+    pub fn new_instance(&self, fs_type: &str, data: &str) -> Result<Arc<dyn vfs::Inode>, Errno> {
+        let options = data.split(',').filter(|o| !o.is_empty());
+        match fs_type {
+            "tmpfs" => {
+                let mut opts = TmpfsOptions {
+                    mode: 0o1777,
+                    size_limit: TMPFS_LIMIT,
+                    ..TmpfsOptions::default()
+                };
+                for o in options {
+                    let (k, v) = o.split_once('=').unwrap_or((o, ""));
+                    let num = |v: &str| v.parse::<u32>().map_err(|_| Errno::EINVAL);
+                    match k {
+                        "mode" => {
+                            opts.mode =
+                                u32::from_str_radix(v, 8).map_err(|_| Errno::EINVAL)? & 0o7777
+                        }
+                        "uid" => opts.uid = num(v)?,
+                        "gid" => opts.gid = num(v)?,
+                        "size" => opts.size_limit = tmpfs_size(v)?,
+                        // Accepted as Linux does; nothing here depends on them.
+                        "nr_inodes" | "huge" | "mpol" | "inode64" | "noswap" => {}
+                        // Mount flags spelled as options (mount(8) passes
+                        // them as flags; a raw caller may not).
+                        "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "noatime" => {}
+                        _ => {
+                            tracing::info!("mount: tmpfs option {o:?} not supported: EINVAL");
+                            return Err(Errno::EINVAL);
+                        }
+                    }
+                }
+                Ok(new_tmpfs_with(
+                    opts,
+                    Some(&self.ptys),
+                    &self.mf,
+                    &self.fifos,
+                ))
+            }
+            "proc" => Ok(crate::procfs::new_procfs(self.kernel.clone(), anon_dev())),
+            "sysfs" => Ok(crate::procfs::new_sysfs(anon_dev())),
+            _ => {
+                tracing::info!("mount: filesystem type {fs_type:?} not supported: ENODEV");
+                Err(Errno::ENODEV)
+            }
+        }
+    }
+}
+
+/// tmpfs's `size=`: bytes, with a k/m/g suffix (a `%` of memory is not
+/// supported).
+fn tmpfs_size(v: &str) -> Result<u64, Errno> {
+    let (digits, unit) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 'b'),
+    };
+    let n: u64 = digits.parse().map_err(|_| Errno::EINVAL)?;
+    let shift = match unit {
+        'b' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        't' => 40,
+        _ => return Err(Errno::EINVAL),
+    };
+    // size=0 means no limit, as in Linux; round up to whole pages.
+    n.checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .map(|b| b.div_ceil(4096) * 4096)
+        .ok_or(Errno::EINVAL)
+}
+
 /// Build the sandbox's mount namespace over the container's root
 /// filesystem `lower` (read-only; see `KernelConfig::root`).
 pub fn build_tree(
     lower: Arc<dyn vfs::Inode>,
-    kernel: std::sync::Weak<crate::task::Kernel>,
-    mf: &Arc<MemoryFile>,
+    filesystems: &Filesystems,
 ) -> Result<(Arc<Mounts>, Location), Errno> {
-    let fifos = Arc::new(crate::pipe::Fifos::default());
-    let ptys = crate::tty::Ptys::new(kernel.clone(), anon_dev());
-    let upper = new_tmpfs(0o755, Some(&ptys), mf, &fifos);
+    let (mf, fifos, ptys) = (&filesystems.mf, &filesystems.fifos, &filesystems.ptys);
+    let kernel = filesystems.kernel.clone();
+    let upper = new_tmpfs(0o755, Some(ptys), mf, fifos);
     let merged = overlay::new(upper, lower, anon_dev())?;
     let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));
     let creds = Creds::root();
@@ -94,7 +204,7 @@ pub fn build_tree(
     };
 
     // /dev: the memory devices, /dev/shm, and the links programs expect.
-    let devfs = new_tmpfs(0o755, Some(&ptys), mf, &fifos);
+    let devfs = new_tmpfs(0o755, Some(ptys), mf, fifos);
     let at = dir("/dev")?;
     let devm = mounts.mount_fs(&at, devfs, "tmpfs", "none", MS_NOSUID | MS_NOEXEC)?;
     let devroot = Location {
@@ -153,7 +263,7 @@ pub fn build_tree(
         flags | MS_RDONLY,
     )?;
     // memfd_create's files: in a tmpfs mounted nowhere.
-    let memfds = mounts.detached(new_tmpfs(0o1777, None, mf, &fifos), "tmpfs");
+    let memfds = mounts.detached(new_tmpfs(0o1777, None, mf, fifos), "tmpfs");
     Ok((mounts, memfds))
 }
 

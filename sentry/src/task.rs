@@ -58,6 +58,8 @@ pub struct Kernel {
     pub(crate) mounts: Arc<vfs::Mounts>,
     /// Where memfd_create makes its files (a tmpfs mounted nowhere).
     pub(crate) memfds: vfs::Location,
+    /// What mount(2) makes new filesystems with.
+    pub(crate) filesystems: fs::Filesystems,
     pub(crate) hostname: String,
     pub(crate) host_network: bool,
     pub(crate) futexes: crate::futex::FutexTable,
@@ -140,18 +142,18 @@ impl Kernel {
         let clock = crate::clock::Clock::new(&mf)?;
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
-            let (mounts, memfds) =
-                fs::build_tree(config.root, me.clone(), &mf).unwrap_or_else(|e| {
-                    built = Err(e);
-                    let m = Arc::new(vfs::Mounts::new(
-                        vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
-                        "tmpfs",
-                        "none",
-                        0,
-                    ));
-                    let root = m.root();
-                    (m, root)
-                });
+            let filesystems = fs::Filesystems::new(&mf, me.clone());
+            let (mounts, memfds) = fs::build_tree(config.root, &filesystems).unwrap_or_else(|e| {
+                built = Err(e);
+                let m = Arc::new(vfs::Mounts::new(
+                    vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
+                    "tmpfs",
+                    "none",
+                    0,
+                ));
+                let root = m.root();
+                (m, root)
+            });
             let file_cache_mf = mf.clone();
             Kernel {
                 platform: config.platform,
@@ -159,6 +161,7 @@ impl Kernel {
                 clock,
                 mounts,
                 memfds,
+                filesystems,
                 hostname: config.hostname,
                 host_network: config.host_network,
                 futexes: Default::default(),

@@ -201,6 +201,70 @@ impl Mounts {
         Ok(())
     }
 
+    /// The mounts attached directly inside `parent`.
+    pub fn submounts(&self, parent: &Mount) -> Vec<Arc<Mount>> {
+        let covering = self.covering.lock().unwrap();
+        let mut kids: Vec<Arc<Mount>> = covering
+            .iter()
+            .filter(|((pid, _), _)| *pid == parent.id)
+            .flat_map(|(_, s)| s.iter().cloned())
+            .collect();
+        kids.sort_by_key(|m| m.id);
+        kids
+    }
+
+    /// Detach the mount whose root `loc` is and everything mounted inside
+    /// it, deepest first (umount2's MNT_DETACH: whoever still uses them
+    /// keeps them; they are just no longer reachable by path).
+    pub fn detach_tree(&self, loc: &Location) -> Result<()> {
+        if !loc.is_mount_root() || loc.mount.mountpoint().is_none() {
+            return Err(Errno::EINVAL);
+        }
+        for kid in self.submounts(&loc.mount) {
+            self.detach_tree(&Location {
+                dentry: kid.root.clone(),
+                mount: kid,
+            })?;
+        }
+        self.unmount(loc)
+    }
+
+    /// Move the mount whose root `from` is, with everything inside it, on
+    /// top of `to` (MS_MOVE). EINVAL for the namespace's root, for a
+    /// `from` that is not a mount root, or a `to` inside the mount itself.
+    pub fn move_mount(&self, from: &Location, to: &Location) -> Result<()> {
+        if !from.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        let old_at = from.mount.mountpoint().ok_or(Errno::EINVAL)?;
+        // `to` may not lie within the moved tree.
+        let mut cur = Some(to.clone());
+        while let Some(l) = cur {
+            if Arc::ptr_eq(&l.mount, &from.mount) {
+                return Err(Errno::EINVAL);
+            }
+            cur = l.mount.mountpoint();
+        }
+        let mut covering = self.covering.lock().unwrap();
+        let stack = covering.get_mut(&key(&old_at)).ok_or(Errno::EINVAL)?;
+        let pos = stack
+            .iter()
+            .position(|m| Arc::ptr_eq(m, &from.mount))
+            .ok_or(Errno::EINVAL)?;
+        stack.remove(pos);
+        if stack.is_empty() {
+            covering.remove(&key(&old_at));
+        }
+        old_at.dentry.remove_mount();
+        to.dentry.add_mount();
+        covering
+            .entry(key(to))
+            .or_default()
+            .push(from.mount.clone());
+        *from.mount.parent.lock().unwrap() = Some(to.clone());
+        Ok(())
+    }
+
     /// Step from a mount point into what is mounted on it (the top of the
     /// stack, repeatedly); other locations come back unchanged.
     pub fn enter(&self, mut loc: Location) -> Location {

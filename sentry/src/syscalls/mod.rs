@@ -15,6 +15,7 @@ mod file;
 mod futex;
 mod inet;
 mod mem;
+mod mount;
 mod path;
 mod poll;
 pub(crate) mod process;
@@ -189,7 +190,7 @@ table! {
     __NR_vfork() full => clone::vfork;
     __NR_execve(Path, ExecveStringVector, ExecveStringVector) partial("arguments and environment must be UTF-8") => exec::execve;
     __NR_exit(Hex) full => process::exit;
-    __NR_wait4(Hex, Hex, Hex, Hex) partial("rusage reads as zero") => clone::wait4;
+    __NR_wait4(Hex, Hex, Hex, Hex) partial("rusage: user and system times only; the other fields read 0") => clone::wait4;
     __NR_kill(Hex, Signal) full => signal::kill;
     __NR_uname(Hex) full => process::uname;
     __NR_semget(Hex, Hex, Hex) none;
@@ -293,8 +294,8 @@ table! {
     __NR_sync() full => path::sync;
     __NR_acct(Hex) none;
     __NR_settimeofday(Timeval, Hex) none;
-    __NR_mount(Path, Path, Path, Hex, Path) none;
-    __NR_umount2(Path, Hex) none;
+    __NR_mount(Path, Path, Path, Hex, Path) partial("tmpfs, proc and sysfs, bind mounts, remounts of the mount flags, moves; propagation types have no effect (one mount namespace)") => mount::mount;
+    __NR_umount2(Path, Hex) partial("no MNT_EXPIRE") => mount::umount2;
     __NR_swapon(Hex, Hex) none;
     __NR_swapoff(Hex) none;
     __NR_reboot(Hex, Hex, Hex, Hex) none;
