@@ -19,6 +19,7 @@ mod clock;
 mod control;
 mod cputime;
 mod deliver;
+mod fasync;
 mod filecache;
 mod fs;
 mod futex;

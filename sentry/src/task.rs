@@ -60,6 +60,8 @@ pub struct Kernel {
     pub(crate) memfds: vfs::Location,
     /// What mount(2) makes new filesystems with.
     pub(crate) filesystems: fs::Filesystems,
+    /// The O_ASYNC files and the thread that signals their owners.
+    pub(crate) async_io: Arc<crate::fasync::AsyncIo>,
     pub(crate) hostname: String,
     pub(crate) host_network: bool,
     pub(crate) futexes: crate::futex::FutexTable,
@@ -162,6 +164,7 @@ impl Kernel {
                 mounts,
                 memfds,
                 filesystems,
+                async_io: Arc::new(crate::fasync::AsyncIo::new(me.clone())),
                 hostname: config.hostname,
                 host_network: config.host_network,
                 futexes: Default::default(),

@@ -29,6 +29,19 @@ pub struct FileDescription {
     /// Some OFD or flock lock was taken through this description: release
     /// them when it goes.
     locked: AtomicBool,
+    /// Who O_ASYNC signals, and with which signal.
+    async_owner: Mutex<AsyncOwner>,
+}
+
+/// Who gets a description's O_ASYNC signal (fcntl F_SETOWN, F_SETOWN_EX)
+/// and which signal it is (F_SETSIG; 0 means SIGIO).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AsyncOwner {
+    /// F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP (2).
+    pub kind: i32,
+    /// 0: nobody.
+    pub id: i32,
+    pub sig: i32,
 }
 
 impl Drop for FileDescription {
@@ -65,6 +78,7 @@ impl FileDescription {
             listing: Mutex::new(None),
             anon_name: String::new(),
             locked: AtomicBool::new(false),
+            async_owner: Mutex::default(),
         })
     }
 
@@ -78,6 +92,7 @@ impl FileDescription {
             listing: Mutex::new(None),
             anon_name: name.to_string(),
             locked: AtomicBool::new(false),
+            async_owner: Mutex::default(),
         })
     }
 
@@ -92,6 +107,14 @@ impl FileDescription {
     pub fn lock_key(&self) -> Result<crate::lock::FileKey> {
         let st = self.stat()?;
         Ok((st.dev, st.ino))
+    }
+
+    pub fn async_owner(&self) -> AsyncOwner {
+        *self.async_owner.lock().unwrap()
+    }
+
+    pub fn set_async_owner(&self, owner: AsyncOwner) {
+        *self.async_owner.lock().unwrap() = owner;
     }
 
     pub fn location(&self) -> Option<&Location> {

@@ -1396,7 +1396,12 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
                 libc::O_ASYNC
             };
             let flags = file.flags();
-            file.set_status_flags(if on { flags | bit } else { flags & !bit });
+            set_status_flags(
+                task,
+                &file,
+                a[0],
+                if on { flags | bit } else { flags & !bit },
+            )?;
             return Ok(0);
         }
         FIONREAD => {
@@ -1486,6 +1491,46 @@ fn dup_to(task: &mut Task, file: Arc<File>, to: u64, cloexec: bool) -> SysResult
     Ok(to)
 }
 
+// F_SETOWN_EX's owner kinds (include/uapi/asm-generic/fcntl.h).
+const F_OWNER_TID: i32 = 0;
+const F_OWNER_PID: i32 = 1;
+const F_OWNER_PGRP: i32 = 2;
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+
+/// F_SETFL and FIONBIO/FIOASYNC: new status flags; turning O_ASYNC on or
+/// off starts or stops SIGIO for the file (`crate::fasync`).
+fn set_status_flags(task: &Task, file: &Arc<File>, fd: u64, flags: i32) -> Result<(), Errno> {
+    let was = file.flags() & libc::O_ASYNC != 0;
+    let on = flags & libc::O_ASYNC != 0;
+    if was != on {
+        task.kernel.async_io.set(file, fd as i32, on)?;
+    }
+    file.set_status_flags(flags);
+    Ok(())
+}
+
+/// F_SETOWN/F_SETOWN_EX: `(kind, id)`; ESRCH when nothing has that ID.
+fn set_owner(task: &Task, file: &File, (kind, id): (i32, i32)) -> SysResult {
+    let k = &task.kernel;
+    let exists = id == 0
+        || match kind {
+            F_OWNER_TID => k.find_task(id).is_some(),
+            F_OWNER_PID => k.find_group(id).is_some(),
+            _ => k.all_groups().iter().any(|g| g.lock().pgid == id),
+        };
+    if !exists {
+        return Err(Errno::ESRCH);
+    }
+    let mut o = file.async_owner();
+    o.kind = kind;
+    o.id = id;
+    file.set_async_owner(o);
+    Ok(0)
+}
+
 pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().get(a[0])?;
     match a[1] as i32 {
@@ -1506,7 +1551,52 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
         cmd @ (libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW | 36..=38) => {
             record_lock(task, &file, cmd, a[2])
         }
-        libc::F_GETOWN | libc::F_SETOWN => Ok(0),
+        libc::F_GETOWN => {
+            let o = file.async_owner();
+            Ok(match o.kind {
+                F_OWNER_PGRP => -i64::from(o.id),
+                _ => i64::from(o.id),
+            } as u64)
+        }
+        libc::F_SETOWN => {
+            let who = a[2] as i32;
+            let owner = if who < 0 {
+                (F_OWNER_PGRP, who.checked_neg().ok_or(Errno::EINVAL)?)
+            } else {
+                (F_OWNER_PID, who)
+            };
+            set_owner(task, &file, owner)
+        }
+        F_SETOWN_EX => {
+            let mut b = [0u8; 8];
+            task.mm().copy_in(a[2], &mut b)?;
+            let kind = i32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+            let id = i32::from_le_bytes(b[4..].try_into().expect("4 bytes"));
+            if !matches!(kind, F_OWNER_TID | F_OWNER_PID | F_OWNER_PGRP) || id < 0 {
+                return Err(Errno::EINVAL);
+            }
+            set_owner(task, &file, (kind, id))
+        }
+        F_GETOWN_EX => {
+            let o = file.async_owner();
+            let mut b = [0u8; 8];
+            // Nobody set reads as a process owner of 0, as in Linux.
+            let kind = if o.id == 0 { F_OWNER_PID } else { o.kind };
+            b[..4].copy_from_slice(&kind.to_le_bytes());
+            b[4..].copy_from_slice(&o.id.to_le_bytes());
+            task.mm().copy_out(a[2], &b).map(|()| 0)
+        }
+        F_GETSIG => Ok(file.async_owner().sig as u64),
+        F_SETSIG => {
+            let sig = a[2];
+            if sig > 64 {
+                return Err(Errno::EINVAL);
+            }
+            let mut o = file.async_owner();
+            o.sig = sig as i32;
+            file.set_async_owner(o);
+            Ok(0)
+        }
         libc::F_GET_SEALS => file.ops().seals().map(u64::from),
         libc::F_ADD_SEALS => {
             // Linux checks the file can be sealed before the access mode.
@@ -1523,7 +1613,7 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
         libc::F_SETFL => {
             // Host descriptors stay as they are: blocking is the Sentry's
             // to emulate (see host_io), and stdio belongs to the caller too.
-            file.set_status_flags(a[2] as i32);
+            set_status_flags(task, &file, a[0], a[2] as i32)?;
             Ok(0)
         }
         cmd => {

@@ -201,7 +201,7 @@ table! {
     __NR_msgsnd(Hex, Hex, Hex, Hex) none;
     __NR_msgrcv(Hex, Hex, Hex, Hex, Hex) none;
     __NR_msgctl(Hex, Hex, Hex) none;
-    __NR_fcntl(Fd, Hex, Hex) partial("no leases, seals, F_NOTIFY or F_SETSIG") => file::fcntl;
+    __NR_fcntl(Fd, Hex, Hex) partial("no leases or F_NOTIFY") => file::fcntl;
     __NR_flock(Fd, Hex) full => file::flock;
     __NR_fsync(Fd) full => path::fsync;
     __NR_fdatasync(Fd) full => path::fsync;
