@@ -294,6 +294,55 @@ impl Data {
         Ok(region)
     }
 
+    /// Copy bytes from `offset` on into the raw iovecs `iov` (memmove,
+    /// so no Rust reference is formed over the destination); returns the
+    /// bytes copied.
+    ///
+    /// # Safety
+    /// As [`IovIo::read_iov`](crate::inode::IovIo::read_iov).
+    unsafe fn read_raw(&self, iov: &[libc::iovec], offset: u64) -> usize {
+        let mut pos = offset;
+        let mut done = 0usize;
+        let mut bounce = Vec::new();
+        for v in iov {
+            let mut at = 0usize;
+            while at < v.iov_len && pos < self.size {
+                let in_page = (pos % PAGE) as usize;
+                let n = (PAGE as usize - in_page)
+                    .min(v.iov_len - at)
+                    .min((self.size - pos) as usize);
+                let dst = (v.iov_base as *mut u8).wrapping_add(at);
+                let src: Option<&[u8]> = match &self.region {
+                    // A shared-mapped file's bytes are in the memory file
+                    // (perhaps the very pages being read into): bounce.
+                    Some(r) => {
+                        bounce.resize(n, 0);
+                        r.read(pos, &mut bounce[..n]);
+                        Some(&bounce[..n])
+                    }
+                    None => self
+                        .pages
+                        .get(&(pos / PAGE))
+                        .map(|p| &p[in_page..in_page + n]),
+                };
+                match src {
+                    // SAFETY: `dst` has `n` writable bytes (the caller's
+                    // contract on `iov`); the source is Sentry memory.
+                    Some(src) => unsafe { std::ptr::copy(src.as_ptr(), dst, n) },
+                    // SAFETY: as above; a hole reads as zeros.
+                    None => unsafe { std::ptr::write_bytes(dst, 0, n) },
+                }
+                at += n;
+                pos += n as u64;
+                done += n;
+            }
+            if pos >= self.size {
+                break;
+            }
+        }
+        done
+    }
+
     fn read(&self, buf: &mut [u8], offset: u64) -> usize {
         if offset >= self.size {
             return 0;
@@ -939,6 +988,19 @@ impl Inode for Node {
     }
 }
 
+/// A read updates atime the relatime way: only when atime is older than
+/// the last change, or a day old.
+fn relatime(m: &mut Meta) {
+    let now = TimeSpec::now();
+    let key = |t: TimeSpec| (t.sec, t.nsec);
+    if key(m.atime) <= key(m.mtime)
+        || key(m.atime) <= key(m.ctime)
+        || now.sec - m.atime.sec >= 86400
+    {
+        m.atime = now;
+    }
+}
+
 /// An open regular file. It holds the node, so the data outlives unlink.
 struct RegularFile {
     node: Arc<Node>,
@@ -966,15 +1028,7 @@ impl FileOps for RegularFile {
             unreachable!("tmpfs: regular file without data")
         };
         let n = data.read(buf, offset);
-        // relatime: only when atime is older than the last change or a day.
-        let now = TimeSpec::now();
-        let key = |t: TimeSpec| (t.sec, t.nsec);
-        if key(m.atime) <= key(m.mtime)
-            || key(m.atime) <= key(m.ctime)
-            || now.sec - m.atime.sec >= 86400
-        {
-            m.atime = now;
-        }
+        relatime(&mut m);
         Ok(n)
     }
 
@@ -1004,6 +1058,10 @@ impl FileOps for RegularFile {
             data.share(&self.node.fs, min_len)
                 .map(|region| SharedMap { region, writer }),
         )
+    }
+
+    fn iov_io(&self) -> Option<&dyn crate::inode::IovIo> {
+        Some(self)
     }
 
     fn seals(&self) -> Result<u32> {
@@ -1038,6 +1096,33 @@ impl FileOps for RegularFile {
 
     fn as_any(&self) -> Option<&dyn Any> {
         Some(self)
+    }
+}
+
+/// Reads copy straight from the file's pages into the caller's memory
+/// (one copy instead of two through a bounce buffer); writes gather first.
+impl crate::inode::IovIo for RegularFile {
+    unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        let mut m = self.node.lock();
+        let Body::File(data) = &m.body else {
+            unreachable!("tmpfs: regular file without data")
+        };
+        // SAFETY: the caller's contract.
+        let n = unsafe { data.read_raw(iov, offset) };
+        relatime(&mut m);
+        Ok(n)
+    }
+
+    unsafe fn write_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        let mut buf = vec![0u8; iov.iter().map(|v| v.iov_len).sum()];
+        let mut at = 0;
+        for v in iov {
+            // SAFETY: the caller's contract: `v` names `iov_len` readable
+            // bytes; `buf` has room for them at `at`.
+            unsafe { std::ptr::copy(v.iov_base as *const u8, buf.as_mut_ptr().add(at), v.iov_len) };
+            at += v.iov_len;
+        }
+        self.write_at(&buf, Some(offset)).map(|(n, _)| n)
     }
 }
 

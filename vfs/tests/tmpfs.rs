@@ -789,3 +789,55 @@ fn seals_follow_memfd_rules() {
     assert_eq!(ops.add_seals(SHRINK), Err(Errno::EPERM));
     assert_eq!(ops.seals().unwrap(), SEAL | SHRINK | GROW | WRITE);
 }
+
+#[test]
+fn vectored_reads_copy_pages_holes_and_shared_regions() {
+    let root = tmpfs::new(TmpfsOptions {
+        memory: Some(Arc::new(HeapMemory)),
+        ..TmpfsOptions::default()
+    });
+    let f = root.create("f", NodeKind::Regular, 0o644, (0, 0)).unwrap();
+    let ops = f.open(libc::O_RDWR).unwrap();
+    ops.write(b"head", 0).unwrap();
+    ops.write(b"tail", 8190).unwrap(); // a page boundary inside, a hole before
+    let read_all = |ops: &Arc<dyn FileOps>| {
+        let (mut a, mut b) = ([0xffu8; 5], [0xffu8; 8192]);
+        let iov = [
+            libc::iovec {
+                iov_base: a.as_mut_ptr().cast(),
+                iov_len: a.len(),
+            },
+            libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            },
+        ];
+        let io = ops.iov_io().expect("tmpfs files read vectored");
+        // SAFETY: both buffers live across the call and nothing else
+        // refers to them meanwhile.
+        let n = unsafe { io.read_iov(&iov, 0) }.unwrap();
+        let mut out = a.to_vec();
+        out.extend_from_slice(&b);
+        out.truncate(n);
+        out
+    };
+    let mut want = vec![0u8; 8194];
+    want[..4].copy_from_slice(b"head");
+    want[8190..].copy_from_slice(b"tail");
+    assert_eq!(read_all(&ops), want);
+    // The same once the bytes live in a shared region.
+    let _map = ops.map_shared(8194, true).unwrap().unwrap();
+    assert_eq!(read_all(&ops), want);
+    // Vectored writes land like plain ones.
+    let data = *b"XYZ";
+    let iov = [libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: 3,
+    }];
+    // SAFETY: `data` lives across the call.
+    let n = unsafe { ops.iov_io().unwrap().write_iov(&iov, 2) }.unwrap();
+    assert_eq!(n, 3);
+    let mut r = [0u8; 6];
+    ops.read(&mut r, 0).unwrap();
+    assert_eq!(&r, b"heXYZ\0");
+}
