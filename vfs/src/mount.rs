@@ -83,7 +83,8 @@ type Covering = HashMap<(u64, usize), Vec<Arc<Mount>>>;
 
 /// A mount namespace: every mount and where it sits.
 pub struct Mounts {
-    root: Arc<Mount>,
+    /// The root mount (pivot_root changes it).
+    root: Mutex<Arc<Mount>>,
     covering: Mutex<Covering>,
     next_id: AtomicU64,
 }
@@ -104,7 +105,7 @@ impl Mounts {
             parent: Mutex::new(None),
         });
         Mounts {
-            root: mount,
+            root: Mutex::new(mount),
             covering: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(2),
         }
@@ -112,10 +113,56 @@ impl Mounts {
 
     /// The namespace's root directory.
     pub fn root(&self) -> Location {
+        let root = self.root.lock().unwrap().clone();
         Location {
-            mount: self.root.clone(),
-            dentry: self.root.root.clone(),
+            dentry: root.root.clone(),
+            mount: root,
         }
+    }
+
+    /// pivot_root(2): the mount whose root `new_root` is becomes the
+    /// namespace's root, and the old root mount is attached at `put_old`
+    /// (at or beneath `new_root`). EINVAL unless `new_root` is a mount
+    /// root attached below the root, EBUSY if it is the root mount.
+    pub fn pivot_root(&self, new_root: &Location, put_old: &Location) -> Result<()> {
+        let old = self.root.lock().unwrap().clone();
+        if Arc::ptr_eq(&new_root.mount, &old) || Arc::ptr_eq(&put_old.mount, &old) {
+            return Err(Errno::EBUSY);
+        }
+        if !new_root.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        // put_old must be reachable from new_root.
+        let mut cur = Some(put_old.clone());
+        let mut under = false;
+        while let Some(l) = cur {
+            if Arc::ptr_eq(&l.mount, &new_root.mount) {
+                under = l.dentry.is_within(&new_root.dentry);
+                break;
+            }
+            cur = l.mount.mountpoint();
+        }
+        if !under {
+            return Err(Errno::EINVAL);
+        }
+        let at = new_root.mount.mountpoint().ok_or(Errno::EINVAL)?;
+        let mut covering = self.covering.lock().unwrap();
+        let stack = covering.get_mut(&key(&at)).ok_or(Errno::EINVAL)?;
+        let pos = stack
+            .iter()
+            .position(|m| Arc::ptr_eq(m, &new_root.mount))
+            .ok_or(Errno::EINVAL)?;
+        stack.remove(pos);
+        if stack.is_empty() {
+            covering.remove(&key(&at));
+        }
+        at.dentry.remove_mount();
+        *new_root.mount.parent.lock().unwrap() = None;
+        put_old.dentry.add_mount();
+        covering.entry(key(put_old)).or_default().push(old.clone());
+        *old.parent.lock().unwrap() = Some(put_old.clone());
+        *self.root.lock().unwrap() = new_root.mount.clone();
+        Ok(())
     }
 
     /// Attach the filesystem rooted at `root` (a dentry, so bind mounts can
@@ -291,7 +338,7 @@ impl Mounts {
     /// Every mount, parents before children, for `/proc/self/mounts`.
     pub fn all(&self) -> Vec<Arc<Mount>> {
         let covering = self.covering.lock().unwrap();
-        let mut out = vec![self.root.clone()];
+        let mut out = vec![self.root.lock().unwrap().clone()];
         let mut i = 0;
         while i < out.len() {
             let id = out[i].id;

@@ -284,7 +284,7 @@ table! {
     __NR_munlockall() full => mem::munlockall;
     __NR_vhangup() none;
     __NR_modify_ldt(Hex, Hex, Hex) none;
-    __NR_pivot_root(Path, Path) none;
+    __NR_pivot_root(Path, Path) full => mount::pivot_root;
     __NR__sysctl(Hex) none("not implemented by Linux either");
     __NR_prctl(Hex, Hex, Hex, Hex, Hex) partial("PDEATHSIG, DUMPABLE, NO_NEW_PRIVS and NAME only") => process::prctl;
     __NR_arch_prctl(Hex, Hex) partial("ARCH_SET_FS/GS and ARCH_GET_FS/GS only") => process::arch_prctl;

@@ -188,3 +188,41 @@ pub fn umount2(task: &mut Task, a: [u64; 6]) -> SysResult {
     mounts.unmount(&loc)?;
     Ok(0)
 }
+
+/// pivot_root(2): `new_root` (a mount root) becomes the root of the mount
+/// namespace and the old root goes to `put_old`; every process whose root
+/// or working directory was the old root moves to the new one, as Linux's
+/// `chroot_fs_refs` does.
+pub fn pivot_root(task: &mut Task, a: [u64; 6]) -> SysResult {
+    if !task.creds.has_cap(CAP_SYS_ADMIN) {
+        return Err(Errno::EPERM);
+    }
+    let new_root = lookup(task, a[0], true)?;
+    let put_old = lookup(task, a[1], true)?;
+    if !new_root.dentry.is_dir() || !put_old.dentry.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    let mounts = task.kernel.mounts.clone();
+    let old_root = mounts.root();
+    // A chrooted caller cannot pivot.
+    if !task.fs().root.same(&old_root) {
+        return Err(Errno::EINVAL);
+    }
+    mounts.pivot_root(&new_root, &put_old)?;
+    let new = mounts.root();
+    let mut contexts = vec![task.fs.clone()];
+    for g in task.kernel.all_groups() {
+        let threads = g.lock().threads.clone();
+        contexts.extend(threads.iter().filter_map(|t| t.view()).map(|v| v.fs));
+    }
+    for fs in contexts {
+        let mut fs = fs.lock().unwrap_or_else(|e| e.into_inner());
+        if fs.root.same(&old_root) {
+            fs.root = new.clone();
+        }
+        if fs.cwd.same(&old_root) {
+            fs.cwd = new.clone();
+        }
+    }
+    Ok(0)
+}
