@@ -1135,6 +1135,19 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
             );
         }
     }
+    if let Some(s) = file
+        .ops()
+        .as_any()
+        .and_then(|x| x.downcast_ref::<crate::netstack_socket::NetSocket>())
+    {
+        // SIOCOUTQ (TIOCOUTQ's number): bytes not yet acknowledged.
+        const SIOCOUTQ: u64 = 0x5411;
+        if a[1] == SIOCOUTQ {
+            let n = s.bytes_unsent()?.min(i32::MAX as usize) as i32;
+            task.mm().copy_out(a[2], &n.to_le_bytes())?;
+            return Ok(0);
+        }
+    }
     // The generic file ioctls (fs/ioctl.c).
     match a[1] {
         FIOCLEX | FIONCLEX => {
@@ -1170,6 +1183,18 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
                         .as_any()
                         .and_then(|a| a.downcast_ref::<crate::socket::SocketFile>());
                     s.map_or(0, |s| s.0.pending().min(i32::MAX as usize) as i32)
+                }
+                _ if file
+                    .ops()
+                    .as_any()
+                    .is_some_and(|a| a.is::<crate::netstack_socket::NetSocket>()) =>
+                {
+                    let s = file
+                        .ops()
+                        .as_any()
+                        .and_then(|a| a.downcast_ref::<crate::netstack_socket::NetSocket>())
+                        .ok_or(Errno::ENOTTY)?;
+                    s.bytes_readable()?.min(i32::MAX as usize) as i32
                 }
                 _ if file.is_regular() => {
                     let size = file.stat()?.size as u64;
