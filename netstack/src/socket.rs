@@ -56,6 +56,9 @@ pub struct RecvInfo {
     pub full_len: usize,
     /// The sender (UDP), or the peer (TCP).
     pub from: SocketAddr,
+    /// The datagram's TTL or hop limit as received (`IP_RECVTTL`,
+    /// `IPV6_RECVHOPLIMIT`); 0 when there was no datagram.
+    pub ttl: u8,
 }
 
 /// Checks that `a` suits a socket of `family` (with `v6only`) and returns

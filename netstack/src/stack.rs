@@ -399,19 +399,29 @@ impl Inner {
             return;
         };
         let offload = n.caps.checksum_offload;
-        let (src, dst, protocol, payload): (IpAddr, IpAddr, u8, &[u8]) =
+        let (src, dst, protocol, ttl, payload): (IpAddr, IpAddr, u8, u8, &[u8]) =
             match pkt.first().map(|b| b >> 4) {
                 Some(4) => match Ipv4Packet::parse(pkt) {
-                    Ok(p) if offload || p.header_checksum_ok() => {
-                        (p.src().into(), p.dst().into(), p.protocol(), p.payload())
-                    }
+                    Ok(p) if offload || p.header_checksum_ok() => (
+                        p.src().into(),
+                        p.dst().into(),
+                        p.protocol(),
+                        p.ttl(),
+                        p.payload(),
+                    ),
                     _ => {
                         self.net.stats.ip_malformed += 1;
                         return;
                     }
                 },
                 Some(6) => match Ipv6Packet::parse(pkt) {
-                    Ok(p) => (p.src().into(), p.dst().into(), p.protocol(), p.payload()),
+                    Ok(p) => (
+                        p.src().into(),
+                        p.dst().into(),
+                        p.protocol(),
+                        p.hop_limit(),
+                        p.payload(),
+                    ),
                     Err(_) => {
                         self.net.stats.ip_malformed += 1;
                         return;
@@ -446,7 +456,7 @@ impl Inner {
         }
         match protocol {
             proto::TCP => tcp::input(self, src, dst, payload),
-            proto::UDP => udp::input(self, src, dst, payload),
+            proto::UDP => udp::input(self, src, dst, ttl, payload),
             proto::ICMPV4 if src.is_ipv4() => self.icmp_input(src, dst, payload),
             proto::ICMPV6 if src.is_ipv6() => self.icmp_input(src, dst, payload),
             _ => {}

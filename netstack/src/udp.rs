@@ -42,6 +42,7 @@ impl Default for Tables {
 
 struct Datagram {
     from: (IpAddr, u16),
+    ttl: u8,
     data: Vec<u8>,
 }
 
@@ -107,7 +108,7 @@ impl UdpEp {
 }
 
 /// Delivers a received datagram (checksum already checked).
-pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, bytes: &[u8]) {
+pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, ttl: u8, bytes: &[u8]) {
     let Ok(d) = UdpDatagram::parse(bytes) else {
         inner.net.stats.ip_malformed += 1;
         return;
@@ -148,7 +149,7 @@ pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, bytes: &[u8]) {
     }
     let data = d.payload().to_vec();
     u.rcv_used += data.len() + DATAGRAM_OVERHEAD;
-    u.rcv.push_back(Datagram { from, data });
+    u.rcv.push_back(Datagram { from, ttl, data });
     inner.net.stats.udp_delivered += 1;
     inner.net.notify(id, Events::READABLE);
 }
@@ -319,6 +320,7 @@ impl UdpSocket {
                         len: 0,
                         full_len: 0,
                         from: user_addr(u.family, u.family.unspecified(), 0),
+                        ttl: 0,
                     });
                 }
                 return Err(Errno::EAGAIN);
@@ -329,6 +331,7 @@ impl UdpSocket {
                 len: n,
                 full_len: d.data.len(),
                 from: user_addr(u.family, d.from.0, d.from.1),
+                ttl: d.ttl,
             };
             if !peek {
                 let d = u.rcv.pop_front().expect("front exists");

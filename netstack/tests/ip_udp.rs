@@ -169,6 +169,11 @@ fn udp_round_trip_over_v6_loopback_with_source_address() {
     let mut small = [0u8; 10];
     let r = a.recv_from(&mut small, false).unwrap();
     assert_eq!((r.len, r.full_len), (10, 100));
+    // The hop limit arrives with the datagram (IPV6_RECVHOPLIMIT).
+    assert_eq!(r.ttl, 64);
+    b.set_ttl(7);
+    b.send_to(b"x", Some(a_addr)).unwrap();
+    assert_eq!(a.recv_from(&mut small, false).unwrap().ttl, 7);
 }
 
 #[test]

@@ -47,7 +47,8 @@ enum Proto {
     Udp(UdpSocket),
 }
 
-/// What Linux reports back for UDP options the netstack does not keep.
+/// Options the netstack does not keep: what Linux reports back for UDP
+/// options, and which per-datagram control messages to deliver.
 #[derive(Clone, Copy)]
 struct UdpShadow {
     reuseaddr: bool,
@@ -55,6 +56,10 @@ struct UdpShadow {
     v6only: bool,
     broadcast: bool,
     ttl: u8,
+    /// IP_RECVTTL: an IP_TTL message with each IPv4 datagram.
+    recv_ttl: bool,
+    /// IPV6_RECVHOPLIMIT: an IPV6_HOPLIMIT message with each IPv6 one.
+    recv_hoplimit: bool,
 }
 
 /// An inet socket on the sandbox's netstack.
@@ -306,6 +311,8 @@ impl NetSocket {
                 v6only: false,
                 broadcast: false,
                 ttl: DEFAULT_TTL,
+                recv_ttl: false,
+                recv_hoplimit: false,
             }),
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
         }
@@ -506,6 +513,28 @@ impl NetSocket {
     }
 }
 
+/// A control message carrying one int, as `put_cmsg` writes it into
+/// `room` bytes: whole when it fits (padded to CMSG_SPACE if that fits
+/// too), cut short with MSG_CTRUNC when only part does, nothing when not
+/// even the header fits.
+fn int_cmsg(level: i32, kind: i32, v: i32, room: usize) -> (Vec<u8>, bool) {
+    const HDR: usize = 16;
+    let mut m = Vec::with_capacity(HDR + 8);
+    m.extend_from_slice(&((HDR + 4) as u64).to_le_bytes());
+    m.extend_from_slice(&level.to_le_bytes());
+    m.extend_from_slice(&kind.to_le_bytes());
+    m.extend_from_slice(&v.to_le_bytes());
+    if room < HDR {
+        return (Vec::new(), true);
+    }
+    if room < m.len() {
+        m.truncate(room);
+        return (m, true);
+    }
+    m.resize(m.len().next_multiple_of(8).min(room), 0);
+    (m, false)
+}
+
 fn unsupported(call: &str, level: i32, name: i32) -> Errno {
     tracing::info!(
         "{call} level {level} option {name} not supported on netstack sockets: ENOPROTOOPT"
@@ -660,7 +689,7 @@ impl InetSocket for NetSocket {
         }
     }
 
-    fn recv(&self, buf: &mut [u8], _control_room: usize, flags: i32) -> Result<Received, Errno> {
+    fn recv(&self, buf: &mut [u8], control_room: usize, flags: i32) -> Result<Received, Errno> {
         if flags & libc::MSG_ERRQUEUE != 0 {
             // Nothing reports errors through the error queue here.
             return Err(Errno::EAGAIN);
@@ -686,6 +715,22 @@ impl InetSocket for NetSocket {
                 }
                 let r = u.recv_from(buf, peek)?;
                 let truncated = r.full_len > r.len;
+                let shadow = *self.udp_shadow();
+                let v4 = match r.from.ip() {
+                    IpAddr::V4(_) => true,
+                    IpAddr::V6(v) => v.to_ipv4_mapped().is_some(),
+                };
+                let want = match (v4, shadow.recv_ttl, shadow.recv_hoplimit) {
+                    (true, true, _) => Some((libc::IPPROTO_IP, libc::IP_TTL)),
+                    (false, _, true) => Some((libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)),
+                    _ => None,
+                };
+                let (control, ctrunc) = match want {
+                    Some((level, kind)) => int_cmsg(level, kind, i32::from(r.ttl), control_room),
+                    None => (Vec::new(), false),
+                };
+                let msg_flags = if truncated { libc::MSG_TRUNC } else { 0 }
+                    | if ctrunc { libc::MSG_CTRUNC } else { 0 };
                 Ok(Received {
                     len: if flags & libc::MSG_TRUNC != 0 {
                         r.full_len
@@ -693,8 +738,8 @@ impl InetSocket for NetSocket {
                         r.len
                     },
                     name: sockaddr_bytes(self.family, r.from),
-                    control: Vec::new(),
-                    flags: if truncated { libc::MSG_TRUNC } else { 0 },
+                    control,
+                    flags: msg_flags,
                 })
             }
         }
@@ -707,6 +752,10 @@ impl InetSocket for NetSocket {
             libc::IPPROTO_IP if name == libc::IP_TTL => {
                 let ttl = ttl_of(int_of(value)?, 1)?;
                 self.set_ttl(ttl)
+            }
+            libc::IPPROTO_IP if name == libc::IP_RECVTTL => {
+                self.udp_shadow().recv_ttl = int_of(value)? != 0;
+                Ok(())
             }
             libc::IPPROTO_IPV6 if self.family == libc::AF_INET6 => match name {
                 libc::IPV6_V6ONLY => {
@@ -724,6 +773,10 @@ impl InetSocket for NetSocket {
                     let ttl = ttl_of(int_of(value)?, 0)?;
                     self.set_ttl(ttl)
                 }
+                libc::IPV6_RECVHOPLIMIT => {
+                    self.udp_shadow().recv_hoplimit = int_of(value)? != 0;
+                    Ok(())
+                }
                 _ => Err(unsupported("setsockopt", level, name)),
             },
             _ => Err(unsupported("setsockopt", level, name)),
@@ -735,9 +788,15 @@ impl InetSocket for NetSocket {
             libc::SOL_SOCKET => self.get_socket_option(name),
             libc::IPPROTO_TCP => self.get_tcp_option(name),
             libc::IPPROTO_IP if name == libc::IP_TTL => Ok(int_bytes(i32::from(self.ttl()))),
+            libc::IPPROTO_IP if name == libc::IP_RECVTTL => {
+                Ok(int_bytes(i32::from(self.udp_shadow().recv_ttl)))
+            }
             libc::IPPROTO_IPV6 if self.family == libc::AF_INET6 => match name {
                 libc::IPV6_V6ONLY => Ok(int_bytes(i32::from(self.v6only()))),
                 libc::IPV6_UNICAST_HOPS => Ok(int_bytes(i32::from(self.ttl()))),
+                libc::IPV6_RECVHOPLIMIT => {
+                    Ok(int_bytes(i32::from(self.udp_shadow().recv_hoplimit)))
+                }
                 _ => Err(unsupported("getsockopt", level, name)),
             },
             _ => Err(unsupported("getsockopt", level, name)),
@@ -955,6 +1014,23 @@ mod tests {
         assert_eq!(r.name[8..24], Ipv6Addr::LOCALHOST.octets());
         let r = InetSocket::recv(&a, &mut small, 0, 0).unwrap();
         assert_eq!((r.len, &small), (2, b"he"));
+        // IPV6_RECVHOPLIMIT: the hop limit as a control message.
+        a.set_option(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RECVHOPLIMIT,
+            &1i32.to_le_bytes(),
+        )
+        .unwrap();
+        InetSocket::send(&b, b"x", Some(&to), &[], 0).unwrap();
+        let r = InetSocket::recv(&a, &mut small, 64, 0).unwrap();
+        let mut want = 20u64.to_le_bytes().to_vec();
+        want.extend_from_slice(&libc::IPPROTO_IPV6.to_le_bytes());
+        want.extend_from_slice(&libc::IPV6_HOPLIMIT.to_le_bytes());
+        want.extend_from_slice(&[64, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!((r.control, r.flags), (want, 0));
+        InetSocket::send(&b, b"x", Some(&to), &[], 0).unwrap();
+        let r = InetSocket::recv(&a, &mut small, 8, 0).unwrap();
+        assert_eq!((r.control.len(), r.flags), (0, libc::MSG_CTRUNC));
         assert_eq!(a.bytes_readable(), Ok(0));
         assert_eq!(
             NetSocket::new(&stack, libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_TCP).err(),
