@@ -114,6 +114,9 @@ struct Case {
     argv: Vec<String>,
     /// Global flags for the sandboxed run (`run-hostnet`: --network=host).
     flags: Vec<String>,
+    /// `run-netns`: the native run is in a new network namespace with
+    /// only `lo` up, the Linux that `--network=none` stands for.
+    native_netns: bool,
 }
 
 fn load_cases(fix: &Path) -> Vec<Case> {
@@ -136,8 +139,10 @@ fn load_cases(fix: &Path) -> Vec<Case> {
             assert!(words.len() >= 3, "{file:?}: malformed case {line:?}");
             let argv = words.split_off(2);
             let name = words.pop().unwrap();
-            let (kind, flags) = match words.pop().unwrap().as_str() {
+            let word = words.pop().unwrap();
+            let (kind, flags) = match word.as_str() {
                 "run-hostnet" => ("run".to_string(), vec!["--network=host".to_string()]),
+                "run-netns" => ("run".to_string(), Vec::new()),
                 other => (other.to_string(), Vec::new()),
             };
             cases.push(Case {
@@ -146,6 +151,7 @@ fn load_cases(fix: &Path) -> Vec<Case> {
                 kind,
                 argv,
                 flags,
+                native_netns: word == "run-netns",
             });
         }
     }
@@ -218,7 +224,21 @@ fn check(case: &Case, mode: &Mode) -> Result<(), String> {
         .map_err(|e| format!("running runsc: {e}"))?;
     match case.kind.as_str() {
         "run" => {
-            let native = command(&case.argv, &[], None)
+            let mut native = command(&case.argv, &[], None);
+            if case.native_netns {
+                // unshare(1) and ip(8): util-linux and iproute2.
+                let mut argv = vec![
+                    "unshare".to_string(),
+                    "-n".to_string(),
+                    "sh".to_string(),
+                    "-c".to_string(),
+                    "ip link set lo up && exec \"$@\"".to_string(),
+                    "sh".to_string(),
+                ];
+                argv.extend(case.argv.iter().cloned());
+                native = command(&argv, &[], None);
+            }
+            let native = native
                 .output()
                 .map_err(|e| format!("running natively: {e}"))?;
             let same = native.stdout == sandboxed.stdout

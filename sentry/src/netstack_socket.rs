@@ -513,6 +513,10 @@ impl NetSocket {
     }
 }
 
+fn is_mapped(a: SocketAddr) -> bool {
+    matches!(a, SocketAddr::V6(v) if v.ip().to_ipv4_mapped().is_some())
+}
+
 /// A control message carrying one int, as `put_cmsg` writes it into
 /// `room` bytes: whole when it fits (padded to CMSG_SPACE if that fits
 /// too), cut short with MSG_CTRUNC when only part does, nothing when not
@@ -574,6 +578,10 @@ impl InetSocket for NetSocket {
         let Addr::Inet(a) = parse_addr(self.family, addr, AddrUse::Bind)? else {
             return Err(Errno::EAFNOSUPPORT);
         };
+        // inet6_bind: a v4-mapped address on a v6-only socket.
+        if self.v6only() && is_mapped(a) {
+            return Err(Errno::EINVAL);
+        }
         match &self.proto {
             Proto::Tcp(t) => t.bind(a),
             Proto::Udp(u) => u.bind(a),
@@ -582,6 +590,11 @@ impl InetSocket for NetSocket {
 
     fn connect(&self, addr: &[u8]) -> Result<(), Errno> {
         let a = parse_addr(self.family, addr, AddrUse::Connect)?;
+        // tcp_v6_connect and ip6_datagram_connect refuse a v4-mapped peer
+        // on a v6-only socket.
+        if matches!(a, Addr::Inet(a) if is_mapped(a)) && self.v6only() {
+            return Err(Errno::ENETUNREACH);
+        }
         match (&self.proto, a) {
             (Proto::Tcp(t), Addr::Inet(a)) => t.connect(a),
             (Proto::Udp(u), Addr::Inet(a)) => u.connect(a),
@@ -679,10 +692,8 @@ impl InetSocket for NetSocket {
                     },
                     None => None,
                 };
-                if let (Some(SocketAddr::V6(a)), true) = (to, self.v6only()) {
-                    if a.ip().to_ipv4_mapped().is_some() {
-                        return Err(Errno::ENETUNREACH);
-                    }
+                if to.is_some_and(is_mapped) && self.v6only() {
+                    return Err(Errno::ENETUNREACH);
                 }
                 u.send_to(data, to)
             }
