@@ -154,6 +154,22 @@ pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, ttl: u8, bytes:
     inner.net.notify(id, Events::READABLE);
 }
 
+/// The `/proc/net/udp` view of an endpoint.
+pub(crate) fn entry(id: EpId, u: &UdpEp) -> crate::SocketEntry {
+    let (rip, rport) = u.remote.unwrap_or((u.family.unspecified(), 0));
+    crate::SocketEntry {
+        tcp: false,
+        family: u.family,
+        local: user_addr(u.family, u.local.0, u.local.1),
+        remote: user_addr(u.family, rip, rport),
+        state: if u.remote.is_some() { 1 } else { 7 },
+        tx_queue: 0,
+        rx_queue: u.rcv_used,
+        id: id.0,
+        open: true,
+    }
+}
+
 /// A UDP socket. Dropping it closes the endpoint.
 pub struct UdpSocket {
     stack: Arc<Stack>,
@@ -382,6 +398,12 @@ impl UdpSocket {
     /// Registers a waker for `mask` (see [`Waker`]).
     pub fn register_waker(&self, mask: Events, waker: Waker) -> WaiterId {
         self.stack.register(self.id, mask, waker)
+    }
+
+    /// The endpoint's id, unique within the stack and never reused
+    /// ([`crate::SocketEntry::id`]).
+    pub fn id(&self) -> u64 {
+        self.id.0
     }
 
     /// Removes a waker.

@@ -10,7 +10,6 @@
 
 use std::any::Any;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,9 +37,6 @@ const MIN_SNDBUF: usize = 4_608;
 const TCP_INFO_LEN: usize = 232;
 /// The default TTL and hop limit (`ip_default_ttl`).
 const DEFAULT_TTL: u8 = 64;
-
-/// Inode numbers for `socket:[N]` names and fstat.
-static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 
 enum Proto {
     Tcp(TcpSocket),
@@ -295,9 +291,9 @@ impl NetSocket {
         let w = waiters.clone();
         let waker: netstack::Waker = Arc::new(move |_| w.notify_all());
         let all = Events::READABLE | Events::WRITABLE | Events::ERR | Events::HUP | Events::RDHUP;
-        let id = match &proto {
-            Proto::Tcp(t) => t.register_waker(all, waker),
-            Proto::Udp(u) => u.register_waker(all, waker),
+        let (id, ino) = match &proto {
+            Proto::Tcp(t) => (t.register_waker(all, waker), t.id()),
+            Proto::Udp(u) => (u.register_waker(all, waker), u.id()),
         };
         NetSocket {
             proto,
@@ -314,7 +310,8 @@ impl NetSocket {
                 recv_ttl: false,
                 recv_hoplimit: false,
             }),
-            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+            // The endpoint's id: what /proc/net/tcp shows as the inode.
+            ino,
         }
     }
 

@@ -1148,6 +1148,35 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
             return Ok(0);
         }
     }
+    // The interface queries work on any socket (sock_ioctl), over the
+    // sandbox's netstack; glibc's if_nametoindex asks a unix socket.
+    let is_socket = file.ops().as_any().is_some_and(|x| {
+        x.is::<crate::netstack_socket::NetSocket>() || x.is::<crate::socket::SocketFile>()
+    });
+    if is_socket {
+        if let Some(stack) = &task.kernel.netstack {
+            use crate::ifioctl::{self, IFREQ_LEN};
+            if ifioctl::is_ifreq(a[1]) {
+                let mut req = [0u8; IFREQ_LEN];
+                task.mm().copy_in(a[2], &mut req)?;
+                ifioctl::ifreq(&stack.interfaces(), a[1], &mut req)?;
+                task.mm().copy_out(a[2], &req)?;
+                return Ok(0);
+            }
+            if a[1] == ifioctl::SIOCGIFCONF {
+                // struct ifconf: int ifc_len, then the buffer's address.
+                let mut b = [0u8; 16];
+                task.mm().copy_in(a[2], &mut b)?;
+                let len = i32::from_le_bytes(b[0..4].try_into().expect("4 bytes"));
+                let buf = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                let room = (buf != 0).then_some(usize::try_from(len.max(0)).unwrap_or(0));
+                let (out, n) = ifioctl::ifconf(&stack.interfaces(), room);
+                task.mm().copy_out(buf, &out)?;
+                task.mm().copy_out(a[2], &(n as i32).to_le_bytes())?;
+                return Ok(0);
+            }
+        }
+    }
     // The generic file ioctls (fs/ioctl.c).
     match a[1] {
         FIOCLEX | FIONCLEX => {
