@@ -29,6 +29,7 @@ mod clock;
 pub mod header;
 mod link;
 mod ports;
+pub mod rtnetlink;
 mod socket;
 mod stack;
 mod tcp;

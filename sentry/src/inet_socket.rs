@@ -5,6 +5,9 @@
 //! syscall layer does the waiting, the timeouts, SIGPIPE and the copying
 //! of addresses and buffers, once for both.
 //!
+//! NETLINK_ROUTE sockets (`crate::netlink`) take the same path: datagram
+//! sockets whose peer is the kernel.
+//!
 //! Addresses cross this interface as the application's `sockaddr` bytes
 //! (at most [`SOCKADDR_MAX`]), so the syscall layer never interprets them.
 
@@ -86,6 +89,9 @@ pub fn inet_of(ops: &dyn FileOps) -> Option<&dyn InetSocket> {
     let any = ops.as_any()?;
     if let Some(h) = any.downcast_ref::<crate::hostinet::HostSocket>() {
         return Some(h);
+    }
+    if let Some(n) = any.downcast_ref::<crate::netlink::NetlinkSocket>() {
+        return Some(n);
     }
     any.downcast_ref::<crate::netstack_socket::NetSocket>()
         .map(|n| n as &dyn InetSocket)

@@ -30,6 +30,7 @@ mod limits;
 mod loader;
 mod memfile;
 mod mm;
+mod netlink;
 mod netstack_socket;
 mod pipe;
 mod process;

@@ -72,6 +72,18 @@ pub fn socket(task: &Task, family: i32, raw_ty: i32, protocol: i32) -> SysResult
     install(task, ops, &name, flags)
 }
 
+/// `socket(AF_NETLINK, ...)`: NETLINK_ROUTE over the sandbox's netstack.
+pub fn netlink_socket(task: &Task, raw_ty: i32, protocol: i32) -> SysResult {
+    let flags = raw_ty & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let Some(stack) = &task.kernel.netstack else {
+        tracing::info!("netlink sockets with --network=host not supported: EAFNOSUPPORT");
+        return Err(Errno::EAFNOSUPPORT);
+    };
+    let sock = crate::netlink::NetlinkSocket::new(stack, raw_ty & !flags, protocol, task.tg.tgid)?;
+    let name = format!("socket:[{}]", vfs::inode::FileOps::stat(&sock)?.ino);
+    install(task, Arc::new(sock), &name, flags)
+}
+
 fn install(task: &Task, ops: Arc<dyn vfs::inode::FileOps>, name: &str, flags: i32) -> SysResult {
     let nonblock = if flags & libc::SOCK_NONBLOCK != 0 {
         libc::O_NONBLOCK

@@ -68,8 +68,8 @@ fn kind_of(raw: u64) -> Result<(SockType, i32), Errno> {
 }
 
 fn check_domain(domain: u64, protocol: u64) -> Result<(), Errno> {
-    if domain as i32 == libc::AF_INET || domain as i32 == libc::AF_INET6 {
-        // socketpair: Linux's inet families have none.
+    if [libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK].contains(&(domain as i32)) {
+        // socketpair: Linux's inet and netlink families have none.
         return Err(Errno::EOPNOTSUPP);
     }
     if domain as i32 != libc::AF_UNIX {
@@ -84,6 +84,9 @@ fn check_domain(domain: u64, protocol: u64) -> Result<(), Errno> {
 
 pub fn socket(task: &mut Task, a: [u64; 6]) -> SysResult {
     let family = a[0] as i32;
+    if family == libc::AF_NETLINK {
+        return inet::netlink_socket(task, a[1] as i32, a[2] as i32);
+    }
     if family == libc::AF_INET || family == libc::AF_INET6 {
         return inet::socket(task, family, a[1] as i32, a[2] as i32);
     }
