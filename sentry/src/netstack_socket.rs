@@ -876,6 +876,64 @@ impl FileOps for NetSocket {
     fn as_any(&self) -> Option<&dyn Any> {
         Some(self)
     }
+
+    /// A stream moves bytes straight between the application's pages and
+    /// the connection's buffers (a datagram takes the copying path, which
+    /// keeps it whole).
+    fn iov_io(&self) -> Option<&dyn vfs::inode::IovIo> {
+        match self.proto {
+            Proto::Tcp(_) => Some(self),
+            Proto::Udp(_) => None,
+        }
+    }
+}
+
+/// Runs `op` over each iovec in turn while it takes all of it; the total,
+/// or the first error if nothing moved.
+fn each_iovec(
+    iov: &[libc::iovec],
+    mut op: impl FnMut(*mut u8, usize) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    let mut total = 0;
+    for v in iov.iter().filter(|v| v.iov_len > 0) {
+        match op(v.iov_base.cast(), v.iov_len) {
+            Ok(n) => {
+                total += n;
+                if n < v.iov_len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+impl vfs::inode::IovIo for NetSocket {
+    unsafe fn read_iov(&self, iov: &[libc::iovec], _offset: u64) -> vfs::Result<usize> {
+        let Proto::Tcp(t) = &self.proto else {
+            return Err(Errno::EINVAL);
+        };
+        each_iovec(iov, |base, len| {
+            // SAFETY: the caller vouches that each iovec names writable
+            // memory nobody else references for the call's duration.
+            let buf = unsafe { std::slice::from_raw_parts_mut(base, len) };
+            t.recv(buf, false)
+        })
+    }
+
+    unsafe fn write_iov(&self, iov: &[libc::iovec], _offset: u64) -> vfs::Result<usize> {
+        let Proto::Tcp(t) = &self.proto else {
+            return Err(Errno::EINVAL);
+        };
+        each_iovec(iov, |base, len| {
+            // SAFETY: the caller vouches that each iovec names readable
+            // memory that stays mapped for the call's duration.
+            let buf = unsafe { std::slice::from_raw_parts(base.cast_const(), len) };
+            t.send(buf)
+        })
+    }
 }
 
 #[cfg(test)]
