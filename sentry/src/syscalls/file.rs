@@ -368,6 +368,12 @@ pub(super) fn host_io<T>(
     mut op: impl FnMut() -> Result<T, Errno>,
 ) -> Result<T, Errno> {
     let nonblock = file.flags() & libc::O_NONBLOCK != 0;
+    // A socket's read and write wait as its recv and send do, within
+    // SO_RCVTIMEO/SO_SNDTIMEO.
+    if let Some(sock) = crate::inet_socket::inet_of(file.ops().as_ref()) {
+        let timeout = sock.timeout(events == libc::POLLOUT);
+        return super::inet::block(task, sock, events, nonblock, timeout, op);
+    }
     let Some(fd) = file.ops().host_fd().filter(|_| file.location().is_none()) else {
         if file.ops().waiters().is_some() {
             return sentry_io(task, file, events, nonblock, op);

@@ -126,7 +126,7 @@ fn write_addr(task: &Task, addr: u64, lenp: u64, name: &[u8]) -> Result<(), Errn
 /// socket in between unless `nonblock`. A timeout (SO_RCVTIMEO or
 /// SO_SNDTIMEO) ends the wait with EAGAIN; a signal ends it with
 /// ERESTARTSYS, or EINTR when a timeout was set (sock_intr_errno).
-fn block<T>(
+pub(super) fn block<T>(
     task: &Task,
     sock: &dyn InetSocket,
     events: i16,
