@@ -12,8 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # differential tests' fixtures; sqlite3, python3 and python3-venv for the
 # real programs they run; runsc (upstream's 2022 Go build) for the interop
 # tests against its gofer; Go 1.19 and upstream's 2022 Go sources to build
-# compat/lisafs-client, upstream's own lisafs client driving our gofer.
-packages=(busybox-static gcc libc6-dev sqlite3 python3 python3-venv runsc
+# compat/lisafs-client, upstream's own lisafs client driving our gofer;
+# socat and iproute2 for the netstack cases (a 100 MiB stream; `lo` up in
+# the native run's fresh network namespace).
+packages=(busybox-static gcc libc6-dev sqlite3 python3 python3-venv runsc socat iproute2
 	golang-1.19-go golang-gvisor-gvisor-dev golang-golang-x-sys-dev golang-golang-x-time-dev)
 missing=()
 for p in "${packages[@]}"; do

@@ -114,8 +114,10 @@ struct Case {
     argv: Vec<String>,
     /// Global flags for the sandboxed run (`run-hostnet`: --network=host).
     flags: Vec<String>,
-    /// What the native run is started under (`run-mountns`: a private
-    /// mount namespace, so mounts the case makes stay off the host).
+    /// What the native run is started under: `run-mountns` runs it in a
+    /// private mount namespace (mounts the case makes stay off the host),
+    /// `run-netns` in a new network namespace with only `lo` up, the Linux
+    /// that `--network=none` stands for.
     native_prefix: Vec<String>,
 }
 
@@ -142,13 +144,24 @@ fn load_cases(fix: &Path) -> Vec<Case> {
             let word = words.pop().unwrap();
             let (kind, flags) = match word.as_str() {
                 "run-hostnet" => ("run".to_string(), vec!["--network=host".to_string()]),
-                "run-mountns" => ("run".to_string(), Vec::new()),
+                "run-mountns" | "run-netns" => ("run".to_string(), Vec::new()),
                 other => (other.to_string(), Vec::new()),
             };
             let native_prefix = match word.as_str() {
                 "run-mountns" => ["/usr/bin/unshare", "--mount", "--propagation=private", "--"]
                     .map(String::from)
                     .to_vec(),
+                // unshare(1) and ip(8): util-linux and iproute2.
+                "run-netns" => [
+                    "/usr/bin/unshare",
+                    "-n",
+                    "sh",
+                    "-c",
+                    "ip link set lo up && exec \"$@\"",
+                    "sh",
+                ]
+                .map(String::from)
+                .to_vec(),
                 _ => Vec::new(),
             };
             cases.push(Case {

@@ -56,6 +56,9 @@ pub struct RecvInfo {
     pub full_len: usize,
     /// The sender (UDP), or the peer (TCP).
     pub from: SocketAddr,
+    /// The datagram's TTL or hop limit as received (`IP_RECVTTL`,
+    /// `IPV6_RECVHOPLIMIT`); 0 when there was no datagram.
+    pub ttl: u8,
 }
 
 /// Checks that `a` suits a socket of `family` (with `v6only`) and returns
@@ -98,4 +101,29 @@ pub(crate) fn local_matches(bound: IpAddr, dual: bool, dst: IpAddr) -> bool {
     } else {
         bound == dst
     }
+}
+
+/// One endpoint as `/proc/net/{tcp,tcp6,udp,udp6}` list it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketEntry {
+    /// TCP (else UDP).
+    pub tcp: bool,
+    /// The socket's family (an AF_INET6 socket lists in the `6` files,
+    /// its IPv4 peers v4-mapped).
+    pub family: Family,
+    /// Local address as the socket reports it.
+    pub local: SocketAddr,
+    /// Remote address (unspecified, port 0, when unconnected).
+    pub remote: SocketAddr,
+    /// Linux's state number (UDP: 1 connected, 7 not).
+    pub state: u8,
+    /// Bytes queued to send.
+    pub tx_queue: usize,
+    /// Bytes queued to read (a listener: connections waiting).
+    pub rx_queue: usize,
+    /// The endpoint's id ([`crate::TcpSocket::id`], [`crate::UdpSocket::id`]).
+    pub id: u64,
+    /// Whether a socket still holds it (a closed connection finishing in
+    /// the background, e.g. in TIME_WAIT, has none).
+    pub open: bool,
 }

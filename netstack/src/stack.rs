@@ -107,6 +107,8 @@ pub struct InterfaceInfo {
     pub loopback: bool,
     /// Its addresses.
     pub addrs: Vec<InterfaceAddr>,
+    /// Its traffic.
+    pub counters: NicCounters,
 }
 
 struct Nic {
@@ -115,6 +117,20 @@ struct Nic {
     mtu: usize,
     caps: LinkCaps,
     addrs: Vec<InterfaceAddr>,
+    counters: NicCounters,
+}
+
+/// A NIC's traffic (`/proc/net/dev`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicCounters {
+    /// IP packets the link delivered.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// IP packets handed to the link.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -334,7 +350,11 @@ impl Net {
             _ => return Err(Errno::EAFNOSUPPORT),
         }
         self.stats.ip_sent += 1;
-        self.out.push((n.link.clone(), pkt));
+        let link = n.link.clone();
+        let c = &mut self.nics[nic.0].counters;
+        c.tx_packets += 1;
+        c.tx_bytes += pkt.len() as u64;
+        self.out.push((link, pkt));
         Ok(())
     }
 }
@@ -395,23 +415,35 @@ impl Inner {
 
     fn ip_input(&mut self, nic: NicId, pkt: &[u8]) {
         self.net.stats.ip_received += 1;
-        let Some(n) = self.net.nics.get(nic.0) else {
+        let Some(n) = self.net.nics.get_mut(nic.0) else {
             return;
         };
+        n.counters.rx_packets += 1;
+        n.counters.rx_bytes += pkt.len() as u64;
         let offload = n.caps.checksum_offload;
-        let (src, dst, protocol, payload): (IpAddr, IpAddr, u8, &[u8]) =
+        let (src, dst, protocol, ttl, payload): (IpAddr, IpAddr, u8, u8, &[u8]) =
             match pkt.first().map(|b| b >> 4) {
                 Some(4) => match Ipv4Packet::parse(pkt) {
-                    Ok(p) if offload || p.header_checksum_ok() => {
-                        (p.src().into(), p.dst().into(), p.protocol(), p.payload())
-                    }
+                    Ok(p) if offload || p.header_checksum_ok() => (
+                        p.src().into(),
+                        p.dst().into(),
+                        p.protocol(),
+                        p.ttl(),
+                        p.payload(),
+                    ),
                     _ => {
                         self.net.stats.ip_malformed += 1;
                         return;
                     }
                 },
                 Some(6) => match Ipv6Packet::parse(pkt) {
-                    Ok(p) => (p.src().into(), p.dst().into(), p.protocol(), p.payload()),
+                    Ok(p) => (
+                        p.src().into(),
+                        p.dst().into(),
+                        p.protocol(),
+                        p.hop_limit(),
+                        p.payload(),
+                    ),
                     Err(_) => {
                         self.net.stats.ip_malformed += 1;
                         return;
@@ -446,7 +478,7 @@ impl Inner {
         }
         match protocol {
             proto::TCP => tcp::input(self, src, dst, payload),
-            proto::UDP => udp::input(self, src, dst, payload),
+            proto::UDP => udp::input(self, src, dst, ttl, payload),
             proto::ICMPV4 if src.is_ipv4() => self.icmp_input(src, dst, payload),
             proto::ICMPV6 if src.is_ipv6() => self.icmp_input(src, dst, payload),
             _ => {}
@@ -643,6 +675,7 @@ impl Stack {
                 caps: link.caps(),
                 link: link.clone(),
                 addrs: Vec::new(),
+                counters: NicCounters::default(),
             });
             NicId(g.net.nics.len() - 1)
         };
@@ -700,6 +733,7 @@ impl Stack {
                 mtu: n.mtu,
                 loopback: n.caps.loopback,
                 addrs: n.addrs.clone(),
+                counters: n.counters,
             })
             .collect()
     }
@@ -718,6 +752,21 @@ impl Stack {
     /// ([`Dispatcher::deliver`]).
     pub fn deliver_packet(&self, nic: NicId, packet: Vec<u8>) {
         self.with(|i| i.ip_input(nic, &packet));
+    }
+
+    /// Every TCP and UDP endpoint, in creation order (`/proc/net/tcp`...).
+    pub fn sockets(&self) -> Vec<crate::SocketEntry> {
+        let g = self.lock();
+        let mut v: Vec<_> = g
+            .eps
+            .iter()
+            .map(|(id, e)| match e {
+                Endpoint::Tcp(t) => tcp::entry(*id, t),
+                Endpoint::Udp(u) => udp::entry(*id, u),
+            })
+            .collect();
+        v.sort_by_key(|e| e.id);
+        v
     }
 
     /// A snapshot of the counters.

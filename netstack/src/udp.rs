@@ -42,6 +42,7 @@ impl Default for Tables {
 
 struct Datagram {
     from: (IpAddr, u16),
+    ttl: u8,
     data: Vec<u8>,
 }
 
@@ -107,7 +108,7 @@ impl UdpEp {
 }
 
 /// Delivers a received datagram (checksum already checked).
-pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, bytes: &[u8]) {
+pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, ttl: u8, bytes: &[u8]) {
     let Ok(d) = UdpDatagram::parse(bytes) else {
         inner.net.stats.ip_malformed += 1;
         return;
@@ -148,9 +149,25 @@ pub(crate) fn input(inner: &mut Inner, src: IpAddr, dst: IpAddr, bytes: &[u8]) {
     }
     let data = d.payload().to_vec();
     u.rcv_used += data.len() + DATAGRAM_OVERHEAD;
-    u.rcv.push_back(Datagram { from, data });
+    u.rcv.push_back(Datagram { from, ttl, data });
     inner.net.stats.udp_delivered += 1;
     inner.net.notify(id, Events::READABLE);
+}
+
+/// The `/proc/net/udp` view of an endpoint.
+pub(crate) fn entry(id: EpId, u: &UdpEp) -> crate::SocketEntry {
+    let (rip, rport) = u.remote.unwrap_or((u.family.unspecified(), 0));
+    crate::SocketEntry {
+        tcp: false,
+        family: u.family,
+        local: user_addr(u.family, u.local.0, u.local.1),
+        remote: user_addr(u.family, rip, rport),
+        state: if u.remote.is_some() { 1 } else { 7 },
+        tx_queue: 0,
+        rx_queue: u.rcv_used,
+        id: id.0,
+        open: true,
+    }
 }
 
 /// A UDP socket. Dropping it closes the endpoint.
@@ -319,6 +336,7 @@ impl UdpSocket {
                         len: 0,
                         full_len: 0,
                         from: user_addr(u.family, u.family.unspecified(), 0),
+                        ttl: 0,
                     });
                 }
                 return Err(Errno::EAGAIN);
@@ -329,6 +347,7 @@ impl UdpSocket {
                 len: n,
                 full_len: d.data.len(),
                 from: user_addr(u.family, d.from.0, d.from.1),
+                ttl: d.ttl,
             };
             if !peek {
                 let d = u.rcv.pop_front().expect("front exists");
@@ -379,6 +398,12 @@ impl UdpSocket {
     /// Registers a waker for `mask` (see [`Waker`]).
     pub fn register_waker(&self, mask: Events, waker: Waker) -> WaiterId {
         self.stack.register(self.id, mask, waker)
+    }
+
+    /// The endpoint's id, unique within the stack and never reused
+    /// ([`crate::SocketEntry::id`]).
+    pub fn id(&self) -> u64 {
+        self.id.0
     }
 
     /// Removes a waker.

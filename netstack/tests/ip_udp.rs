@@ -169,6 +169,11 @@ fn udp_round_trip_over_v6_loopback_with_source_address() {
     let mut small = [0u8; 10];
     let r = a.recv_from(&mut small, false).unwrap();
     assert_eq!((r.len, r.full_len), (10, 100));
+    // The hop limit arrives with the datagram (IPV6_RECVHOPLIMIT).
+    assert_eq!(r.ttl, 64);
+    b.set_ttl(7);
+    b.send_to(b"x", Some(a_addr)).unwrap();
+    assert_eq!(a.recv_from(&mut small, false).unwrap().ttl, 7);
 }
 
 #[test]
@@ -377,4 +382,30 @@ fn udp_checksums_on_a_checksummed_link() {
     s.deliver_packet(nic, p);
     assert_eq!(rx.recv_from(&mut buf, false), Err(Errno::EAGAIN));
     assert_eq!(s.stats().bad_checksum, 1);
+}
+
+#[test]
+fn socket_table_and_interface_counters() {
+    let (s, _) = lo_stack();
+    let before = s.interfaces()[0].counters;
+    let a = UdpSocket::new(&s, Family::V6);
+    a.bind(v6(0)).unwrap();
+    let b = UdpSocket::new(&s, Family::V4);
+    b.connect(v4(9)).unwrap();
+    b.send_to(b"12345", None).unwrap();
+    let t = s.sockets();
+    assert_eq!(t.len(), 2);
+    assert_eq!(
+        (t[0].id, t[0].family, t[0].local),
+        (a.id(), Family::V6, a.local_addr())
+    );
+    assert_eq!((t[0].state, t[0].tcp, t[0].open), (7, false, true));
+    assert_eq!((t[1].id, t[1].state, t[1].remote), (b.id(), 1, v4(9)));
+    // One 5-byte datagram out and back in over lo (IPv4 20 + UDP 8).
+    let c = s.interfaces()[0].counters;
+    assert_eq!(c.tx_packets - before.tx_packets, 1);
+    assert_eq!(c.rx_packets - before.rx_packets, 1);
+    assert_eq!(c.tx_bytes - before.tx_bytes, 33);
+    drop(a);
+    assert_eq!(s.sockets().len(), 1);
 }

@@ -11,14 +11,12 @@
 //! is a host socket call over buffers it owns.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use abi::{Errno, Stat};
 use vfs::inode::FileOps;
 
-/// `sizeof(struct sockaddr_storage)`: the longest address a caller may pass.
-pub const SOCKADDR_MAX: usize = 128;
+use crate::inet_socket::{Accepted, InetSocket, Received, Timeouts, SOCKADDR_MAX};
 
 /// One application socket: a non-blocking host socket and what the Sentry
 /// keeps beside it.
@@ -29,7 +27,7 @@ pub struct HostSocket {
     pub ty: i32,
     pub protocol: i32,
     /// SO_RCVTIMEO and SO_SNDTIMEO: the Sentry blocks, so it keeps them.
-    timeouts: Mutex<[Option<Duration>; 2]>,
+    timeouts: Timeouts,
 }
 
 use crate::host::{check, retry};
@@ -166,14 +164,6 @@ pub fn filter_cmsgs(buf: &[u8]) -> (Vec<u8>, bool) {
     (out, dropped)
 }
 
-/// What a host `recvmsg` returned.
-pub struct Received {
-    pub len: usize,
-    pub name: Vec<u8>,
-    pub control: Vec<u8>,
-    pub flags: i32,
-}
-
 impl HostSocket {
     /// A new host socket. The caller checked the family and type.
     pub fn new(family: i32, ty: i32, protocol: i32) -> Result<HostSocket, Errno> {
@@ -198,7 +188,7 @@ impl HostSocket {
             family,
             ty,
             protocol,
-            timeouts: Mutex::new([None, None]),
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -377,18 +367,111 @@ impl HostSocket {
         value.truncate((len as usize).min(room));
         Ok(value)
     }
+}
 
-    /// SO_RCVTIMEO (`send == false`) or SO_SNDTIMEO.
-    pub fn timeout(&self, send: bool) -> Option<Duration> {
-        self.timeouts.lock().unwrap_or_else(|e| e.into_inner())[usize::from(send)]
+/// The syscall layer's view; options reach the host only if
+/// [`sockopt_allowed`].
+impl InetSocket for HostSocket {
+    fn family(&self) -> i32 {
+        self.family
     }
 
-    pub fn set_timeout(&self, send: bool, t: Option<Duration>) {
-        self.timeouts.lock().unwrap_or_else(|e| e.into_inner())[usize::from(send)] = t;
+    fn sock_type(&self) -> i32 {
+        self.ty
     }
 
-    pub fn host(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    fn protocol(&self) -> i32 {
+        match (self.protocol, self.ty) {
+            (0, libc::SOCK_STREAM) => libc::IPPROTO_TCP,
+            (0, _) => libc::IPPROTO_UDP,
+            (p, _) => p,
+        }
+    }
+
+    fn bind(&self, addr: &[u8]) -> Result<(), Errno> {
+        HostSocket::bind(self, addr)
+    }
+
+    fn connect(&self, addr: &[u8]) -> Result<(), Errno> {
+        HostSocket::connect(self, addr)
+    }
+
+    fn listen(&self, backlog: i32) -> Result<(), Errno> {
+        HostSocket::listen(self, backlog)
+    }
+
+    fn accept(&self) -> Result<Accepted, Errno> {
+        let (conn, peer) = HostSocket::accept(self)?;
+        Ok(Accepted {
+            name: format!("socket:[{}]", conn.ino()),
+            file: std::sync::Arc::new(conn),
+            peer,
+        })
+    }
+
+    fn local_name(&self) -> Result<Vec<u8>, Errno> {
+        HostSocket::local_name(self)
+    }
+
+    fn peer_name(&self) -> Result<Vec<u8>, Errno> {
+        HostSocket::peer_name(self)
+    }
+
+    fn shutdown(&self, how: i32) -> Result<(), Errno> {
+        HostSocket::shutdown(self, how)
+    }
+
+    fn send(
+        &self,
+        data: &[u8],
+        to: Option<&[u8]>,
+        control: &[u8],
+        flags: i32,
+    ) -> Result<usize, Errno> {
+        let (kept, dropped) = filter_cmsgs(control);
+        if dropped {
+            tracing::info!("inet socket: control message not supported: EINVAL");
+            return Err(Errno::EINVAL);
+        }
+        HostSocket::send(self, data, to, &kept, flags)
+    }
+
+    fn recv(&self, buf: &mut [u8], control_room: usize, flags: i32) -> Result<Received, Errno> {
+        let mut r = HostSocket::recv(self, buf, control_room, flags)?;
+        let (control, dropped) = filter_cmsgs(&r.control);
+        if dropped {
+            r.flags |= libc::MSG_CTRUNC;
+        }
+        r.control = control;
+        Ok(r)
+    }
+
+    fn set_option(&self, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+        if !sockopt_allowed(level, name, true) {
+            tracing::info!(
+                "setsockopt level {level} option {name} not supported on inet sockets: ENOPROTOOPT"
+            );
+            return Err(Errno::ENOPROTOOPT);
+        }
+        HostSocket::set_option(self, level, name, value)
+    }
+
+    fn get_option(&self, level: i32, name: i32, room: usize) -> Result<Vec<u8>, Errno> {
+        if !sockopt_allowed(level, name, false) {
+            tracing::info!(
+                "getsockopt level {level} option {name} not supported on inet sockets: ENOPROTOOPT"
+            );
+            return Err(Errno::ENOPROTOOPT);
+        }
+        HostSocket::get_option(self, level, name, room)
+    }
+
+    fn timeout(&self, send: bool) -> Option<Duration> {
+        self.timeouts.get(send)
+    }
+
+    fn set_timeout(&self, send: bool, t: Option<Duration>) {
+        self.timeouts.set(send, t)
     }
 }
 

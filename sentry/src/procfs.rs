@@ -417,6 +417,38 @@ fn proc_root(k: &Weak<Kernel>, c: &Common, boot: Instant) -> Result<Children, Er
     e.fixed("cmdline", "BOOT_IMAGE=/vmlinuz-4.4.0 quiet\n");
     let kw = k.clone();
     e.dir("sys", 0o555, move |c| proc_sys(&kw, c));
+    if kernel.netstack.is_some() {
+        let kw = k.clone();
+        e.dir("net", 0o555, move |c| proc_net(&kw, c));
+    }
+    Ok(e.done())
+}
+
+/// `/proc/net` for the sandbox's netstack (`crate::procnet`).
+fn proc_net(k: &Weak<Kernel>, c: &Common) -> Result<Children, Errno> {
+    fn stack(k: &Weak<Kernel>) -> Result<Arc<netstack::Stack>, Errno> {
+        kernel_of(k)?.netstack.clone().ok_or(Errno::ENOENT)
+    }
+    let mut e = Entries::new(c);
+    let kw = k.clone();
+    e.text("dev", move || {
+        Ok(crate::procnet::dev(&stack(&kw)?.interfaces()))
+    });
+    let kw = k.clone();
+    e.text("if_inet6", move || {
+        Ok(crate::procnet::if_inet6(&stack(&kw)?.interfaces()))
+    });
+    for (name, tcp, v6) in [
+        ("tcp", true, false),
+        ("tcp6", true, true),
+        ("udp", false, false),
+        ("udp6", false, true),
+    ] {
+        let kw = k.clone();
+        e.text(name, move || {
+            Ok(crate::procnet::sockets(&stack(&kw)?.sockets(), tcp, v6))
+        });
+    }
     Ok(e.done())
 }
 

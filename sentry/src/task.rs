@@ -63,7 +63,10 @@ pub struct Kernel {
     /// The O_ASYNC files and the thread that signals their owners.
     pub(crate) async_io: Arc<crate::fasync::AsyncIo>,
     pub(crate) hostname: String,
-    pub(crate) host_network: bool,
+    /// The sandbox's own TCP/IP stack (loopback only) when inet sockets
+    /// are not host sockets; its timers run on `_netstack_timers`.
+    pub(crate) netstack: Option<Arc<netstack::Stack>>,
+    _netstack_timers: Option<netstack::TimerThread>,
     pub(crate) futexes: crate::futex::FutexTable,
     /// Host files mapped privately, shared copy-on-write between mappings.
     pub(crate) file_cache: crate::filecache::FileCache,
@@ -142,6 +145,15 @@ impl Kernel {
     pub fn new(config: KernelConfig) -> Result<Arc<Kernel>, Errno> {
         let mf = Arc::new(MemoryFile::new()?);
         let clock = crate::clock::Clock::new(&mf)?;
+        let (netstack, netstack_timers) = if config.host_network {
+            (None, None)
+        } else {
+            let stack = netstack::Stack::with_loopback(Arc::new(netstack::MonotonicClock::new()));
+            let timers = stack.spawn_timer_thread().map_err(|e| {
+                Errno::new(e.raw_os_error().unwrap_or(libc::EAGAIN)).unwrap_or(Errno::EAGAIN)
+            })?;
+            (Some(stack), Some(timers))
+        };
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
             let filesystems = fs::Filesystems::new(&mf, me.clone());
@@ -166,7 +178,8 @@ impl Kernel {
                 filesystems,
                 async_io: Arc::new(crate::fasync::AsyncIo::new(me.clone())),
                 hostname: config.hostname,
-                host_network: config.host_network,
+                netstack,
+                _netstack_timers: netstack_timers,
                 futexes: Default::default(),
                 file_cache: crate::filecache::FileCache::new(file_cache_mf),
                 unix: Arc::default(),

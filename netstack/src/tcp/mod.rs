@@ -465,6 +465,26 @@ fn stop_listening(inner: &mut Inner, id: EpId) {
     }
 }
 
+/// The `/proc/net/tcp` view of an endpoint.
+pub(crate) fn entry(id: EpId, t: &Tcb) -> crate::SocketEntry {
+    let listening = t.state == TcpState::Listen;
+    crate::SocketEntry {
+        tcp: true,
+        family: t.family,
+        local: user_addr(t.family, t.local.0, t.local.1),
+        remote: user_addr(t.family, t.remote.0, t.remote.1),
+        state: t.state.linux_number(),
+        tx_queue: if listening { 0 } else { t.unsent_and_unacked() },
+        rx_queue: if listening {
+            t.accept_queue.len()
+        } else {
+            t.readable_bytes()
+        },
+        id: id.0,
+        open: t.handle_open,
+    }
+}
+
 /// A TCP socket. Dropping it is `close(2)`: the connection then finishes
 /// (or is reset) in the background.
 pub struct TcpSocket {
@@ -753,6 +773,12 @@ impl TcpSocket {
     /// Registers a waker for `mask` (see [`Waker`]).
     pub fn register_waker(&self, mask: Events, waker: Waker) -> WaiterId {
         self.stack.register(self.id, mask, waker)
+    }
+
+    /// The endpoint's id, unique within the stack and never reused
+    /// ([`crate::SocketEntry::id`]).
+    pub fn id(&self) -> u64 {
+        self.id.0
     }
 
     /// Removes a waker.

@@ -378,7 +378,7 @@ impl Tcb {
             if !self.rcv_buf.is_empty() {
                 ev |= Events::READABLE;
             }
-            if self.snd_shutdown || self.send_space() > 0 {
+            if self.snd_shutdown || self.writable() {
                 ev |= Events::WRITABLE;
             }
         }
@@ -390,6 +390,14 @@ impl Tcb {
 
     fn notify(&self, net: &mut Net) {
         net.notify(self.id, self.readiness() | Events::HUP | Events::ERR);
+    }
+
+    /// Linux's `sk_stream_is_writeable`: free space of at least half
+    /// what is queued, so a writer blocked on a full buffer wakes for a
+    /// useful amount rather than for every acknowledgement.
+    fn writable(&self) -> bool {
+        let space = self.send_space();
+        space > 0 && space >= self.send_buf.len() / 2
     }
 
     pub fn send_space(&self) -> usize {

@@ -394,6 +394,12 @@ pub(super) fn host_io<T>(
     mut op: impl FnMut() -> Result<T, Errno>,
 ) -> Result<T, Errno> {
     let nonblock = file.flags() & libc::O_NONBLOCK != 0;
+    // A socket's read and write wait as its recv and send do, within
+    // SO_RCVTIMEO/SO_SNDTIMEO.
+    if let Some(sock) = crate::inet_socket::inet_of(file.ops().as_ref()) {
+        let timeout = sock.timeout(events == libc::POLLOUT);
+        return super::inet::block(task, sock, events, nonblock, timeout, op);
+    }
     let Some(fd) = file.ops().host_fd().filter(|_| file.location().is_none()) else {
         if file.ops().waiters().is_some() {
             return sentry_io(task, file, events, nonblock, op);
@@ -1381,6 +1387,48 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
             );
         }
     }
+    if let Some(s) = file
+        .ops()
+        .as_any()
+        .and_then(|x| x.downcast_ref::<crate::netstack_socket::NetSocket>())
+    {
+        // SIOCOUTQ (TIOCOUTQ's number): bytes not yet acknowledged.
+        const SIOCOUTQ: u64 = 0x5411;
+        if a[1] == SIOCOUTQ {
+            let n = s.bytes_unsent()?.min(i32::MAX as usize) as i32;
+            task.mm().copy_out(a[2], &n.to_le_bytes())?;
+            return Ok(0);
+        }
+    }
+    // The interface queries work on any socket (sock_ioctl), over the
+    // sandbox's netstack; glibc's if_nametoindex asks a unix socket.
+    let is_socket = file.ops().as_any().is_some_and(|x| {
+        x.is::<crate::netstack_socket::NetSocket>() || x.is::<crate::socket::SocketFile>()
+    });
+    if is_socket {
+        if let Some(stack) = &task.kernel.netstack {
+            use crate::ifioctl::{self, IFREQ_LEN};
+            if ifioctl::is_ifreq(a[1]) {
+                let mut req = [0u8; IFREQ_LEN];
+                task.mm().copy_in(a[2], &mut req)?;
+                ifioctl::ifreq(&stack.interfaces(), a[1], &mut req)?;
+                task.mm().copy_out(a[2], &req)?;
+                return Ok(0);
+            }
+            if a[1] == ifioctl::SIOCGIFCONF {
+                // struct ifconf: int ifc_len, then the buffer's address.
+                let mut b = [0u8; 16];
+                task.mm().copy_in(a[2], &mut b)?;
+                let len = i32::from_le_bytes(b[0..4].try_into().expect("4 bytes"));
+                let buf = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                let room = (buf != 0).then_some(usize::try_from(len.max(0)).unwrap_or(0));
+                let (out, n) = ifioctl::ifconf(&stack.interfaces(), room);
+                task.mm().copy_out(buf, &out)?;
+                task.mm().copy_out(a[2], &(n as i32).to_le_bytes())?;
+                return Ok(0);
+            }
+        }
+    }
     // The generic file ioctls (fs/ioctl.c).
     match a[1] {
         FIOCLEX | FIONCLEX => {
@@ -1405,39 +1453,26 @@ pub fn ioctl(task: &mut Task, a: [u64; 6]) -> SysResult {
             return Ok(0);
         }
         FIONREAD => {
-            let n: i32 = match (file.location(), file.ops().host_fd()) {
-                (None, Some(fd)) => {
-                    let mut b = [0u8; 4];
-                    host::ioctl_read(fd, FIONREAD, &mut b)?;
-                    i32::from_le_bytes(b)
-                }
-                _ if file
-                    .ops()
-                    .as_any()
-                    .is_some_and(|a| a.is::<crate::socket::SocketFile>()) =>
-                {
-                    let s = file
-                        .ops()
-                        .as_any()
-                        .and_then(|a| a.downcast_ref::<crate::socket::SocketFile>());
-                    s.map_or(0, |s| s.0.pending().min(i32::MAX as usize) as i32)
-                }
-                _ if file
-                    .ops()
-                    .as_any()
-                    .is_some_and(|a| a.is::<vfs::notify::Inotify>()) =>
-                {
-                    let i = file
-                        .ops()
-                        .as_any()
-                        .and_then(|a| a.downcast_ref::<vfs::notify::Inotify>());
-                    i.map_or(0, |i| i.pending_bytes().min(i32::MAX as usize) as i32)
-                }
-                _ if file.is_regular() => {
-                    let size = file.stat()?.size as u64;
-                    size.saturating_sub(file.position()).min(i32::MAX as u64) as i32
-                }
-                _ => return Err(Errno::ENOTTY),
+            let any = file.ops().as_any();
+            let clamp = |n: usize| n.min(i32::MAX as usize) as i32;
+            let n: i32 = if let (None, Some(fd)) = (file.location(), file.ops().host_fd()) {
+                let mut b = [0u8; 4];
+                host::ioctl_read(fd, FIONREAD, &mut b)?;
+                i32::from_le_bytes(b)
+            } else if let Some(s) = any.and_then(|a| a.downcast_ref::<crate::socket::SocketFile>())
+            {
+                clamp(s.0.pending())
+            } else if let Some(i) = any.and_then(|a| a.downcast_ref::<vfs::notify::Inotify>()) {
+                clamp(i.pending_bytes())
+            } else if let Some(s) =
+                any.and_then(|a| a.downcast_ref::<crate::netstack_socket::NetSocket>())
+            {
+                clamp(s.bytes_readable()?)
+            } else if file.is_regular() {
+                let size = file.stat()?.size as u64;
+                size.saturating_sub(file.position()).min(i32::MAX as u64) as i32
+            } else {
+                return Err(Errno::ENOTTY);
             };
             task.mm().copy_out(a[2], &n.to_le_bytes())?;
             return Ok(0);

@@ -1,8 +1,9 @@
-//! AF_INET and AF_INET6 socket calls with `--network=host`: each is the
-//! same call on the Sentry's host socket (`crate::hostinet`), made
-//! non-blocking, with the Sentry doing any waiting so signals, kills and
-//! SO_RCVTIMEO/SO_SNDTIMEO apply. `socket.rs` routes here by the file's
-//! type.
+//! AF_INET and AF_INET6 socket calls, whichever stack is behind the
+//! socket (`crate::inet_socket`): a host socket with `--network=host`
+//! (`crate::hostinet`), our netstack otherwise (`crate::netstack_socket`).
+//! Each call is made non-blocking on the socket, with the Sentry doing
+//! any waiting so signals, kills and SO_RCVTIMEO/SO_SNDTIMEO apply.
+//! `socket.rs` routes here by the file's type.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,9 @@ use super::file::iovecs;
 use super::socket::{gather, read_msghdr, MsgHdr};
 use super::SysResult;
 use crate::fs::File;
-use crate::hostinet::{filter_cmsgs, sockopt_allowed, HostSocket, SOCKADDR_MAX};
+use crate::hostinet::HostSocket;
+use crate::inet_socket::{InetSocket, SOCKADDR_MAX};
+use crate::netstack_socket::NetSocket;
 use crate::signal::{self, Queued};
 use crate::task::Task;
 
@@ -54,18 +57,40 @@ pub fn socket(task: &Task, family: i32, raw_ty: i32, protocol: i32) -> SysResult
         libc::SOCK_RAW => return Err(Errno::EPERM),
         _ => return Err(Errno::ESOCKTNOSUPPORT),
     }
-    let sock = HostSocket::new(family, ty, protocol)?;
-    install(task, Arc::new(sock), flags)
+    let (ops, name): (Arc<dyn vfs::inode::FileOps>, String) = match &task.kernel.netstack {
+        Some(stack) => {
+            let sock = NetSocket::new(stack, family, ty, protocol)?;
+            let name = sock.file_name();
+            (Arc::new(sock), name)
+        }
+        None => {
+            let sock = HostSocket::new(family, ty, protocol)?;
+            let name = format!("socket:[{}]", sock.ino());
+            (Arc::new(sock), name)
+        }
+    };
+    install(task, ops, &name, flags)
 }
 
-fn install(task: &Task, sock: Arc<HostSocket>, flags: i32) -> SysResult {
+/// `socket(AF_NETLINK, ...)`: NETLINK_ROUTE over the sandbox's netstack.
+pub fn netlink_socket(task: &Task, raw_ty: i32, protocol: i32) -> SysResult {
+    let flags = raw_ty & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let Some(stack) = &task.kernel.netstack else {
+        tracing::info!("netlink sockets with --network=host not supported: EAFNOSUPPORT");
+        return Err(Errno::EAFNOSUPPORT);
+    };
+    let sock = crate::netlink::NetlinkSocket::new(stack, raw_ty & !flags, protocol, task.tg.tgid)?;
+    let name = format!("socket:[{}]", vfs::inode::FileOps::stat(&sock)?.ino);
+    install(task, Arc::new(sock), &name, flags)
+}
+
+fn install(task: &Task, ops: Arc<dyn vfs::inode::FileOps>, name: &str, flags: i32) -> SysResult {
     let nonblock = if flags & libc::SOCK_NONBLOCK != 0 {
         libc::O_NONBLOCK
     } else {
         0
     };
-    let name = format!("socket:[{}]", sock.ino());
-    let file = File::anonymous(&name, sock, libc::O_RDWR | nonblock);
+    let file = File::anonymous(name, ops, libc::O_RDWR | nonblock);
     task.fds().insert(file, flags & libc::SOCK_CLOEXEC != 0, 0)
 }
 
@@ -97,13 +122,13 @@ fn write_addr(task: &Task, addr: u64, lenp: u64, name: &[u8]) -> Result<(), Errn
     task.mm().copy_out(lenp, &(name.len() as u32).to_le_bytes())
 }
 
-/// Run `op` until it stops saying EAGAIN, waiting for `events` on the host
+/// Run `op` until it stops saying EAGAIN, waiting for `events` on the
 /// socket in between unless `nonblock`. A timeout (SO_RCVTIMEO or
 /// SO_SNDTIMEO) ends the wait with EAGAIN; a signal ends it with
 /// ERESTARTSYS, or EINTR when a timeout was set (sock_intr_errno).
-fn block<T>(
+pub(super) fn block<T>(
     task: &Task,
-    sock: &HostSocket,
+    sock: &dyn InetSocket,
     events: i16,
     nonblock: bool,
     timeout: Option<Duration>,
@@ -118,15 +143,26 @@ fn block<T>(
     }
 }
 
+/// Wait until the socket may be ready for `events` (a host socket: its
+/// descriptor polls so; a netstack socket: its waiters say so), the task
+/// is interrupted, or `deadline` passes (EAGAIN).
 fn wait(
     task: &Task,
-    sock: &HostSocket,
+    sock: &dyn InetSocket,
     events: i16,
     deadline: Option<Instant>,
 ) -> Result<(), Errno> {
     use std::os::fd::AsRawFd;
     let wake = task.handle.wake_fd.as_ref().map_or(-1, |w| w.as_raw_fd());
-    loop {
+    let host = sock.host_fd().map(|fd| fd.as_raw_fd());
+    let me: Arc<dyn vfs::waiter::Notify> = task.handle.clone();
+    if let Some(w) = sock.waiters() {
+        w.add(&me);
+    }
+    let r = (|| loop {
+        if host.is_none() && sock.poll(events) != 0 {
+            return Ok(());
+        }
         if task.handle.interrupted() {
             return Err(if deadline.is_some() {
                 Errno::EINTR
@@ -144,71 +180,71 @@ fn wait(
         }
         let mut p = [
             libc::pollfd {
-                fd: sock.host().as_raw_fd(),
-                events,
+                fd: wake,
+                events: libc::POLLIN,
                 revents: 0,
             },
             libc::pollfd {
-                fd: wake,
-                events: libc::POLLIN,
+                fd: host.unwrap_or(-1),
+                events,
                 revents: 0,
             },
         ];
         // Round up so a sub-millisecond remainder still sleeps.
         let ms = slice.as_micros().div_ceil(1000) as i32;
         crate::host::poll(&mut p, ms)?;
-        if p[1].revents != 0 {
+        if p[0].revents != 0 {
             task.handle.drain_wake();
         }
-        if p[0].revents != 0 {
+        if p[1].revents != 0 {
             return Ok(());
         }
+    })();
+    if let Some(w) = sock.waiters() {
+        w.remove(&me);
     }
+    r
 }
 
 fn nonblocking(file: &File, flags: i32) -> bool {
     file.flags() & libc::O_NONBLOCK != 0 || flags & libc::MSG_DONTWAIT != 0
 }
 
-pub fn bind(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn bind(task: &Task, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let addr = read_addr(task, a[1], a[2])?;
     sock.bind(&addr).map(|()| 0)
 }
 
-pub fn connect(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn connect(task: &Task, file: &File, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let addr = read_addr(task, a[1], a[2])?;
-    match sock.connect(&addr) {
-        Err(e @ (Errno::EINPROGRESS | Errno::EALREADY)) => {
-            if nonblocking(file, 0) {
-                return Err(e);
+    let nonblock = nonblocking(file, 0);
+    let deadline = sock.timeout(true).map(|t| Instant::now() + t);
+    loop {
+        match sock.connect(&addr) {
+            Err(Errno::EINPROGRESS | Errno::EALREADY) if !nonblock => {
+                match wait(task, sock, libc::POLLOUT, deadline) {
+                    // Still connecting when SO_SNDTIMEO runs out.
+                    Err(Errno::EAGAIN) => return Err(Errno::EINPROGRESS),
+                    r => r?,
+                }
+                // Connecting again reports how it ended (Linux's
+                // __inet_stream_connect after the wait).
             }
-            let deadline = sock.timeout(true).map(|t| Instant::now() + t);
-            match wait(task, sock, libc::POLLOUT, deadline) {
-                // Still connecting when SO_SNDTIMEO runs out.
-                Err(Errno::EAGAIN) => return Err(Errno::EINPROGRESS),
-                r => r?,
-            }
-            let err = sock.get_option(libc::SOL_SOCKET, libc::SO_ERROR, 4)?;
-            let code = i32::from_le_bytes(err[..4].try_into().map_err(|_| Errno::EIO)?);
-            match Errno::new(code) {
-                Some(e) if code != 0 => Err(e),
-                _ => Ok(0),
-            }
+            other => return other.map(|()| 0),
         }
-        other => other.map(|()| 0),
     }
 }
 
-pub fn listen(sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn listen(sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     sock.listen(a[1] as i32).map(|()| 0)
 }
 
-pub fn accept4(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn accept4(task: &Task, file: &File, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let flags = a[3] as i32;
     if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    let (conn, peer) = block(
+    let conn = block(
         task,
         sock,
         libc::POLLIN,
@@ -216,28 +252,27 @@ pub fn accept4(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysR
         sock.timeout(false),
         || sock.accept(),
     )?;
-    let fd = install(task, Arc::new(conn), flags)?;
-    if let Err(e) = write_addr(task, a[1], a[2], &peer) {
+    let fd = install(task, conn.file, &conn.name, flags)?;
+    if let Err(e) = write_addr(task, a[1], a[2], &conn.peer) {
         let _ = task.fds().remove(fd);
         return Err(e);
     }
     Ok(fd)
 }
 
-pub fn getsockname(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn getsockname(task: &Task, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     write_addr(task, a[1], a[2], &sock.local_name()?).map(|()| 0)
 }
 
-pub fn getpeername(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn getpeername(task: &Task, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     write_addr(task, a[1], a[2], &sock.peer_name()?).map(|()| 0)
 }
 
-pub fn shutdown(sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn shutdown(sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     sock.shutdown(a[1] as i32).map(|()| 0)
 }
 
-/// The control messages of a send: only per-packet information
-/// (`hostinet::cmsg_allowed`) goes to the host.
+/// The control messages of a send, for the socket to check.
 fn read_control(task: &Task, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
     if addr == 0 || len == 0 {
         return Ok(Vec::new());
@@ -247,12 +282,7 @@ fn read_control(task: &Task, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
     }
     let mut b = vec![0u8; len as usize];
     task.mm().copy_in(addr, &mut b)?;
-    let (kept, dropped) = filter_cmsgs(&b);
-    if dropped {
-        tracing::info!("inet socket: control message not supported: EINVAL");
-        return Err(Errno::EINVAL);
-    }
-    Ok(kept)
+    Ok(b)
 }
 
 /// Send `data`: all of it on a blocking stream socket (waiting for room),
@@ -260,7 +290,7 @@ fn read_control(task: &Task, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
 fn send_data(
     task: &Task,
     file: &File,
-    sock: &HostSocket,
+    sock: &dyn InetSocket,
     data: &[u8],
     to: Option<&[u8]>,
     control: &[u8],
@@ -275,7 +305,7 @@ fn send_data(
         match sock.send(&data[sent..], to, ctl, host_flags) {
             Ok(n) => {
                 sent += n;
-                if sent == data.len() || sock.ty != libc::SOCK_STREAM {
+                if sent == data.len() || sock.sock_type() != libc::SOCK_STREAM {
                     return Ok(sent as u64);
                 }
             }
@@ -309,7 +339,7 @@ fn send_data(
     }
 }
 
-pub fn sendto(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn sendto(task: &Task, file: &File, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let data = gather(task, &[(a[1], a[2])])?;
     let to = if a[4] != 0 {
         Some(read_addr(task, a[4], a[5])?)
@@ -319,7 +349,7 @@ pub fn sendto(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysRe
     send_data(task, file, sock, &data, to.as_deref(), &[], a[3] as i32)
 }
 
-pub fn sendmsg(task: &Task, file: &File, sock: &HostSocket, msg: u64, flags: i32) -> SysResult {
+pub fn sendmsg(task: &Task, file: &File, sock: &dyn InetSocket, msg: u64, flags: i32) -> SysResult {
     let h = read_msghdr(task, msg)?;
     let iov = iovecs(task, h.iov, h.iovlen)?;
     let data = gather(task, &iov)?;
@@ -347,7 +377,7 @@ struct Got {
 fn recv_data(
     task: &Task,
     file: &File,
-    sock: &HostSocket,
+    sock: &dyn InetSocket,
     want: usize,
     control_room: usize,
     flags: i32,
@@ -367,7 +397,7 @@ fn recv_data(
     let mut got = first.len.min(buf.len());
     let waitall = flags & libc::MSG_WAITALL != 0
         && flags & libc::MSG_PEEK == 0
-        && sock.ty == libc::SOCK_STREAM
+        && sock.sock_type() == libc::SOCK_STREAM
         && !nonblock;
     if waitall {
         while got < buf.len() && first.len > 0 {
@@ -382,17 +412,12 @@ fn recv_data(
     }
     buf.truncate(got);
     let ret = if waitall { got } else { first.len };
-    let (control, dropped) = filter_cmsgs(&first.control);
-    let mut msg_flags = first.flags & !libc::MSG_CTRUNC;
-    if dropped || first.flags & libc::MSG_CTRUNC != 0 {
-        msg_flags |= libc::MSG_CTRUNC;
-    }
     Ok(Got {
         ret,
         data: buf,
         name: first.name,
-        control,
-        flags: msg_flags,
+        control: first.control,
+        flags: first.flags,
     })
 }
 
@@ -409,7 +434,7 @@ fn scatter(task: &Task, iov: &[(u64, u64)], data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-pub fn recvfrom(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn recvfrom(task: &Task, file: &File, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let got = recv_data(task, file, sock, a[2] as usize, 0, a[3] as i32)?;
     task.mm().copy_out(a[1], &got.data)?;
     if a[4] != 0 && a[5] != 0 {
@@ -421,7 +446,7 @@ pub fn recvfrom(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> Sys
 pub(super) fn recv_into(
     task: &Task,
     file: &File,
-    sock: &HostSocket,
+    sock: &dyn InetSocket,
     h: &MsgHdr,
     hdr_addr: u64,
     flags: i32,
@@ -448,7 +473,7 @@ pub(super) fn recv_into(
     Ok(got.ret as u64)
 }
 
-pub fn recvmsg(task: &Task, file: &File, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn recvmsg(task: &Task, file: &File, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let h = read_msghdr(task, a[1])?;
     recv_into(task, file, sock, &h, a[1], a[2] as i32)
 }
@@ -477,7 +502,7 @@ fn timeval_bytes(t: Option<Duration>) -> Vec<u8> {
     v
 }
 
-pub fn setsockopt(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn setsockopt(task: &Task, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let (level, name, addr, len) = (a[1] as i32, a[2] as i32, a[3], a[4] as i32);
     if len < 0 {
         return Err(Errno::EINVAL);
@@ -497,16 +522,10 @@ pub fn setsockopt(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
             _ => {}
         }
     }
-    if !sockopt_allowed(level, name, true) {
-        tracing::info!(
-            "setsockopt level {level} option {name} not supported on inet sockets: ENOPROTOOPT"
-        );
-        return Err(Errno::ENOPROTOOPT);
-    }
     sock.set_option(level, name, &value).map(|()| 0)
 }
 
-pub fn getsockopt(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
+pub fn getsockopt(task: &Task, sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     let (level, name, out, lenp) = (a[1] as i32, a[2] as i32, a[3], a[4]);
     let mut lb = [0u8; 4];
     task.mm().copy_in(lenp, &mut lb)?;
@@ -515,31 +534,16 @@ pub fn getsockopt(task: &Task, sock: &HostSocket, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let value = match (level, name) {
-        (libc::SOL_SOCKET, libc::SO_TYPE) => sock.ty.to_le_bytes().to_vec(),
-        (libc::SOL_SOCKET, libc::SO_DOMAIN) => sock.family.to_le_bytes().to_vec(),
-        (libc::SOL_SOCKET, libc::SO_PROTOCOL) => {
-            let p = match (sock.protocol, sock.ty) {
-                (0, libc::SOCK_STREAM) => libc::IPPROTO_TCP,
-                (0, _) => libc::IPPROTO_UDP,
-                (p, _) => p,
-            };
-            p.to_le_bytes().to_vec()
-        }
+        (libc::SOL_SOCKET, libc::SO_TYPE) => sock.sock_type().to_le_bytes().to_vec(),
+        (libc::SOL_SOCKET, libc::SO_DOMAIN) => sock.family().to_le_bytes().to_vec(),
+        (libc::SOL_SOCKET, libc::SO_PROTOCOL) => sock.protocol().to_le_bytes().to_vec(),
         (libc::SOL_SOCKET, libc::SO_RCVTIMEO | SO_RCVTIMEO_NEW) => {
             timeval_bytes(sock.timeout(false))
         }
         (libc::SOL_SOCKET, libc::SO_SNDTIMEO | SO_SNDTIMEO_NEW) => {
             timeval_bytes(sock.timeout(true))
         }
-        _ if sockopt_allowed(level, name, false) => {
-            sock.get_option(level, name, (room as usize).min(OPT_MAX))?
-        }
-        _ => {
-            tracing::info!(
-                "getsockopt level {level} option {name} not supported on inet sockets: ENOPROTOOPT"
-            );
-            return Err(Errno::ENOPROTOOPT);
-        }
+        _ => sock.get_option(level, name, (room as usize).min(OPT_MAX))?,
     };
     let n = value.len().min(room as usize);
     task.mm().copy_out(out, &value[..n])?;

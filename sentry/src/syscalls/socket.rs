@@ -1,7 +1,6 @@
 //! Socket syscalls. AF_UNIX sockets are the Sentry's own
-//! (`crate::socket`); AF_INET and AF_INET6 exist with `--network=host`
-//! (host sockets, `super::inet`); otherwise they are EAFNOSUPPORT until
-//! the netstack lands.
+//! (`crate::socket`); AF_INET and AF_INET6 go to `super::inet` (host
+//! sockets with `--network=host`, our netstack otherwise).
 
 use std::sync::Arc;
 
@@ -10,7 +9,7 @@ use abi::Errno;
 use super::file::{host_io, iovecs, start_of, wait_on, Walker, AT_FDCWD};
 use super::{inet, SysResult};
 use crate::fs::File;
-use crate::hostinet::HostSocket;
+use crate::inet_socket::InetSocket;
 use crate::signal::{self, Queued};
 use crate::socket::{Address, Control, SockType, SocketFile, Ucred, UnixSocket};
 use crate::task::Task;
@@ -45,11 +44,9 @@ fn install(task: &Task, sock: Arc<UnixSocket>, flags: i32) -> SysResult {
     task.fds().insert(file, flags & libc::SOCK_CLOEXEC != 0, 0)
 }
 
-/// The host socket behind `file`, if it is an inet socket.
-fn inet_of(file: &File) -> Option<&HostSocket> {
-    file.ops()
-        .as_any()
-        .and_then(|a| a.downcast_ref::<HostSocket>())
+/// The inet socket behind `file`, if it is one.
+fn inet_of(file: &File) -> Option<&dyn InetSocket> {
+    crate::inet_socket::inet_of(file.ops().as_ref())
 }
 
 /// The unix socket behind `file` (ENOTSOCK for other files).
@@ -71,8 +68,8 @@ fn kind_of(raw: u64) -> Result<(SockType, i32), Errno> {
 }
 
 fn check_domain(domain: u64, protocol: u64) -> Result<(), Errno> {
-    if domain as i32 == libc::AF_INET || domain as i32 == libc::AF_INET6 {
-        // socketpair: Linux's inet families have none.
+    if [libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK].contains(&(domain as i32)) {
+        // socketpair: Linux's inet and netlink families have none.
         return Err(Errno::EOPNOTSUPP);
     }
     if domain as i32 != libc::AF_UNIX {
@@ -87,11 +84,10 @@ fn check_domain(domain: u64, protocol: u64) -> Result<(), Errno> {
 
 pub fn socket(task: &mut Task, a: [u64; 6]) -> SysResult {
     let family = a[0] as i32;
+    if family == libc::AF_NETLINK {
+        return inet::netlink_socket(task, a[1] as i32, a[2] as i32);
+    }
     if family == libc::AF_INET || family == libc::AF_INET6 {
-        if !task.kernel.host_network {
-            tracing::info!("socket family {family}: inet sockets need --network=host until the netstack lands: EAFNOSUPPORT");
-            return Err(Errno::EAFNOSUPPORT);
-        }
         return inet::socket(task, family, a[1] as i32, a[2] as i32);
     }
     check_domain(a[0], a[2])?;
