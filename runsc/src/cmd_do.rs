@@ -109,7 +109,14 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     // The terminal's SIGINT and SIGQUIT reach the sandbox process directly
     // (one process group); SIGTERM and SIGHUP sent to us are passed on.
     let signals = block_signals(&[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP]);
-    let spec = build_spec(&args)?;
+    let mut spec = build_spec(&args)?;
+    let sentry_binary = crate::sentry_binary::resolve(config);
+    if sentry_binary.is_some() {
+        // Upstream's `do` spec leaves the root writable and relies on the
+        // Sentry's memory overlay (a 2022 Sentry overlays no read-only
+        // root, so its /tmp would be read-only).
+        spec.root.readonly = false;
+    }
     let json = serde_json::to_vec(&spec).context("encoding the spec")?;
     let id = format!("runsc-{:06}", std::process::id() % 1_000_000);
     let (gofer_sock, sentry_sock) = UnixStream::pair().context("creating the gofer socket")?;
@@ -138,6 +145,36 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     unblock_in_child(&mut gofer_cmd);
     let mut gofer = gofer_cmd.spawn().context("starting the gofer")?;
     drop(gofer_fds);
+    if let Some(binary) = sentry_binary {
+        // Another runsc's Sentry, launched and driven as upstream's CLI
+        // drives its own; like upstream's `do`, with a memory overlay over
+        // everything unless told otherwise.
+        let mut extra_flags = Vec::new();
+        if args.force_overlay && !config.is_set("overlay2") {
+            extra_flags.push(crate::sentry_binary::do_overlay_flag(&binary)?);
+        }
+        let launch = crate::sentry_binary::Launch {
+            config,
+            binary: &binary,
+            id: &id,
+            bundle: &spec.process.cwd,
+            spec: spec_file(&json)?,
+            io: vec![sentry_sock.into()],
+            mounts: mounts_r.into(),
+            stdio: crate::sandbox::own_stdio()?,
+            attached: true,
+            extra_flags,
+        };
+        let started = match crate::sentry_binary::start(launch) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = gofer.kill();
+                let _ = gofer.wait();
+                return Err(e.context(START_PREFIX.trim_end_matches(": ")));
+            }
+        };
+        return crate::sentry_binary::run_do(started, &id, signals, &mut gofer);
+    }
     // The sandbox has no use for the mount list yet (no bind mounts);
     // read it so the gofer never blocks on a full pipe.
     let mut mounts = String::new();

@@ -34,7 +34,7 @@ pub fn pass_fds(cmd: &mut Command, fds: &[(OwnedFd, i32)]) {
         cmd.pre_exec(move || {
             // Move every source out of the target range first, so no dup2
             // overwrites a source that is still to be moved.
-            let mut staged = [(-1, -1); 8];
+            let mut staged = [(-1, -1); 16];
             for (slot, &(from, to)) in staged.iter_mut().zip(raw.iter()) {
                 let tmp = libc::fcntl(from, libc::F_DUPFD, 100);
                 if tmp < 0 {
@@ -53,7 +53,7 @@ pub fn pass_fds(cmd: &mut Command, fds: &[(OwnedFd, i32)]) {
             Ok(())
         });
     }
-    assert!(fds.len() <= 8, "pass_fds handles at most 8 descriptors");
+    assert!(fds.len() <= 16, "pass_fds handles at most 16 descriptors");
 }
 
 /// Block `sigs` in the calling thread (and so in every thread it starts

@@ -28,12 +28,12 @@ use crate::cli::Config;
 
 /// The flags `binary` defines, from its `flags` command (Go's flag
 /// package lists each as `  -name ...`).
-fn defined_flags(binary: &str) -> anyhow::Result<Vec<String>> {
+pub fn defined_flags(binary: &str) -> anyhow::Result<Vec<String>> {
     let out = Command::new(binary)
         .arg("flags")
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("asking --gofer-binary={binary} for its flags"))?;
+        .with_context(|| format!("asking {binary} for its flags"))?;
     // Go's flag package prints the listing to stderr.
     let text = [out.stdout, out.stderr].concat();
     let names: Vec<String> = String::from_utf8_lossy(&text)
@@ -43,24 +43,31 @@ fn defined_flags(binary: &str) -> anyhow::Result<Vec<String>> {
         .map(str::to_string)
         .collect();
     if names.is_empty() {
-        anyhow::bail!("--gofer-binary={binary} listed no flags with `{binary} flags`");
+        anyhow::bail!("{binary} listed no flags with `{binary} flags`");
     }
     Ok(names)
+}
+
+/// The global flags to give `binary`: ours that differ from our defaults
+/// and that it defines.
+pub fn global_flags(binary: &str, config: &Config) -> anyhow::Result<Vec<String>> {
+    let known = defined_flags(binary)?;
+    let mut flags = Vec::new();
+    for (name, flag) in config.changed_flags() {
+        if known.iter().any(|k| k == name) {
+            flags.push(flag);
+        } else {
+            tracing::debug!("{binary} does not define --{name}; not passed");
+        }
+    }
+    Ok(flags)
 }
 
 /// The command for `binary` up to (not including) the `gofer` subcommand:
 /// program, argv[0], global flags and namespaces.
 pub fn command(binary: &str, config: &Config) -> anyhow::Result<Command> {
-    let known = defined_flags(binary)?;
     let mut cmd = Command::new(binary);
-    cmd.arg0("runsc-gofer");
-    for (name, flag) in config.changed_flags() {
-        if known.iter().any(|k| k == name) {
-            cmd.arg(flag);
-        } else {
-            tracing::debug!("--gofer-binary does not define --{name}; not passed");
-        }
-    }
+    cmd.arg0("runsc-gofer").args(global_flags(binary, config)?);
     // SAFETY: runs in the child between fork and exec; prctl and unshare
     // are async-signal-safe and touch no memory of ours.
     unsafe {

@@ -31,29 +31,34 @@ fn log_path(value: &str, command: &str) -> String {
     }
 }
 
+/// The `--debug-log` file for `command`, opened for appending (`None`
+/// without the flag, or with a message on stderr if it cannot be opened).
+pub fn open_debug_log(config: &Config, command: &str) -> Option<std::fs::File> {
+    let path = config.get("debug-log");
+    if path.is_empty() {
+        return None;
+    }
+    let path = log_path(path, command);
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("runsc: opening debug log {path:?}: {e}");
+            None
+        }
+    }
+}
+
 pub fn init(config: &Config, command: &str) {
     let level = if config.get_bool("debug") {
         tracing::Level::DEBUG
     } else {
         tracing::Level::INFO
     };
-    let path = config.get("debug-log");
     let to_stderr = config.get_bool("alsologtostderr");
-    let file = if path.is_empty() {
-        None
-    } else {
-        let path = log_path(path, command);
-        if let Some(dir) = std::path::Path::new(&path).parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                eprintln!("runsc: opening debug log {path:?}: {e}");
-                None
-            }
-        }
-    };
+    let file = open_debug_log(config, command);
     let builder = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_max_level(level)

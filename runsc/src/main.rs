@@ -16,8 +16,10 @@ mod hooks;
 mod isolate;
 mod logging;
 mod sandbox;
+mod sentry_binary;
 mod spec;
 mod state;
+mod userns;
 
 use std::ffi::OsString;
 
