@@ -660,3 +660,122 @@ fn dockerd_drives_runsc_as_it_drives_runc() {
     assert_eq!(runc.steps[5].stdout, "exited 137");
     assert_same(&runc, &ours);
 }
+
+/// containerd's CRI plugin (the interface kubelet uses) with our binary as
+/// the runc shim's binary for the RuntimeClass handler `ours`, driven by our
+/// own CRI client (the cri-client crate): RunPodSandbox, CreateContainer,
+/// StartContainer, ExecSync, StopContainer, RemoveContainer, StopPodSandbox,
+/// RemovePodSandbox, compared with handler `runc`. Upstream's runsc hangs in
+/// StartContainer because a process it leaves behind holds the shim's
+/// stdout pipe; every call here is bounded.
+#[test]
+fn containerd_cri_runs_a_pod_with_runsc_as_with_runc() {
+    let client = Path::new(RUNSC).with_file_name("cri-client");
+    assert!(
+        client.exists(),
+        "{} is missing: it is built by `cargo build --release -p cri-client` (the workspace test run builds it)",
+        client.display()
+    );
+    let mut h = Host::new("cri");
+    let (_, _) = make_image(&h);
+    // The pod's pause image: PID 1 that waits for a signal and exits 0.
+    sh(
+        &h.dir,
+        &[
+            "umoci",
+            "config",
+            "--image",
+            "oci:busybox",
+            "--tag",
+            "pause",
+            "--config.cmd=/bin/sh",
+            "--config.cmd=-c",
+            "--config.cmd=trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+        ],
+    );
+    let images = h.path("images.tar");
+    sh(&h.dir, &["tar", "-C", "oci", "-cf", &images, "."]);
+    let d = h.dir.to_string_lossy().into_owned();
+    std::fs::create_dir_all(h.dir.join("cni")).unwrap();
+    std::fs::create_dir_all(h.dir.join("logs")).unwrap();
+    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    let runtimes = format!("{cri}.containerd.runtimes");
+    // No CAP_SYS_RESOURCE on some hosts: restrict_oom_score_adj keeps the
+    // pod's oom_score_adj at or above the daemon's.
+    let config = format!(
+        "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+         [grpc]\n  address = \"{d}/containerd.sock\"\n\
+         [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+         [debug]\n  address = \"{d}/debug.sock\"\n\
+         [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n\
+         [{cri}]\n  sandbox_image = \"localhost/pause:local\"\n  restrict_oom_score_adj = true\n\
+         [{cri}.containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\
+         [{runtimes}.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+         [{runtimes}.runc.options]\n  Root = \"{d}/runc-root\"\n\
+         [{runtimes}.ours]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+         [{runtimes}.ours.options]\n  BinaryName = \"{RUNSC}\"\n  Root = \"{d}/runsc-root\"\n\
+         [{cri}.cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{d}/cni\"\n"
+    );
+    std::fs::write(h.path("config.toml"), config).unwrap();
+    let cfg = h.path("config.toml");
+    h.daemon(&["containerd", "--config", &cfg], "containerd.log");
+    let sock = h.path("containerd.sock");
+    let ctr: Vec<String> = ["ctr", "--address", &sock, "-n", "k8s.io"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let probe = argv(&ctr, &["version"]);
+    let probe: Vec<&str> = probe.iter().map(String::as_str).collect();
+    h.wait_ready(&probe, "containerd.log");
+    for step in [
+        &[
+            "image",
+            "import",
+            "--base-name",
+            "localhost/busybox",
+            &images,
+        ][..],
+        &[
+            "image",
+            "tag",
+            "localhost/busybox:pause",
+            "localhost/pause:local",
+        ],
+    ] {
+        let (s, e) = run("images", &argv(&ctr, step));
+        assert_eq!(s.code, Some(0), "{step:?}: {e}");
+    }
+    let logs = h.path("logs");
+    let mut traces = Vec::new();
+    for handler in ["runc", "ours"] {
+        let mut t = Trace::new(handler);
+        t.step(
+            "pod life",
+            vec![
+                client.to_string_lossy().into_owned(),
+                sock.clone(),
+                handler.to_string(),
+                "localhost/busybox:busybox".to_string(),
+                logs.clone(),
+            ],
+        );
+        traces.push(t);
+    }
+    let ours = traces.pop().unwrap();
+    let runc = traces.pop().unwrap();
+    assert_eq!(
+        runc.steps[0].code,
+        Some(0),
+        "the reference pod failed: {}",
+        runc.steps[0].stdout
+    );
+    assert!(runc.steps[0]
+        .stdout
+        .contains("ExecSync exit=3 stdout=\"exec-ok\\n\""));
+    assert_same(&runc, &ours);
+    // The pod really went through our binary: its state root is ours.
+    assert!(
+        h.dir.join("runsc-root/k8s.io").is_dir(),
+        "handler ours never ran our runsc"
+    );
+}
