@@ -189,6 +189,9 @@ fn argv(base: &[String], rest: &[&str]) -> Vec<String> {
 /// Container names carry the runtime's tag (`d-runc`, `d-ours`); outputs
 /// that echo them are compared with the tag replaced by `<tag>`.
 struct Trace {
+    started: Instant,
+    /// Set by [`Trace::finish`]: the whole sequence's wall time.
+    elapsed: Duration,
     tag: String,
     steps: Vec<Step>,
     stderr: Vec<String>,
@@ -197,6 +200,8 @@ struct Trace {
 impl Trace {
     fn new(tag: &str) -> Trace {
         Trace {
+            started: Instant::now(),
+            elapsed: Duration::ZERO,
             tag: format!("-{tag}"),
             steps: Vec::new(),
             stderr: Vec::new(),
@@ -205,6 +210,20 @@ impl Trace {
 
     fn step(&mut self, label: &str, argv: Vec<String>) {
         self.step_with(label, argv, |s| s.to_string());
+    }
+
+    fn finish(mut self) -> Trace {
+        self.elapsed = self.started.elapsed();
+        self
+    }
+
+    /// Record a step by its stderr instead of its stdout (for errors the
+    /// host words from the runtime's reply).
+    fn step_stderr(&mut self, label: &str, argv: Vec<String>) {
+        let (mut s, e) = run(label, &argv);
+        s.stdout = e.trim().replace(&self.tag, "-<tag>");
+        self.steps.push(s);
+        self.stderr.push(e);
     }
 
     /// Record a step whose output is reduced by `f` (for outputs that carry
@@ -219,6 +238,12 @@ impl Trace {
 
 /// Fail with both traces side by side when they differ.
 fn assert_same(reference: &Trace, ours: &Trace) {
+    println!(
+        "sequence of {} steps: runc {:.2} s, ours {:.2} s",
+        ours.steps.len(),
+        reference.elapsed.as_secs_f64(),
+        ours.elapsed.as_secs_f64()
+    );
     assert_eq!(reference.steps.len(), ours.steps.len());
     for (i, (r, o)) in reference.steps.iter().zip(&ours.steps).enumerate() {
         assert_eq!(
@@ -427,15 +452,14 @@ fn containerd_ctr_drives_runsc_as_it_drives_runc() {
         t.step_with("after KILL", argv(&ctr, &["task", "ls"]), task_status);
         // A stopped task: the shim must see "already finished", not an
         // unknown runtime error.
-        t.step_with(
+        t.step_stderr(
             "kill stopped",
             argv(&ctr, &["task", "kill", "-s", "SIGKILL", &id]),
-            |s| s.to_string(),
         );
         t.step("task delete", argv(&ctr, &["task", "delete", &id]));
         t.step("container rm", argv(&ctr, &["container", "rm", &id]));
         t.step("task ls empty", argv(&ctr, &["task", "ls"]));
-        traces.push(t);
+        traces.push(t.finish());
     }
     let ours = traces.pop().unwrap();
     let runc = traces.pop().unwrap();
@@ -552,7 +576,7 @@ fn podman_drives_runsc_as_it_drives_runc() {
         );
         t.step("rm", argv(&p, &["rm", &id]));
         t.step("ps -a", argv(&p, &["ps", "-a", "-q"]));
-        traces.push(t);
+        traces.push(t.finish());
     }
     let ours = traces.pop().unwrap();
     let runc = traces.pop().unwrap();
@@ -647,7 +671,7 @@ fn dockerd_drives_runsc_as_it_drives_runc() {
         );
         t.step("rm", argv(&docker, &["rm", &id]));
         t.step("ps -a", argv(&docker, &["ps", "-a", "-q"]));
-        traces.push(t);
+        traces.push(t.finish());
     }
     let ours = traces.pop().unwrap();
     let runc = traces.pop().unwrap();
@@ -759,7 +783,7 @@ fn containerd_cri_runs_a_pod_with_runsc_as_with_runc() {
                 logs.clone(),
             ],
         );
-        traces.push(t);
+        traces.push(t.finish());
     }
     let ours = traces.pop().unwrap();
     let runc = traces.pop().unwrap();
