@@ -546,6 +546,12 @@ fn podman_drives_runsc_as_it_drives_runc() {
             "run --rm exit 5",
             run_args(&["--rm", image, "sh", "-c", "exit 5"]),
         );
+        // A terminal: the host hands the runtime a console socket and
+        // reads the pty master it gets back.
+        t.step(
+            "run --rm -t",
+            run_args(&["--rm", "-t", image, "sh", "-c", "echo on-a-pty; exit 2"]),
+        );
         t.step_with(
             "run -d",
             run_args(&["-d", "--name", &id, image, "sleep", "1000"]),
@@ -585,8 +591,9 @@ fn podman_drives_runsc_as_it_drives_runc() {
         "the reference sequence itself failed"
     );
     assert_eq!(runc.steps[1].code, Some(5));
-    assert_eq!(runc.steps[4].stdout, "exec-ok");
-    assert_eq!(runc.steps[6].stdout, "exited 137");
+    assert_eq!(runc.steps[2].stdout, "on-a-pty");
+    assert_eq!(runc.steps[5].stdout, "exec-ok");
+    assert_eq!(runc.steps[7].stdout, "exited 137");
     assert_same(&runc, &ours);
 }
 
@@ -647,6 +654,12 @@ fn dockerd_drives_runsc_as_it_drives_runc() {
             "run --rm exit 6",
             run_args(&["--rm", image, "sh", "-c", "exit 6"]),
         );
+        // A terminal: the host hands the runtime a console socket and
+        // reads the pty master it gets back.
+        t.step(
+            "run --rm -t",
+            run_args(&["--rm", "-t", image, "sh", "-c", "echo on-a-pty; exit 2"]),
+        );
         t.step_with(
             "run -d",
             run_args(&["-d", "--name", &id, image, "sleep", "1000"]),
@@ -680,8 +693,9 @@ fn dockerd_drives_runsc_as_it_drives_runc() {
         "the reference sequence itself failed"
     );
     assert_eq!(runc.steps[1].code, Some(6));
-    assert_eq!(runc.steps[3].stdout, "exec-ok");
-    assert_eq!(runc.steps[5].stdout, "exited 137");
+    assert_eq!(runc.steps[2].stdout, "on-a-pty");
+    assert_eq!(runc.steps[4].stdout, "exec-ok");
+    assert_eq!(runc.steps[6].stdout, "exited 137");
     assert_same(&runc, &ours);
 }
 
