@@ -14,9 +14,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # tests against its gofer; Go 1.19 and upstream's 2022 Go sources to build
 # compat/lisafs-client, upstream's own lisafs client driving our gofer;
 # socat and iproute2 for the netstack cases (a 100 MiB stream; `lo` up in
-# the native run's fresh network namespace).
+# the native run's fresh network namespace); containerd, runc, podman,
+# docker.io and umoci for runsc/tests/hosts.rs (real hosts driving our
+# runsc), protoc for cri-client's CRI protos.
 packages=(busybox-static gcc libc6-dev sqlite3 python3 python3-venv runsc socat iproute2
-	golang-1.19-go golang-gvisor-gvisor-dev golang-golang-x-sys-dev golang-golang-x-time-dev)
+	golang-1.19-go golang-gvisor-gvisor-dev golang-golang-x-sys-dev golang-golang-x-time-dev
+	containerd runc podman docker.io umoci protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

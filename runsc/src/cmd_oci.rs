@@ -460,6 +460,15 @@ fn kill(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     };
     let sig = parse_signal(sig)?;
     let l = load(config, id)?;
+    // runc's words for a stopped container (libcontainer's ErrNotRunning):
+    // containerd's runc shim matches "container not running" to report the
+    // process as already finished instead of an unknown error.
+    if l.c.live_status() == state::STOPPED {
+        bail!(
+            "cannot signal container {:?}: container not running",
+            l.c.id
+        );
+    }
     require(
         &l.c,
         "signal",
