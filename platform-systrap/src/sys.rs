@@ -481,3 +481,22 @@ fn rdtsc() -> u64 {
     // SAFETY: rdtsc reads the time-stamp counter; it touches no memory.
     unsafe { std::arch::x86_64::_rdtsc() }
 }
+
+/// Whether child process `pid` has exited (it stays a zombie: this does
+/// not reap it).
+pub fn exited(pid: i32) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value of the plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes one siginfo_t through the pointer to `info`.
+    let ret = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+        )
+    };
+    // SAFETY: si_pid reads the union member waitid fills for child events;
+    // with WNOHANG and no event the kernel zeroes it.
+    ret < 0 || unsafe { info.si_pid() } == pid
+}

@@ -87,8 +87,9 @@ fn a_dead_stub_thread_is_reported() {
         (r, space)
     });
     std::thread::sleep(Duration::from_millis(200));
-    // The stub threads are the only processes with a systrap slot mapped
-    // that nobody traces (the stub's first thread is traced).
+    // Kill every stub process of ours that has a slot mapped: the stub
+    // thread and the stub's syscall thread (only our own children: other
+    // test binaries may be running stubs too).
     let me = std::process::id();
     let mut killed = 0;
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -97,10 +98,7 @@ fn a_dead_stub_thread_is_reported() {
         };
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if pid as u32 != me
-            && status.contains("TracerPid:\t0\n")
-            && maps.contains("runsc-systrap-slot")
-        {
+        if status.contains(&format!("PPid:\t{me}\n")) && maps.contains("runsc-systrap-slot") {
             // SAFETY: kill takes plain integers.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             killed += 1;
@@ -110,4 +108,65 @@ fn a_dead_stub_thread_is_reported() {
     let (r, _space) = runner.join().unwrap();
     let err = r.expect_err("switch must fail once its stub thread is gone");
     assert!(err.contains("exited"), "{err}");
+}
+
+/// Children of this process that a tracer is attached to.
+fn traced_children() -> usize {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            status.contains(&format!("PPid:\t{me}\n")) && !status.contains("TracerPid:\t0\n")
+        })
+        .count()
+}
+
+#[test]
+fn address_spaces_change_without_ptrace() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let p = SystrapPlatform::new().unwrap();
+    // mov $39, %eax; syscall; jmp back
+    let file = code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7]);
+    drop(space_with(&p, &file));
+    // Only the template's first thread is traced, whatever the address
+    // spaces forked from it do.
+    assert_eq!(traced_children(), 1);
+    let spaces: Vec<_> = (0..3).map(|_| space_with(&p, &file)).collect();
+    for space in &spaces {
+        let mut ctx = p.new_context().unwrap();
+        let mut st = p.initial_state();
+        st.regs.rip = CODE_ADDR;
+        assert_eq!(
+            ctx.switch(space.as_ref(), &mut st).unwrap(),
+            SwitchEvent::Syscall
+        );
+        // The syscall thread unmaps the code: the next instruction faults.
+        space.unmap(CODE_ADDR, 4096).unwrap();
+        match ctx.switch(space.as_ref(), &mut st).unwrap() {
+            SwitchEvent::Signal { info, .. } => {
+                assert_eq!(info.signo, libc::SIGSEGV);
+                assert_eq!(info.addr, CODE_ADDR + 7);
+            }
+            other => panic!("expected SIGSEGV, got {other:?}"),
+        }
+        // And maps it again.
+        space
+            .map_file(
+                CODE_ADDR,
+                4096,
+                std::os::fd::AsFd::as_fd(&file),
+                0,
+                platform::AccessType::from_prot(5),
+                true,
+            )
+            .unwrap();
+        st.regs.rip = CODE_ADDR;
+        assert_eq!(
+            ctx.switch(space.as_ref(), &mut st).unwrap(),
+            SwitchEvent::Syscall
+        );
+    }
+    assert_eq!(traced_children(), 1);
 }

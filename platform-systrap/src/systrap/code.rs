@@ -20,7 +20,8 @@ pub const CONFIG_ADDR: u64 = SYSTRAP_BASE + PAGE;
 const STACKS_OFF: u64 = 2 * PAGE;
 /// Bytes of the stub image: code, configuration, `stack_t` table.
 pub const IMAGE_SIZE: u64 = STACKS_OFF + (MAX_SLOTS as u64 * 24).next_multiple_of(PAGE);
-const _: () = assert!(CODE_ADDR + IMAGE_SIZE <= SLOTS_BASE);
+const _: () = assert!(CODE_ADDR + IMAGE_SIZE <= REQ_ADDR);
+const _: () = assert!(REP_ADDR + PAGE <= SLOTS_BASE);
 
 // Offsets in the configuration page.
 /// `struct kernel_sigaction` for every signal the stub handles.
@@ -62,23 +63,11 @@ std::arch::global_asm!(
     ".globl runsc_systrap_start",
     "runsc_systrap_start:",
     ".Lsystrap_base:",
-    // ---- A new stub thread. The Sentry injects clone() here through the
-    // stub's first (traced) thread. The parent gets the child's id and
-    // stops on the int3; the child starts at `test` with rax = 0 and rsp
-    // inside its slot's signal stack.
-    ".globl runsc_systrap_clone",
-    "runsc_systrap_clone:",
-    "syscall",
-    "test rax, rax",
-    "jz 2f",
-    "int3",
-    ".globl runsc_systrap_clone_stop",
-    "runsc_systrap_clone_stop:",
-    "ud2",
-    // The child. It uses no stack (other application threads could write
-    // it) and reads only registers and the read-only configuration page,
-    // so nothing the application does can change what it installs.
-    "2:",
+    // ---- A new stub thread, cloned by the syscall thread (below) onto
+    // its slot's stack. It uses no stack (other application threads could
+    // write it) and reads only registers and the read-only configuration
+    // page, so nothing the application does can change what it installs.
+    ".Lthread_setup:",
     "mov r15, rsp",
     "and r15, -{slot}", // r15 = the slot (per-thread shared memory)
     // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the stub's first thread.
@@ -234,6 +223,138 @@ std::arch::global_asm!(
     "mov eax, 15",
     "syscall",
     "ud2",
+    // ---- The syscall thread. The Sentry injects clone() here through the
+    // template stub's first (traced) thread; the parent stops on the int3
+    // and the child, with rax = 0, starts serving. It uses no stack and
+    // keeps its state in registers: r12 = the request page (read-only
+    // here, so only the Sentry writes it), r13 = the reply page, r14 =
+    // the sequence number of the last request served.
+    ".globl runsc_systrap_server_clone",
+    "runsc_systrap_server_clone:",
+    "syscall",
+    "test rax, rax",
+    "jz 20f",
+    "int3",
+    ".globl runsc_systrap_server_clone_stop",
+    "runsc_systrap_server_clone_stop:",
+    "ud2",
+    "20:",
+    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry.
+    "mov eax, 157",
+    "mov edi, 1",
+    "mov esi, 9",
+    "syscall",
+    "test rax, rax",
+    "jnz 29f",
+    "mov r12, {req_addr}",
+    "mov r13, {rep_addr}",
+    "xor r14d, r14d",
+    // Wait for a new sequence number on the request page.
+    "21:",
+    "mov eax, dword ptr [r12 + {req_seq}]",
+    "cmp eax, r14d",
+    "jne 22f",
+    "mov eax, 202", // futex(&req.seq, FUTEX_WAIT, last, NULL)
+    "lea rdi, [r12 + {req_seq}]",
+    "xor esi, esi",
+    "mov edx, r14d",
+    "xor r10d, r10d",
+    "syscall",
+    "jmp 21b",
+    "22:",
+    "mov r14d, eax",
+    "mov rdi, [r12 + {req_args}]",
+    "mov rsi, [r12 + {req_args} + 8]",
+    "mov rdx, [r12 + {req_args} + 16]",
+    "mov r10, [r12 + {req_args} + 24]",
+    "mov r8, [r12 + {req_args} + 32]",
+    "mov r9, [r12 + {req_args} + 40]",
+    "mov eax, dword ptr [r12 + {req_op}]",
+    "cmp eax, {op_mmap}",
+    "je 23f",
+    "cmp eax, {op_munmap}",
+    "je 24f",
+    "cmp eax, {op_thread}",
+    "je 25f",
+    "cmp eax, {op_fork}",
+    "je 26f",
+    "mov rax, -22", // EINVAL: not a request we serve
+    "jmp 28f",
+    "23:",
+    "mov eax, 9", // mmap(args)
+    "syscall",
+    "jmp 28f",
+    "24:",
+    "mov eax, 11", // munmap(args)
+    "syscall",
+    "jmp 28f",
+    // A new stub thread: clone(THREAD_FLAGS, sp, ptid, ctid); the child
+    // runs the stub thread setup above on its slot's stack.
+    "25:",
+    "mov edi, {thread_flags}",
+    "mov eax, 56",
+    "syscall",
+    "test rax, rax",
+    "jz .Lthread_setup",
+    "jmp 28f",
+    // A new address space: fork this stub (clone(FORK_FLAGS)). The child
+    // is a copy of this thread alone, in a copy of this (thread-less)
+    // stub; it maps its own request pages from the descriptor in r8 (the
+    // file table is the Sentry's, shared) and serves them.
+    "26:",
+    "mov edi, {fork_flags}",
+    "xor esi, esi",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "mov eax, 56",
+    "syscall",
+    "test rax, rax",
+    "jnz 28f",
+    "mov eax, 157", // prctl(PR_SET_PDEATHSIG, SIGKILL), which fork cleared
+    "mov edi, 1",
+    "mov esi, 9",
+    "syscall",
+    "test rax, rax",
+    "jnz 29f",
+    "mov rdi, r12", // mmap(req, PAGE, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)
+    "mov esi, {page}",
+    "mov edx, 1",
+    "mov r10d, 0x11",
+    "xor r9d, r9d",
+    "mov eax, 9",
+    "syscall",
+    "cmp rax, r12",
+    "jne 29f",
+    "mov rdi, r13", // mmap(rep, PAGE, PROT_READ|PROT_WRITE, ..., fd, PAGE)
+    "mov esi, {page}",
+    "mov edx, 3",
+    "mov r10d, 0x11",
+    "mov r9d, {page}",
+    "mov eax, 9",
+    "syscall",
+    "cmp rax, r13",
+    "jne 29f",
+    "xor r14d, r14d",
+    "jmp 21b",
+    // Reply: the result, then the sequence number; wake the Sentry only
+    // if it sleeps.
+    "28:",
+    "mov [r13 + {rep_ret}], rax",
+    "mov dword ptr [r13 + {rep_done}], r14d",
+    "mfence",
+    "cmp dword ptr [r13 + {rep_sentry_sleeping}], 0",
+    "je 21b",
+    "mov eax, 202", // futex(&rep.done, FUTEX_WAKE, 1)
+    "lea rdi, [r13 + {rep_done}]",
+    "mov esi, 1",
+    "mov edx, 1",
+    "syscall",
+    "jmp 21b",
+    "29:",
+    "mov eax, 60", // exit(1)
+    "mov edi, 1",
+    "syscall",
+    "ud2",
     // ---- sa_restorer (required on x86-64; the handler never returns to it).
     ".globl runsc_systrap_restorer",
     "runsc_systrap_restorer:",
@@ -265,14 +386,28 @@ std::arch::global_asm!(
     cfg_fprog = const CFG_FPROG,
     cfg_fsgsbase = const CFG_FSGSBASE,
     cfg_empty_mask = const CFG_EMPTY_MASK,
+    req_addr = const REQ_ADDR,
+    rep_addr = const REP_ADDR,
+    req_seq = const REQ_SEQ,
+    req_op = const REQ_OP,
+    req_args = const REQ_ARGS,
+    rep_done = const REP_DONE,
+    rep_ret = const REP_RET,
+    rep_sentry_sleeping = const REP_SENTRY_SLEEPING,
+    op_mmap = const OP_MMAP,
+    op_munmap = const OP_MUNMAP,
+    op_thread = const OP_THREAD,
+    op_fork = const OP_FORK,
+    thread_flags = const THREAD_FLAGS,
+    fork_flags = const FORK_FLAGS,
 );
 
 extern "C" {
     fn runsc_systrap_start();
-    fn runsc_systrap_clone();
-    fn runsc_systrap_clone_stop();
     fn runsc_systrap_handler();
     fn runsc_systrap_restorer();
+    fn runsc_systrap_server_clone();
+    fn runsc_systrap_server_clone_stop();
     fn runsc_systrap_end();
 }
 
@@ -285,14 +420,14 @@ fn offset(f: unsafe extern "C" fn()) -> u64 {
     addr(f) - addr(runsc_systrap_start)
 }
 
-/// Where the injected `clone` of a new stub thread starts, in a stub.
-pub fn clone_entry() -> u64 {
-    CODE_ADDR + offset(runsc_systrap_clone)
+/// Where the injected `clone` of a stub's syscall thread starts.
+pub fn server_clone_entry() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_server_clone)
 }
 
-/// Where the injected `clone` stops (just past its `int3`), in a stub.
-pub fn clone_stop() -> u64 {
-    CODE_ADDR + offset(runsc_systrap_clone_stop)
+/// Where the injected `clone` of a syscall thread stops (past its `int3`).
+pub fn server_clone_stop() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_server_clone_stop)
 }
 
 /// The memory-file image of the stub's read-only pages: the code, the

@@ -6,17 +6,21 @@
 //! # Pieces
 //!
 //! - **Stub process.** The platform makes one *template* stub (when the
-//!   first address space is asked for, so it is in the container's cgroup) exactly as
-//!   the ptrace platform makes its stub ([`crate::ptrace::stub::Stub`]: a
-//!   `CLONE_FILES` child of the Sentry, stripped of everything it
-//!   inherited) and maps the stub code into it. Each address space is a
-//!   fork of the template (an injected `clone` with `CLONE_PARENT`, so it
-//!   is the Sentry's child): the child sleeps in `pause()` until the
-//!   address space's own *request thread* seizes it, and already has the
-//!   code mapped. ptrace is used for setup only: the request thread injects
-//!   `mmap`/`munmap` of application memory and `clone` of new stub threads.
-//!   Nothing ever traces the threads that run application code, so their
-//!   signals reach their own handler instead of stopping them.
+//!   first address space is asked for, so it is in the container's cgroup)
+//!   as the ptrace platform makes its stub ([`crate::ptrace::stub::Stub`]:
+//!   a `CLONE_FILES` child of the Sentry, stripped of everything it
+//!   inherited), maps the stub code and its request pages into it, and
+//!   injects one `clone` that starts its *syscall thread*. That is the
+//!   only use of ptrace.
+//! - **Syscall thread.** Each stub has one: a thread of stub code that
+//!   waits (futex) on a request page mapped read-only in the stub (only the
+//!   Sentry writes it), makes the requested `mmap`, `munmap` or `clone` of
+//!   a new stub thread, and writes the result and the request's sequence
+//!   number to a reply page. Each address space is a fork of the template
+//!   made by the template's syscall thread: the copy of that thread maps
+//!   the new address space's own request pages and serves them. So
+//!   address-space changes, new stub threads and new address spaces take
+//!   no ptrace stop.
 //! - **Stub threads** outlive their context: when a task ends while its
 //!   thread waits at an event, the thread is parked and the next context
 //!   of that address space takes it over, writing its whole state into the
@@ -67,12 +71,13 @@
 //!   [`SwitchEvent::Interrupt`].
 //! - **Death and reaping.** Stub threads are cloned with
 //!   `CLONE_PARENT_SETTID` and `CLONE_CHILD_CLEARTID` on a word of their
-//!   slot, so the Sentry sees a dead thread as a zero there; its waits time
-//!   out periodically to look. They are cloned with `CLONE_PARENT`, making
-//!   them children of the Sentry (the ptrace-stopped stub would never reap
-//!   them), and the Sentry kills and reaps each when its context or address
-//!   space goes; their parent-death signal also kills them if the
-//!   address space's request thread ends.
+//!   slot, so the Sentry sees a dead thread as a zero there (or, when
+//!   nothing else used the memory, which leaves the word alone, through
+//!   `waitid(WNOWAIT)`); its waits time out periodically to look. Every
+//!   stub process and thread is a child of the template's tracer thread
+//!   (`CLONE_PARENT` all the way down), whose death kills them all by
+//!   their parent-death signal; the Sentry kills and reaps each when its
+//!   context or address space goes.
 //!
 //! Unlike the ptrace platform, no host thread owns a stub thread once it
 //! runs: a context may be switched from any host thread.
@@ -94,12 +99,11 @@
 //!
 //! # Not done yet (issue 4)
 //!
-//! - Address-space changes still go through ptrace injection by the
-//!   request thread (upstream: a syscall thread in the stub driven by a
-//!   futex or seccomp user notification).
+//! - The reply page is writable by the application, like upstream's: a
+//!   thread could fake an early reply to an `munmap`, keeping a mapping a
+//!   few microseconds after the Sentry believes it gone.
 //! - No pool of ready address spaces: each is forked from the template
-//!   when asked for (about 0.25 ms, against about 1 ms for cloning and
-//!   stripping the Sentry).
+//!   when asked for.
 //! - Spin budgets are fixed (20 µs each side), not adapted to load or to
 //!   the number of cores.
 //! - No syscall patching; every syscall pays a signal delivery and an
@@ -156,6 +160,45 @@ mod layout {
     /// The failing syscall's result if the thread's setup failed.
     pub const MSG_SETUP_ERR: u64 = 0x38;
 
+    /// The syscall thread's request page (read-only in the stub: only the
+    /// Sentry writes it) and reply page (read-write) right after it.
+    pub const REQ_ADDR: u64 = SYSTRAP_BASE + 0x8_0000;
+    pub const REP_ADDR: u64 = REQ_ADDR + PAGE;
+    /// Request page: sequence number (the syscall thread's futex word),
+    /// operation, six arguments.
+    pub const REQ_SEQ: u64 = 0x00;
+    pub const REQ_OP: u64 = 0x04;
+    pub const REQ_ARGS: u64 = 0x08;
+    /// Reply page: the sequence number of the last request served (the
+    /// Sentry's futex word), whether the Sentry sleeps on it, the result.
+    pub const REP_DONE: u64 = 0x00;
+    pub const REP_SENTRY_SLEEPING: u64 = 0x04;
+    pub const REP_RET: u64 = 0x08;
+    /// Requests: `mmap(args)`, `munmap(args)`, a new stub thread
+    /// (`clone(THREAD_FLAGS, args[1], args[2], args[3])`), a new address
+    /// space (fork; args[4] = the descriptor of its request pages).
+    pub const OP_MMAP: u32 = 1;
+    pub const OP_MUNMAP: u32 = 2;
+    pub const OP_THREAD: u32 = 3;
+    pub const OP_FORK: u32 = 4;
+    /// A stub thread: its own thread group (a signal to it touches no
+    /// other), sharing memory and files, no exit signal; a child of the
+    /// Sentry (`CLONE_PARENT`: the syscall thread's parent), which reaps
+    /// it; the kernel keeps its id in its slot's MSG_TID while it lives.
+    pub const THREAD_FLAGS: u32 = (libc::CLONE_PARENT
+        | libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID) as u32;
+    /// A new address space: a copy of the stub sharing the Sentry's file
+    /// table (so descriptors mean the same there), a child of the Sentry.
+    pub const FORK_FLAGS: u32 = (libc::CLONE_PARENT | libc::CLONE_FILES | libc::SIGCHLD) as u32;
+    /// The template's syscall thread, cloned by injection from the
+    /// template's first thread (exit signal none; reaped by the Sentry).
+    pub const SERVER_FLAGS: u64 =
+        (libc::CLONE_PARENT | libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES) as u64;
+
     /// The signal stack: the rest of the slot.
     pub const ALTSTACK_OFF: u64 = PAGE;
     pub const ALTSTACK_SIZE: u64 = SLOT_SIZE - PAGE;
@@ -184,6 +227,8 @@ const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 const FXSAVE_SIZE: usize = 512;
 const SYS_SECCOMP: i32 = 1;
 
+/// How long the Sentry spins waiting for the syscall thread's answer.
+const REQUEST_SPIN: Duration = Duration::from_micros(10);
 /// How long the Sentry spins on the state word before it sleeps.
 const SENTRY_SPIN: Duration = Duration::from_micros(20);
 /// How long the stub's handler spins waiting for the Sentry before it
@@ -227,7 +272,8 @@ impl SystrapPlatform {
             }
         })?;
         let image = OwnedFd::from(file);
-        let space = Space::start(xsave_size, &image)?;
+        // A throwaway template, to check the host runs a stub thread.
+        let space = Space::template(xsave_size, &image)?;
         let slot = space.new_thread()?;
         space.release_slot(&slot);
         Ok(SystrapPlatform {
@@ -244,7 +290,7 @@ impl SystrapPlatform {
         if let Some(t) = &*t {
             return Ok(t.clone());
         }
-        let made = Space::start(self.xsave_size, &self.image)?;
+        let made = Space::template(self.xsave_size, &self.image)?;
         *t = Some(made.clone());
         Ok(made)
     }
@@ -265,7 +311,7 @@ impl Platform for SystrapPlatform {
 
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
         Ok(Arc::new(SystrapAddressSpace {
-            space: Space::fork_from(&*self.template()?)?,
+            space: Space::fork_from(&self.template()?)?,
         }))
     }
 
@@ -287,9 +333,6 @@ impl Platform for SystrapPlatform {
 fn host_err(op: &'static str) -> impl Fn(Errno) -> PlatformError {
     move |errno| PlatformError::Host { op, errno }
 }
-
-/// Work for the request thread, which alone may drive the traced stub.
-type Job = Box<dyn FnOnce(&mut Stub) + Send>;
 
 /// One thread's slot: its shared memory, mapped here and in the stub.
 struct Slot {
@@ -355,7 +398,11 @@ impl Slot {
             if state.load(Ordering::Acquire) == STATE_EVENT {
                 return Ok(());
             }
-            if self.tid() == 0 {
+            // The kernel clears the tid word of a dead thread only while
+            // other threads still use its memory, so ask about the child
+            // itself too.
+            let child = *self.child.lock().unwrap_or_else(|e| e.into_inner());
+            if self.tid() == 0 || (child > 0 && sys::exited(child)) {
                 let err = self
                     .mem
                     .u64_at(MSG_SETUP_ERR as usize)
@@ -392,60 +439,55 @@ impl Slot {
     }
 }
 
-/// One address space: a stub process, its request thread, its slots.
+/// One address space: a stub process, its syscall thread, its slots.
 struct Space {
-    requests: Mutex<Option<Sender<Job>>>,
-    /// The request thread, joined on drop so that the stub is gone when
-    /// the address space is.
-    server: Option<std::thread::JoinHandle<()>>,
+    /// The stub's syscall thread, which makes this address space's
+    /// `mmap`, `munmap` and `clone` calls on request (and, in the
+    /// template, forks new address spaces). A process of its own (no
+    /// `CLONE_THREAD`), a child of the Sentry, reaped on drop.
+    server: i32,
+    /// The request page and the reply page, as the Sentry maps them.
+    pages: SharedMem,
+    /// One request at a time.
+    requests: Mutex<Requests>,
     slots: Mutex<Vec<Arc<Slot>>>,
+    /// The template only: the host thread tracing the stub's first
+    /// thread. Every stub process and thread is a child of that host
+    /// thread (`CLONE_PARENT` all the way down), and their parent-death
+    /// signal fires when it ends, so it lives as long as the template.
+    tracer: Option<Tracer>,
+    /// A forked address space keeps its template (and so the tracer
+    /// above) alive.
+    _template: Option<Arc<Space>>,
 }
 
-impl Space {
-    /// Start the request thread, which creates the stub by cloning and
-    /// stripping the Sentry, and map the stub code into it: the template.
-    fn start(xsave_size: usize, image: &OwnedFd) -> Result<Arc<Space>, PlatformError> {
-        let space = Space::serve(move || Stub::new(xsave_size))?;
-        let fd = image.as_raw_fd() as u64;
-        let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
-        let rx_prot = (libc::PROT_READ | libc::PROT_EXEC) as u64;
-        space.mmap(
-            [code::CODE_ADDR, PAGE, rx_prot, fixed, fd, 0],
-            "map stub code",
-        )?;
-        let ro = libc::PROT_READ as u64;
-        space.mmap(
-            [
-                code::CONFIG_ADDR,
-                code::IMAGE_SIZE - PAGE,
-                ro,
-                fixed,
-                fd,
-                PAGE,
-            ],
-            "map stub configuration",
-        )?;
-        Ok(space)
-    }
+struct Requests {
+    /// The last request's sequence number.
+    seq: u32,
+    /// A new address space's request-page descriptor, which its syscall
+    /// thread maps after the fork: kept open until it has answered once.
+    fd: Option<OwnedFd>,
+}
 
-    /// A new address space: a fork of `template`, which already has the
-    /// stub code and configuration mapped.
-    fn fork_from(template: &Space) -> Result<Arc<Space>, PlatformError> {
-        let forked = stub::Unadopted::new(template.run(|stub| stub.fork_process())?);
-        Space::serve(move || forked.adopt())
-    }
+/// The thread that traces a template stub's first thread, and its work.
+struct Tracer {
+    jobs: Option<Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
-    /// Start a request thread that makes its stub with `make` (the thread
-    /// becomes the stub's tracer) and then serves requests for it.
-    fn serve(
-        make: impl FnOnce() -> Result<Stub, PlatformError> + Send + 'static,
-    ) -> Result<Arc<Space>, PlatformError> {
+/// Work for the tracer thread, which alone may drive the traced stub.
+type Job = Box<dyn FnOnce(&mut Stub) + Send>;
+
+impl Tracer {
+    /// Start a thread that makes a stub (it becomes the stub's tracer)
+    /// and then runs jobs on it until dropped.
+    fn start(xsave_size: usize) -> Result<Tracer, PlatformError> {
         let (tx, rx) = channel::<Job>();
         let (ready_tx, ready_rx) = channel();
-        let server = std::thread::Builder::new()
-            .name("systrap-stub".into())
+        let thread = std::thread::Builder::new()
+            .name("systrap-template".into())
             .spawn(move || {
-                let mut stub = match make() {
+                let mut stub = match Stub::new(xsave_size) {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -455,25 +497,23 @@ impl Space {
                         return;
                     }
                 };
-                // Serve until the address space is dropped; dropping the
-                // stub then kills it (and, by their parent-death signal,
-                // every stub thread).
                 for job in rx {
                     job(&mut stub);
                 }
+                // Dropping the stub kills its first thread.
             })
             .map_err(|e| PlatformError::Host {
                 op: "spawn stub thread",
                 errno: Errno::from_io(&e),
             })?;
+        let tracer = Tracer {
+            jobs: Some(tx),
+            thread: Some(thread),
+        };
         ready_rx
             .recv()
-            .map_err(|_| PlatformError::StubDied("request thread ended".into()))??;
-        Ok(Arc::new(Space {
-            requests: Mutex::new(Some(tx)),
-            server: Some(server),
-            slots: Mutex::new(Vec::new()),
-        }))
+            .map_err(|_| PlatformError::StubDied("tracer thread ended".into()))??;
+        Ok(tracer)
     }
 
     fn run<T: Send + 'static>(
@@ -482,26 +522,165 @@ impl Space {
     ) -> Result<T, PlatformError> {
         let (reply, answer) = channel();
         let job: Job = Box::new(move |stub| drop(reply.send(f(stub))));
-        let sent = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|tx| tx.send(job).is_ok());
+        let sent = self.jobs.as_ref().map(|tx| tx.send(job).is_ok());
         if sent != Some(true) {
-            return Err(PlatformError::StubDied("the address space is gone".into()));
+            return Err(PlatformError::StubDied("the template is gone".into()));
         }
         answer
             .recv()
-            .map_err(|_| PlatformError::StubDied("request thread ended".into()))?
+            .map_err(|_| PlatformError::StubDied("tracer thread ended".into()))?
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The memory file of an address space's request and reply pages, and
+/// the Sentry's mapping of it.
+fn request_pages() -> Result<(OwnedFd, SharedMem), PlatformError> {
+    let fd = sys::memfd(c"runsc-systrap-requests", 2 * PAGE).map_err(host_err("memfd_create"))?;
+    let pages =
+        SharedMem::map(fd.as_fd(), 2 * PAGE as usize).map_err(host_err("mmap request pages"))?;
+    Ok((fd, pages))
+}
+
+impl Space {
+    /// The template: a stub made by cloning and stripping the Sentry
+    /// (ptrace), with the stub code, configuration and request pages
+    /// mapped and its syscall thread started by one injected `clone`.
+    /// This is the only place the platform uses ptrace.
+    fn template(xsave_size: usize, image: &OwnedFd) -> Result<Arc<Space>, PlatformError> {
+        let tracer = Tracer::start(xsave_size)?;
+        let (req_fd, pages) = request_pages()?;
+        let image = image.as_raw_fd() as u64;
+        let req = req_fd.as_raw_fd() as u64;
+        let server = tracer.run(move |stub| {
+            let fixed = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
+            let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+            let ro = libc::PROT_READ as u64;
+            let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+            for (args, op) in [
+                (
+                    [code::CODE_ADDR, PAGE, rx, fixed, image, 0],
+                    "map stub code",
+                ),
+                (
+                    [
+                        code::CONFIG_ADDR,
+                        code::IMAGE_SIZE - PAGE,
+                        ro,
+                        fixed,
+                        image,
+                        PAGE,
+                    ],
+                    "map stub configuration",
+                ),
+                ([REQ_ADDR, PAGE, ro, fixed, req, 0], "map request page"),
+                ([REP_ADDR, PAGE, rw, fixed, req, PAGE], "map reply page"),
+            ] {
+                let ret = stub.syscall(libc::SYS_mmap, args)?;
+                if ret != args[0] {
+                    return Err(stub::errno_of(op, ret));
+                }
+            }
+            let ret = stub.inject(
+                code::server_clone_entry(),
+                code::server_clone_stop(),
+                libc::SYS_clone,
+                [SERVER_FLAGS, 0, 0, 0, 0, 0],
+            )?;
+            match i32::try_from(ret as i64) {
+                Ok(pid) if pid > 0 => Ok(pid),
+                _ => Err(stub::errno_of("clone syscall thread", ret)),
+            }
+        })?;
+        Ok(Arc::new(Space {
+            server,
+            pages,
+            requests: Mutex::new(Requests { seq: 0, fd: None }),
+            slots: Mutex::new(Vec::new()),
+            tracer: Some(tracer),
+            _template: None,
+        }))
     }
 
-    fn syscall(&self, nr: libc::c_long, args: [u64; 6]) -> Result<u64, PlatformError> {
-        self.run(move |stub| stub.syscall(nr, args))
+    /// A new address space: a fork of `template` made by the template's
+    /// syscall thread, whose copy serves the new stub. No ptrace.
+    fn fork_from(template: &Arc<Space>) -> Result<Arc<Space>, PlatformError> {
+        let (req_fd, pages) = request_pages()?;
+        let ret = template.request(OP_FORK, [0, 0, 0, 0, req_fd.as_raw_fd() as u64, 0])?;
+        let server = match i32::try_from(ret as i64) {
+            Ok(pid) if pid > 0 => pid,
+            _ => return Err(stub::errno_of("fork stub", ret)),
+        };
+        Ok(Arc::new(Space {
+            server,
+            pages,
+            requests: Mutex::new(Requests {
+                seq: 0,
+                fd: Some(req_fd),
+            }),
+            slots: Mutex::new(Vec::new()),
+            tracer: None,
+            _template: Some(template.clone()),
+        }))
+    }
+
+    /// Have the syscall thread serve one request; returns its raw result
+    /// (`-errno` on failure).
+    fn request(&self, op: u32, args: [u64; 6]) -> Result<u64, PlatformError> {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &self.pages;
+        r.seq = r.seq.wrapping_add(1);
+        if r.seq == 0 {
+            // The syscall thread starts out having "served" 0.
+            r.seq = 1;
+        }
+        let seq = r.seq;
+        p.u32_at(REQ_OP as usize).store(op, Ordering::Relaxed);
+        for (i, a) in args.iter().enumerate() {
+            p.u64_at(REQ_ARGS as usize + 8 * i)
+                .store(*a, Ordering::Relaxed);
+        }
+        let req_seq = p.u32_at(REQ_SEQ as usize);
+        req_seq.store(seq, Ordering::SeqCst);
+        sys::futex_wake(req_seq, 1);
+
+        // The syscall thread answers in microseconds: spin briefly, then
+        // sleep, looking now and then whether it died.
+        let rep = PAGE as usize;
+        let done = p.u32_at(rep + REP_DONE as usize);
+        let spin_start = Instant::now();
+        while done.load(Ordering::Acquire) != seq {
+            if spin_start.elapsed() > REQUEST_SPIN {
+                let sleeping = p.u32_at(rep + REP_SENTRY_SLEEPING as usize);
+                sleeping.store(1, Ordering::SeqCst);
+                let seen = done.load(Ordering::SeqCst);
+                if seen != seq {
+                    sys::futex_wait(done, seen, DEATH_POLL);
+                }
+                sleeping.store(0, Ordering::Relaxed);
+                if done.load(Ordering::Acquire) != seq && sys::exited(self.server) {
+                    return Err(PlatformError::StubDied(
+                        "the stub's syscall thread exited".into(),
+                    ));
+                }
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        r.fd = None;
+        Ok(p.u64_at(rep + REP_RET as usize).load(Ordering::Acquire))
     }
 
     fn mmap(&self, args: [u64; 6], op: &'static str) -> Result<(), PlatformError> {
-        let ret = self.syscall(libc::SYS_mmap, args)?;
+        let ret = self.request(OP_MMAP, args)?;
         if ret != args[0] {
             return Err(stub::errno_of(op, ret));
         }
@@ -603,27 +782,10 @@ impl Space {
         m.u64_at(MSG_SETUP_ERR as usize).store(0, Ordering::SeqCst);
         let base = slot.stub_addr();
 
-        // Its own thread group (a signal to it touches no other), sharing
-        // memory and files, no exit signal; a child of the Sentry (the
-        // stub's parent), which reaps it, not of the ptrace-stopped stub,
-        // which never would; the kernel keeps its id in MSG_TID for as
-        // long as it lives.
-        let flags = (libc::CLONE_PARENT
-            | libc::CLONE_VM
-            | libc::CLONE_FS
-            | libc::CLONE_FILES
-            | libc::CLONE_PARENT_SETTID
-            | libc::CLONE_CHILD_CLEARTID) as u64;
+        // The syscall thread clones it (THREAD_FLAGS) onto the slot's stack.
         let tid_word = base + MSG_TID;
         let sp = base + SLOT_SIZE - 64;
-        let ret = self.run(move |stub| {
-            stub.inject(
-                code::clone_entry(),
-                code::clone_stop(),
-                libc::SYS_clone,
-                [flags, sp, tid_word, tid_word, 0, 0],
-            )
-        });
+        let ret = self.request(OP_THREAD, [0, sp, tid_word, tid_word, 0, 0]);
         let ret = match ret {
             Ok(r) => r,
             Err(e) => {
@@ -672,15 +834,11 @@ impl Drop for Space {
         {
             slot.reap();
         }
-        // Ends the request thread, which kills and reaps the stub's first
-        // thread.
-        self.requests
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
-        }
+        sys::kill_and_reap(self.server);
+        // A template's tracer thread ends, which kills and reaps the
+        // stub's first thread; the template itself goes with the last
+        // address space forked from it.
+        self.tracer.take();
     }
 }
 
@@ -716,9 +874,7 @@ impl AddressSpace for SystrapAddressSpace {
     }
 
     fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError> {
-        let ret = self
-            .space
-            .syscall(libc::SYS_munmap, [addr, len, 0, 0, 0, 0])?;
+        let ret = self.space.request(OP_MUNMAP, [addr, len, 0, 0, 0, 0])?;
         if ret != 0 {
             return Err(stub::errno_of("munmap in stub", ret));
         }
@@ -1100,7 +1256,7 @@ mod tests {
     fn stub_code_fits_its_page() {
         let image = code::image(false, 1000);
         assert_eq!(image.len() as u64, code::IMAGE_SIZE);
-        assert!(code::clone_stop() > code::clone_entry());
+        assert!(code::server_clone_stop() > code::server_clone_entry());
     }
 
     #[test]
