@@ -42,11 +42,12 @@ set -x
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # One profile for every test: the release build is also what the
-# differential tests run as target/release/runsc.
+# differential tests run as target/release/runsc. Every test binary runs
+# even after one fails, so one run shows every failure.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --release --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --workspace --release --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 set +x
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

@@ -252,6 +252,15 @@ fn check(case: &Case, mode: &Mode) -> Result<(), String> {
             let native = command(&argv, &[], None)
                 .output()
                 .map_err(|e| format!("running natively: {e}"))?;
+            // A program missing on the host fails both runs alike, which
+            // would compare equal and prove nothing: test.sh installs it.
+            let err = String::from_utf8_lossy(&native.stderr);
+            if err.contains(": not found") || err.contains("command not found") {
+                return Err(format!(
+                    "the native run could not find a program (test.sh must install it):\n  {}",
+                    show(&native)
+                ));
+            }
             let same = native.stdout == sandboxed.stdout
                 && native.stderr == sandboxed.stderr
                 && code(&native) == code(&sandboxed);

@@ -322,7 +322,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("save-restore-netstack", Bool, "true", Yes, "DEPRECATED: no effect."),
     // This runsc's own.
     f("gofer-binary", Str, "", Yes, "run this binary as the gofer (with upstream's gofer flags) instead of this runsc; e.g. Debian's Go runsc, which needs --directfs=false."),
-    f("sentry-binary", Str, "", Yes, "run this binary's `boot` as the sandbox (with upstream's boot flags and FDs) instead of this runsc's; e.g. Debian's Go runsc with --platform=ptrace --network=none --directfs=false. Without it, $GVISOR_SIDECAR_BINARIES_DIR/gvisor_sentry when present."),
+    f("sentry-binary", Str, "", Yes, "run the boot subcommand of this binary as the sandbox (with upstream's boot flags and FDs) instead of this runsc's; e.g. Debian's Go runsc with --platform=ptrace --network=none --directfs=false. Without it, $GVISOR_SIDECAR_BINARIES_DIR/gvisor_sentry when present."),
     // Defined by the command-line front end rather than the Config.
     f("log-fd", Int, "-1", Yes, "file descriptor for runsc's log; overrides --log."),
     f("debug-log-fd", Int, "-1", Yes, "file descriptor for debug logs; overrides --debug-log."),
