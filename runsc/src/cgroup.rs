@@ -23,6 +23,8 @@ pub struct Cgroup {
     pub name: String,
     /// Directories we made, to remove on delete.
     pub dirs: Vec<PathBuf>,
+    /// The group's directory in each hierarchy (made by us or not).
+    groups: Vec<PathBuf>,
     v2: bool,
 }
 
@@ -58,7 +60,9 @@ pub fn name_for(spec: &Value, id: &str) -> anyhow::Result<String> {
     })
 }
 
-/// Make the group, apply the spec's limits, and move `pids` into it.
+/// Make the group, apply the spec's limits, and move `pids` into it
+/// (none, when the processes are to join it themselves before they run
+/// anything: see [`Cgroup::procs_files`]).
 pub fn install(name: &str, spec: &Value, pids: &[i32]) -> anyhow::Result<Cgroup> {
     let res = spec
         .pointer("/linux/resources")
@@ -68,6 +72,7 @@ pub fn install(name: &str, spec: &Value, pids: &[i32]) -> anyhow::Result<Cgroup>
     let mut cg = Cgroup {
         name: name.to_string(),
         dirs: Vec::new(),
+        groups: Vec::new(),
         v2: unified(),
     };
     let r = if cg.v2 {
@@ -110,6 +115,7 @@ fn install_v1(cg: &mut Cgroup, rel: &str, res: &Value, pids: &[i32]) -> anyhow::
         }
         let dir = mount.join(rel);
         mkdir(cg, dir.clone())?;
+        cg.groups.push(dir.clone());
         match *ctrl {
             // A new cpuset is empty; tasks can join only once it has CPUs
             // and memory nodes, inherited here from its parent.
@@ -181,6 +187,7 @@ fn install_v2(cg: &mut Cgroup, rel: &str, res: &Value, pids: &[i32]) -> anyhow::
         at.push(comp);
         mkdir(cg, at.clone())?;
     }
+    cg.groups.push(dir.clone());
     if let Some(v) = num(res, "/memory/limit") {
         write(&dir, "memory.max", &v.to_string())?;
     }
@@ -222,6 +229,23 @@ fn install_v2(cg: &mut Cgroup, rel: &str, res: &Value, pids: &[i32]) -> anyhow::
 }
 
 impl Cgroup {
+    /// `cgroup.procs` of the group in each hierarchy, opened for writing:
+    /// a child that writes "0" to each before exec starts inside the group,
+    /// and so does everything it starts (upstream's CLI joins the group
+    /// itself around starting the sandbox for the same reason).
+    pub fn procs_files(&self) -> anyhow::Result<Vec<std::fs::File>> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let path = g.join("cgroup.procs");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.display()))
+            })
+            .collect()
+    }
+
     /// What the state file records (upstream's `cgroup` key).
     pub fn to_json(&self) -> Value {
         if self.v2 {

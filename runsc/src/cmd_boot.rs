@@ -76,6 +76,11 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
             return 128;
         }
     };
+    if let Err(e) = install_filter(config) {
+        tracing::error!("starting the sandbox: {e:#}");
+        let _ = writeln!(status, "error: {e:#}");
+        return 128;
+    }
     if writeln!(status, "ok").is_err() {
         // The launcher is gone; nobody is waiting for this workload.
         return 128;
@@ -101,6 +106,16 @@ fn die_with_parent() {
     if unsafe { libc::getppid() } == 1 {
         std::process::exit(128 + libc::SIGKILL);
     }
+}
+
+/// The Sentry's seccomp allow-list, on every thread, before any
+/// application code runs.
+fn install_filter(config: &Config) -> anyhow::Result<()> {
+    crate::sentry_filter::install(
+        config.get("network") == "host",
+        crate::sentry_filter::Mode::from_env(),
+    )?;
+    Ok(())
 }
 
 /// Let the Sentry hold as many host descriptors as its hard limit allows:
@@ -193,8 +208,17 @@ fn load(config: &Config, args: &BootArgs) -> anyhow::Result<Loaded> {
             .collect(),
         log_size: usize::try_from(config.get_int("strace-log-size")).unwrap_or(usize::MAX),
     };
+    let platform = platform_for(config)?;
+    // The platform's template stub, from which every later address space
+    // is forked, must exist before the Sentry's seccomp filter does, or
+    // the stubs would inherit it.
+    drop(
+        platform
+            .new_address_space()
+            .context("starting the platform's first stub")?,
+    );
     let kernel = Kernel::new(KernelConfig {
-        platform: platform_for(config)?,
+        platform,
         strace,
         root,
         hostname: spec.hostname.clone(),
@@ -235,6 +259,9 @@ fn run_controlled(config: &Config, args: &BootArgs) -> i32 {
         if let Err(e) = confined {
             return fail(e);
         }
+    }
+    if let Err(e) = install_filter(config) {
+        return fail(e);
     }
     let listener = match crate::isolate::listen(controller) {
         Ok(l) => l,

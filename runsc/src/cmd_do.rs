@@ -105,6 +105,27 @@ fn gofer_command(config: &Config) -> anyhow::Result<Command> {
     }
 }
 
+/// What a gofer that exited unsuccessfully (within a short wait) wrote.
+fn gofer_failure(gofer: &mut std::process::Child, stderr: &std::os::fd::OwnedFd) -> Option<String> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match gofer.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                let msg = crate::sandbox::captured(stderr);
+                return Some(if msg.is_empty() {
+                    format!("exited ({status})")
+                } else {
+                    msg
+                });
+            }
+            Ok(None) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => return None,
+        }
+    }
+}
+
 fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     // The terminal's SIGINT and SIGQUIT reach the sandbox process directly
     // (one process group); SIGTERM and SIGHUP sent to us are passed on.
@@ -135,7 +156,12 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
         // Ours runs in our namespaces (it confines itself by openat2).
         gofer_cmd.args(["--setup-root=false", "--apply-caps=false", &id]);
     }
-    gofer_cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    // The gofer's stderr is kept to name the cause if it dies at startup.
+    let gofer_err = crate::sandbox::error_capture("runsc-gofer-stderr")?;
+    gofer_cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(gofer_err.try_clone()?));
     let gofer_fds = [
         (gspec, SPEC_FD),
         (gofer_sock.into(), IO_FD),
@@ -168,8 +194,13 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
         let started = match crate::sentry_binary::start(launch) {
             Ok(s) => s,
             Err(e) => {
+                let why = gofer_failure(&mut gofer, &gofer_err);
                 let _ = gofer.kill();
                 let _ = gofer.wait();
+                let e = match why {
+                    Some(why) => anyhow::anyhow!("gofer: {why}; {e:#}"),
+                    None => e,
+                };
                 return Err(e.context(START_PREFIX.trim_end_matches(": ")));
             }
         };
@@ -228,7 +259,14 @@ fn run_inner(config: &Config, args: DoArgs) -> anyhow::Result<i32> {
     let result = match line.trim_end().strip_prefix("error: ") {
         Some(msg) => {
             let _ = child.wait();
-            Err(anyhow::anyhow!("{START_PREFIX}{msg}"))
+            // A gofer that died first is the cause of what the sandbox saw
+            // (a broken pipe): say what the gofer said.
+            match gofer_failure(&mut gofer, &gofer_err) {
+                Some(why) => Err(anyhow::anyhow!(
+                    "{START_PREFIX}gofer: {why}; sandbox: {msg}"
+                )),
+                None => Err(anyhow::anyhow!("{START_PREFIX}{msg}")),
+            }
         }
         None if line.trim_end() != "ok" => {
             let status = child.wait().context("waiting for the sandbox")?;

@@ -205,6 +205,37 @@ fn create_container(
         process_stdio(bundle.spec.process.terminal, console).map_err(|e| fail(&dir, e))?;
     let spec_json = serde_json::to_vec(&bundle.json)?;
     let control_path = dir.control_socket(id);
+    // The groups exist, with their limits, before the gofer and the
+    // sandbox start in them.
+    let mut cgroup = json!({"cgroupunknown": null});
+    let mut groups = None;
+    if isolate::isolating(config) && !config.get_bool("ignore-cgroups") {
+        let installed = crate::cgroup::name_for(&bundle.json, id)
+            .and_then(|name| crate::cgroup::install(&name, &bundle.json, &[]));
+        match installed {
+            Ok(cg) => {
+                cgroup = cg.to_json();
+                groups = Some(cg);
+            }
+            Err(e) => {
+                return Err(fail(
+                    &dir,
+                    e.context("creating container: setting up cgroups"),
+                ))
+            }
+        }
+    }
+    let cgroup_procs = match groups.as_ref().map(crate::cgroup::Cgroup::procs_files) {
+        None => Vec::new(),
+        Some(Ok(files)) => files,
+        Some(Err(e)) => {
+            groups.iter().for_each(crate::cgroup::Cgroup::remove);
+            return Err(fail(
+                &dir,
+                e.context("creating container: setting up cgroups"),
+            ));
+        }
+    };
     let started = sandbox::start(sandbox::Request {
         config,
         id,
@@ -213,28 +244,14 @@ fn create_container(
         stdio,
         attached,
         control_socket: &control_path,
+        cgroup_procs,
     })
-    .map_err(|e| fail(&dir, e.context("creating container: cannot create sandbox")))?;
+    .map_err(|e| {
+        groups.iter().for_each(crate::cgroup::Cgroup::remove);
+        fail(&dir, e.context("creating container: cannot create sandbox"))
+    })?;
     let sandbox_pid = started.sandbox.pid;
     let gofer_pid = started.gofer.id() as i32;
-    let mut cgroup = json!({"cgroupunknown": null});
-    if isolate::isolating(config) && !config.get_bool("ignore-cgroups") {
-        let installed = crate::cgroup::name_for(&bundle.json, id).and_then(|name| {
-            crate::cgroup::install(&name, &bundle.json, &[sandbox_pid, gofer_pid])
-        });
-        match installed {
-            Ok(cg) => cgroup = cg.to_json(),
-            Err(e) => {
-                for pid in [sandbox_pid, gofer_pid] {
-                    // SAFETY: kill takes plain integers; both are our children.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                let _ = std::fs::remove_file(&control_path);
-                dir.remove(&fid);
-                return Err(e.context("creating container: setting up cgroups"));
-            }
-        }
-    }
     let c = Container {
         id: id.to_string(),
         spec: bundle.json,

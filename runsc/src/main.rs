@@ -17,6 +17,7 @@ mod isolate;
 mod logging;
 mod sandbox;
 mod sentry_binary;
+mod sentry_filter;
 mod spec;
 mod state;
 mod userns;

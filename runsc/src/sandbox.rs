@@ -38,6 +38,10 @@ pub struct Request<'a> {
     /// `--detach`).
     pub attached: bool,
     pub control_socket: &'a Path,
+    /// `cgroup.procs` of the sandbox's groups: the gofer and the sandbox
+    /// join them before they run, so every process they start (the
+    /// platform's stubs among them) is bounded too.
+    pub cgroup_procs: Vec<File>,
 }
 
 /// A started sandbox.
@@ -127,6 +131,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
     let (gspec_r, mut gspec_w) = std::io::pipe().context("creating the spec pipe")?;
     let (mounts_r, mounts_w) = std::io::pipe().context("creating the mounts pipe")?;
     let mut cmd = Command::new("/proc/self/exe");
+    join_cgroups(&mut cmd, &req.cgroup_procs);
     cmd.args(req.config.to_flags())
         .arg("gofer")
         .arg(format!("--bundle={}", req.bundle.display()))
@@ -157,12 +162,14 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
     let mut mounts = String::new();
     let _ = { mounts_r }.read_to_string(&mut mounts);
 
-    // The sandbox: the first process of a new PID namespace, in new mount,
-    // IPC, UTS and network namespaces.
+    // The sandbox: the first process of a new PID namespace, in a new user
+    // namespace mapping every ID onto itself that owns its new mount, IPC,
+    // UTS and network namespaces.
     let boot_err = error_capture("runsc-sandbox-stderr")?;
     let (spec_r, mut spec_w) = std::io::pipe().context("creating the spec pipe")?;
     let (sync_r, sync_w) = std::io::pipe().context("creating the start-sync pipe")?;
     let mut cmd = Command::new("/proc/self/exe");
+    join_cgroups(&mut cmd, &req.cgroup_procs);
     cmd.args(req.config.to_flags())
         .arg("boot")
         .arg(format!("--bundle={}", req.bundle.display()))
@@ -196,25 +203,33 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         (o, BOOT_STDIO_FD + 1),
         (e, BOOT_STDIO_FD + 2),
     ];
+    // The user namespace first (it owns the others), and before the FDs
+    // are moved into place, which could land on its sync socket.
+    let userns = if isolating {
+        Some(crate::userns::enter_identity_in_child(
+            &mut cmd,
+            isolate::SANDBOX_NAMESPACES,
+        )?)
+    } else {
+        None
+    };
     pass_fds(&mut cmd, &fds);
     close_from(&mut cmd, (BOOT_STDIO_FD + 3) as u32);
     detach_session(&mut cmd);
-    if isolating {
-        // SAFETY: runs between fork and exec; unshare is a plain syscall.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::unshare(isolate::SANDBOX_NAMESPACES) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
     // A thread of its own makes the PID namespace and forks the sandbox:
     // a thread that has unshared CLONE_NEWPID can start no threads and
     // would put every later child (hooks) in the sandbox's namespace. The
     // thread then waits for the sandbox (it is the "parent" an attached
     // sandbox's PDEATHSIG watches, so it lives as long as the sandbox).
+    // The ID map writer is started here: no thread can be started from
+    // the spawner once it has unshared CLONE_NEWPID.
+    let (mapper, child_end) = match userns {
+        Some((maps, child_end)) => (
+            Some(std::thread::spawn(move || maps.write_maps())),
+            Some(child_end),
+        ),
+        None => (None, None),
+    };
     let (pid_tx, pid_rx) = std::sync::mpsc::channel();
     let (exit_tx, exit_rx) = std::sync::mpsc::channel();
     let spawner = std::thread::Builder::new()
@@ -227,7 +242,19 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
                 }
             }
             let spawned = cmd.spawn();
+            // The child's end goes, so a child that died before asking
+            // for its maps ends the writer's wait.
+            drop(child_end);
             drop(fds);
+            let mapped = mapper.map_or(Ok(()), |m| {
+                m.join()
+                    .unwrap_or_else(|_| Err(anyhow!("the ID map writer panicked")))
+            });
+            let spawned = match (spawned, mapped) {
+                (Ok(child), _) => Ok(child),
+                (Err(e), Err(why)) => Err(why.context(e)),
+                (Err(e), Ok(())) => Err(anyhow!(e)),
+            };
             match spawned {
                 Ok(mut child) => {
                     let _ = pid_tx.send(Ok(child.id() as i32));
@@ -236,7 +263,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
                     }
                 }
                 Err(e) => {
-                    let _ = pid_tx.send(Err(anyhow!(e).context("starting the sandbox process")));
+                    let _ = pid_tx.send(Err(e.context("starting the sandbox process")));
                 }
             }
         });
@@ -291,6 +318,26 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
     }
     let _ = std::fs::remove_file(req.control_socket);
     Err(anyhow!(msg))
+}
+
+/// The child writes "0" to each `cgroup.procs` (moving itself into that
+/// group) before anything else it does between fork and exec: later steps
+/// move descriptors onto fixed numbers, which could land on these.
+fn join_cgroups(cmd: &mut Command, procs: &[File]) {
+    let fds: Vec<libc::c_int> = procs.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    // SAFETY: runs between fork and exec; write is async-signal-safe and
+    // reads a static byte; `fds` was built before the fork and is only
+    // read.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// `--attached`: the child dies with its launcher.

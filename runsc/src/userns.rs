@@ -29,9 +29,87 @@ pub const NOBODY: u32 = 65534;
 /// which waits for the maps).
 pub struct MapWriter {
     sock: UnixStream,
-    /// (ID inside, ID outside) for uid_map and gid_map, one ID each.
-    uid: (u32, u32),
-    gid: (u32, u32),
+    /// The one line each of uid_map and gid_map gets: (first ID inside,
+    /// first ID outside, count).
+    uid: (u32, u32, u32),
+    gid: (u32, u32, u32),
+}
+
+/// IDs 0 to 2^32-2 (every ID but -1, which cannot be mapped), each onto
+/// itself.
+const ALL_IDS: u32 = u32::MAX;
+
+/// The sync socket: the launcher's end (SO_PASSCRED, so the child's first
+/// byte carries its PID) and the child's.
+fn sync_pair() -> anyhow::Result<(UnixStream, OwnedFd)> {
+    let (ours, theirs) = UnixStream::pair().context("creating the user namespace sync socket")?;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads one int from `one`, alive across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            ours.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("setting SO_PASSCRED");
+    }
+    Ok((ours, theirs.into()))
+}
+
+/// In the child (between fork and exec): unshare, ask for the maps and
+/// wait until they are written. Async-signal-safe: plain syscalls only.
+fn unshare_and_wait_for_maps(fd: libc::c_int, namespaces: libc::c_int) -> std::io::Result<()> {
+    let last = std::io::Error::last_os_error;
+    // SAFETY: unshare takes flags; write and read use the one-byte
+    // buffers on this stack; close takes the sync socket's FD.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWUSER | namespaces) != 0 {
+            return Err(last());
+        }
+        let b = [0u8; 1];
+        if libc::write(fd, b.as_ptr().cast(), 1) != 1 {
+            return Err(last());
+        }
+        let mut r = [0u8; 1];
+        if libc::read(fd, r.as_mut_ptr().cast(), 1) != 1 || r[0] != 1 {
+            // The launcher could not write the maps (it says why).
+            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        }
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+/// Make `cmd`'s child unshare a user namespace that maps every ID onto
+/// itself, together with `namespaces` (owned by it). The child stays root
+/// with its capabilities, but they now hold only over the namespaces it
+/// owns, not over the host's (no module loading, host mounts, time,
+/// devices, ...); files keep their owners, so a Sentry with directfs acts
+/// on them as before. Same contract as [`enter_in_child`] for the writer
+/// and the descriptor.
+pub fn enter_identity_in_child(
+    cmd: &mut Command,
+    namespaces: libc::c_int,
+) -> anyhow::Result<(MapWriter, OwnedFd)> {
+    let (ours, child_end) = sync_pair()?;
+    let fd = child_end.as_raw_fd();
+    // SAFETY: the closure only makes async-signal-safe syscalls on plain
+    // data (see `unshare_and_wait_for_maps`).
+    unsafe {
+        cmd.pre_exec(move || unshare_and_wait_for_maps(fd, namespaces));
+    }
+    Ok((
+        MapWriter {
+            sock: ours,
+            uid: (0, 0, ALL_IDS),
+            gid: (0, 0, ALL_IDS),
+        },
+        child_end,
+    ))
 }
 
 /// Make `cmd`'s child unshare a user namespace together with `namespaces`
@@ -49,22 +127,7 @@ pub fn enter_in_child(
     host: (u32, u32),
     ambient: &'static [u32],
 ) -> anyhow::Result<(MapWriter, OwnedFd)> {
-    let (ours, theirs) = UnixStream::pair().context("creating the user namespace sync socket")?;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads one int from `one`, alive across the call.
-    let r = unsafe {
-        libc::setsockopt(
-            ours.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("setting SO_PASSCRED");
-    }
-    let child_end: OwnedFd = theirs.into();
+    let (ours, child_end) = sync_pair()?;
     let fd = child_end.as_raw_fd();
     let caps: u64 = ambient.iter().fold(0, |m, &c| m | 1 << c);
     // SAFETY: runs in the child between fork and exec, calling only
@@ -74,19 +137,7 @@ pub fn enter_in_child(
     unsafe {
         cmd.pre_exec(move || {
             let last = std::io::Error::last_os_error;
-            if libc::unshare(libc::CLONE_NEWUSER | namespaces) != 0 {
-                return Err(last());
-            }
-            let b = [0u8; 1];
-            if libc::write(fd, b.as_ptr().cast(), 1) != 1 {
-                return Err(last());
-            }
-            let mut r = [0u8; 1];
-            if libc::read(fd, r.as_mut_ptr().cast(), 1) != 1 || r[0] != 1 {
-                // The launcher could not write the maps (it says why).
-                return Err(std::io::Error::from_raw_os_error(libc::EPERM));
-            }
-            libc::close(fd);
+            unshare_and_wait_for_maps(fd, namespaces)?;
             // Keep the permitted set across the change of uid, then
             // narrow it to `caps` and raise those as ambient.
             if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0
@@ -127,8 +178,8 @@ pub fn enter_in_child(
     Ok((
         MapWriter {
             sock: ours,
-            uid: (inside, host.0),
-            gid: (inside, host.1),
+            uid: (inside, host.0, 1),
+            gid: (inside, host.1, 1),
         },
         child_end,
     ))
@@ -157,9 +208,9 @@ impl MapWriter {
             None => return Ok(()),
         };
         let written = (|| -> anyhow::Result<()> {
-            let write = |file: &str, (inside, outside): (u32, u32)| {
+            let write = |file: &str, (inside, outside, count): (u32, u32, u32)| {
                 let path = format!("/proc/{pid}/{file}");
-                std::fs::write(&path, format!("{inside} {outside} 1\n"))
+                std::fs::write(&path, format!("{inside} {outside} {count}\n"))
                     .with_context(|| format!("writing {path} of the sandbox's user namespace"))
             };
             write("uid_map", self.uid)?;

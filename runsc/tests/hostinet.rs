@@ -1,7 +1,8 @@
 //! `--network=host`: a sandboxed client reaches a server on the host's
 //! 127.0.0.1, and the host reaches a server in the sandbox (issue 8's
 //! real-program pair; the loopback programs themselves are differential
-//! cases in tests/cases/net.cases).
+//! cases in tests/cases/net.cases). Without it the sandbox's loopback is
+//! its own netstack's.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -70,17 +71,34 @@ fn host_reaches_a_sandboxed_server() {
 }
 
 #[test]
-fn inet_sockets_need_a_network_until_the_netstack_lands() {
-    // Without --network=host there is no inet stack yet: EAFNOSUPPORT,
-    // never a socket on the host.
-    let out = Command::new(RUNSC)
-        .args([
-            "do",
-            "python3",
-            "-c",
-            "import socket\ntry:\n  socket.socket()\nexcept OSError as e:\n  print(e.errno)",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "97\n", "{out:?}");
+fn without_host_networking_the_loopback_is_the_sandboxs_own() {
+    // A host server on 127.0.0.1 that the sandbox must not reach.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The sandbox listens on the same port of its own loopback (the host's
+    // is taken, so a host socket could not bind it) and connects to it:
+    // it reaches itself, never the host's server.
+    let script = format!(
+        "import socket\n\
+         l = socket.create_server(('127.0.0.1', {port}))\n\
+         c = socket.create_connection(('127.0.0.1', {port}))\n\
+         s, _ = l.accept()\n\
+         c.sendall(b'inside')\n\
+         print(s.recv(6).decode())\n"
+    );
+    for network in ["--network=none", "--network=sandbox"] {
+        let out = Command::new(RUNSC)
+            .args([network, "do", "python3", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{network}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "inside\n",
+            "{network}"
+        );
+    }
+    // Nothing from the sandbox arrived at the host's server.
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err());
 }

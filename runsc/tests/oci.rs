@@ -578,10 +578,18 @@ fn the_sandbox_is_isolated_and_holds_none_of_the_callers_pipes() {
         "the isolation test needs root, as the test command runs"
     );
     {
-        for ns in ["pid", "mnt", "net", "ipc", "uts"] {
+        for ns in ["user", "pid", "mnt", "net", "ipc", "uts"] {
             let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
             let its = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
             assert_ne!(ours, its, "the sandbox shares our {ns} namespace");
+        }
+        // Its user namespace maps every ID onto itself (files keep their
+        // owners), so its capabilities hold only over the namespaces it
+        // owns.
+        for map in ["uid_map", "gid_map"] {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/{map}")).unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            assert_eq!(words, ["0", "0", "4294967295"], "{map}: {text:?}");
         }
         // Its root is an empty directory, and it is PID 1 of its namespace.
         assert_eq!(
@@ -609,6 +617,8 @@ fn the_sandbox_is_isolated_and_holds_none_of_the_callers_pipes() {
         assert_eq!(field("CapBnd:"), keep);
         assert_eq!(field("CapInh:"), "0000000000000000");
         assert_eq!(field("NoNewPrivs:"), "1");
+        // Its seccomp allow-list is installed (2: filter mode).
+        assert_eq!(field("Seccomp:"), "2");
     }
     // `start` returns with its output closed: nothing it leaves holds the
     // pipe (containerd's shim reads it to EOF).
@@ -925,7 +935,18 @@ fn the_specs_cgroup_bounds_the_sandbox() {
     let o = env.run(&["exec", "g1", "true"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let procs = std::fs::read_to_string(mem.join("cgroup.procs")).unwrap();
-    assert!(procs.lines().count() >= 3, "{procs}");
+    let shown: Vec<String> = procs
+        .lines()
+        .map(|p| {
+            format!(
+                "{p} {:?}",
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .replace('\0', " ")
+            )
+        })
+        .collect();
+    assert!(procs.lines().count() >= 3, "{shown:?}");
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.dir.join("state/g1_sandbox:g1.state")).unwrap())
             .unwrap();

@@ -257,3 +257,48 @@ fn sidecar_dir_gvisor_sentry_is_used() {
     assert_eq!(with_sidecar, String::from_utf8_lossy(&go.stdout));
     assert_ne!(with_sidecar, without);
 }
+
+/// Issue 7, point 7: when the sandbox or the gofer dies at startup, the
+/// CLI prints what the failing process said, not "EOF" or a broken pipe.
+/// A stand-in binary answers `flags` and otherwise fails as a Sentry whose
+/// seccomp filter or namespaces could not be set up would.
+#[test]
+fn startup_failures_name_the_failing_process_and_its_words() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("swap-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = dir.join("fake-runsc");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = flags ] && { echo '  -platform string' >&2; exit 0; }; done\n\
+         echo \"fake: installing the seccomp filter: invalid argument\" >&2\nexit 128\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |which: &str| {
+        Command::new(RUNSC)
+            .args(FLAGS)
+            .arg(format!("--{which}={}", fake.display()))
+            .env_remove("GVISOR_SIDECAR_BINARIES_DIR")
+            .args(["do", "true"])
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    let sentry = run("sentry-binary");
+    let gofer = run("gofer-binary");
+    std::fs::remove_dir_all(&dir).unwrap();
+    for (who, o) in [("sandbox", &sentry), ("gofer", &gofer)] {
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(128), "{who}: {}", show(o));
+        assert!(
+            e.contains(&format!(
+                "{who}: fake: installing the seccomp filter: invalid argument"
+            )),
+            "{who}: {}",
+            show(o)
+        );
+        assert!(!e.contains("EOF"), "{who}: {}", show(o));
+    }
+}
