@@ -23,13 +23,76 @@ const IO_FD: i32 = 4;
 const STATUS_FD: i32 = 5;
 
 pub fn run(config: &Config, args: DoArgs) -> i32 {
-    match run_inner(config, args) {
+    // Whatever the sandbox leaves behind (a platform stub orphaned when the
+    // Sentry died, which shares the Sentry's descriptor table and so holds
+    // our caller's stdout) becomes our child, and is killed below: `do`
+    // makes no PID namespace whose end would take it along.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let code = match run_inner(config, args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e:#}");
             128
         }
+    };
+    kill_strays();
+    code
+}
+
+/// Kill and reap every child still left (the gofer and the sandbox have
+/// been waited for), saying which were alive and not already exiting.
+fn kill_strays() {
+    loop {
+        let mut pids = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // Stubs the Sentry killed on its way out arrive as zombies,
+            // exiting (PF_EXITING, 0x4, in the flags field) or with the
+            // SIGKILL still pending.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+            let zombie = fields.first().is_some_and(|s| *s == "Z");
+            let exiting = fields
+                .get(6)
+                .and_then(|f| f.parse::<u64>().ok())
+                .is_some_and(|f| f & 0x4 != 0)
+                || sigkill_pending(pid);
+            if !zombie && !exiting {
+                tracing::warn!("killing a process the sandbox left behind: {stat}");
+            }
+            // SAFETY: kill takes plain integers; the pid is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: waitpid takes an integer and a null status pointer.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
     }
+}
+
+/// Whether SIGKILL is already on its way to `pid` (a stub whose tracer
+/// died is sent one by PTRACE_O_EXITKILL).
+fn sigkill_pending(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .any(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
 }
 
 fn build_spec(args: &DoArgs) -> anyhow::Result<Spec> {
