@@ -126,4 +126,10 @@ pub struct SocketEntry {
     /// Whether a socket still holds it (a closed connection finishing in
     /// the background, e.g. in TIME_WAIT, has none).
     pub open: bool,
+    /// TCP: the retransmission timeout now, the congestion window in
+    /// segments, and the slow-start threshold in segments (None until the
+    /// first loss ends the initial slow start). Zero and None for UDP.
+    pub rto: std::time::Duration,
+    pub cwnd_segments: u32,
+    pub ssthresh_segments: Option<u32>,
 }

@@ -167,6 +167,9 @@ pub(crate) fn entry(id: EpId, u: &UdpEp) -> crate::SocketEntry {
         rx_queue: u.rcv_used,
         id: id.0,
         open: true,
+        rto: std::time::Duration::ZERO,
+        cwnd_segments: 0,
+        ssthresh_segments: None,
     }
 }
 

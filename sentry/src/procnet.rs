@@ -66,9 +66,12 @@ fn addr_hex(a: SocketAddr, v6: bool) -> String {
     format!("{words}:{:04X}", a.port())
 }
 
+/// Linux's TCP_LISTEN state number.
+const LISTEN: u8 = 10;
+
 /// `/proc/net/tcp` (`tcp`, not `v6`), `tcp6`, `udp` or `udp6`: the
-/// sockets of that protocol and family, in Linux's columns up to the inode
-/// (0 for a connection no socket holds any more).
+/// sockets of that protocol and family, in Linux's columns (inode 0 for a
+/// connection no socket holds any more).
 pub fn sockets(entries: &[SocketEntry], tcp: bool, v6: bool) -> String {
     let family = if v6 { Family::V6 } else { Family::V4 };
     let (head, width, sl_width) = if tcp {
@@ -100,7 +103,7 @@ pub fn sockets(entries: &[SocketEntry], tcp: bool, v6: bool) -> String {
         .filter(|e| e.tcp == tcp && e.family == family);
     for (n, e) in mine.enumerate() {
         let inode = if e.open { e.id } else { 0 };
-        let line = format!(
+        let mut line = format!(
             "{n:sl_width$}: {} {} {:02X} {:08X}:{:08X} 00:00000000 00000000 {:5} {:8} {inode}",
             addr_hex(e.local, v6),
             addr_hex(e.remote, v6),
@@ -110,6 +113,37 @@ pub fn sockets(entries: &[SocketEntry], tcp: bool, v6: bool) -> String {
             0,
             0,
         );
+        // The columns after the inode (Linux's get_tcp4_sock,
+        // get_timewait4_sock and udp4_format_sock): a reference count, the
+        // kernel's socket pointer (printed as %pK, zeros here as for a
+        // reader without kernel-pointer rights), then for a TCP socket the
+        // RTO in clock ticks (USER_HZ 100), the delayed-ACK timeout and
+        // quick-ack/ping-pong bits (not modelled: 0, what Linux shows
+        // until a delayed ACK is scheduled), the congestion window in
+        // segments and the slow-start threshold (-1 in the initial slow
+        // start; a listener shows its fast-open queue length, 0); for UDP,
+        // drops (none are counted).
+        let ticks = |d: std::time::Duration| d.as_millis() / 10;
+        if !tcp {
+            line += " 2 0000000000000000 0";
+        } else if !e.open {
+            line += " 1 0000000000000000";
+        } else if e.state == LISTEN {
+            let _ = write!(
+                line,
+                " 1 0000000000000000 {} 0 0 {} 0",
+                ticks(e.rto),
+                e.cwnd_segments
+            );
+        } else {
+            let ssthresh = e.ssthresh_segments.map_or(-1, i64::from);
+            let _ = write!(
+                line,
+                " 1 0000000000000000 {} 0 0 {} {ssthresh}",
+                ticks(e.rto),
+                e.cwnd_segments
+            );
+        }
         if v6 {
             s += &line;
         } else {
@@ -175,6 +209,9 @@ mod tests {
             rx_queue: 0,
             id: 42,
             open: true,
+            rto: std::time::Duration::from_secs(1),
+            cwnd_segments: 10,
+            ssthresh_segments: None,
         };
         let udp6 = SocketEntry {
             tcp: false,
@@ -186,19 +223,22 @@ mod tests {
             rx_queue: 0,
             id: 43,
             open: true,
+            rto: std::time::Duration::ZERO,
+            cwnd_segments: 0,
+            ssthresh_segments: None,
         };
         let t = sockets(&[listener, udp6], true, false);
         let line = t.lines().nth(1).unwrap();
         assert_eq!(line.len(), 149);
         assert_eq!(
             line.trim_end(),
-            "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 42"
+            "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 42 1 0000000000000000 100 0 0 10 0"
         );
         assert_eq!(t.lines().count(), 2, "the UDP socket is not in tcp");
         let u = sockets(&[listener, udp6], false, true);
         assert_eq!(
             u.lines().nth(1).unwrap(),
-            "    0: 00000000000000000000000001000000:0035 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 43"
+            "    0: 00000000000000000000000001000000:0035 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 43 2 0000000000000000 0"
         );
     }
 }

@@ -468,6 +468,7 @@ fn stop_listening(inner: &mut Inner, id: EpId) {
 /// The `/proc/net/tcp` view of an endpoint.
 pub(crate) fn entry(id: EpId, t: &Tcb) -> crate::SocketEntry {
     let listening = t.state == TcpState::Listen;
+    let info = t.info();
     crate::SocketEntry {
         tcp: true,
         family: t.family,
@@ -482,6 +483,15 @@ pub(crate) fn entry(id: EpId, t: &Tcb) -> crate::SocketEntry {
         },
         id: id.0,
         open: t.handle_open,
+        rto: info.rto,
+        // A listener has no window of its own; Linux shows the initial one.
+        cwnd_segments: if listening {
+            tcb::INITIAL_WINDOW_SEGMENTS
+        } else {
+            info.snd_cwnd / info.snd_mss.max(1)
+        },
+        ssthresh_segments: (info.snd_ssthresh != u32::MAX)
+            .then(|| info.snd_ssthresh / info.snd_mss.max(1)),
     }
 }
 

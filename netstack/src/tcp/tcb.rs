@@ -55,7 +55,7 @@ const MAX_WINDOW_BUFFER: usize = 6 << 20;
 const DEFAULT_MSS_V4: u32 = 536;
 const DEFAULT_MSS_V6: u32 = 1220;
 /// RFC 6928 / Linux's `TCP_INIT_CWND`.
-const INITIAL_WINDOW_SEGMENTS: u32 = 10;
+pub(crate) const INITIAL_WINDOW_SEGMENTS: u32 = 10;
 /// Bytes of the timestamp option on every segment once negotiated.
 const TS_OPTION_LEN: u32 = 12;
 
