@@ -331,6 +331,43 @@ impl NetSocket {
     }
 
     /// `SIOCOUTQ`: bytes sent and not yet acknowledged (UDP: none stay).
+    /// Closing with SO_LINGER on and a time: starts the close's FIN (after
+    /// the queued data) and says how long close(2) may wait for the peer
+    /// to acknowledge it. None when close does not wait: no lingering,
+    /// a zero time (the drop resets), unread data (tcp_close resets
+    /// instead), or nothing connected.
+    pub fn start_lingering_close(&self) -> Option<Duration> {
+        let Proto::Tcp(t) = &self.proto else {
+            return None;
+        };
+        let linger = t.options().linger.filter(|d| !d.is_zero())?;
+        if t.readable_bytes() > 0
+            || !matches!(t.state(), TcpState::Established | TcpState::CloseWait)
+        {
+            return None;
+        }
+        t.shutdown(Shutdown::Write).ok()?;
+        Some(linger)
+    }
+
+    /// After [`NetSocket::start_lingering_close`]: whether our FIN is
+    /// still unacknowledged. Linux's `closing()` names FIN_WAIT1, CLOSING
+    /// and LAST_ACK; here a FIN queued behind unsent data leaves the state
+    /// at ESTABLISHED or CLOSE_WAIT until it goes out, so those count too.
+    pub fn fin_unacked(&self) -> bool {
+        matches!(
+            &self.proto,
+            Proto::Tcp(t) if matches!(
+                t.state(),
+                TcpState::Established
+                    | TcpState::CloseWait
+                    | TcpState::FinWait1
+                    | TcpState::Closing
+                    | TcpState::LastAck
+            )
+        )
+    }
+
     pub fn bytes_unsent(&self) -> Result<usize, Errno> {
         match &self.proto {
             Proto::Tcp(t) if t.state() == TcpState::Listen => Err(Errno::EINVAL),

@@ -163,6 +163,10 @@ pub fn creat(task: &mut Task, a: [u64; 6]) -> SysResult {
 pub fn close(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().remove(a[0])?;
     release_posix_locks(task, &file);
+    if Arc::strong_count(&file) == 1 {
+        // The last reference: a lingering socket's close waits here.
+        super::inet::linger_on_close(task, &file);
+    }
     Ok(0)
 }
 

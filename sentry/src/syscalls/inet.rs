@@ -235,6 +235,34 @@ pub fn connect(task: &Task, file: &File, sock: &dyn InetSocket, a: [u64; 6]) -> 
     }
 }
 
+/// close(2) of the last descriptor of a netstack TCP socket with
+/// SO_LINGER on and a time: wait until the peer has acknowledged
+/// everything and our FIN, the time runs out, or a signal arrives
+/// (tcp_close's sk_stream_wait_close; close returns 0 either way, and the
+/// connection goes on in the background).
+pub fn linger_on_close(task: &Task, file: &File) {
+    let Some(sock) = file
+        .ops()
+        .as_any()
+        .and_then(|x| x.downcast_ref::<crate::netstack_socket::NetSocket>())
+    else {
+        return;
+    };
+    let Some(linger) = sock.start_lingering_close() else {
+        return;
+    };
+    let deadline = Instant::now() + linger;
+    while sock.fin_unacked() && Instant::now() < deadline {
+        // State changes need not wake the file's waiters: look again at
+        // least every few milliseconds.
+        let slice = deadline.min(Instant::now() + Duration::from_millis(5));
+        match wait(task, sock, 0, Some(slice)) {
+            Ok(()) | Err(Errno::EAGAIN) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 pub fn listen(sock: &dyn InetSocket, a: [u64; 6]) -> SysResult {
     sock.listen(a[1] as i32).map(|()| 0)
 }
