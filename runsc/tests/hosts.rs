@@ -719,7 +719,7 @@ fn containerd_cri_runs_a_pod_with_runsc_as_with_runc() {
     let client = Path::new(RUNSC).with_file_name("cri-client");
     assert!(
         client.exists(),
-        "{} is missing: it is built by `cargo build --release -p cri-client` (the workspace test run builds it)",
+        "{} is missing: it is built by `cargo build --release -p cri-client` (test.sh builds every workspace program before the tests)",
         client.display()
     );
     let mut h = Host::new("cri");
