@@ -646,6 +646,16 @@ fn wait(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
                 unavailable_if_gone(&c, e)
             )
         })?;
+        // The sandbox exits right after its init (having answered): wait
+        // for that too, so a `delete` that follows finds the container
+        // stopped rather than racing the sandbox's last moments.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while c.id == c.sandbox.id
+            && crate::state::alive(c.sandbox.pid, c.sandbox.host_start_ticks)
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         v.as_u64().unwrap_or(0) as u32
     } else {
         let arg = WaitPidArgs {

@@ -375,6 +375,34 @@ fn lifecycle_create_start_exec_kill_delete() {
     env.ok(&["delete", "--force", "c1"]);
 }
 
+/// containerd's order: `wait` is in place before `start`; once it has
+/// printed the status, a plain `delete` finds the container stopped (it
+/// used to race the sandbox's last moments: "cannot delete running
+/// container").
+#[test]
+fn wait_then_delete_finds_the_container_stopped() {
+    let env = Env::new("waitdel");
+    let b = env.bundle("b", &["sh", "-c", "exit 7"]);
+    for i in 0..5 {
+        let id = format!("w{i}");
+        assert!(env.create(&b, &id).status.success());
+        let waiter = env
+            .cmd(&["wait", &id])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        env.ok(&["start", &id]);
+        let out = waiter.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{{\"id\":\"{id}\",\"exitStatus\":7}}")
+        );
+        env.ok(&["delete", &id]);
+    }
+}
+
 #[test]
 fn run_attached_passes_output_and_status() {
     let env = Env::new("run");
