@@ -647,6 +647,25 @@ fn the_sandbox_is_isolated_and_holds_none_of_the_callers_pipes() {
         assert_eq!(field("NoNewPrivs:"), "1");
         // Its seccomp allow-list is installed (2: filter mode).
         assert_eq!(field("Seccomp:"), "2");
+        // The gofer: chrooted to the bundle's rootfs, under its own
+        // allow-list.
+        let saved: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(env.dir.join("state/i1_sandbox:i1.state")).unwrap(),
+        )
+        .unwrap();
+        let gofer = saved["goferPid"]
+            .as_i64()
+            .expect("goferPid in the state file");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{gofer}/root")).unwrap(),
+            std::fs::canonicalize(b.join("rootfs")).unwrap()
+        );
+        let gstatus = std::fs::read_to_string(format!("/proc/{gofer}/status")).unwrap();
+        let gseccomp = gstatus
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .map(str::trim);
+        assert_eq!(gseccomp, Some("2"), "{gstatus}");
     }
     // `start` returns with its output closed: nothing it leaves holds the
     // pipe (containerd's shim reads it to EOF).
