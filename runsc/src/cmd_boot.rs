@@ -182,14 +182,43 @@ fn load(config: &Config, args: &BootArgs) -> anyhow::Result<Loaded> {
         .context("reading the spec")?;
     let spec: Spec = serde_json::from_str(&spec_json).context("parsing the spec")?;
     raise_nofile();
-    let [root_fd] = args.io_fds[..] else {
-        bail!("boot needs exactly one --io-fds (the root's lisafs connection); mounts are not supported yet");
+    let json: serde_json::Value = serde_json::from_str(&spec_json).context("parsing the spec")?;
+    let binds = crate::spec::binds(&json);
+    let Some((&root_fd, bind_fds)) = args.io_fds.split_first() else {
+        bail!("boot needs --io-fds: the root's lisafs connection, then one per bind mount");
     };
+    if bind_fds.len() != binds.len() {
+        bail!(
+            "boot got {} --io-fds for the spec's {} bind mount(s) (and the root)",
+            args.io_fds.len(),
+            binds.len()
+        );
+    }
     // The root comes from the gofer: with directfs its Mount reply donates
     // the root directory's FD, beneath which the Sentry opens files itself;
     // without, every file operation is a lisafs call.
     let gofer = Arc::new(Client::new(UnixStream::from(take_fd(root_fd, "io-fds")?)));
     let root = vfs::goferfs::mount(gofer.clone(), root_mount_options(config))?;
+    // Each bind mount is served the same way, on its own connection.
+    let mut bind_mounts = Vec::new();
+    for (&fd, bind) in bind_fds.iter().zip(binds) {
+        let client = Arc::new(Client::new(UnixStream::from(take_fd(fd, "io-fds")?)));
+        // Mounts other than the root may be shared with the host or other
+        // containers: upstream's --file-access-mounts (default shared).
+        let opts = vfs::goferfs::Options {
+            read_only: bind.read_only,
+            file_access: vfs::goferfs::FileAccess::parse(config.get("file-access-mounts"))
+                .unwrap_or_default(),
+            ..root_mount_options(config)
+        };
+        let fs = vfs::goferfs::mount(client, opts)
+            .with_context(|| format!("mounting {} from the gofer", bind.destination))?;
+        bind_mounts.push(sentry::BindMount {
+            destination: bind.destination,
+            fs,
+            read_only: bind.read_only,
+        });
+    }
     let stdio = args
         .stdio_fds
         .iter()
@@ -221,6 +250,7 @@ fn load(config: &Config, args: &BootArgs) -> anyhow::Result<Loaded> {
         platform,
         strace,
         root,
+        binds: bind_mounts,
         hostname: spec.hostname.clone(),
         host_network: config.get("network") == "host",
     })

@@ -85,20 +85,6 @@ fn read_spec(fd: OwnedFd, bundle: &Path) -> anyhow::Result<GoferSpec> {
     })
 }
 
-/// Whether a spec mount is a bind mount (served by the gofer).
-fn is_bind(m: &serde_json::Value) -> bool {
-    let typ = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    let opts = m
-        .get("options")
-        .and_then(|o| o.as_array())
-        .map(|o| {
-            o.iter()
-                .any(|x| matches!(x.as_str(), Some("bind" | "rbind")))
-        })
-        .unwrap_or(false);
-    typ == "bind" || opts
-}
-
 fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let bundle = if args.bundle.is_empty() {
         std::env::current_dir().context("finding the current directory")?
@@ -152,13 +138,9 @@ fn start(config: &Config, args: &GoferArgs) -> anyhow::Result<Vec<std::thread::J
     }
 
     let mut sources = vec![(spec.root.clone(), spec.readonly)];
-    for m in spec.mounts.iter().filter(|m| is_bind(m)) {
-        let src = m.get("source").and_then(|s| s.as_str()).unwrap_or("");
-        let ro = m
-            .get("options")
-            .and_then(|o| o.as_array())
-            .is_some_and(|o| o.iter().any(|x| x.as_str() == Some("ro")));
-        sources.push((PathBuf::from(src), ro));
+    let mounts = serde_json::json!({ "mounts": spec.mounts });
+    for b in crate::spec::binds(&mounts) {
+        sources.push((PathBuf::from(b.source), b.read_only));
     }
     if args.io_fds.len() > sources.len() {
         bail!(

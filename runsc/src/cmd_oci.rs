@@ -203,7 +203,11 @@ fn create_container(
     let console = a.string("console-socket");
     let (stdio, _) =
         process_stdio(bundle.spec.process.terminal, console).map_err(|e| fail(&dir, e))?;
-    let spec_json = serde_json::to_vec(&bundle.json)?;
+    // What the gofer and the sandbox are given: the spec less the bind
+    // mounts they cannot serve yet (the state keeps the spec as written).
+    let mut served = bundle.json.clone();
+    crate::spec::keep_directory_binds(&mut served);
+    let spec_json = serde_json::to_vec(&served)?;
     let control_path = dir.control_socket(id);
     // The groups exist, with their limits, before the gofer and the
     // sandbox start in them.

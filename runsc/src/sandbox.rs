@@ -125,6 +125,31 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
     let isolating = isolate::isolating(req.config);
     let control = isolate::bind_control_socket(req.control_socket)?;
     let (gofer_end, sentry_end) = UnixStream::pair().context("creating the gofer socket")?;
+    // One more connection per bind mount, in the spec's order.
+    let spec: serde_json::Value =
+        serde_json::from_slice(req.spec_json).context("parsing the spec")?;
+    let mut bind_pairs = Vec::new();
+    for _ in crate::spec::binds(&spec) {
+        bind_pairs.push(UnixStream::pair().context("creating a bind mount's gofer socket")?);
+    }
+    // Their numbers in each child: after the fixed descriptors.
+    let gofer_bind_fds: Vec<i32> = (0..bind_pairs.len() as i32)
+        .map(|i| GOFER_MOUNTS_FD + 1 + i)
+        .collect();
+    let boot_bind_fds: Vec<i32> = (0..bind_pairs.len() as i32)
+        .map(|i| BOOT_STDIO_FD + 3 + i)
+        .collect();
+    let io_fds = |first: i32, more: &[i32]| {
+        std::iter::once(first)
+            .chain(more.iter().copied())
+            .map(|fd| fd.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (gofer_binds, sentry_binds): (Vec<OwnedFd>, Vec<OwnedFd>) = bind_pairs
+        .into_iter()
+        .map(|(g, s)| (OwnedFd::from(g), OwnedFd::from(s)))
+        .unzip();
 
     // The gofer.
     let gofer_err = error_capture("runsc-gofer-stderr")?;
@@ -136,7 +161,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         .arg("gofer")
         .arg(format!("--bundle={}", req.bundle.display()))
         .arg(format!("--spec-fd={GOFER_SPEC_FD}"))
-        .arg(format!("--io-fds={GOFER_IO_FD}"))
+        .arg(format!("--io-fds={}", io_fds(GOFER_IO_FD, &gofer_bind_fds)))
         .arg(format!("--mounts-fd={GOFER_MOUNTS_FD}"))
         .arg("--setup-root=false")
         .arg("--apply-caps=false")
@@ -144,13 +169,17 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(gofer_err.try_clone()?));
-    let fds = [
+    let mut fds = vec![
         (gspec_r.into(), GOFER_SPEC_FD),
         (gofer_end.into(), GOFER_IO_FD),
         (mounts_w.into(), GOFER_MOUNTS_FD),
     ];
+    fds.extend(gofer_binds.into_iter().zip(gofer_bind_fds.iter().copied()));
     pass_fds(&mut cmd, &fds);
-    close_from(&mut cmd, (GOFER_MOUNTS_FD + 1) as u32);
+    close_from(
+        &mut cmd,
+        (GOFER_MOUNTS_FD + 1 + gofer_bind_fds.len() as i32) as u32,
+    );
     detach_session(&mut cmd);
     if req.attached {
         die_with_parent(&mut cmd);
@@ -175,7 +204,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         .arg(format!("--bundle={}", req.bundle.display()))
         .arg(format!("--controller-fd={BOOT_CONTROLLER_FD}"))
         .arg(format!("--spec-fd={BOOT_SPEC_FD}"))
-        .arg(format!("--io-fds={BOOT_IO_FD}"))
+        .arg(format!("--io-fds={}", io_fds(BOOT_IO_FD, &boot_bind_fds)))
         .arg(format!("--start-sync-fd={BOOT_SYNC_FD}"))
         .arg(format!(
             "--stdio-fds={},{},{}",
@@ -194,7 +223,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         .stdout(Stdio::null())
         .stderr(Stdio::from(boot_err.try_clone()?));
     let [i, o, e] = req.stdio;
-    let fds = [
+    let mut fds = vec![
         (control, BOOT_CONTROLLER_FD),
         (spec_r.into(), BOOT_SPEC_FD),
         (sentry_end.into(), BOOT_IO_FD),
@@ -203,6 +232,7 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         (o, BOOT_STDIO_FD + 1),
         (e, BOOT_STDIO_FD + 2),
     ];
+    fds.extend(sentry_binds.into_iter().zip(boot_bind_fds.iter().copied()));
     // The user namespace first (it owns the others), and before the FDs
     // are moved into place, which could land on its sync socket.
     let userns = if isolating {
@@ -214,7 +244,10 @@ pub fn start(req: Request<'_>) -> anyhow::Result<Started> {
         None
     };
     pass_fds(&mut cmd, &fds);
-    close_from(&mut cmd, (BOOT_STDIO_FD + 3) as u32);
+    close_from(
+        &mut cmd,
+        (BOOT_STDIO_FD + 3 + boot_bind_fds.len() as i32) as u32,
+    );
     detach_session(&mut cmd);
     // A thread of its own makes the PID namespace and forks the sandbox:
     // a thread that has unshared CLONE_NEWPID can start no threads and

@@ -147,6 +147,72 @@ pub fn default_config(args: &[String], cwd: &str, netns: &str) -> serde_json::Va
     })
 }
 
+/// Whether a spec mount is a bind mount (`type: bind`, or a `bind` or
+/// `rbind` option, as runc reads it).
+fn is_bind(m: &serde_json::Value) -> bool {
+    let typ = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let opts = m
+        .get("options")
+        .and_then(|o| o.as_array())
+        .is_some_and(|o| {
+            o.iter()
+                .any(|x| matches!(x.as_str(), Some("bind" | "rbind")))
+        });
+    typ == "bind" || opts
+}
+
+/// One bind mount of a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: String,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// The spec's bind mounts, in its order: the gofer serves them on the
+/// `--io-fds` after the root's, and the sandbox mounts them in that order.
+pub fn binds(spec: &serde_json::Value) -> Vec<Bind> {
+    let field = |m: &serde_json::Value, k: &str| {
+        m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string()
+    };
+    spec.get("mounts")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|m| is_bind(m))
+        .map(|m| Bind {
+            source: field(m, "source"),
+            destination: field(m, "destination"),
+            read_only: m
+                .get("options")
+                .and_then(|o| o.as_array())
+                .is_some_and(|o| o.iter().any(|x| x.as_str() == Some("ro"))),
+        })
+        .collect()
+}
+
+/// Drop the bind mounts the sandbox cannot serve yet (a source that is not
+/// a directory: docker's and podman's /etc/hosts, /etc/resolv.conf and
+/// /etc/hostname), saying which; the rest stay in order.
+pub fn keep_directory_binds(spec: &mut serde_json::Value) {
+    if let Some(mounts) = spec.get_mut("mounts").and_then(|m| m.as_array_mut()) {
+        mounts.retain(|m| {
+            if !is_bind(m) {
+                return true;
+            }
+            let source = m.get("source").and_then(|v| v.as_str()).unwrap_or("");
+            let dir = std::fs::metadata(source).is_ok_and(|md| md.is_dir());
+            if !dir {
+                tracing::warn!(
+                    "bind mount of {source:?} at {:?} skipped: only directories can be bind-mounted yet",
+                    m.get("destination").and_then(|v| v.as_str()).unwrap_or("")
+                );
+            }
+            dir
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +310,27 @@ mod tests {
         spec.process.args = vec!["x".into()];
         spec.process.cwd = "rel".into();
         assert!(spec.validate().unwrap_err().to_string().contains("Cwd"));
+    }
+
+    #[test]
+    fn binds_are_read_in_order_and_file_binds_are_dropped() {
+        let mut spec = serde_json::json!({"mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/a", "type": "bind", "source": "/tmp", "options": ["rw"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["ro"]},
+            {"destination": "/b", "type": "none", "source": "/", "options": ["rbind", "ro"]},
+        ]});
+        let all = binds(&spec);
+        assert_eq!(
+            all.iter()
+                .map(|b| (b.destination.as_str(), b.read_only))
+                .collect::<Vec<_>>(),
+            [("/a", false), ("/etc/hosts", true), ("/b", true)]
+        );
+        keep_directory_binds(&mut spec);
+        let kept: Vec<String> = binds(&spec).into_iter().map(|b| b.destination).collect();
+        assert_eq!(kept, ["/a", "/b"]);
+        // Mounts of other kinds stay.
+        assert_eq!(spec["mounts"].as_array().unwrap().len(), 3);
     }
 }

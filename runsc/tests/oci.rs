@@ -403,6 +403,52 @@ fn wait_then_delete_finds_the_container_stopped() {
     }
 }
 
+/// The spec's bind mounts of directories: the gofer serves each on its
+/// own connection and the Sentry mounts it at its destination (made in
+/// the root's memory layer when missing): writes through a read-write one
+/// reach the host, a read-only one refuses them, and /proc/mounts lists
+/// them. A bind of a file (docker's /etc/hosts) is skipped, not fatal.
+#[test]
+fn bind_mounts_of_directories_reach_the_host() {
+    let env = Env::new("binds");
+    let rw = env.dir.join("host-rw");
+    let ro = env.dir.join("host-ro");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(rw.join("hello"), "from the host\n").unwrap();
+    std::fs::write(ro.join("r"), "read only\n").unwrap();
+    let script = "cat /data/hello; echo written > /data/new && echo wrote; \
+                  (echo x > /ro/x) 2>/dev/null || echo ro-refused; cat /ro/r; \
+                  ls /deep/er; grep -E ' /(data|ro|deep/er) ' /proc/mounts | cut -d' ' -f2,4";
+    let b = env.bundle("b", &["sh", "-c", script]);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    for (dst, src, opts) in [
+        ("/data", &rw, vec!["rbind", "rw"]),
+        ("/ro", &ro, vec!["rbind", "ro"]),
+        ("/deep/er", &ro, vec!["bind", "ro"]),
+    ] {
+        mounts.push(serde_json::json!({
+            "destination": dst, "type": "bind", "source": src, "options": opts,
+        }));
+    }
+    mounts.push(serde_json::json!({
+        "destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind", "ro"],
+    }));
+    std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+    let out = env.ok(&["run", "--bundle", b.to_str().unwrap(), "bm"]);
+    assert_eq!(
+        out,
+        "from the host\nwrote\nro-refused\nread only\nr\n/data rw\n/ro ro\n/deep/er ro\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.join("new")).unwrap(),
+        "written\n"
+    );
+    assert!(!ro.join("x").exists());
+}
+
 #[test]
 fn run_attached_passes_output_and_status() {
     let env = Env::new("run");

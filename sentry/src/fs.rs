@@ -177,10 +177,20 @@ fn tmpfs_size(v: &str) -> Result<u64, Errno> {
         .ok_or(Errno::EINVAL)
 }
 
+/// A bind mount of the spec: a host directory the gofer serves, mounted
+/// at `destination` (an absolute path in the container).
+pub struct BindMount {
+    pub destination: String,
+    pub fs: Arc<dyn vfs::Inode>,
+    pub read_only: bool,
+}
+
 /// Build the sandbox's mount namespace over the container's root
-/// filesystem `lower` (read-only; see `KernelConfig::root`).
+/// filesystem `lower` (read-only; see `KernelConfig::root`), with the
+/// spec's bind mounts on top, in the spec's order.
 pub fn build_tree(
     lower: Arc<dyn vfs::Inode>,
+    binds: Vec<BindMount>,
     filesystems: &Filesystems,
 ) -> Result<(Arc<Mounts>, Location), Errno> {
     let (mf, fifos, ptys) = (&filesystems.mf, &filesystems.fifos, &filesystems.ptys);
@@ -262,9 +272,56 @@ pub fn build_tree(
         "sysfs",
         flags | MS_RDONLY,
     )?;
+    // The spec's bind mounts. Their mount points are resolved here, in the
+    // sandbox's own tree (missing directories are made in the root's
+    // memory layer), never on the host: a symlink in the rootfs cannot
+    // send a mount outside it.
+    for bind in binds {
+        let at = make_dirs(&ctx, &top, top.clone(), &bind.destination, 0)?;
+        let flags = if bind.read_only { MS_RDONLY } else { 0 };
+        mounts.mount_fs(&at, bind.fs, "9p", "none", flags)?;
+    }
     // memfd_create's files: in a tmpfs mounted nowhere.
     let memfds = mounts.detached(new_tmpfs(0o1777, None, mf, fifos), "tmpfs");
     Ok((mounts, memfds))
+}
+
+/// `mkdir -p` of `path` from `at` inside the sandbox's tree, following
+/// symlinks as the tree resolves them (an absolute target from `top`,
+/// `..` stopping there), so a symlinked mount point is made where it
+/// points within the container, as runc's securejoin does on the host.
+fn make_dirs(
+    ctx: &vfs::walk::Context,
+    top: &Location,
+    mut at: Location,
+    path: &str,
+    depth: u32,
+) -> Result<Location, Errno> {
+    // Linux's limit on symlinks followed in one resolution.
+    if depth > 40 {
+        return Err(Errno::ELOOP);
+    }
+    if path.starts_with('/') {
+        at = top.clone();
+    }
+    for name in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let next = match ctx.lookup(&at, name, false) {
+            Ok(loc) => loc,
+            Err(Errno::ENOENT) => {
+                ctx.make(&at, name, NodeKind::Directory, 0o755)?;
+                ctx.lookup(&at, name, false)?
+            }
+            Err(e) => return Err(e),
+        };
+        let st = next.inode().stat()?;
+        at = if st.mode & libc::S_IFMT == libc::S_IFLNK {
+            let target = next.inode().readlink()?;
+            make_dirs(ctx, top, at, &target, depth + 1)?
+        } else {
+            next
+        };
+    }
+    Ok(at)
 }
 
 /// Join `path` onto `dir` (a path of the sandbox, absolute or relative).

@@ -46,5 +46,6 @@ mod timer;
 mod tty;
 
 pub use control::{ProcessInfo, Usage};
+pub use fs::BindMount;
 pub use syscalls::{syscall_table, syscalls_markdown, Entry, Support};
 pub use task::{ExitStatus, Kernel, KernelConfig, ProcessSpec, StartError, Strace, Task};

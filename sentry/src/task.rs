@@ -43,6 +43,8 @@ pub struct KernelConfig {
     /// root overlay): `vfs::hostfs` over a donated root FD (directfs) or
     /// `vfs::goferfs` over the gofer connection.
     pub root: Arc<dyn vfs::Inode>,
+    /// The spec's bind mounts, each served by the gofer like the root.
+    pub binds: Vec<fs::BindMount>,
     pub hostname: String,
     /// `--network=host`: inet sockets are host sockets (`crate::hostinet`).
     pub host_network: bool,
@@ -157,17 +159,18 @@ impl Kernel {
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
             let filesystems = fs::Filesystems::new(&mf, me.clone());
-            let (mounts, memfds) = fs::build_tree(config.root, &filesystems).unwrap_or_else(|e| {
-                built = Err(e);
-                let m = Arc::new(vfs::Mounts::new(
-                    vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
-                    "tmpfs",
-                    "none",
-                    0,
-                ));
-                let root = m.root();
-                (m, root)
-            });
+            let (mounts, memfds) = fs::build_tree(config.root, config.binds, &filesystems)
+                .unwrap_or_else(|e| {
+                    built = Err(e);
+                    let m = Arc::new(vfs::Mounts::new(
+                        vfs::tmpfs::new(vfs::tmpfs::TmpfsOptions::default()),
+                        "tmpfs",
+                        "none",
+                        0,
+                    ));
+                    let root = m.root();
+                    (m, root)
+                });
             let file_cache_mf = mf.clone();
             Kernel {
                 platform: config.platform,

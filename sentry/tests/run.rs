@@ -15,6 +15,7 @@ fn kernel() -> Arc<Kernel> {
         strace: Default::default(),
         root: vfs::hostfs::new_root(OwnedFd::from(std::fs::File::open("/").unwrap()), true)
             .unwrap(),
+        binds: Vec::new(),
         hostname: "sandbox".into(),
         host_network: false,
     })
