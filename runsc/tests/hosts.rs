@@ -658,6 +658,29 @@ fn dockerd_drives_runsc_as_it_drives_runc() {
         };
         let mut t = Trace::new(tag);
         t.step("run --rm echo", run_args(&["--rm", image, "echo", "hi"]));
+        // A volume: docker -v binds a host directory; what the container
+        // writes there is on the host afterwards.
+        let vol = h.dir.join(format!("vol-{tag}"));
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("in"), "from the host\n").unwrap();
+        let bind = format!("{}:/vol", vol.display());
+        t.step(
+            "run --rm -v",
+            run_args(&[
+                "--rm",
+                "-v",
+                &bind,
+                image,
+                "sh",
+                "-c",
+                "cat /vol/in; echo from-the-container > /vol/out",
+            ]),
+        );
+        assert_eq!(
+            std::fs::read_to_string(vol.join("out")).unwrap_or_default(),
+            "from-the-container\n",
+            "{tag}: the container's write through -v"
+        );
         t.step(
             "run --rm exit 6",
             run_args(&["--rm", image, "sh", "-c", "exit 6"]),
@@ -700,10 +723,11 @@ fn dockerd_drives_runsc_as_it_drives_runc() {
         runc.steps[0].stdout, "hi",
         "the reference sequence itself failed"
     );
-    assert_eq!(runc.steps[1].code, Some(6));
-    assert_eq!(runc.steps[2].stdout, "on-a-pty");
-    assert_eq!(runc.steps[4].stdout, "exec-ok");
-    assert_eq!(runc.steps[6].stdout, "exited 137");
+    assert_eq!(runc.steps[1].stdout, "from the host");
+    assert_eq!(runc.steps[2].code, Some(6));
+    assert_eq!(runc.steps[3].stdout, "on-a-pty");
+    assert_eq!(runc.steps[5].stdout, "exec-ok");
+    assert_eq!(runc.steps[7].stdout, "exited 137");
     assert_same(&runc, &ours);
 }
 
