@@ -127,26 +127,9 @@ pub fn ifconf(ifs: &[InterfaceInfo], room: Option<usize>) -> (Vec<u8>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netstack::{InterfaceAddr, NicCounters};
 
     fn lo() -> Vec<InterfaceInfo> {
-        vec![InterfaceInfo {
-            index: 1,
-            name: "lo".into(),
-            mtu: 65536,
-            loopback: true,
-            addrs: vec![
-                InterfaceAddr {
-                    addr: "127.0.0.1".parse().unwrap(),
-                    prefix_len: 8,
-                },
-                InterfaceAddr {
-                    addr: "::1".parse().unwrap(),
-                    prefix_len: 128,
-                },
-            ],
-            counters: NicCounters::default(),
-        }]
+        vec![crate::procnet::test_loopback()]
     }
 
     fn req(name: &str) -> [u8; IFREQ_LEN] {

@@ -325,13 +325,7 @@ impl FileOps for NetlinkSocket {
     }
 
     fn stat(&self) -> vfs::Result<Stat> {
-        Ok(Stat {
-            mode: libc::S_IFSOCK | 0o777,
-            nlink: 1,
-            blksize: 4096,
-            ino: self.ino,
-            ..Stat::default()
-        })
+        Ok(crate::socket::socket_stat(self.ino))
     }
 
     fn poll(&self, events: i16) -> i16 {

@@ -154,45 +154,47 @@ pub fn sockets(entries: &[SocketEntry], tcp: bool, v6: bool) -> String {
     s
 }
 
+/// The loopback interface as the netstack describes it (after a little
+/// traffic), for the tests of the files and ioctls built from it.
+#[cfg(test)]
+pub(crate) fn test_loopback() -> InterfaceInfo {
+    InterfaceInfo {
+        index: 1,
+        name: "lo".into(),
+        mtu: 65536,
+        loopback: true,
+        addrs: vec![
+            netstack::InterfaceAddr {
+                addr: "127.0.0.1".parse().unwrap(),
+                prefix_len: 8,
+            },
+            netstack::InterfaceAddr {
+                addr: "::1".parse().unwrap(),
+                prefix_len: 128,
+            },
+        ],
+        counters: netstack::NicCounters {
+            rx_packets: 3,
+            rx_bytes: 180,
+            tx_packets: 3,
+            tx_bytes: 180,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netstack::{InterfaceAddr, NicCounters};
-
-    fn lo() -> InterfaceInfo {
-        InterfaceInfo {
-            index: 1,
-            name: "lo".into(),
-            mtu: 65536,
-            loopback: true,
-            addrs: vec![
-                InterfaceAddr {
-                    addr: "127.0.0.1".parse().unwrap(),
-                    prefix_len: 8,
-                },
-                InterfaceAddr {
-                    addr: "::1".parse().unwrap(),
-                    prefix_len: 128,
-                },
-            ],
-            counters: NicCounters {
-                rx_packets: 3,
-                rx_bytes: 180,
-                tx_packets: 3,
-                tx_bytes: 180,
-            },
-        }
-    }
 
     #[test]
     fn dev_and_if_inet6_golden() {
-        let d = dev(&[lo()]);
+        let d = dev(&[test_loopback()]);
         assert_eq!(
             d.lines().nth(2).unwrap(),
             "    lo:     180       3    0    0    0     0          0         0      180       3    0    0    0     0       0          0"
         );
         assert_eq!(
-            if_inet6(&[lo()]),
+            if_inet6(&[test_loopback()]),
             "00000000000000000000000000000001 01 80 10 80       lo\n"
         );
     }

@@ -729,13 +729,7 @@ impl FileOps for SocketFile {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            mode: libc::S_IFSOCK | 0o777,
-            nlink: 1,
-            blksize: 4096,
-            ino: Arc::as_ptr(&self.0) as u64 >> 4,
-            ..Stat::default()
-        })
+        Ok(socket_stat(Arc::as_ptr(&self.0) as u64 >> 4))
     }
 
     fn poll(&self, events: i16) -> i16 {
@@ -748,6 +742,18 @@ impl FileOps for SocketFile {
 
     fn as_any(&self) -> Option<&dyn Any> {
         Some(self)
+    }
+}
+
+/// What fstat(2) shows for any socket of the sandbox (sockfs): a socket
+/// node, mode 0777, one link, `ino` its identity.
+pub(crate) fn socket_stat(ino: u64) -> Stat {
+    Stat {
+        mode: libc::S_IFSOCK | 0o777,
+        nlink: 1,
+        blksize: 4096,
+        ino,
+        ..Stat::default()
     }
 }
 
