@@ -5,7 +5,9 @@
 pub const RLIMIT_CPU: usize = 0;
 pub const RLIMIT_DATA: usize = 2;
 pub const RLIMIT_STACK: usize = 3;
+pub const RLIMIT_FSIZE: usize = 1;
 pub const RLIMIT_CORE: usize = 4;
+pub const RLIMIT_NPROC: usize = 6;
 pub const RLIMIT_NOFILE: usize = 7;
 pub const RLIMIT_AS: usize = 9;
 const COUNT: usize = 16;
@@ -30,7 +32,7 @@ impl Default for Limits {
         // the same status inside as outside under the same `ulimit -c`.
         l[RLIMIT_CORE] =
             crate::host::getrlimit(libc::RLIMIT_CORE).unwrap_or((RLIM_INFINITY, RLIM_INFINITY));
-        l[6] = (63_704, 63_704); // nproc
+        l[RLIMIT_NPROC] = (63_704, 63_704);
         l[RLIMIT_NOFILE] = (crate::fs::MAX_FDS as u64, 524_288);
         l[8] = (8 << 20, 8 << 20); // memlock
         l[11] = (63_704, 63_704); // sigpending

@@ -11,6 +11,7 @@ pub const SIGSTOP: i32 = 19;
 pub const SIGCONT: i32 = 18;
 pub const SIGCHLD: i32 = 17;
 pub const SIGPIPE: i32 = 13;
+pub const SIGXFSZ: i32 = 25;
 
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;

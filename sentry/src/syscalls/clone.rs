@@ -65,6 +65,9 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     {
         return Err(Errno::EINVAL);
     }
+    if over_nproc(task) {
+        return Err(Errno::EAGAIN);
+    }
     let kernel = task.kernel.clone();
     let platform_err = |e: platform::PlatformError| {
         tracing::error!("clone: {e}");
@@ -572,4 +575,36 @@ pub fn pipe2(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 pub fn pipe(task: &mut Task, a: [u64; 6]) -> SysResult {
     pipe2(task, [a[0], 0, 0, 0, 0, 0])
+}
+
+/// RLIMIT_NPROC as Linux's copy_process checks it: a caller whose real
+/// uid already has as many tasks (threads included) as its soft limit may
+/// not make another, unless it is root or holds CAP_SYS_RESOURCE or
+/// CAP_SYS_ADMIN.
+fn over_nproc(task: &Task) -> bool {
+    let uid = task.creds.ruid;
+    if uid == 0
+        || task.creds.has_cap(super::caps::CAP_SYS_RESOURCE)
+        || task.creds.has_cap(super::caps::CAP_SYS_ADMIN)
+    {
+        return false;
+    }
+    let limit = task
+        .tg
+        .limits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .soft(crate::limits::RLIMIT_NPROC);
+    let mut count = 0u64;
+    for g in task.kernel.all_groups() {
+        let threads = g.lock().threads.clone();
+        count += threads
+            .iter()
+            .filter(|t| t.view().is_some_and(|v| v.creds.ruid == uid))
+            .count() as u64;
+        if count >= limit {
+            return true;
+        }
+    }
+    false
 }

@@ -631,8 +631,50 @@ fn read_copying(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u
     Ok(done as u64)
 }
 
+/// How many of `count` bytes RLIMIT_FSIZE lets a write to `file` at
+/// `offset` (None: the file position) move: all of them for files other
+/// than regular ones; none past the limit, where the writer gets SIGXFSZ
+/// and EFBIG (Linux's `generic_write_check_limits`; an empty write is
+/// always allowed). An O_APPEND write is checked at the current end.
+pub(super) fn fsize_allows(
+    task: &Task,
+    file: &File,
+    offset: Option<u64>,
+    count: u64,
+) -> Result<u64, Errno> {
+    let limit = task
+        .tg
+        .limits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .soft(crate::limits::RLIMIT_FSIZE);
+    if limit == crate::limits::RLIM_INFINITY || count == 0 || !file.is_regular() {
+        return Ok(count);
+    }
+    let at = if file.flags() & libc::O_APPEND != 0 {
+        file.stat()?.size.max(0) as u64
+    } else {
+        offset.unwrap_or_else(|| file.position())
+    };
+    if at >= limit {
+        raise_sigxfsz(task);
+        return Err(Errno::EFBIG);
+    }
+    Ok(count.min(limit - at))
+}
+
+/// SIGXFSZ to the calling thread, for a file growing past RLIMIT_FSIZE.
+pub(super) fn raise_sigxfsz(task: &Task) {
+    let info = signal::user_info(signal::SIGXFSZ, 0, 0, 0);
+    task.handle.post(Queued {
+        sig: signal::SIGXFSZ,
+        info,
+    });
+}
+
 /// Write up to `count` bytes from application memory at `buf` to `file`.
 fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64>) -> SysResult {
+    let count = fsize_allows(task, file, offset, count)?;
     if file.ops().iov_io().is_none() {
         return write_copying(task, file, buf, count, offset);
     }
@@ -906,6 +948,33 @@ pub fn pwritev2(task: &mut Task, a: [u64; 6]) -> SysResult {
 /// write do. `once` stops after the first read that returns data (splice
 /// moves what a pipe holds, not a fixed amount). Returns bytes moved.
 fn transfer(
+    task: &Task,
+    inp: &File,
+    in_off: Option<u64>,
+    out: &File,
+    out_off: Option<u64>,
+    count: usize,
+    once: bool,
+) -> Result<usize, Errno> {
+    let wanted = count;
+    let count = fsize_allows(task, out, out_off, count as u64)? as usize;
+    let done = transfer_up_to(task, inp, in_off, out, out_off, count, once)?;
+    // Linux moves data in rounds, and the round after the one that reached
+    // RLIMIT_FSIZE fails with SIGXFSZ (the call still returns what moved)
+    // when there was more to move.
+    if done == count && count < wanted && !once {
+        let more = match in_off {
+            Some(o) => inp.pread(&mut [0u8], o + done as u64).is_ok_and(|n| n > 0),
+            None => true,
+        };
+        if more {
+            raise_sigxfsz(task);
+        }
+    }
+    Ok(done)
+}
+
+fn transfer_up_to(
     task: &Task,
     inp: &File,
     in_off: Option<u64>,

@@ -214,10 +214,28 @@ fn size_attr(len: u64) -> Result<SetAttr, Errno> {
     })
 }
 
+/// Linux's `inode_newsize_ok` for RLIMIT_FSIZE: growing a file past the
+/// limit is EFBIG, with SIGXFSZ to the caller.
+fn fsize_allows_growth(task: &Task, loc: &Location, new_size: u64) -> Result<(), Errno> {
+    let limit = task
+        .tg
+        .limits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .soft(crate::limits::RLIMIT_FSIZE);
+    if new_size > limit && new_size > loc.inode().stat()?.size.max(0) as u64 {
+        super::file::raise_sigxfsz(task);
+        return Err(Errno::EFBIG);
+    }
+    Ok(())
+}
+
 pub fn truncate(task: &mut Task, a: [u64; 6]) -> SysResult {
     let path = path_arg(task, a[0])?;
     let loc = at_location(task, AT_FDCWD, &path, 0)?;
-    set(task, &loc, size_attr(a[1])?, false)
+    let attr = size_attr(a[1])?;
+    fsize_allows_growth(task, &loc, a[1])?;
+    set(task, &loc, attr, false)
 }
 
 pub fn ftruncate(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -227,6 +245,7 @@ pub fn ftruncate(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let loc = file.location().cloned().ok_or(Errno::EINVAL)?;
+    fsize_allows_growth(task, &loc, a[1])?;
     set(task, &loc, attr, true)
 }
 
@@ -246,6 +265,9 @@ pub fn fallocate(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EOPNOTSUPP);
     }
     let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
+    if let Some(loc) = file.location() {
+        fsize_allows_growth(task, loc, end as u64)?;
+    }
     // Files whose storage is elsewhere (the gofer's) allocate there.
     if let Some(done) = file.ops().allocate(0, off as u64, len as u64) {
         return done.map(|()| 0);

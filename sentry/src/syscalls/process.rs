@@ -222,8 +222,10 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
 /// Limits the Sentry enforces, and so lets processes set (RLIMIT_CPU by
 /// the process's CPU-clock timers). RLIMIT_RSS is
 /// ignored by Linux too; MEMLOCK only bounds mlock, which never pins here.
-const SETTABLE: [usize; 8] = [
+const SETTABLE: [usize; 10] = [
     limits::RLIMIT_CPU,
+    limits::RLIMIT_FSIZE,
+    limits::RLIMIT_NPROC,
     limits::RLIMIT_DATA,
     limits::RLIMIT_STACK,
     limits::RLIMIT_CORE,
