@@ -58,6 +58,23 @@ struct Vma {
     /// A file mapping's first address wholly past the end of the file:
     /// touching it from there on is SIGBUS (BUS_ADRERR), as in Linux.
     bus_from: Option<u64>,
+    /// A shared mapping of a file whose size changes while mapped (one
+    /// kept in memory): each fault compares with the size then, SIGBUS
+    /// wholly past it, and the host maps only the part within it.
+    file_size: Option<FileSize>,
+    /// This VMA was split off where its file ended when the part before
+    /// it was mapped: `/proc/self/maps` shows the two as one mapping.
+    eof_tail: bool,
+}
+
+/// A file's current size, as [`vfs::inode::SharedMap::size`] reports it.
+#[derive(Clone)]
+pub(crate) struct FileSize(pub Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for FileSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileSize({})", (self.0)())
+    }
 }
 
 /// Whether a mapping may become writable (Linux's VM_MAYWRITE).
@@ -442,6 +459,26 @@ impl MemoryManager {
         }
     }
 
+    /// The shared file mapping at `addr` follows its file's size: pages
+    /// wholly past the end raise SIGBUS while they are past it.
+    pub fn follow_file_size(&mut self, addr: u64, size: FileSize) {
+        if let Some(vma) = self.vmas.get_mut(&addr) {
+            vma.file_size = Some(size);
+        }
+    }
+
+    /// Where the file behind the shared VMA at `start` ends now, as an
+    /// address (page-rounded; may lie past the VMA), or None when the VMA
+    /// does not follow a file's size.
+    fn shared_eof(&self, start: u64) -> Option<u64> {
+        let vma = self.vmas.get(&start)?;
+        let size = vma.file_size.as_ref()?;
+        let (range, offset) = vma.shared.as_ref()?;
+        let file_offset = offset - range.offset;
+        let file_end = page_up((size.0)()).unwrap_or(u64::MAX);
+        Some(start.saturating_add(file_end.saturating_sub(file_offset)))
+    }
+
     /// Forbid making the mapping at `[addr, addr + len)` writable: what
     /// stands in for a read-only MAP_SHARED file mapping (Linux: no
     /// VM_MAYWRITE), so mprotect cannot turn it into private writable
@@ -526,6 +563,8 @@ impl MemoryManager {
                 dontfork: false,
                 may_write: MayWrite::Yes,
                 bus_from: None,
+                file_size: None,
+                eof_tail: false,
             },
         );
     }
@@ -999,8 +1038,10 @@ impl MemoryManager {
     /// platform knows it): map, allocate or copy what the VMAs promise.
     /// Err is the signal and si_code the application gets instead.
     pub fn fault(&mut self, addr: u64, access: Option<AccessType>) -> Result<(), (i32, i32)> {
-        if let Some((_, vma)) = self.vma_at(page_down(addr)) {
-            if vma.bus_from.is_some_and(|b| addr >= b) {
+        if let Some((start, vma)) = self.vma_at(page_down(addr)) {
+            if vma.bus_from.is_some_and(|b| addr >= b)
+                || self.shared_eof(start).is_some_and(|eof| addr >= eof)
+            {
                 return Err((libc::SIGBUS, BUS_ADRERR));
             }
         }
@@ -1033,7 +1074,19 @@ impl MemoryManager {
                     Err(SEGV_ACCERR)
                 };
             }
-            let (end, vma_access) = (vma.end, vma.access);
+            let (mut end, vma_access) = (vma.end, vma.access);
+            if let Some(eof) = self.shared_eof(start) {
+                if page >= eof {
+                    return Err(SEGV_MAPERR);
+                }
+                if eof < end {
+                    // Only the part within the file is mapped; the rest,
+                    // a VMA of its own, is looked at again when touched.
+                    self.split_at(eof);
+                    self.vmas.get_mut(&eof).expect("just split").eof_tail = true;
+                    end = eof;
+                }
+            }
             self.host_map(start, end, offset, vma_access, populate)?;
             self.vmas.get_mut(&start).expect("found").host_mapped = true;
             return Ok(());
@@ -1497,7 +1550,10 @@ impl MemoryManager {
         for (&start, v) in &self.vmas {
             let (perms, name) = v.perms_and_name();
             if let Some(last) = lines.last_mut() {
-                if last.1 == start && v.bus_from == Some(start) && last.2 == perms && last.3 == name
+                if last.1 == start
+                    && (v.bus_from == Some(start) || v.eof_tail)
+                    && last.2 == perms
+                    && last.3 == name
                 {
                     last.1 = v.end;
                     continue;

@@ -331,6 +331,9 @@ pub struct SharedMap {
     /// when the mapping may never be made writable (a read-only
     /// descriptor, or a file sealed against writes).
     pub writer: Option<Arc<dyn Any + Send + Sync>>,
+    /// The file's size now (it changes while mapped): a fault on a page
+    /// wholly past it is SIGBUS.
+    pub size: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 /// An opened node: its data. Offsets are the caller's business (the

@@ -1054,10 +1054,17 @@ impl FileOps for RegularFile {
         // clears VM_MAYWRITE).
         let writable = may_write && data.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) == 0;
         let writer = writable.then(|| data.writers.clone() as Arc<dyn Any + Send + Sync>);
-        Some(
-            data.share(&self.node.fs, min_len)
-                .map(|region| SharedMap { region, writer }),
-        )
+        // The mapping keeps the file, as a Linux mapping holds its file.
+        let node = self.node.clone();
+        let size = Arc::new(move || match &node.lock().body {
+            Body::File(data) => data.size,
+            _ => 0,
+        });
+        Some(data.share(&self.node.fs, min_len).map(|region| SharedMap {
+            region,
+            writer,
+            size,
+        }))
     }
 
     fn iov_io(&self) -> Option<&dyn crate::inode::IovIo> {

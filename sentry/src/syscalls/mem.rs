@@ -97,14 +97,17 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
                 .downcast::<crate::mm::SharedRange>()
                 .map_err(|_| Errno::ENODEV)?;
             let name = VmaKind::File(file_name(task, &file));
-            return task.mm().map_shared_region(
+            let mut mm = task.mm();
+            let at = mm.map_shared_region(
                 addr,
                 len,
                 fixed || noreplace,
                 (access, MayWrite::from_writer(map.writer)),
                 (range, offset),
                 name,
-            );
+            )?;
+            mm.follow_file_size(at, crate::mm::FileSize(map.size));
+            return Ok(at);
         }
         if access.write {
             // Host files are read-only here (the overlay copies a file up
