@@ -153,3 +153,83 @@ fn writes_stay_in(flags: &[&str], tag: &str) {
     assert!(!probe.exists(), "{probe:?} reached the host");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The user.* extended attributes of host files reach the sandbox (over
+/// directfs and over lisafs); setting and removing them inside changes
+/// only the sandbox's copy of the file.
+#[test]
+fn host_xattrs_are_seen_and_writes_stay_in_the_sandbox() {
+    for (flags, tag) in [(&[][..], "directfs"), (&["--directfs=false"][..], "lisafs")] {
+        // Not under /tmp, which the other test watches.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("xattr-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        std::fs::write(&file, "x").unwrap();
+        set_xattr(&file, "user.origin", b"host");
+        set_xattr(&dir, "user.dir", b"d");
+        let before = (list_xattrs(&file), list_xattrs(&dir), snapshot(&file));
+
+        let (f, d) = (file.to_str().unwrap(), dir.to_str().unwrap());
+        let script = format!(
+            "import os, errno
+print(os.getxattr('{f}', 'user.origin'), os.listxattr('{f}'), os.listxattr('{d}'))
+try:
+    os.getxattr('{f}', 'user.none')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.setxattr('{f}', 'user.new', b'sandbox')
+os.removexattr('{f}', 'user.origin')
+os.setxattr('{d}', 'user.dir', b'changed')
+print(sorted(os.listxattr('{f}')), os.getxattr('{d}', 'user.dir'))"
+        );
+        let out = Command::new(RUNSC)
+            .args(["--network=none"])
+            .args(flags)
+            .args(["do", "python3", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tag}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "b'host' ['user.origin'] ['user.dir']\nENODATA\n['user.new'] b'changed'\n",
+            "{tag}"
+        );
+        let after = (list_xattrs(&file), list_xattrs(&dir), snapshot(&file));
+        assert_eq!(after, before, "{tag}: the host file's attributes changed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: both strings are NUL-terminated and `value` is readable for
+    // its length.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr {p:?}: {}", std::io::Error::last_os_error());
+}
+
+fn list_xattrs(p: &Path) -> Vec<u8> {
+    let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `path` is NUL-terminated and `buf` writable for its length.
+    let n = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "listxattr {p:?}: {}", std::io::Error::last_os_error());
+    buf.truncate(n as usize);
+    buf
+}

@@ -502,3 +502,62 @@ pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result
     retry(|| unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) } as libc::c_long)
         .map(drop)
 }
+
+/// The largest extended attribute value Linux stores (XATTR_SIZE_MAX), and
+/// the largest list of names (XATTR_LIST_MAX).
+const XATTR_MAX: usize = 64 << 10;
+
+/// `fgetxattr(2)` on an opened (not O_PATH) descriptor: the whole value.
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &str) -> Result<Vec<u8>> {
+    let name = cstr(name)?;
+    let mut buf = vec![0u8; XATTR_MAX];
+    // SAFETY: `name` is NUL-terminated and `buf` is writable for its length.
+    let n = retry(|| unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    } as libc::c_long)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `flistxattr(2)` on an opened descriptor: the names.
+pub fn flistxattr(fd: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; XATTR_MAX];
+    // SAFETY: `buf` is writable for its length.
+    let n = retry(|| unsafe {
+        libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+    } as libc::c_long)?;
+    Ok(buf[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// `fsetxattr(2)` on an opened descriptor.
+pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8], flags: i32) -> Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: `name` is NUL-terminated and `value` readable for its length.
+    retry(|| unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// `fremovexattr(2)` on an opened descriptor.
+pub fn fremovexattr(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: `name` is NUL-terminated.
+    retry(|| unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) } as libc::c_long)
+        .map(drop)
+}

@@ -581,14 +581,39 @@ impl Inode for HostNode {
         }
     }
 
-    fn setxattr(&self, _name: &str, _value: &[u8], _flags: i32) -> Result<()> {
-        self.writable()?;
-        Err(Errno::EOPNOTSUPP)
+    fn getxattr(&self, name: &str) -> Result<Vec<u8>> {
+        match self.xattr_fd(name)? {
+            Some(fd) => host::fgetxattr(fd.as_fd(), name),
+            None => Err(Errno::ENODATA),
+        }
     }
 
-    fn removexattr(&self, _name: &str) -> Result<()> {
+    fn listxattr(&self) -> Result<Vec<String>> {
+        let Some(fd) = self.xattr_fd("user.")? else {
+            return Ok(Vec::new());
+        };
+        Ok(host::flistxattr(fd.as_fd())?
+            .into_iter()
+            .filter(|n| n.starts_with(b"user."))
+            .filter_map(|n| String::from_utf8(n).ok())
+            .collect())
+    }
+
+    fn setxattr(&self, name: &str, value: &[u8], flags: i32) -> Result<()> {
         self.writable()?;
-        Err(Errno::EOPNOTSUPP)
+        match self.xattr_fd(name)? {
+            Some(fd) => host::fsetxattr(fd.as_fd(), name, value, flags),
+            // Linux allows user.* only on regular files and directories.
+            None => Err(Errno::EPERM),
+        }
+    }
+
+    fn removexattr(&self, name: &str) -> Result<()> {
+        self.writable()?;
+        match self.xattr_fd(name)? {
+            Some(fd) => host::fremovexattr(fd.as_fd(), name),
+            None => Err(Errno::ENODATA),
+        }
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -597,6 +622,21 @@ impl Inode for HostNode {
 }
 
 impl HostNode {
+    /// A readable descriptor of this node to use xattr calls on, for the
+    /// user.* namespace only (as the gofer: the host's security.*,
+    /// trusted.* and system.* attributes are not the sandbox's); None for
+    /// nodes other than regular files and directories, which Linux gives
+    /// no user.* attributes.
+    fn xattr_fd(&self, name: &str) -> Result<Option<OwnedFd>> {
+        if !name.starts_with("user.") {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if self.kind != S_IFREG && self.kind != S_IFDIR {
+            return Ok(None);
+        }
+        self.reopen(libc::O_RDONLY).map(Some)
+    }
+
     /// The `DT_*` type of the entry `name` of the opened directory `dir`,
     /// or `None` if it must stay invisible (a host procfs or sysfs mount)
     /// or is gone.
