@@ -229,7 +229,11 @@ fn list_xattrs(p: &Path) -> Vec<u8> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: `path` is NUL-terminated and `buf` writable for its length.
     let n = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(n >= 0, "listxattr {p:?}: {}", std::io::Error::last_os_error());
+    assert!(
+        n >= 0,
+        "listxattr {p:?}: {}",
+        std::io::Error::last_os_error()
+    );
     buf.truncate(n as usize);
     buf
 }

@@ -42,11 +42,11 @@ struct Vma {
     end: u64,
     access: AccessType,
     kind: VmaKind,
-    /// For MAP_SHARED memory: the memory file range, owned jointly by every
-    /// mapping of it (in this process and in forked ones) and freed when
-    /// the last goes, and the file offset of the VMA's first byte. Private
-    /// memory (None) lives in PMAs.
-    shared: Option<(Arc<SharedRange>, u64)>,
+    /// For MAP_SHARED memory: what is mapped, owned jointly by every
+    /// mapping of it (in this process and in forked ones) and released
+    /// when the last goes, and the offset of the VMA's first byte in it.
+    /// Private memory (None) lives in PMAs.
+    shared: Option<(SharedBacking, u64)>,
     /// A shared VMA is mapped into the host whole, on first touch.
     host_mapped: bool,
     /// MAP_GROWSDOWN: a fault just below it extends it downwards.
@@ -249,8 +249,19 @@ const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 /// sharing it meet), as Linux's `get_futex_key`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FutexKey {
-    Private { mm: u64, addr: u64 },
-    Shared { offset: u64 },
+    Private {
+        mm: u64,
+        addr: u64,
+    },
+    Shared {
+        offset: u64,
+    },
+    /// A shared mapping of a host file: the file and the offset in it.
+    HostFile {
+        dev: u64,
+        ino: u64,
+        offset: u64,
+    },
 }
 
 /// si_code values of SIGSEGV, for faults the memory manager cannot serve.
@@ -305,10 +316,110 @@ impl MemoryLimits {
     }
 }
 
+/// What a MAP_SHARED VMA maps.
+#[derive(Clone, Debug)]
+pub(crate) enum SharedBacking {
+    /// A range of the memory file (shared anonymous memory, files kept in
+    /// memory); the VMA's offset is the memory file's.
+    Memory(Arc<SharedRange>),
+    /// A file kept on the host, mapped from its own descriptor, so the
+    /// host's page cache is what every mapping and read/write sees; the
+    /// VMA's offset is the file's.
+    Host(Arc<HostFileMapping>),
+}
+
+/// A host file's descriptor, held for as long as any mapping of it lives
+/// (the host maps from it on each fault).
+#[derive(Debug)]
+pub(crate) struct HostFileMapping {
+    fd: std::os::fd::OwnedFd,
+    /// The file's identity, for futex keys.
+    dev: u64,
+    ino: u64,
+}
+
+impl HostFileMapping {
+    pub(crate) fn new(fd: std::os::fd::OwnedFd, dev: u64, ino: u64) -> Arc<HostFileMapping> {
+        Arc::new(HostFileMapping { fd, dev, ino })
+    }
+
+    /// The file's size now (0 if the host cannot say).
+    pub(crate) fn size(&self) -> u64 {
+        host_file_size(&self.fd).unwrap_or(0)
+    }
+
+    /// Fill `buf` from the file at `offset`; EFAULT where the file ends
+    /// before it (the bytes are past the end of the file: a fault).
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            // SAFETY: `buf[done..]` is writable for its length.
+            let n = unsafe {
+                libc::pread(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                    buf[done..].as_mut_ptr().cast(),
+                    buf.len() - done,
+                    (offset + done as u64) as i64,
+                )
+            };
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return Err(Errno::EFAULT),
+                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                _ => return Err(Errno::EFAULT),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write `buf` to the file at `offset`, within the file's current
+    /// size only (a store past the end of a mapped file is a fault, never
+    /// a way to grow it).
+    fn write(&self, offset: u64, buf: &[u8]) -> Result<(), Errno> {
+        let size = host_file_size(&self.fd)?;
+        if offset.saturating_add(buf.len() as u64) > page_up(size).unwrap_or(u64::MAX) {
+            return Err(Errno::EFAULT);
+        }
+        // Bytes of the last page past the end are not the file's: drop them.
+        let keep = size.saturating_sub(offset).min(buf.len() as u64) as usize;
+        let mut done = 0;
+        while done < keep {
+            // SAFETY: `buf[done..keep]` is readable for its length.
+            let n = unsafe {
+                libc::pwrite(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                    buf[done..keep].as_ptr().cast(),
+                    keep - done,
+                    (offset + done as u64) as i64,
+                )
+            };
+            match n {
+                n if n > 0 => done += n as usize,
+                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                _ => return Err(Errno::EFAULT),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn host_file_size(fd: &std::os::fd::OwnedFd) -> Result<u64, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `struct stat` into `st`.
+    let rc = unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(fd), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(Errno::EFAULT);
+    }
+    // SAFETY: fstat succeeded, so `st` is initialised.
+    Ok(unsafe { st.assume_init() }.st_size.max(0) as u64)
+}
+
 /// What a piece of application memory is, for copies by the Sentry.
-enum Backing {
+enum Backing<'a> {
     /// Memory-file offset of the piece's first byte.
     File(u64),
+    /// A host file and the offset in it of the piece's first byte.
+    Host(&'a HostFileMapping, u64),
     /// Private memory never touched: reads as zeros.
     Zero,
 }
@@ -473,8 +584,11 @@ impl MemoryManager {
     fn shared_eof(&self, start: u64) -> Option<u64> {
         let vma = self.vmas.get(&start)?;
         let size = vma.file_size.as_ref()?;
-        let (range, offset) = vma.shared.as_ref()?;
-        let file_offset = offset - range.offset;
+        let (backing, offset) = vma.shared.as_ref()?;
+        let file_offset = match backing {
+            SharedBacking::Memory(range) => offset - range.offset,
+            SharedBacking::Host(_) => *offset,
+        };
         let file_end = page_up((size.0)()).unwrap_or(u64::MAX);
         Some(start.saturating_add(file_end.saturating_sub(file_offset)))
     }
@@ -536,9 +650,51 @@ impl MemoryManager {
         self.charge(fixed.then_some(addr), len, false)?;
         let addr = self.place(addr, len, fixed)?;
         let offset = region.offset + region_offset;
-        self.insert_vma(addr, len, access, kind, Some((region, offset)));
+        self.insert_vma(
+            addr,
+            len,
+            access,
+            kind,
+            Some((SharedBacking::Memory(region), offset)),
+        );
         if let Some(vma) = self.vmas.get_mut(&addr) {
             vma.may_write = may_write;
+        }
+        Ok(addr)
+    }
+
+    /// Map `len` bytes of a host file from `file_offset` on, shared: the
+    /// host maps the file itself, so writes reach it and changes made
+    /// behind the sandbox's back show; pages wholly past the end of the
+    /// file raise SIGBUS while they are past it (`size`).
+    pub fn map_host_file(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fixed: bool,
+        (access, may_write): (AccessType, MayWrite),
+        (file, file_offset): (Arc<HostFileMapping>, u64),
+        (kind, size): (VmaKind, FileSize),
+    ) -> Result<u64, Errno> {
+        if access.write && !may_write.allowed() {
+            return Err(Errno::EACCES);
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len == 0 || !file_offset.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        self.charge(fixed.then_some(addr), len, false)?;
+        let addr = self.place(addr, len, fixed)?;
+        self.insert_vma(
+            addr,
+            len,
+            access,
+            kind,
+            Some((SharedBacking::Host(file), file_offset)),
+        );
+        if let Some(vma) = self.vmas.get_mut(&addr) {
+            vma.may_write = may_write;
+            vma.file_size = Some(size);
         }
         Ok(addr)
     }
@@ -549,7 +705,7 @@ impl MemoryManager {
         len: u64,
         access: AccessType,
         kind: VmaKind,
-        shared: Option<(Arc<SharedRange>, u64)>,
+        shared: Option<(SharedBacking, u64)>,
     ) {
         self.vmas.insert(
             addr,
@@ -993,10 +1149,14 @@ impl MemoryManager {
     pub fn residency(&self, addr: u64, len: u64) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
         self.walk(addr, len as usize, AccessType::NONE, |backing, _, n| {
+            let pages = (n as u64).div_ceil(PAGE_SIZE) as usize;
             out.extend(match backing {
                 Backing::File(off) => self.mf.resident(off, n as u64),
-                Backing::Zero => vec![0; (n as u64).div_ceil(PAGE_SIZE) as usize],
-            })
+                // The host's page cache holds what matters: count it in.
+                Backing::Host(..) => vec![1; pages],
+                Backing::Zero => vec![0; pages],
+            });
+            Ok(())
         })
         .map_err(|_| Errno::ENOMEM)?;
         Ok(out)
@@ -1065,7 +1225,8 @@ impl MemoryManager {
         if vma.access == AccessType::NONE || access.is_some_and(|a| !x86_allows(vma.access, a)) {
             return Err(SEGV_ACCERR);
         }
-        if let Some((_, offset)) = vma.shared {
+        if let Some((backing, offset)) = &vma.shared {
+            let (backing, offset) = (backing.clone(), *offset);
             if vma.host_mapped {
                 // Mapped by another thread since this one faulted: retry.
                 return if access.is_some() {
@@ -1087,7 +1248,25 @@ impl MemoryManager {
                     end = eof;
                 }
             }
-            self.host_map(start, end, offset, vma_access, populate)?;
+            match &backing {
+                SharedBacking::Memory(_) => {
+                    self.host_map(start, end, offset, vma_access, populate)?
+                }
+                SharedBacking::Host(file) => self
+                    .space
+                    .map_file(
+                        start,
+                        end - start,
+                        std::os::fd::AsFd::as_fd(&file.fd),
+                        offset,
+                        vma_access,
+                        populate,
+                    )
+                    .map_err(|e| {
+                        tracing::error!("mapping a host file at [{start:#x}, {end:#x}): {e}");
+                        SEGV_MAPERR
+                    })?,
+            }
             self.vmas.get_mut(&start).expect("found").host_mapped = true;
             return Ok(());
         }
@@ -1279,7 +1458,12 @@ impl MemoryManager {
         while cur < end {
             let (vs, vma) = self.vma_at(cur).expect("covered");
             let (piece_end, offset) = match (&vma.shared, self.pma_at(cur)) {
-                (Some((_, off)), _) => (vma.end, off + (cur - vs)),
+                // The host populates host files when it maps them.
+                (Some((SharedBacking::Host(_), _)), _) => {
+                    cur = vma.end.min(page_up(end).unwrap_or(end));
+                    continue;
+                }
+                (Some((SharedBacking::Memory(_), off)), _) => (vma.end, off + (cur - vs)),
                 (None, Some((ps, p))) => (p.end, p.offset + (cur - ps)),
                 (None, None) => {
                     let s = self.back_fresh(cur)?;
@@ -1301,7 +1485,7 @@ impl MemoryManager {
         addr: u64,
         len: usize,
         need: AccessType,
-        mut f: impl FnMut(Backing, usize, usize),
+        mut f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         self.check_access(addr, end, need)?;
@@ -1309,8 +1493,11 @@ impl MemoryManager {
         while cur < end {
             let (start, vma) = self.vma_at(cur).expect("checked");
             let mut chunk_end = vma.end.min(end);
-            let backing = if let Some((_, offset)) = vma.shared {
-                Backing::File(offset + (cur - start))
+            let backing = if let Some((shared, offset)) = &vma.shared {
+                match shared {
+                    SharedBacking::Memory(_) => Backing::File(offset + (cur - start)),
+                    SharedBacking::Host(file) => Backing::Host(file, offset + (cur - start)),
+                }
             } else if let Some((ps, p)) = self.pma_at(cur) {
                 chunk_end = chunk_end.min(p.end);
                 Backing::File(p.offset + (cur - ps))
@@ -1320,7 +1507,7 @@ impl MemoryManager {
                 }
                 Backing::Zero
             };
-            f(backing, (cur - addr) as usize, (chunk_end - cur) as usize);
+            f(backing, (cur - addr) as usize, (chunk_end - cur) as usize)?;
             cur = chunk_end;
         }
         Ok(())
@@ -1378,6 +1565,7 @@ impl MemoryManager {
             if let Backing::File(off) = b {
                 offset = Some(off)
             }
+            Ok(())
         })?;
         offset.ok_or(Errno::EFAULT)
     }
@@ -1389,7 +1577,12 @@ impl MemoryManager {
         }
         let (start, vma) = self.vma_at(addr).ok_or(Errno::EFAULT)?;
         Ok(match &vma.shared {
-            Some((_, offset)) => FutexKey::Shared {
+            Some((SharedBacking::Memory(_), offset)) => FutexKey::Shared {
+                offset: offset + (addr - start),
+            },
+            Some((SharedBacking::Host(file), offset)) => FutexKey::HostFile {
+                dev: file.dev,
+                ino: file.ino,
                 offset: offset + (addr - start),
             },
             None => FutexKey::Private { mm: self.id, addr },
@@ -1436,16 +1629,21 @@ impl MemoryManager {
                 self.prepare_write(addr, end).ok()?;
             }
             let mut too_many = false;
-            self.walk(addr, len as usize, need, |b, _, n| match b {
-                Backing::File(off) => iov.push(self.mf.iovec(off, n)),
-                Backing::Zero => {
-                    for at in (0..n).step_by(ZEROS.len()) {
-                        iov.push(libc::iovec {
-                            iov_base: ZEROS.as_ptr() as *mut libc::c_void,
-                            iov_len: (n - at).min(ZEROS.len()),
-                        });
+            self.walk(addr, len as usize, need, |b, _, n| {
+                match b {
+                    Backing::File(off) => iov.push(self.mf.iovec(off, n)),
+                    // The Sentry does not map host files: copy instead.
+                    Backing::Host(..) => return Err(Errno::EFAULT),
+                    Backing::Zero => {
+                        for at in (0..n).step_by(ZEROS.len()) {
+                            iov.push(libc::iovec {
+                                iov_base: ZEROS.as_ptr() as *mut libc::c_void,
+                                iov_len: (n - at).min(ZEROS.len()),
+                            });
+                        }
                     }
                 }
+                Ok(())
             })
             .ok()?;
             too_many |= iov.len() > IOV_MAX;
@@ -1458,9 +1656,13 @@ impl MemoryManager {
 
     /// Copy application memory at `addr` into `buf` (needs read access).
     pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.walk(addr, buf.len(), AccessType::READ, |b, pos, n| match b {
-            Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
-            Backing::Zero => buf[pos..pos + n].fill(0),
+        self.walk(addr, buf.len(), AccessType::READ, |b, pos, n| {
+            match b {
+                Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
+                Backing::Host(file, off) => file.read(off, &mut buf[pos..pos + n])?,
+                Backing::Zero => buf[pos..pos + n].fill(0),
+            }
+            Ok(())
         })
     }
 
@@ -1488,9 +1690,13 @@ impl MemoryManager {
         // Check the whole range first so a fault copies nothing.
         self.check_access(addr, end, need)?;
         self.prepare_write(addr, end)?;
-        self.walk(addr, buf.len(), need, |b, pos, n| match b {
-            Backing::File(off) => self.mf.copy_out(off, &buf[pos..pos + n]),
-            Backing::Zero => unreachable!("prepare_write backed every page"),
+        self.walk(addr, buf.len(), need, |b, pos, n| {
+            match b {
+                Backing::File(off) => self.mf.copy_out(off, &buf[pos..pos + n]),
+                Backing::Host(file, off) => file.write(off, &buf[pos..pos + n])?,
+                Backing::Zero => unreachable!("prepare_write backed every page"),
+            }
+            Ok(())
         })
     }
 

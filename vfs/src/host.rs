@@ -528,9 +528,10 @@ pub fn fgetxattr(fd: BorrowedFd<'_>, name: &str) -> Result<Vec<u8>> {
 pub fn flistxattr(fd: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>> {
     let mut buf = vec![0u8; XATTR_MAX];
     // SAFETY: `buf` is writable for its length.
-    let n = retry(|| unsafe {
-        libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-    } as libc::c_long)?;
+    let n = retry(
+        || unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
+            as libc::c_long,
+    )?;
     Ok(buf[..n]
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())
@@ -558,6 +559,5 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8], flags: i32) -> Re
 pub fn fremovexattr(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
     let name = cstr(name)?;
     // SAFETY: `name` is NUL-terminated.
-    retry(|| unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) } as libc::c_long)
-        .map(drop)
+    retry(|| unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) } as libc::c_long).map(drop)
 }

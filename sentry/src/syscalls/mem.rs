@@ -109,11 +109,14 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
             mm.follow_file_size(at, crate::mm::FileSize(map.size));
             return Ok(at);
         }
+        if let Some(at) =
+            map_host_shared(task, &file, [addr, len, offset], access, fixed || noreplace)?
+        {
+            return Ok(at);
+        }
         if access.write {
-            // Host files are read-only here (the overlay copies a file up
-            // to memory when it is opened for writing).
-            tracing::info!("mmap: writable shared mapping of a file kept on the host: EACCES");
-            return Err(Errno::EACCES);
+            tracing::info!("mmap: writable shared mapping of a file with no memory: ENODEV");
+            return Err(Errno::ENODEV);
         }
     }
     if !file.is_regular() {
@@ -165,6 +168,48 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file_pages = page_up(offset.saturating_add(done)).unwrap_or(u64::MAX) - offset;
     task.mm().set_file_end(at, at.saturating_add(file_pages));
     Ok(at)
+}
+
+/// MAP_SHARED of a regular file kept on the host (directfs, or a
+/// descriptor the gofer donated): the host maps the file itself, so the
+/// mapping, read/write and other processes on the host share its pages.
+/// None for files without a host descriptor.
+fn map_host_shared(
+    task: &Task,
+    file: &crate::fs::File,
+    [addr, len, offset]: [u64; 3],
+    access: AccessType,
+    fixed: bool,
+) -> Result<Option<u64>, Errno> {
+    let Some(fd) = file.ops().host_fd() else {
+        return Ok(None);
+    };
+    let st = crate::host::fstat_raw(fd)?;
+    if st.mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    let fd = fd.try_clone_to_owned().map_err(|e| Errno::from_io(&e))?;
+    let host = crate::mm::HostFileMapping::new(fd, st.dev, st.ino);
+    let size = {
+        let host = host.clone();
+        crate::mm::FileSize(std::sync::Arc::new(move || host.size()))
+    };
+    let may_write = if file.writable() {
+        MayWrite::Yes
+    } else {
+        MayWrite::No
+    };
+    let name = VmaKind::File(file_name(task, file));
+    task.mm()
+        .map_host_file(
+            addr,
+            len,
+            fixed,
+            (access, may_write),
+            (host, offset),
+            (name, size),
+        )
+        .map(Some)
 }
 
 /// How `/proc/self/maps` will name a mapping of `file`.
