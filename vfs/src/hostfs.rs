@@ -131,6 +131,11 @@ impl FileOps for HostFile {
         Some(self.fd.as_fd())
     }
 
+    /// The host file system decides which modes it supports.
+    fn allocate(&self, mode: i32, offset: u64, len: u64) -> Option<Result<()>> {
+        Some(host::fallocate(self.fd.as_fd(), mode, offset, len))
+    }
+
     fn iov_io(&self) -> Option<&dyn crate::inode::IovIo> {
         // Not for descriptors shared with the host (stdio): they may block
         // in the host, and the direct path runs under the memory manager's

@@ -413,6 +413,37 @@ impl Data {
         Ok(done)
     }
 
+    /// FALLOC_FL_PUNCH_HOLE: zero `[offset, offset + len)` within the
+    /// file, whole pages becoming holes again; the size stays.
+    fn punch_hole(&mut self, fs: &Fs, offset: u64, len: u64) -> Result<()> {
+        if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
+            return Err(Errno::EPERM);
+        }
+        let end = offset.saturating_add(len).min(self.size);
+        if offset >= end {
+            return Ok(());
+        }
+        if let Some(r) = &self.region {
+            r.zero(offset, end - offset);
+            return Ok(());
+        }
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / PAGE;
+            let in_page = (pos % PAGE) as usize;
+            let n = (PAGE as usize - in_page).min((end - pos) as usize);
+            if n == PAGE as usize {
+                if self.pages.remove(&idx).is_some() {
+                    fs.uncharge(PAGE);
+                }
+            } else if let Some(page) = self.pages.get_mut(&idx) {
+                page[in_page..in_page + n].fill(0);
+            }
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
     /// Whether the seals allow changing the size to `size`.
     fn may_resize(&self, size: u64) -> Result<()> {
         if (size < self.size && self.seals & F_SEAL_SHRINK != 0)
@@ -1042,6 +1073,28 @@ impl FileOps for RegularFile {
 
     fn stat(&self) -> Result<Stat> {
         self.node.stat()
+    }
+
+    /// The modes Linux's tmpfs takes (shmem_fallocate): plain allocation
+    /// (None: the caller grows the file), FALLOC_FL_KEEP_SIZE (nothing to
+    /// do for sparse pages) and FALLOC_FL_PUNCH_HOLE with it.
+    fn allocate(&self, mode: i32, offset: u64, len: u64) -> Option<Result<()>> {
+        match mode {
+            0 => None,
+            libc::FALLOC_FL_KEEP_SIZE => Some(Ok(())),
+            m if m == libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE => {
+                let mut m = self.node.lock();
+                let Body::File(data) = &mut m.body else {
+                    unreachable!("tmpfs: regular file without data")
+                };
+                let r = data.punch_hole(&self.node.fs, offset, len);
+                if r.is_ok() {
+                    touch(&mut m, TimeSpec::now());
+                }
+                Some(r)
+            }
+            _ => Some(Err(Errno::EOPNOTSUPP)),
+        }
     }
 
     fn map_shared(&self, min_len: u64, may_write: bool) -> Option<Result<SharedMap>> {

@@ -249,28 +249,47 @@ pub fn ftruncate(task: &mut Task, a: [u64; 6]) -> SysResult {
     set(task, &loc, attr, true)
 }
 
-/// `fallocate` mode 0: make sure the range is backed; files here grow to
-/// cover it. Other modes (punching holes, collapsing) are not supported.
+/// fallocate(2). The file's filesystem takes the modes it supports (host
+/// files: the host's; tmpfs: KEEP_SIZE and PUNCH_HOLE, as Linux's);
+/// plain allocation of a file with no storage of its own grows it.
 pub fn fallocate(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let (fd, mode, off, len) = (a[0], a[1], a[2] as i64, a[3] as i64);
+    const KNOWN: i32 = libc::FALLOC_FL_KEEP_SIZE
+        | libc::FALLOC_FL_PUNCH_HOLE
+        | libc::FALLOC_FL_COLLAPSE_RANGE
+        | libc::FALLOC_FL_ZERO_RANGE
+        | libc::FALLOC_FL_INSERT_RANGE
+        | libc::FALLOC_FL_UNSHARE_RANGE;
+    let (fd, off, len) = (a[0], a[2] as i64, a[3] as i64);
+    let mode = i32::try_from(a[1]).map_err(|_| Errno::EOPNOTSUPP)?;
     let file = task.fds().get(fd)?;
+    // vfs_fallocate's checks, in its order.
     if off < 0 || len <= 0 {
         return Err(Errno::EINVAL);
+    }
+    if mode & !KNOWN != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
+    if punch && (mode & libc::FALLOC_FL_KEEP_SIZE == 0 || mode & libc::FALLOC_FL_ZERO_RANGE != 0) {
+        return Err(Errno::EOPNOTSUPP);
     }
     if !file.writable() {
         return Err(Errno::EBADF);
     }
-    if mode != 0 {
-        tracing::info!("fallocate mode {mode:#x} not supported: EOPNOTSUPP");
-        return Err(Errno::EOPNOTSUPP);
-    }
     let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
-    if let Some(loc) = file.location() {
-        fsize_allows_growth(task, loc, end as u64)?;
+    if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+        if let Some(loc) = file.location() {
+            fsize_allows_growth(task, loc, end as u64)?;
+        }
     }
-    // Files whose storage is elsewhere (the gofer's) allocate there.
-    if let Some(done) = file.ops().allocate(0, off as u64, len as u64) {
+    // Files whose storage is elsewhere (the host's, the gofer's, memory)
+    // allocate there.
+    if let Some(done) = file.ops().allocate(mode, off as u64, len as u64) {
         return done.map(|()| 0);
+    }
+    if mode != 0 {
+        tracing::info!("fallocate mode {mode:#x} not supported for this file: EOPNOTSUPP");
+        return Err(Errno::EOPNOTSUPP);
     }
     let loc = file.location().cloned().ok_or(Errno::ENODEV)?;
     let st = loc.inode().stat()?;
