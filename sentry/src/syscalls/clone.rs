@@ -190,6 +190,8 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         saved_mask: None,
         restart_sleep: None,
     };
+    // Visible to procfs and to RLIMIT_NPROC's count before it first runs.
+    child.publish();
     Task::spawn(child)?;
     if flags & CLONE_VFORK != 0 {
         // Resumes when the child execs or exits (its sender is dropped).
