@@ -149,12 +149,7 @@ impl Task {
     /// no core file is written.
     pub(crate) fn die_of(&mut self, sig: i32) {
         {
-            let core_limit = self
-                .tg
-                .limits
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .soft(crate::limits::RLIMIT_CORE);
+            let core_limit = self.tg.soft_limit(crate::limits::RLIMIT_CORE);
             let mut st = self.tg.lock();
             if st.exit_status.is_none() {
                 st.core_dumped = signal::default_action(sig) == Default_::Core

@@ -639,28 +639,17 @@ impl MemoryManager {
         (region, region_offset): (Arc<SharedRange>, u64),
         kind: VmaKind,
     ) -> Result<u64, Errno> {
-        if access.write && !may_write.allowed() {
-            return Err(Errno::EACCES);
-        }
-        let len = page_up(len).ok_or(Errno::ENOMEM)?;
-        if len == 0 || !region_offset.is_multiple_of(PAGE_SIZE) || region_offset + len > region.len
-        {
+        if region_offset.saturating_add(page_up(len).unwrap_or(u64::MAX)) > region.len {
             return Err(Errno::EINVAL);
         }
-        self.charge(fixed.then_some(addr), len, false)?;
-        let addr = self.place(addr, len, fixed)?;
         let offset = region.offset + region_offset;
-        self.insert_vma(
-            addr,
-            len,
-            access,
-            kind,
-            Some((SharedBacking::Memory(region), offset)),
-        );
-        if let Some(vma) = self.vmas.get_mut(&addr) {
-            vma.may_write = may_write;
-        }
-        Ok(addr)
+        self.map_shared(
+            [addr, len],
+            fixed,
+            (access, may_write),
+            (SharedBacking::Memory(region), offset),
+            (kind, None),
+        )
     }
 
     /// Map `len` bytes of a host file from `file_offset` on, shared: the
@@ -676,25 +665,37 @@ impl MemoryManager {
         (file, file_offset): (Arc<HostFileMapping>, u64),
         (kind, size): (VmaKind, FileSize),
     ) -> Result<u64, Errno> {
+        self.map_shared(
+            [addr, len],
+            fixed,
+            (access, may_write),
+            (SharedBacking::Host(file), file_offset),
+            (kind, Some(size)),
+        )
+    }
+
+    /// A new shared VMA over `backing` from `offset` (page-aligned) on.
+    fn map_shared(
+        &mut self,
+        [addr, len]: [u64; 2],
+        fixed: bool,
+        (access, may_write): (AccessType, MayWrite),
+        (backing, offset): (SharedBacking, u64),
+        (kind, size): (VmaKind, Option<FileSize>),
+    ) -> Result<u64, Errno> {
         if access.write && !may_write.allowed() {
             return Err(Errno::EACCES);
         }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
-        if len == 0 || !file_offset.is_multiple_of(PAGE_SIZE) {
+        if len == 0 || !offset.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         self.charge(fixed.then_some(addr), len, false)?;
         let addr = self.place(addr, len, fixed)?;
-        self.insert_vma(
-            addr,
-            len,
-            access,
-            kind,
-            Some((SharedBacking::Host(file), file_offset)),
-        );
+        self.insert_vma(addr, len, access, kind, Some((backing, offset)));
         if let Some(vma) = self.vmas.get_mut(&addr) {
             vma.may_write = may_write;
-            vma.file_size = Some(size);
+            vma.file_size = size;
         }
         Ok(addr)
     }

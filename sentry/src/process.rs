@@ -291,6 +291,14 @@ pub(crate) struct ThreadGroup {
 }
 
 impl ThreadGroup {
+    /// The soft limit of `resource` (a `crate::limits::RLIMIT_*`).
+    pub fn soft_limit(&self, resource: usize) -> u64 {
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .soft(resource)
+    }
+
     pub fn new(
         tgid: i32,
         parent: Weak<ThreadGroup>,

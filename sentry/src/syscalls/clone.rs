@@ -591,12 +591,7 @@ fn over_nproc(task: &Task) -> bool {
     {
         return false;
     }
-    let limit = task
-        .tg
-        .limits
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .soft(crate::limits::RLIMIT_NPROC);
+    let limit = task.tg.soft_limit(crate::limits::RLIMIT_NPROC);
     let mut count = 0u64;
     for g in task.kernel.all_groups() {
         let threads = g.lock().threads.clone();

@@ -642,12 +642,7 @@ pub(super) fn fsize_allows(
     offset: Option<u64>,
     count: u64,
 ) -> Result<u64, Errno> {
-    let limit = task
-        .tg
-        .limits
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .soft(crate::limits::RLIMIT_FSIZE);
+    let limit = task.tg.soft_limit(crate::limits::RLIMIT_FSIZE);
     if limit == crate::limits::RLIM_INFINITY || count == 0 || !file.is_regular() {
         return Ok(count);
     }

@@ -217,12 +217,7 @@ fn size_attr(len: u64) -> Result<SetAttr, Errno> {
 /// Linux's `inode_newsize_ok` for RLIMIT_FSIZE: growing a file past the
 /// limit is EFBIG, with SIGXFSZ to the caller.
 fn fsize_allows_growth(task: &Task, loc: &Location, new_size: u64) -> Result<(), Errno> {
-    let limit = task
-        .tg
-        .limits
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .soft(crate::limits::RLIMIT_FSIZE);
+    let limit = task.tg.soft_limit(crate::limits::RLIMIT_FSIZE);
     if new_size > limit && new_size > loc.inode().stat()?.size.max(0) as u64 {
         super::file::raise_sigxfsz(task);
         return Err(Errno::EFBIG);
