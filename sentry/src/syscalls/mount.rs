@@ -62,7 +62,7 @@ pub fn mount(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EPERM);
     }
     let at = lookup(task, target, true)?;
-    let mounts = task.kernel.mounts.clone();
+    let mounts = task.fs().mounts.clone();
     let mount_flags = (flags & MOUNT_FLAGS) as u32;
     // The order of Linux's path_mount.
     if flags & MS_REMOUNT != 0 {
@@ -175,7 +175,7 @@ pub fn umount2(task: &mut Task, a: [u64; 6]) -> SysResult {
     if !loc.is_mount_root() || loc.mount.mountpoint().is_none() {
         return Err(Errno::EINVAL);
     }
-    let mounts = task.kernel.mounts.clone();
+    let mounts = task.fs().mounts.clone();
     if flags & MNT_DETACH != 0 {
         mounts.detach_tree(&loc)?;
         return Ok(0);
@@ -202,7 +202,7 @@ pub fn pivot_root(task: &mut Task, a: [u64; 6]) -> SysResult {
     if !new_root.dentry.is_dir() || !put_old.dentry.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    let mounts = task.kernel.mounts.clone();
+    let mounts = task.fs().mounts.clone();
     let old_root = mounts.root();
     // A chrooted caller cannot pivot.
     if !task.fs().root.same(&old_root) {
