@@ -1,10 +1,13 @@
-//! mount(2) and umount2(2) in the sandbox's mount namespace: new tmpfs,
+//! mount(2) and umount2(2) in the caller's mount namespace: new tmpfs,
 //! proc and sysfs instances, bind mounts (recursive too), remounts that
 //! change the per-mount flags, moves, and unmounts (lazy too).
 //!
-//! The sandbox has one mount namespace, so propagation types (MS_SHARED,
-//! MS_PRIVATE, MS_SLAVE, MS_UNBINDABLE) change nothing anyone could see
-//! and are accepted as such.
+//! There is no shared-subtree propagation: every mount is private, so
+//! mounts made in one namespace never reach another. Propagation types
+//! (MS_SHARED, MS_PRIVATE, MS_SLAVE, MS_UNBINDABLE, with MS_REC) are
+//! checked as Linux checks them and accepted, which is what the common
+//! `unshare -m` + `mount --make-rprivate /` pattern needs; mountinfo shows
+//! every mount private (no optional fields).
 
 use std::sync::Arc;
 
