@@ -26,6 +26,7 @@ const MS_REMOUNT: u64 = 32;
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 const MS_REC: u64 = 16384;
+const MS_SILENT: u64 = 32768;
 const MS_UNBINDABLE: u64 = 1 << 17;
 const MS_PRIVATE: u64 = 1 << 18;
 const MS_SLAVE: u64 = 1 << 19;
@@ -69,7 +70,7 @@ pub fn mount(task: &mut Task, a: [u64; 6]) -> SysResult {
     let mount_flags = (flags & MOUNT_FLAGS) as u32;
     // The order of Linux's path_mount.
     if flags & MS_REMOUNT != 0 {
-        if !at.is_mount_root() {
+        if !at.is_mount_root() || !mounts.contains(&at.mount) {
             return Err(Errno::EINVAL);
         }
         // With or without MS_BIND, the flags the VFS enforces are the
@@ -82,12 +83,19 @@ pub fn mount(task: &mut Task, a: [u64; 6]) -> SysResult {
         if src.dentry.is_dir() != at.dentry.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        // do_loopback: both ends in the caller's namespace.
+        if !mounts.contains(&src.mount) || !mounts.contains(&at.mount) {
+            return Err(Errno::EINVAL);
+        }
         bind(&mounts, &at, &src, flags & MS_REC != 0)?;
         return Ok(0);
     }
     if flags & MS_PROPAGATION != 0 {
-        // Exactly one propagation type, on a mount root.
-        if (flags & MS_PROPAGATION).count_ones() != 1 || !at.is_mount_root() {
+        // Exactly one propagation type and nothing else but MS_REC and
+        // MS_SILENT, on a mount root (do_change_type). Linux lets a
+        // CAP_SYS_ADMIN caller change another namespace's mounts too.
+        let kind = flags & !(MS_REC | MS_SILENT);
+        if kind & !MS_PROPAGATION != 0 || kind.count_ones() != 1 || !at.is_mount_root() {
             return Err(Errno::EINVAL);
         }
         return Ok(0);
@@ -179,6 +187,10 @@ pub fn umount2(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mounts = task.fs().mounts.clone();
+    // do_umount: only the caller's namespace's mounts.
+    if !mounts.contains(&loc.mount) {
+        return Err(Errno::EINVAL);
+    }
     if flags & MNT_DETACH != 0 {
         mounts.detach_tree(&loc)?;
         return Ok(0);
