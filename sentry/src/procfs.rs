@@ -462,9 +462,11 @@ fn proc_sys(k: &Weak<Kernel>, c: &Common) -> Result<Children, Errno> {
             let kw = kw.clone();
             e.file(name, 0o444, move || {
                 let kernel = kernel_of(&kw)?;
-                let (tgid, tid) = current()?;
-                let (_, v, _) = view_of(&Arc::downgrade(&kernel), tgid, Some(tid))?;
-                let names = v.uts.names();
+                // A reader that is no task (none should be) sees the
+                // initial namespace's names.
+                let names = current()
+                    .and_then(|(tgid, tid)| view_of(&kw, tgid, Some(tid)))
+                    .map_or_else(|_| kernel.uts.names(), |(_, v, _)| v.uts.names());
                 let mut out = if host {
                     names.hostname
                 } else {
