@@ -27,7 +27,7 @@ fn build_fixtures() -> PathBuf {
     let src = repo().join("tests/fixtures");
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "py") {
+        if path.extension().is_some_and(|e| e == "py" || e == "sh") {
             std::fs::copy(&path, fix.join(path.file_name().unwrap())).unwrap();
             continue;
         }

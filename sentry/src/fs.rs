@@ -339,6 +339,12 @@ pub fn join(dir: &str, path: &str) -> String {
 /// umask, shared by threads made with CLONE_FS.
 #[derive(Clone)]
 pub struct FsContext {
+    /// The mount namespace root and cwd are in (Linux keeps it in the
+    /// nsproxy; here it goes with them, since the rules keep tasks that
+    /// share an fs context in one mount namespace: CLONE_NEWNS excludes
+    /// CLONE_FS, unshare(CLONE_NEWNS) unshares the fs context, setns
+    /// refuses a shared one).
+    pub mounts: Arc<Mounts>,
     pub root: Location,
     pub cwd: Location,
     pub umask: u32,

@@ -64,6 +64,8 @@ pub(crate) struct TaskView {
     pub mm: Arc<Mutex<crate::mm::MemoryManager>>,
     pub fds: Arc<Mutex<crate::fs::FdTable>>,
     pub fs: Arc<Mutex<crate::fs::FsContext>>,
+    pub uts: Arc<crate::namespace::UtsNamespace>,
+    pub ipc: Arc<crate::namespace::IpcNamespace>,
     pub creds: crate::task::Credentials,
 }
 

@@ -457,11 +457,25 @@ fn proc_sys(k: &Weak<Kernel>, c: &Common) -> Result<Children, Errno> {
     let kw = k.clone();
     e.dir("kernel", 0o555, move |c| {
         let mut e = Entries::new(c);
-        let kw = kw.clone();
-        e.text("hostname", move || {
-            Ok(format!("{}\n", kernel_of(&kw)?.hostname))
-        });
-        e.fixed("domainname", "(none)\n");
+        // The reading task's UTS namespace.
+        for (name, host) in [("hostname", true), ("domainname", false)] {
+            let kw = kw.clone();
+            e.file(name, 0o444, move || {
+                let kernel = kernel_of(&kw)?;
+                // A reader that is no task (none should be) sees the
+                // initial namespace's names.
+                let names = current()
+                    .and_then(|(tgid, tid)| view_of(&kw, tgid, Some(tid)))
+                    .map_or_else(|_| kernel.uts.names(), |(_, v, _)| v.uts.names());
+                let mut out = if host {
+                    names.hostname
+                } else {
+                    names.domainname
+                };
+                out.push(b'\n');
+                Ok(out)
+            });
+        }
         e.fixed("ostype", "Linux\n");
         e.fixed(
             "osrelease",
@@ -615,15 +629,15 @@ fn pid_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<
                      _t: i32| {
         Ok(limits(&g.limits.lock().unwrap_or_else(|e| e.into_inner())))
     });
-    text!("mounts", |k: &Weak<Kernel>,
+    text!("mounts", |_k: &Weak<Kernel>,
                      _g: &Arc<ThreadGroup>,
                      v: &TaskView,
-                     _t: i32| mounts(k, v, false));
-    text!("mountinfo", |k: &Weak<Kernel>,
+                     _t: i32| mounts(v, false));
+    text!("mountinfo", |_k: &Weak<Kernel>,
                         _g: &Arc<ThreadGroup>,
                         v: &TaskView,
                         _t: i32| mounts(
-        k, v, true
+        v, true
     ));
     text!("cgroup", |_k: &Weak<Kernel>,
                      _g: &Arc<ThreadGroup>,
@@ -678,17 +692,18 @@ fn pid_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<
         Arc::new(move || view(&kw).map(|(_, v, _)| v.exe)),
         Some(Arc::new(move || {
             let (_, v, _) = view(&kj)?;
-            let kernel = kernel_of(&kj)?;
-            let root = v.fs.lock().unwrap_or_else(|e| e.into_inner()).root.clone();
+            let fs = v.fs.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let creds = vfs::Creds::root();
             let ctx = vfs::walk::Context {
-                mounts: &kernel.mounts,
-                root: &root,
+                mounts: &fs.mounts,
+                root: &fs.root,
                 creds: &creds,
             };
-            ctx.lookup(&root, &v.exe, true)
+            ctx.lookup(&fs.root, &v.exe, true)
         })),
     );
+    let kw = k.clone();
+    e.dir("ns", 0o511, move |c| ns_dir(&kw, c, tgid, tid));
     let kw = k.clone();
     e.dir("fd", 0o500, move |c| fd_dir(&kw, c, tgid, tid, false));
     let kw = k.clone();
@@ -779,6 +794,150 @@ fn fd_dir(
             })),
         };
         e.out.push((name, Arc::new(node)));
+    }
+    Ok(e.done())
+}
+
+/// A namespace, as `/proc/[pid]/ns/*` names it.
+#[derive(Clone)]
+pub(crate) enum Ns {
+    Mnt(Arc<vfs::Mounts>),
+    Uts(Arc<crate::namespace::UtsNamespace>),
+    Ipc(Arc<crate::namespace::IpcNamespace>),
+    /// One of the sandbox's single namespaces: its kind and inode number.
+    Fixed(&'static str, u32),
+}
+
+impl Ns {
+    /// The kind, as the link's target names it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Ns::Mnt(_) => "mnt",
+            Ns::Uts(_) => "uts",
+            Ns::Ipc(_) => "ipc",
+            Ns::Fixed(name, _) => name.trim_end_matches("_for_children"),
+        }
+    }
+
+    fn ino(&self) -> u32 {
+        match self {
+            Ns::Mnt(m) => m.ino(),
+            Ns::Uts(u) => u.ino(),
+            Ns::Ipc(i) => i.ino(),
+            Ns::Fixed(_, ino) => *ino,
+        }
+    }
+
+    /// The CLONE_NEW* flag of its kind (setns's nstype).
+    pub(crate) fn clone_flag(&self) -> u64 {
+        match self.kind() {
+            "mnt" => 0x2_0000,
+            "uts" => 0x0400_0000,
+            "ipc" => 0x0800_0000,
+            "cgroup" => 0x0200_0000,
+            "user" => 0x1000_0000,
+            "pid" => 0x2000_0000,
+            "net" => 0x4000_0000,
+            _ => 0x80, // time
+        }
+    }
+}
+
+/// The file a `/proc/[pid]/ns/*` link leads to (nsfs): opening it gives a
+/// descriptor setns(2) takes; it keeps the namespace alive.
+pub(crate) struct NsFile {
+    pub(crate) ns: Ns,
+}
+
+/// nsfs's device number.
+fn nsfs_dev() -> u64 {
+    static DEV: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *DEV.get_or_init(crate::fs::anon_dev)
+}
+
+impl Inode for NsFile {
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(Stat {
+            dev: nsfs_dev(),
+            ino: u64::from(self.ns.ino()),
+            nlink: 1,
+            mode: S_IFREG | 0o444,
+            blksize: 4096,
+            ..Stat::default()
+        })
+    }
+    fn statfs(&self) -> Result<StatFs, Errno> {
+        const NSFS_MAGIC: i64 = 0x6e73_6673;
+        Ok(StatFs {
+            fs_type: NSFS_MAGIC,
+            bsize: 4096,
+            namelen: 255,
+            frsize: 4096,
+            ..StatFs::default()
+        })
+    }
+    fn open(&self, _flags: i32) -> Result<Arc<dyn FileOps>, Errno> {
+        Ok(Arc::new(NsData))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct NsData;
+
+impl FileOps for NsData {
+    fn read(&self, _buf: &mut [u8], _offset: u64) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+}
+
+/// `/proc/[pid]/ns`: a magic link per namespace, read as `kind:[ino]`
+/// from the task's namespaces at the time of reading.
+fn ns_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<Children, Errno> {
+    let kernel = kernel_of(k)?;
+    let mut names: Vec<&'static str> = vec!["ipc", "mnt", "uts"];
+    names.extend(kernel.fixed_ns.0.iter().map(|(n, _)| *n));
+    names.sort_unstable();
+    let mut e = Entries::new(c);
+    for name in names {
+        let ns_of = {
+            let k = k.clone();
+            move || -> Result<Ns, Errno> {
+                let (_, v, _) = view_of(&k, tgid, tid)?;
+                Ok(match name {
+                    "mnt" => Ns::Mnt(
+                        v.fs.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .mounts
+                            .clone(),
+                    ),
+                    "uts" => Ns::Uts(v.uts.clone()),
+                    "ipc" => Ns::Ipc(v.ipc.clone()),
+                    _ => {
+                        let kernel = kernel_of(&k)?;
+                        let ino = kernel
+                            .fixed_ns
+                            .0
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map_or(0, |(_, i)| *i);
+                        Ns::Fixed(name, ino)
+                    }
+                })
+            }
+        };
+        let target_of = ns_of.clone();
+        let kw = k.clone();
+        e.link(
+            name,
+            Arc::new(move || target_of().map(|ns| format!("{}:[{}]", ns.kind(), ns.ino()))),
+            Some(Arc::new(move || {
+                let ns = ns_of()?;
+                let kernel = kernel_of(&kw)?;
+                Ok(kernel.mounts.detached(Arc::new(NsFile { ns }), "nsfs"))
+            })),
+        );
     }
     Ok(e.done())
 }
@@ -975,11 +1134,14 @@ fn limits(l: &crate::limits::Limits) -> String {
     s
 }
 
-fn mounts(k: &Weak<Kernel>, v: &TaskView, info: bool) -> Result<String, Errno> {
-    let kernel = kernel_of(k)?;
-    let root = v.fs.lock().unwrap_or_else(|e| e.into_inner()).root.clone();
+/// `/proc/[pid]/mounts` and `mountinfo`: the mounts of the task's mount
+/// namespace, paths as seen from its root. Every mount is private (no
+/// propagation), so mountinfo has no optional fields.
+fn mounts(v: &TaskView, info: bool) -> Result<String, Errno> {
+    let fs = v.fs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let root = fs.root;
     let mut s = String::new();
-    for m in kernel.mounts.all() {
+    for m in fs.mounts.all() {
         let at = match m.mountpoint() {
             Some(at) => vfs::mount::path_of(&at, &root),
             None => "/".to_string(),

@@ -56,7 +56,7 @@ pub struct Kernel {
     pub(crate) mf: Arc<MemoryFile>,
     /// CLOCK_REALTIME and CLOCK_MONOTONIC, and the vDSO page that shows them.
     pub(crate) clock: Arc<crate::clock::Clock>,
-    /// The sandbox's mount namespace.
+    /// The sandbox's initial mount namespace.
     pub(crate) mounts: Arc<vfs::Mounts>,
     /// Where memfd_create makes its files (a tmpfs mounted nowhere).
     pub(crate) memfds: vfs::Location,
@@ -64,7 +64,11 @@ pub struct Kernel {
     pub(crate) filesystems: fs::Filesystems,
     /// The O_ASYNC files and the thread that signals their owners.
     pub(crate) async_io: Arc<crate::fasync::AsyncIo>,
-    pub(crate) hostname: String,
+    /// The initial UTS and IPC namespaces, and the namespaces of the
+    /// kinds nothing can make another of.
+    pub(crate) uts: Arc<crate::namespace::UtsNamespace>,
+    pub(crate) ipc: Arc<crate::namespace::IpcNamespace>,
+    pub(crate) fixed_ns: crate::namespace::FixedNamespaces,
     /// The sandbox's own TCP/IP stack (loopback only) when inet sockets
     /// are not host sockets; its timers run on `_netstack_timers`.
     pub(crate) netstack: Option<Arc<netstack::Stack>>,
@@ -180,7 +184,9 @@ impl Kernel {
                 memfds,
                 filesystems,
                 async_io: Arc::new(crate::fasync::AsyncIo::new(me.clone())),
-                hostname: config.hostname,
+                uts: crate::namespace::UtsNamespace::new(&config.hostname),
+                ipc: crate::namespace::IpcNamespace::new(),
+                fixed_ns: crate::namespace::FixedNamespaces::new(),
                 netstack,
                 _netstack_timers: netstack_timers,
                 futexes: Default::default(),
@@ -283,6 +289,9 @@ pub struct Task {
     pub(crate) fds: Arc<Mutex<FdTable>>,
     /// Root, working directory and umask, shared with CLONE_FS.
     pub(crate) fs: Arc<Mutex<FsContext>>,
+    /// The UTS and IPC namespaces (the mount namespace is in `fs`).
+    pub(crate) uts: Arc<crate::namespace::UtsNamespace>,
+    pub(crate) ipc: Arc<crate::namespace::IpcNamespace>,
     pub(crate) creds: Credentials,
     /// prctl(PR_SET_NAME), at most 15 bytes.
     pub(crate) comm: Vec<u8>,
@@ -338,12 +347,13 @@ impl Task {
                 why: "the working directory",
             })?;
         let fsc = FsContext {
+            mounts: kernel.mounts.clone(),
             root: top.clone(),
             cwd,
             umask: 0o022,
         };
         let path = resolve_program(&ctx, &fsc.cwd, program, &spec.envv)?;
-        let exe = exe_path_of(&kernel, &fsc, &path);
+        let exe = exe_path_of(&fsc, &path);
         let ctx = kernel
             .platform
             .new_context()
@@ -373,6 +383,7 @@ impl Task {
         let handle = TaskHandle::new(tid, ctx.interrupter(), 0);
         tg.lock().threads.push(handle.clone());
         let space = mm.space();
+        let (uts, ipc) = (kernel.uts.clone(), kernel.ipc.clone());
         Ok(Task {
             kernel,
             tid,
@@ -384,6 +395,8 @@ impl Task {
             state,
             fds: Arc::new(Mutex::new(fds)),
             fs: Arc::new(Mutex::new(fsc)),
+            uts,
+            ipc,
             creds,
             comm: comm_of(&path),
             exe,
@@ -426,6 +439,8 @@ impl Task {
             mm: self.mm.clone(),
             fds: self.fds.clone(),
             fs: self.fs.clone(),
+            uts: self.uts.clone(),
+            ipc: self.ipc.clone(),
             creds: self.creds.clone(),
         };
         *self.handle.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
@@ -633,7 +648,7 @@ fn load_image(
     };
     let opener = loader::VfsOpener {
         ctx: vfs::walk::Context {
-            mounts: &kernel.mounts,
+            mounts: &fsc.mounts,
             root: &fsc.root,
             creds: &creds,
         },
@@ -683,7 +698,7 @@ impl Task {
             tracing::debug!("execve {path:?}: {why}: {e:?}");
             e
         })?;
-        let exe_path = exe_path_of(&self.kernel, &fsc, path);
+        let exe_path = exe_path_of(&fsc, path);
         // The point of no return: other threads die, the old address space
         // goes away (a vfork parent keeps its own), and the parent resumes.
         crate::futex::exit_robust_list(self);
@@ -707,10 +722,10 @@ impl Task {
 }
 
 /// The absolute path of the program `path` names (for `/proc/[pid]/exe`).
-fn exe_path_of(kernel: &Kernel, fsc: &FsContext, path: &str) -> String {
+fn exe_path_of(fsc: &FsContext, path: &str) -> String {
     let creds = vfs::Creds::root();
     let ctx = vfs::walk::Context {
-        mounts: &kernel.mounts,
+        mounts: &fsc.mounts,
         root: &fsc.root,
         creds: &creds,
     };

@@ -1,8 +1,17 @@
 //! The mount tree of one mount namespace.
+//!
+//! A [`Mounts`] is one namespace. [`Mounts::copy`] makes another whose
+//! mounts are copies of these (same filesystems and dentries, new mount
+//! objects), as unshare(CLONE_NEWNS) and clone(CLONE_NEWNS) do; from then
+//! on mounting or unmounting in one changes nothing in the other. Every
+//! mount knows the namespace it belongs to, so a walk from a location in
+//! another namespace (a descriptor opened before unshare) crosses that
+//! namespace's mounts, as Linux's walk follows the mount's own tree.
+//! There is no shared-subtree propagation: every mount is private.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use abi::Errno;
 
@@ -27,6 +36,9 @@ pub struct Mount {
     pub source: String,
     /// Where it is attached: the parent mount and the dentry covered.
     parent: Mutex<Option<Location>>,
+    /// The mount table of the namespace it belongs to (empty for a
+    /// detached mount that never belonged to one).
+    ns: Weak<Mutex<Covering>>,
 }
 
 impl Mount {
@@ -85,8 +97,54 @@ type Covering = HashMap<(u64, usize), Vec<Arc<Mount>>>;
 pub struct Mounts {
     /// The root mount (pivot_root changes it).
     root: Mutex<Arc<Mount>>,
-    covering: Mutex<Covering>,
-    next_id: AtomicU64,
+    covering: Arc<Mutex<Covering>>,
+    /// Mount ids, shared by a namespace and its copies so ids stay unique
+    /// across them (the covering tables are keyed by them).
+    next_id: Arc<AtomicU64>,
+    /// The namespace's inode number (`mnt:[N]` in `/proc/[pid]/ns/mnt`).
+    ino: u32,
+}
+
+/// Inode numbers of namespaces, from where Linux's dynamic proc inodes
+/// start (`PROC_DYNAMIC_FIRST`); every kind of namespace draws from it.
+static NEXT_NS_INO: AtomicU32 = AtomicU32::new(0xF000_0000);
+
+/// A fresh namespace inode number.
+pub fn new_ns_ino() -> u32 {
+    NEXT_NS_INO.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What [`Mounts::copy`] made of each mount: old mount id → its copy.
+pub struct CopyMap(HashMap<u64, Arc<Mount>>);
+
+impl CopyMap {
+    /// `loc` moved into the copy: the same dentry on the copy of its
+    /// mount. A location on a mount the copy does not have (one detached
+    /// earlier) stays where it is, as Linux's copy_mnt_ns leaves it.
+    pub fn location(&self, loc: &Location) -> Location {
+        match self.0.get(&loc.mount.id) {
+            Some(m) => Location {
+                mount: m.clone(),
+                dentry: loc.dentry.clone(),
+            },
+            None => loc.clone(),
+        }
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        // The dentries' mount counts cover every namespace; take this
+        // one's out, so a directory mounted on only here is no longer busy.
+        let covering = self.covering.lock().unwrap_or_else(|e| e.into_inner());
+        for stack in covering.values() {
+            for m in stack {
+                if let Some(at) = m.mountpoint() {
+                    at.dentry.remove_mount();
+                }
+            }
+        }
+    }
 }
 
 fn key(loc: &Location) -> (u64, usize) {
@@ -96,6 +154,7 @@ fn key(loc: &Location) -> (u64, usize) {
 impl Mounts {
     /// A namespace whose root is the filesystem rooted at `root`.
     pub fn new(root: Arc<dyn Inode>, fs_type: &str, source: &str, flags: u32) -> Mounts {
+        let covering = Arc::new(Mutex::new(HashMap::new()));
         let mount = Arc::new(Mount {
             id: 1,
             root: Dentry::new_root(root),
@@ -103,12 +162,78 @@ impl Mounts {
             fs_type: fs_type.into(),
             source: source.into(),
             parent: Mutex::new(None),
+            ns: Arc::downgrade(&covering),
         });
         Mounts {
             root: Mutex::new(mount),
-            covering: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(2),
+            covering,
+            next_id: Arc::new(AtomicU64::new(2)),
+            ino: new_ns_ino(),
         }
+    }
+
+    /// The namespace's inode number.
+    pub fn ino(&self) -> u32 {
+        self.ino
+    }
+
+    /// Whether `m` is attached in this namespace (its root mount, or
+    /// mounted somewhere in it): not another namespace's, not detached.
+    pub fn contains(&self, m: &Arc<Mount>) -> bool {
+        Weak::ptr_eq(&m.ns, &Arc::downgrade(&self.covering))
+            && (m.mountpoint().is_some() || Arc::ptr_eq(m, &self.root.lock().unwrap()))
+    }
+
+    /// A new namespace whose mounts are copies of this one's, at the same
+    /// places, with the same flags (Linux's copy_mnt_ns). The map moves
+    /// locations (a task's root and working directory) into the copy.
+    pub fn copy(&self) -> (Mounts, CopyMap) {
+        let old = self.all();
+        let covering = Arc::new(Mutex::new(HashMap::new()));
+        let ns = Arc::downgrade(&covering);
+        let mut map = HashMap::new();
+        for m in &old {
+            let copy = Arc::new(Mount {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                root: m.root.clone(),
+                flags: AtomicU32::new(m.flags()),
+                fs_type: m.fs_type.clone(),
+                source: m.source.clone(),
+                parent: Mutex::new(None),
+                ns: ns.clone(),
+            });
+            map.insert(m.id, copy);
+        }
+        let mut table: Covering = HashMap::new();
+        for ((pid, at), stack) in self.covering.lock().unwrap().iter() {
+            let Some(parent) = map.get(pid) else {
+                continue;
+            };
+            let mut copies = Vec::new();
+            for m in stack {
+                let (Some(copy), Some(point)) = (map.get(&m.id), m.mountpoint()) else {
+                    continue;
+                };
+                point.dentry.add_mount();
+                *copy.parent.lock().unwrap() = Some(Location {
+                    mount: parent.clone(),
+                    dentry: point.dentry,
+                });
+                copies.push(copy.clone());
+            }
+            if !copies.is_empty() {
+                table.insert((parent.id, *at), copies);
+            }
+        }
+        *covering.lock().unwrap() = table;
+        let root = map[&old[0].id].clone();
+        let mounts = Mounts {
+            root: Mutex::new(root),
+            covering,
+            next_id: self.next_id.clone(),
+            ino: new_ns_ino(),
+        };
+        (mounts, CopyMap(map))
     }
 
     /// The namespace's root directory.
@@ -125,6 +250,9 @@ impl Mounts {
     /// (at or beneath `new_root`). EINVAL unless `new_root` is a mount
     /// root attached below the root, EBUSY if it is the root mount.
     pub fn pivot_root(&self, new_root: &Location, put_old: &Location) -> Result<()> {
+        if !self.contains(&new_root.mount) || !self.contains(&put_old.mount) {
+            return Err(Errno::EINVAL);
+        }
         let old = self.root.lock().unwrap().clone();
         if Arc::ptr_eq(&new_root.mount, &old) || Arc::ptr_eq(&put_old.mount, &old) {
             return Err(Errno::EBUSY);
@@ -175,6 +303,10 @@ impl Mounts {
         source: &str,
         flags: u32,
     ) -> Result<Arc<Mount>> {
+        // Linux's graft_tree: only onto this namespace's mounts.
+        if !self.contains(&at.mount) {
+            return Err(Errno::EINVAL);
+        }
         let mount = Arc::new(Mount {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             root,
@@ -182,6 +314,7 @@ impl Mounts {
             fs_type: fs_type.into(),
             source: source.into(),
             parent: Mutex::new(Some(at.clone())),
+            ns: Arc::downgrade(&self.covering),
         });
         at.dentry.add_mount();
         self.covering
@@ -215,6 +348,7 @@ impl Mounts {
             fs_type: fs_type.into(),
             source: "none".into(),
             parent: Mutex::new(None),
+            ns: Weak::new(),
         });
         Location {
             dentry: mount.root.clone(),
@@ -227,6 +361,9 @@ impl Mounts {
     /// namespace's root.
     pub fn unmount(&self, loc: &Location) -> Result<()> {
         if !loc.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        if !self.contains(&loc.mount) {
             return Err(Errno::EINVAL);
         }
         let at = loc.mount.mountpoint().ok_or(Errno::EINVAL)?;
@@ -280,7 +417,7 @@ impl Mounts {
     /// top of `to` (MS_MOVE). EINVAL for the namespace's root, for a
     /// `from` that is not a mount root, or a `to` inside the mount itself.
     pub fn move_mount(&self, from: &Location, to: &Location) -> Result<()> {
-        if !from.is_mount_root() {
+        if !from.is_mount_root() || !self.contains(&from.mount) || !self.contains(&to.mount) {
             return Err(Errno::EINVAL);
         }
         let old_at = from.mount.mountpoint().ok_or(Errno::EINVAL)?;
@@ -314,10 +451,14 @@ impl Mounts {
 
     /// Step from a mount point into what is mounted on it (the top of the
     /// stack, repeatedly); other locations come back unchanged.
+    /// The mounts looked at are those of the namespace `loc`'s mount
+    /// belongs to, which is normally this one.
     pub fn enter(&self, mut loc: Location) -> Location {
         while loc.dentry.is_mountpoint() {
-            let top = self
-                .covering
+            let Some(table) = loc.mount.ns.upgrade() else {
+                break;
+            };
+            let top = table
                 .lock()
                 .unwrap()
                 .get(&key(&loc))
@@ -420,4 +561,130 @@ pub fn path_of(loc: &Location, root: &Location) -> String {
         path.push_str(" (deleted)");
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tmpfs::{self, TmpfsOptions};
+    use crate::walk::Context;
+    use crate::Creds;
+
+    fn tmpfs() -> Arc<dyn Inode> {
+        tmpfs::new(TmpfsOptions {
+            mode: 0o1777,
+            size_limit: 1 << 20,
+            ..TmpfsOptions::default()
+        })
+    }
+
+    fn lookup(mounts: &Mounts, root: &Location, path: &str) -> Result<Location> {
+        let creds = Creds::root();
+        let ctx = Context {
+            mounts,
+            root,
+            creds: &creds,
+        };
+        ctx.lookup(root, path, true)
+    }
+
+    fn mkdir(mounts: &Mounts, path: &str) {
+        let root = mounts.root();
+        let creds = Creds::root();
+        let ctx = Context {
+            mounts,
+            root: &root,
+            creds: &creds,
+        };
+        ctx.make(&root, path, crate::NodeKind::Directory, 0o755)
+            .unwrap();
+    }
+
+    /// A namespace with tmpfs mounts on /a and /a/b.
+    fn tree() -> Mounts {
+        let ns = Mounts::new(tmpfs(), "tmpfs", "root", 0);
+        mkdir(&ns, "/a");
+        let a = lookup(&ns, &ns.root(), "/a").unwrap();
+        ns.mount_fs(&a, tmpfs(), "tmpfs", "a", MS_NOSUID).unwrap();
+        mkdir(&ns, "/a/b");
+        mkdir(&ns, "/c");
+        let b = lookup(&ns, &ns.root(), "/a/b").unwrap();
+        ns.mount_fs(&b, tmpfs(), "tmpfs", "b", 0).unwrap();
+        ns
+    }
+
+    fn sources(ns: &Mounts) -> Vec<String> {
+        ns.all().iter().map(|m| m.source.clone()).collect()
+    }
+
+    #[test]
+    fn a_copy_has_the_same_tree_in_new_mounts() {
+        let ns = tree();
+        let (copy, map) = ns.copy();
+        assert_eq!(sources(&copy), ["root", "a", "b"]);
+        assert_ne!(copy.ino(), ns.ino());
+        for (old, new) in ns.all().iter().zip(copy.all()) {
+            assert!(!Arc::ptr_eq(old, &new));
+            assert_ne!(old.id(), new.id());
+            assert!(Arc::ptr_eq(old.root(), new.root()));
+            assert_eq!(old.flags(), new.flags());
+            assert!(copy.contains(&new) && !ns.contains(&new) && !copy.contains(old));
+        }
+        // Walks in the copy stay in the copy.
+        let b = lookup(&copy, &copy.root(), "/a/b").unwrap();
+        assert!(copy.contains(&b.mount));
+        assert_eq!(path_of(&b, &copy.root()), "/a/b");
+        // Locations move to the copies of their mounts.
+        let old_b = lookup(&ns, &ns.root(), "/a/b").unwrap();
+        assert!(map.location(&old_b).same(&b));
+        assert!(map.location(&ns.root()).same(&copy.root()));
+    }
+
+    #[test]
+    fn mounts_after_the_copy_stay_in_their_namespace() {
+        let ns = tree();
+        let (copy, _) = ns.copy();
+        let c = lookup(&copy, &copy.root(), "/c").unwrap();
+        copy.mount_fs(&c, tmpfs(), "tmpfs", "new", 0).unwrap();
+        assert_eq!(sources(&copy), ["root", "a", "new", "b"]);
+        assert_eq!(sources(&ns), ["root", "a", "b"]);
+        let in_ns = lookup(&ns, &ns.root(), "/c").unwrap();
+        assert!(Arc::ptr_eq(&in_ns.mount, &ns.root().mount));
+        // Unmounting in the original leaves the copy's.
+        let b = lookup(&ns, &ns.root(), "/a/b").unwrap();
+        ns.unmount(&b).unwrap();
+        assert_eq!(sources(&ns), ["root", "a"]);
+        assert_eq!(sources(&copy), ["root", "a", "new", "b"]);
+        // Neither namespace takes the other's mounts.
+        let copy_b = lookup(&copy, &copy.root(), "/a/b").unwrap();
+        assert_eq!(ns.unmount(&copy_b).err(), Some(Errno::EINVAL));
+        assert_eq!(
+            ns.mount_fs(&copy_b, tmpfs(), "tmpfs", "x", 0).err(),
+            Some(Errno::EINVAL)
+        );
+        // A location from the other namespace walks that namespace's tree.
+        let a_in_copy = lookup(&copy, &copy.root(), "/a").unwrap();
+        let creds = Creds::root();
+        let ctx = Context {
+            mounts: &ns,
+            root: &ns.root(),
+            creds: &creds,
+        };
+        let b2 = ctx.lookup(&a_in_copy, "b", true).unwrap();
+        assert!(Arc::ptr_eq(&b2.mount, &copy_b.mount));
+    }
+
+    #[test]
+    fn a_dropped_copy_leaves_no_mount_points_behind() {
+        let ns = tree();
+        let (copy, _) = ns.copy();
+        let c = lookup(&copy, &copy.root(), "/c").unwrap();
+        copy.mount_fs(&c, tmpfs(), "tmpfs", "new", 0).unwrap();
+        assert!(c.dentry.is_mountpoint());
+        drop(copy);
+        assert!(!c.dentry.is_mountpoint());
+        let a = lookup(&ns, &ns.root(), "/a").unwrap();
+        let a_point = a.mount.mountpoint().unwrap();
+        assert!(a_point.dentry.is_mountpoint());
+    }
 }

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use abi::Errno;
 
+use super::ns::{CLONE_NEWIPC, CLONE_NEWNS};
 use super::process::rusage_bytes;
 use super::SysResult;
 use crate::cputime::Times;
@@ -52,7 +53,9 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         | CLONE_CHILD_CLEARTID
         | CLONE_DETACHED
         | CLONE_CHILD_SETTID
-        | CLONE_IO;
+        | CLONE_IO
+        | super::ns::SUPPORTED_NS;
+    super::ns::refuse_unsupported("clone", flags & !CSIGNAL)?;
     if flags & !SUPPORTED != 0 {
         tracing::info!(
             "clone flags {:#x} not supported: EINVAL",
@@ -65,8 +68,21 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     {
         return Err(Errno::EINVAL);
     }
+    // copy_process: a new mount namespace needs its own fs context.
+    if flags & CLONE_NEWNS != 0 && flags & CLONE_FS != 0 {
+        return Err(Errno::EINVAL);
+    }
     if over_nproc(task) {
         return Err(Errno::EAGAIN);
+    }
+    // copy_namespaces.
+    if flags & super::ns::SUPPORTED_NS != 0 {
+        if !task.creds.has_cap(super::caps::CAP_SYS_ADMIN) {
+            return Err(Errno::EPERM);
+        }
+        if flags & CLONE_NEWIPC != 0 && flags & CLONE_SYSVSEM != 0 {
+            return Err(Errno::EINVAL);
+        }
     }
     let kernel = task.kernel.clone();
     let platform_err = |e: platform::PlatformError| {
@@ -92,8 +108,16 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     };
     let fs = if flags & CLONE_FS != 0 {
         task.fs.clone()
+    } else if flags & CLONE_NEWNS != 0 {
+        Arc::new(Mutex::new(super::ns::new_mount_ns(&task.fs())))
     } else {
         Arc::new(Mutex::new(task.fs().clone()))
+    };
+    let uts = super::ns::uts_for_child(task, flags);
+    let ipc = if flags & CLONE_NEWIPC != 0 {
+        crate::namespace::IpcNamespace::new()
+    } else {
+        task.ipc.clone()
     };
     let ctx = kernel.platform.new_context().map_err(platform_err)?;
     let tid = kernel.alloc_pid();
@@ -171,6 +195,8 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         state,
         fds,
         fs,
+        uts,
+        ipc,
         creds: task.creds.clone(),
         comm: task.comm.clone(),
         exe: task.exe.clone(),

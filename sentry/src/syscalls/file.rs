@@ -40,9 +40,13 @@ pub(super) struct Walker {
 
 impl Walker {
     pub(super) fn of(task: &Task) -> Walker {
+        let (mounts, root) = {
+            let fs = task.fs();
+            (fs.mounts.clone(), fs.root.clone())
+        };
         Walker {
-            mounts: task.kernel.mounts.clone(),
-            root: task.fs().root.clone(),
+            mounts,
+            root,
             creds: task.vfs_creds(),
         }
     }

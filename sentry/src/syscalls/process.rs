@@ -66,17 +66,23 @@ pub(crate) const SYSNAME: &str = "Linux";
 pub(crate) const RELEASE: &str = "4.4.0";
 pub(crate) const VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
 const MACHINE: &str = "x86_64";
-const DOMAINNAME: &str = "(none)";
 
 pub fn uname(task: &mut Task, a: [u64; 6]) -> SysResult {
     // struct utsname: six fields of 65 bytes.
     let mut buf = [0u8; 6 * 65];
-    let host = task.kernel.hostname.as_str();
-    for (i, field) in [SYSNAME, host, RELEASE, VERSION, MACHINE, DOMAINNAME]
-        .iter()
-        .enumerate()
+    let names = task.uts.names();
+    for (i, field) in [
+        SYSNAME.as_bytes(),
+        &names.hostname,
+        RELEASE.as_bytes(),
+        VERSION.as_bytes(),
+        MACHINE.as_bytes(),
+        &names.domainname,
+    ]
+    .iter()
+    .enumerate()
     {
-        let bytes = &field.as_bytes()[..field.len().min(64)];
+        let bytes = &field[..field.len().min(64)];
         buf[i * 65..i * 65 + bytes.len()].copy_from_slice(bytes);
     }
     task.mm().copy_out(a[0], &buf)?;
