@@ -250,9 +250,13 @@ fn output_within(mut cmd: Command, limit: Duration) -> Result<Output, String> {
         if start.elapsed() > limit {
             kill_tree(child.id() as i32);
             let _ = child.wait();
+            // What it printed says where it stopped.
+            let (out, err) = (out.join().expect("reader"), err.join().expect("reader"));
             return Err(format!(
-                "{cmd:?} still ran after {} s: killed",
-                limit.as_secs()
+                "{cmd:?} still ran after {} s: killed\n  stdout so far: {:?}\n  stderr so far: {:?}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
