@@ -33,6 +33,7 @@ mod memfile;
 mod mm;
 mod netlink;
 mod netstack_socket;
+mod patch;
 mod pipe;
 mod process;
 mod procfs;

@@ -123,7 +123,7 @@ use std::time::{Duration, Instant};
 use abi::Errno;
 use platform::{
     AccessType, AddressSpace, ArchState, Context, FpState, Interrupter, Platform, PlatformError,
-    Regs, SignalInfo, SwitchEvent, SIGNAL_INTERRUPT,
+    Regs, SignalInfo, SwitchEvent, SyscallPatching, SIGNAL_INTERRUPT,
 };
 
 use crate::interrupt::StubInterrupter;
@@ -159,6 +159,35 @@ mod layout {
     pub const MSG_SET_GS: u64 = 0x34;
     /// The failing syscall's result if the thread's setup failed.
     pub const MSG_SETUP_ERR: u64 = 0x38;
+    /// The software-reserved bytes (`struct _fpx_sw_bytes`, 48) of the
+    /// XSAVE area in the kernel's signal frames for this thread, copied by
+    /// the Sentry from its first frame; the syscall trampoline's frames
+    /// carry them too, so `rt_sigreturn` restores their XSAVE state.
+    pub const MSG_FPSW: u64 = 0x40;
+
+    /// The syscall trampoline's signal frame, at the bottom of the signal
+    /// stack (the kernel puts a signal's frame at its top, so an interrupt
+    /// arriving while the trampoline runs leaves it alone): `pretcode`,
+    /// `struct ucontext`, `siginfo`, then the XSAVE area (64-byte aligned).
+    pub const TF_PRET: u64 = 0x1040;
+    pub const TF_UC: u64 = TF_PRET + 8;
+    pub const TF_INFO: u64 = 0x1180;
+    pub const TF_FP: u64 = 0x1200;
+    /// Where the trampoline's frame must end (the XSAVE area and its
+    /// closing magic word); a larger XSAVE area disables patching.
+    pub const TF_END: u64 = 0x4000;
+    /// Bounds the XSAVE size the trampoline reads from the slot.
+    pub const TF_FP_MASK: u64 = 0x3fff;
+    /// `uc_mcontext` in `struct ucontext`.
+    pub const UC_MCONTEXT_OFF: u64 = 40;
+
+    /// The syscall trampoline table (see `platform::SyscallPatching`):
+    /// every address in it has 0x06 (invalid in 64-bit mode) as its third
+    /// byte, and it lies below the lowest address the application may map.
+    pub const TABLE_ADDR: u64 = 0x6_0000;
+    pub const TABLE_LEN: u64 = 0x1_0000;
+    /// The lowest address the application may map: the table's end.
+    pub const MIN_USER_ADDR: u64 = TABLE_ADDR + TABLE_LEN;
 
     /// The syscall thread's request page (read-only in the stub: only the
     /// Sentry writes it) and reply page (read-write) right after it.
@@ -252,14 +281,26 @@ pub struct SystrapPlatform {
     /// container's cgroup only after the Sentry has started, before the
     /// container's first process.
     template: Mutex<Option<Arc<Space>>>,
+    /// Syscall patching is on.
+    patching: bool,
 }
 
 impl SystrapPlatform {
     /// Builds the stub image and checks that the host runs it: makes one
     /// address space with one thread that must reach its first trap.
+    /// Syscall patching is on where the host allows it.
     pub fn new() -> Result<SystrapPlatform, PlatformError> {
+        SystrapPlatform::with_patching(true)
+    }
+
+    /// As [`SystrapPlatform::new`]; `patching` false never patches
+    /// (`--systrap-disable-syscall-patching`). Patching also needs
+    /// `FSGSBASE` (the trampoline finds its slot through the GS base) and
+    /// an XSAVE area that fits the trampoline's frame.
+    pub fn with_patching(patching: bool) -> Result<SystrapPlatform, PlatformError> {
         let xsave_size = sys::xsave_size().max(FpState::MIN_SIZE);
         let fsgsbase = sys::has_fsgsbase();
+        let patching = patching && fsgsbase && TF_FP + xsave_size as u64 + 4 <= TF_END;
         let spin_cycles = (sys::tsc_per_us() * STUB_SPIN.as_micros() as f64) as u64;
         let image = code::image(fsgsbase, spin_cycles);
         let fd = sys::memfd(c"runsc-systrap-stub", image.len() as u64)
@@ -281,7 +322,13 @@ impl SystrapPlatform {
             fsgsbase,
             image,
             template: Mutex::new(None),
+            patching,
         })
+    }
+
+    /// Whether this platform patches syscalls.
+    pub fn patching(&self) -> bool {
+        self.patching
     }
 
     /// The template, made on first use.
@@ -301,8 +348,11 @@ impl Platform for SystrapPlatform {
         "systrap"
     }
 
+    /// Above the syscall trampoline table (as if the host's
+    /// `vm.mmap_min_addr` were 0x70000), with patching on or off, so the
+    /// two agree on every address.
     fn min_user_address(&self) -> u64 {
-        abi::PAGE_SIZE * 16
+        MIN_USER_ADDR
     }
 
     fn max_user_address(&self) -> u64 {
@@ -322,11 +372,21 @@ impl Platform for SystrapPlatform {
             current: None,
             fp_dirty: true,
             fsgsbase: self.fsgsbase,
+            patching: self.patching,
+            trapped: false,
         }))
     }
 
     fn initial_state(&self) -> ArchState {
         ArchState::initial(self.xsave_size)
+    }
+
+    fn syscall_patching(&self) -> Option<SyscallPatching> {
+        self.patching.then(|| SyscallPatching {
+            table_addr: TABLE_ADDR,
+            table_len: TABLE_LEN,
+            entry: code::tramp_entry(),
+        })
     }
 }
 
@@ -814,6 +874,11 @@ impl Space {
                 info.signo
             )));
         }
+        // The kernel's XSAVE bookkeeping, for the syscall trampoline's
+        // frames.
+        let mut sw = [0u8; 48];
+        slot.mem.read(frame.fp + FP_SW_BYTES, &mut sw);
+        slot.mem.write(MSG_FPSW as usize, &sw);
         Ok(slot)
     }
 
@@ -1041,6 +1106,11 @@ struct SystrapContext {
     /// `ArchState.fp` is newer than the thread's.
     fp_dirty: bool,
     fsgsbase: bool,
+    /// Syscall patching is on: the thread's GS base is its slot while the
+    /// application's is 0 (the trampoline finds its slot there).
+    patching: bool,
+    /// The last syscall event came from a trapped `syscall` instruction.
+    trapped: bool,
 }
 
 impl SystrapContext {
@@ -1119,9 +1189,14 @@ impl Context for SystrapContext {
             b.fs_base = Some(state.regs.fs_base);
         }
         if b.gs_base != Some(state.regs.gs_base) {
+            let host_gs = if self.patching && state.regs.gs_base == 0 {
+                slot.stub_addr()
+            } else {
+                state.regs.gs_base
+            };
             slot.mem
                 .u64_at(MSG_GS_BASE as usize)
-                .store(state.regs.gs_base, Ordering::Relaxed);
+                .store(host_gs, Ordering::Relaxed);
             slot.mem
                 .u32_at(MSG_SET_GS as usize)
                 .store(1, Ordering::Relaxed);
@@ -1143,12 +1218,18 @@ impl Context for SystrapContext {
                 .mem
                 .u64_at(MSG_GS_BASE as usize)
                 .load(Ordering::Relaxed);
+            let gs = if self.patching && gs == slot.stub_addr() {
+                0
+            } else {
+                gs
+            };
             state.regs.fs_base = fs;
             state.regs.gs_base = gs;
             b.fs_base = Some(fs);
             b.gs_base = Some(gs);
         }
         let info = b.frame.siginfo(slot);
+        self.trapped = false;
         // A seccomp trap of an x86-64 syscall; a 32-bit one (int 0x80) is
         // not served and is reported below as SIGSYS.
         if info.signo == libc::SIGSYS
@@ -1158,6 +1239,23 @@ impl Context for SystrapContext {
             // The kernel rolled rax back to the syscall number.
             state.regs.orig_rax = state.regs.rax;
             state.regs.rax = Errno::ENOSYS.as_return();
+            self.trapped = b.frame.uc != TF_UC as usize;
+            return Ok(SwitchEvent::Syscall);
+        }
+        if self.patching && info.signo == libc::SIGILL && state.regs.rip == code::tramp_fallback() {
+            // The trampoline found a GS base of the application's own:
+            // rcx holds the return address and nr, ax the arithmetic flags
+            // (lahf; seto al) it had on entry. Make the syscall of it.
+            let r = &mut state.regs;
+            let (packed, ax) = (r.rcx, r.rax);
+            const ARITH: u64 = 0x8d5;
+            let flags = (r.eflags & !ARITH) | ((ax >> 8) & 0xd5) | ((ax & 1) << 11);
+            r.eflags = flags;
+            r.r11 = flags;
+            r.rip = packed & ((1 << 48) - 1);
+            r.rcx = r.rip;
+            r.orig_rax = packed >> 48;
+            r.rax = Errno::ENOSYS.as_return();
             return Ok(SwitchEvent::Syscall);
         }
         state.regs.orig_rax = u64::MAX;
@@ -1209,6 +1307,10 @@ impl Context for SystrapContext {
 
     fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.interrupter.clone()
+    }
+
+    fn syscall_trapped(&self) -> bool {
+        self.trapped
     }
 }
 
