@@ -39,13 +39,17 @@ const CFG_SPIN_CYCLES: u64 = 0x40;
 /// syscall trampoline takes the GS base for its slot only inside them.
 const CFG_SLOTS_LO: u64 = 0x48;
 const CFG_SLOTS_HI: u64 = 0x50;
+/// The Sentry's process id (u32): every stub process and thread is its
+/// child, and checks so right after asking for its parent-death signal
+/// (a parent that died before that would never send it).
+const CFG_SENTRY_PID: u64 = 0x58;
 /// The seccomp filter's instructions.
 const CFG_FILTER: u64 = 0x80;
 
 /// The configuration fields, (offset, size), in address order; a test
 /// checks that they do not overlap.
 #[cfg(test)]
-pub const CFG_FIELDS: [(u64, u64); 8] = [
+pub const CFG_FIELDS: [(u64, u64); 9] = [
     (CFG_SIGACTION, 32),
     (CFG_FPROG, 16),
     (CFG_FSGSBASE, 4),
@@ -53,6 +57,7 @@ pub const CFG_FIELDS: [(u64, u64); 8] = [
     (CFG_SPIN_CYCLES, 8),
     (CFG_SLOTS_LO, 8),
     (CFG_SLOTS_HI, 8),
+    (CFG_SENTRY_PID, 4),
     (CFG_FILTER, 8),
 ];
 
@@ -76,13 +81,19 @@ std::arch::global_asm!(
     ".Lthread_setup:",
     "mov r15, rsp",
     "and r15, -{slot}", // r15 = the slot (per-thread shared memory)
-    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the stub's first thread.
+    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry's thread that
+    // is our parent; if the Sentry is gone already, so are we.
     "mov eax, 157",
     "mov edi, 1",
     "mov esi, 9",
     "syscall",
     "test rax, rax",
     "jnz 3f",
+    "mov eax, 110", // getppid
+    "syscall",
+    "cmp eax, dword ptr [rip + .Lsystrap_base + {page} + {cfg_sentry_pid}]",
+    "mov rax, -3", // ESRCH
+    "jne 3f",
     // sigaltstack(&stacks[slot index], NULL), from the read-only table.
     "mov rdi, r15",
     "mov rax, {slots_base}",
@@ -297,13 +308,18 @@ std::arch::global_asm!(
     "runsc_systrap_server_clone_stop:",
     "ud2",
     "20:",
-    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry.
+    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry (and exit if
+    // it is gone already).
     "mov eax, 157",
     "mov edi, 1",
     "mov esi, 9",
     "syscall",
     "test rax, rax",
     "jnz 29f",
+    "mov eax, 110",
+    "syscall",
+    "cmp eax, dword ptr [rip + .Lsystrap_base + {page} + {cfg_sentry_pid}]",
+    "jne 29f",
     "mov r12, {req_addr}",
     "mov r13, {rep_addr}",
     "xor r14d, r14d",
@@ -374,6 +390,10 @@ std::arch::global_asm!(
     "syscall",
     "test rax, rax",
     "jnz 29f",
+    "mov eax, 110", // and the Sentry must still be our parent
+    "syscall",
+    "cmp eax, dword ptr [rip + .Lsystrap_base + {page} + {cfg_sentry_pid}]",
+    "jne 29f",
     "mov rdi, r12", // mmap(req, PAGE, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)
     "mov esi, {page}",
     "mov edx, 1",
@@ -636,6 +656,7 @@ std::arch::global_asm!(
     fpsw = const MSG_FPSW,
     cfg_slots_lo = const CFG_SLOTS_LO,
     cfg_slots_hi = const CFG_SLOTS_HI,
+    cfg_sentry_pid = const CFG_SENTRY_PID,
     slot_low = const SLOT_SIZE - 1,
     audit_arch = const AUDIT_ARCH_X86_64,
 );
@@ -732,6 +753,7 @@ pub fn image(fsgsbase: bool, spin_cycles: u64) -> Vec<u8> {
     put(cfg, CFG_EMPTY_MASK, &0u64.to_le_bytes());
     put(cfg, CFG_SPIN_CYCLES, &spin_cycles.to_le_bytes());
     put(cfg, CFG_SLOTS_LO, &SLOTS_BASE.to_le_bytes());
+    put(cfg, CFG_SENTRY_PID, &std::process::id().to_le_bytes());
     put(
         cfg,
         CFG_SLOTS_HI,
