@@ -164,6 +164,11 @@ mod layout {
     /// the Sentry from its first frame; the syscall trampoline's frames
     /// carry them too, so `rt_sigreturn` restores their XSAVE state.
     pub const MSG_FPSW: u64 = 0x40;
+    /// The Sentry wrote FP state into the frame for this resume (u32):
+    /// the trampoline's return loads it (a signal return always does).
+    pub const MSG_FP_LOAD: u64 = 0x70;
+    /// Where the trampoline's return jumps (through the GS base).
+    pub const MSG_RET_RIP: u64 = 0x78;
 
     /// The syscall trampoline's signal frame, at the bottom of the signal
     /// stack (the kernel puts a signal's frame at its top, so an interrupt
@@ -1177,8 +1182,11 @@ impl Context for SystrapContext {
         b.frame.store_regs(slot, &state.regs);
         if self.fp_dirty {
             b.frame.store_fp(slot, &state.fp);
-            self.fp_dirty = false;
         }
+        slot.mem
+            .u32_at(MSG_FP_LOAD as usize)
+            .store(u32::from(self.fp_dirty), Ordering::Relaxed);
+        self.fp_dirty = false;
         if b.fs_base != Some(state.regs.fs_base) {
             slot.mem
                 .u64_at(MSG_FS_BASE as usize)
