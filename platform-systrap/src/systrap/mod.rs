@@ -65,6 +65,36 @@
 //!   what the thread has, and, when the CPU lets user space change them
 //!   (`FSGSBASE`), the handler reads them back with `rdfsbase/rdgsbase` on
 //!   every trap.
+//! - **Syscall patching** (upstream's "usertrap"; off with
+//!   `--systrap-disable-syscall-patching`, and on hosts without `FSGSBASE`).
+//!   The Sentry (`sentry/src/patch.rs`) rewrites a trapped
+//!   `mov $nr,%eax; syscall` into `jmp *abs32` through an entry of a
+//!   per-process table at [`layout::TABLE_ADDR`] (below
+//!   [`layout::MIN_USER_ADDR`], the lowest address the application may
+//!   map, so it can neither map over nor unmap it; a fork copies it, an
+//!   exec drops it). The entry loads `rcx` with the return address and
+//!   `nr << 48` and jumps to the trampoline in the stub code. The
+//!   trampoline finds its slot through the GS base, which the platform
+//!   keeps at the slot while the application's GS base is 0 (the handler
+//!   reports the slot as 0); with any other GS base it faults at a known
+//!   `ud2`, which `switch` turns into the syscall (slow but exact). It
+//!   then builds what the kernel would have put in a signal frame at the
+//!   bottom of the slot's signal stack (every register, the flags from
+//!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
+//!   `syscall` leaves them, an XSAVE area with the kernel's
+//!   software-reserved bytes, copied from the thread's first frame; a
+//!   SIGSYS `siginfo`), and hands it over exactly as the handler does, so
+//!   `switch` cannot tell the two apart (except for
+//!   [`Context::syscall_trapped`], which says which sites are worth
+//!   patching). It returns without a syscall: `xrstor` when the Sentry
+//!   wrote FP state, `popfq`, every register, and a jump through the GS
+//!   base (`rt_sigreturn` from the frame when the Sentry changes the GS
+//!   base). The trampoline runs with signals unblocked: the handler drops
+//!   an interrupt that lands in it before its event is published (the
+//!   event returns to the Sentry anyway, and the Sentry's interrupt stays
+//!   pending for its next switch) and, once the Sentry has resumed the
+//!   thread, reports the interrupt in the trampoline's place with the
+//!   trampoline's frame as the interrupted state.
 //! - **Interrupts** send SIGCHLD ([`platform::SIGNAL_INTERRUPT`]) with
 //!   `tgkill` to the stub thread while it runs a context; its handler
 //!   reports the event like any other, and `switch` returns
@@ -106,8 +136,11 @@
 //!   when asked for.
 //! - Spin budgets are fixed (20 µs each side), not adapted to load or to
 //!   the number of cores.
-//! - No syscall patching; every syscall pays a signal delivery and an
-//!   `rt_sigreturn`, which dominates the round trip.
+//! - The trampoline saves the XSAVE area on every patched syscall, though
+//!   the Sentry reads it only to deliver a signal or on a fault.
+//! - A full trampoline table (2047 sites per process) stops patching;
+//!   entries of unmapped code are not reused, and code moved by `mremap`
+//!   keeps jumping to entries that return to its old address.
 //! - The Sentry's own seccomp allow-list (not built yet) will need
 //!   `memfd_create`, shared `futex`, `tgkill`, `wait4` and `mmap` of the
 //!   slots for this platform.
