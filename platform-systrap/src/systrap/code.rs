@@ -32,8 +32,9 @@ const CFG_FPROG: u64 = 0x20;
 const CFG_FSGSBASE: u64 = 0x30;
 /// An empty signal set for `rt_sigprocmask`.
 const CFG_EMPTY_MASK: u64 = 0x38;
-/// How many TSC cycles the handler spins waiting for the Sentry before it
-/// sleeps on the futex (u64).
+/// The most TSC cycles the handler spins waiting for the Sentry before it
+/// sleeps on the futex (u64); the Sentry sets the budget for each wait
+/// in the slot (`MSG_SPIN_CYCLES`), at most this.
 const CFG_SPIN_CYCLES: u64 = 0x40;
 /// The first slot's address and one past the last's (u64 each): the
 /// syscall trampoline takes the GS base for its slot only inside them.
@@ -245,7 +246,11 @@ std::arch::global_asm!(
     "shl rdx, 32",
     "or rax, rdx",
     "mov rsi, rax",
-    "add rsi, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "mov rax, [rbx + {spin}]", // the Sentry's budget, at most the configured one
+    "mov rdx, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "cmp rax, rdx",
+    "cmova rax, rdx",
+    "add rsi, rax",
     "6:",
     "cmp dword ptr [rbx + {state}], {resume}",
     "je 9f",
@@ -553,7 +558,11 @@ std::arch::global_asm!(
     "shl rdx, 32",
     "or rax, rdx",
     "mov rsi, rax",
-    "add rsi, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "mov rax, [rbx + {spin}]", // the Sentry's budget, at most the configured one
+    "mov rdx, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "cmp rax, rdx",
+    "cmova rax, rdx",
+    "add rsi, rax",
     "6:",
     "cmp dword ptr [rbx + {state}], {resume}",
     "je .Ltramp_exit",
@@ -692,6 +701,7 @@ std::arch::global_asm!(
     cfg_slots_hi = const CFG_SLOTS_HI,
     cfg_sentry_pid = const CFG_SENTRY_PID,
     fp_load = const MSG_FP_LOAD,
+    spin = const MSG_SPIN_CYCLES,
     ret_rip = const MSG_RET_RIP,
     slot_low = const SLOT_SIZE - 1,
     audit_arch = const AUDIT_ARCH_X86_64,

@@ -202,6 +202,9 @@ mod layout {
     pub const MSG_FP_LOAD: u64 = 0x70;
     /// Where the trampoline's return jumps (through the GS base).
     pub const MSG_RET_RIP: u64 = 0x78;
+    /// How many TSC cycles the stub spins for the Sentry's answer before it
+    /// sleeps (u64), set by the Sentry for each wait (see `Spin`).
+    pub const MSG_SPIN_CYCLES: u64 = 0x80;
 
     /// The syscall trampoline's signal frame, at the bottom of the signal
     /// stack (the kernel puts a signal's frame at its top, so an interrupt
@@ -296,11 +299,10 @@ const SYS_SECCOMP: i32 = 1;
 
 /// How long the Sentry spins waiting for the syscall thread's answer.
 const REQUEST_SPIN: Duration = Duration::from_micros(10);
-/// How long the Sentry spins on the state word before it sleeps.
-const SENTRY_SPIN: Duration = Duration::from_micros(20);
-/// How long the stub's handler spins waiting for the Sentry before it
-/// sleeps.
-const STUB_SPIN: Duration = Duration::from_micros(20);
+/// The longest the Sentry spins on the state word before it sleeps, and
+/// the longest the stub's handler spins waiting for the Sentry (see
+/// [`Spin`]).
+const MAX_SPIN: Duration = Duration::from_micros(20);
 /// How often a sleeping Sentry looks whether the stub thread died.
 const DEATH_POLL: Duration = Duration::from_millis(50);
 /// How long a new stub thread may take to reach its first trap.
@@ -321,6 +323,52 @@ pub struct SystrapPlatform {
     template: Mutex<Option<Arc<Space>>>,
     /// Syscall patching is on.
     patching: bool,
+    tsc_per_us: f64,
+    max_spin: Duration,
+}
+
+/// Adaptive spin budgets, per context. A waiting side spins (burning its
+/// CPU) in the hope that the other answers sooner than a futex wake-up
+/// would take; that pays only when answers come quickly and another CPU
+/// runs the other side. So each budget is the maximum while the answers
+/// it waits for keep coming within the maximum, and halves (down to none)
+/// each time one takes longer; on a single CPU nothing spins.
+#[derive(Clone, Copy, Debug)]
+struct Spin {
+    max: Duration,
+    /// The Sentry waiting for the stub thread's next event.
+    sentry: Duration,
+    /// The stub thread waiting for the Sentry to resume it.
+    stub: Duration,
+}
+
+impl Spin {
+    /// The maximum budget on this host: none with a single CPU.
+    fn max_for_host() -> Duration {
+        match std::thread::available_parallelism() {
+            Ok(n) if n.get() > 1 => MAX_SPIN,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn new(max: Duration) -> Spin {
+        Spin {
+            max,
+            sentry: max,
+            stub: max,
+        }
+    }
+
+    /// A budget after a wait that took `took`.
+    fn adapt(budget: Duration, took: Duration, max: Duration) -> Duration {
+        if took <= max {
+            max
+        } else if budget < Duration::from_micros(1) {
+            Duration::ZERO
+        } else {
+            budget / 2
+        }
+    }
 }
 
 impl SystrapPlatform {
@@ -339,7 +387,9 @@ impl SystrapPlatform {
         let xsave_size = sys::xsave_size().max(FpState::MIN_SIZE);
         let fsgsbase = sys::has_fsgsbase();
         let patching = patching && fsgsbase && TF_FP + xsave_size as u64 + 4 <= TF_END;
-        let spin_cycles = (sys::tsc_per_us() * STUB_SPIN.as_micros() as f64) as u64;
+        let tsc_per_us = sys::tsc_per_us();
+        let max_spin = Spin::max_for_host();
+        let spin_cycles = (tsc_per_us * max_spin.as_micros() as f64) as u64;
         let image = code::image(fsgsbase, spin_cycles);
         let fd = sys::memfd(c"runsc-systrap-stub", image.len() as u64)
             .map_err(host_err("memfd_create"))?;
@@ -361,6 +411,8 @@ impl SystrapPlatform {
             image,
             template: Mutex::new(None),
             patching,
+            tsc_per_us,
+            max_spin,
         })
     }
 
@@ -412,6 +464,9 @@ impl Platform for SystrapPlatform {
             fsgsbase: self.fsgsbase,
             patching: self.patching,
             trapped: false,
+            spin: Spin::new(self.max_spin),
+            tsc_per_us: self.tsc_per_us,
+            event_at: None,
         }))
     }
 
@@ -471,7 +526,7 @@ impl Slot {
 
     /// Wait for the stub thread's next event (spin, then futex), failing if
     /// the thread dies or `deadline` passes.
-    fn wait_event(&self, deadline: Option<Instant>) -> Result<(), PlatformError> {
+    fn wait_event(&self, deadline: Option<Instant>, spin: Duration) -> Result<(), PlatformError> {
         let state = self.mem.u32_at(MSG_STATE as usize);
         let spin_start = Instant::now();
         'spin: loop {
@@ -481,7 +536,7 @@ impl Slot {
                 }
                 std::hint::spin_loop();
             }
-            if spin_start.elapsed() > SENTRY_SPIN {
+            if spin_start.elapsed() >= spin {
                 break 'spin;
             }
         }
@@ -896,7 +951,7 @@ impl Space {
             return Err(stub::errno_of("clone stub thread", ret));
         }
         *slot.child.lock().unwrap_or_else(|e| e.into_inner()) = ret as i32;
-        if let Err(e) = slot.wait_event(Some(Instant::now() + SETUP_TIMEOUT)) {
+        if let Err(e) = slot.wait_event(Some(Instant::now() + SETUP_TIMEOUT), MAX_SPIN) {
             self.release_slot(&slot);
             return Err(e);
         }
@@ -1149,6 +1204,10 @@ struct SystrapContext {
     patching: bool,
     /// The last syscall event came from a trapped `syscall` instruction.
     trapped: bool,
+    spin: Spin,
+    tsc_per_us: f64,
+    /// When the last event reached the Sentry.
+    event_at: Option<Instant>,
 }
 
 impl SystrapContext {
@@ -1243,10 +1302,24 @@ impl Context for SystrapContext {
                 .store(1, Ordering::Relaxed);
             b.gs_base = Some(state.regs.gs_base);
         }
+        // How long the Sentry took since the last event is what the stub
+        // thread spun for (or would have).
+        let max = self.spin.max;
+        if let Some(at) = self.event_at.take() {
+            self.spin.stub = Spin::adapt(self.spin.stub, at.elapsed(), max);
+        }
+        let stub_cycles = (self.spin.stub.as_nanos() as f64 * self.tsc_per_us / 1000.0) as u64;
+        slot.mem
+            .u64_at(MSG_SPIN_CYCLES as usize)
+            .store(stub_cycles, Ordering::Relaxed);
+        let resumed = Instant::now();
         slot.resume();
-        let waited = slot.wait_event(None);
+        let waited = slot.wait_event(None, self.spin.sentry);
         self.interrupter.running.store(0, Ordering::SeqCst);
         waited?;
+        let now = Instant::now();
+        self.spin.sentry = Spin::adapt(self.spin.sentry, now - resumed, max);
+        self.event_at = Some(now);
 
         b.frame = Frame::locate(slot)?;
         let (err, trapno) = b.frame.load_regs(slot, &mut state.regs);
@@ -1400,6 +1473,22 @@ mod tests {
         let image = code::image(false, 1000);
         assert_eq!(image.len() as u64, code::IMAGE_SIZE);
         assert!(code::server_clone_stop() > code::server_clone_entry());
+    }
+
+    #[test]
+    fn spin_budgets_shrink_when_answers_are_slow_and_recover() {
+        let max = Duration::from_micros(20);
+        let mut b = max;
+        for want in [10_000, 5_000, 2_500, 1_250, 625, 0, 0] {
+            b = Spin::adapt(b, Duration::from_millis(1), max);
+            assert_eq!(b, Duration::from_nanos(want));
+        }
+        assert_eq!(Spin::adapt(b, Duration::from_micros(3), max), max);
+        // No spinning at all where the maximum is zero (one CPU).
+        assert_eq!(
+            Spin::adapt(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+            Duration::ZERO
+        );
     }
 
     #[test]
