@@ -57,7 +57,7 @@
 //!   sleeps), and the handler returns into the application with
 //!   `rt_sigreturn`. A new thread's first trap is a refused `getpid` at the
 //!   end of its setup, so every entry into application code, the first
-//!   included, is a signal return. Both sides spin before sleeping; the
+//!   included, is a signal return. Both sides spin (adaptive budgets, `Spin`) before sleeping; the
 //!   futex words are shared (not process-private) because the two sides
 //!   are different processes.
 //! - **fs/gs base** are not in a signal frame: the Sentry asks the handler
@@ -134,8 +134,8 @@
 //!   few microseconds after the Sentry believes it gone.
 //! - No pool of ready address spaces: each is forked from the template
 //!   when asked for.
-//! - Spin budgets are fixed (20 µs each side), not adapted to load or to
-//!   the number of cores.
+//! - Spin budgets adapt only to how quickly answers come (see `Spin`),
+//!   not to how busy the host's CPUs are.
 //! - The trampoline saves the XSAVE area on every patched syscall, though
 //!   the Sentry reads it only to deliver a signal or on a fault.
 //! - A full trampoline table (2047 sites per process) stops patching;
