@@ -202,6 +202,10 @@ pub struct SyscallPatching {
     pub table_len: u64,
     /// The platform's trampoline entry.
     pub entry: u64,
+    /// A second entry for sites whose number is not an immediate (glibc's
+    /// `syscall(2)`, which ends `mov 8(%rsp),%r9; syscall`): `rcx` = the
+    /// return address, `rax` = the number, as the old `syscall` had it.
+    pub entry_rax: u64,
 }
 
 /// A way of running application code, selected by `--platform`.

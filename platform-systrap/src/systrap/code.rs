@@ -450,10 +450,23 @@ std::arch::global_asm!(
     // any other GS base takes the fallback below.
     ".p2align 4",
     ".Ltramp_start:",
+    // The second entry: the number in rax (any value), rcx = the return
+    // address; numbers that do not fit 16 bits take the fallback.
+    ".globl runsc_systrap_tramp_entry_rax",
+    "runsc_systrap_tramp_entry_rax:",
+    "mov r11, rax",
+    "lahf",
+    "seto al",
+    "cmp r11, 0xffff",
+    "ja .Ltramp_fallback_rax",
+    "shl r11, 48",
+    "or rcx, r11",
+    "jmp 1f",
     ".globl runsc_systrap_tramp_entry",
     "runsc_systrap_tramp_entry:",
     "lahf",
     "seto al", // ax = the arithmetic flags
+    "1:",
     "rdgsbase r11",
     "cmp r11, qword ptr [rip + .Lsystrap_base + {page} + {cfg_slots_lo}]",
     "jb .Ltramp_fallback",
@@ -644,6 +657,12 @@ std::arch::global_asm!(
     ".globl runsc_systrap_tramp_fallback",
     "runsc_systrap_tramp_fallback:",
     "ud2",
+    // The same from the second entry, with the number in r11 and the
+    // return address in rcx.
+    ".Ltramp_fallback_rax:",
+    ".globl runsc_systrap_tramp_fallback_rax",
+    "runsc_systrap_tramp_fallback_rax:",
+    "ud2",
     // ---- sa_restorer (required on x86-64; the handler never returns to it).
     ".globl runsc_systrap_restorer",
     "runsc_systrap_restorer:",
@@ -716,6 +735,18 @@ extern "C" {
     fn runsc_systrap_end();
     fn runsc_systrap_tramp_entry();
     fn runsc_systrap_tramp_fallback();
+    fn runsc_systrap_tramp_entry_rax();
+    fn runsc_systrap_tramp_fallback_rax();
+}
+
+/// The trampoline's entry taking the number in rax.
+pub fn tramp_entry_rax() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_tramp_entry_rax)
+}
+
+/// Where that entry faults for a number beyond 16 bits.
+pub fn tramp_fallback_rax() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_tramp_fallback_rax)
 }
 
 /// The syscall trampoline's entry in every stub.

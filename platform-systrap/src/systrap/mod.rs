@@ -479,6 +479,7 @@ impl Platform for SystrapPlatform {
             table_addr: TABLE_ADDR,
             table_len: TABLE_LEN,
             entry: code::tramp_entry(),
+            entry_rax: code::tramp_entry_rax(),
         })
     }
 }
@@ -1369,6 +1370,23 @@ impl Context for SystrapContext {
             r.rip = packed & ((1 << 48) - 1);
             r.rcx = r.rip;
             r.orig_rax = packed >> 48;
+            r.rax = Errno::ENOSYS.as_return();
+            return Ok(SwitchEvent::Syscall);
+        }
+        if self.patching
+            && info.signo == libc::SIGILL
+            && state.regs.rip == code::tramp_fallback_rax()
+        {
+            // The second entry, with a number beyond 16 bits: r11 holds
+            // it, rcx the return address, ax the flags.
+            let r = &mut state.regs;
+            let ax = r.rax;
+            const ARITH: u64 = 0x8d5;
+            let flags = (r.eflags & !ARITH) | ((ax >> 8) & 0xd5) | ((ax & 1) << 11);
+            r.eflags = flags;
+            r.orig_rax = r.r11;
+            r.r11 = flags;
+            r.rip = r.rcx;
             r.rax = Errno::ENOSYS.as_return();
             return Ok(SwitchEvent::Syscall);
         }
