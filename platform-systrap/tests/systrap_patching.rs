@@ -294,3 +294,26 @@ fn interrupts_right_after_a_patched_call_reach_the_sentry() {
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// Not a check: the round trip of a patched call against a trapped one
+/// (`cargo test --release --test systrap_patching -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn time_patched_against_trapped() {
+    let Some(s) = setup() else { return };
+    for (name, rip) in [("trapped", SITE_TRAPPED), ("patched", SITE_PATCHED)] {
+        let mut ctx = s.p.new_context().unwrap();
+        let mut st = busy_state(&s.p, rip);
+        let n = 200_000;
+        let mut run = |n: u32| {
+            for _ in 0..n {
+                st.regs.rip = rip;
+                ctx.switch(s.space.as_ref(), &mut st).unwrap();
+            }
+        };
+        run(n / 10);
+        let t = std::time::Instant::now();
+        run(n);
+        println!("{name}: {} ns/op", t.elapsed().as_nanos() / u128::from(n));
+    }
+}

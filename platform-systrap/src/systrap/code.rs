@@ -246,7 +246,7 @@ std::arch::global_asm!(
     "shl rdx, 32",
     "or rax, rdx",
     "mov rsi, rax",
-    "mov rax, [rbx + {spin}]", // the Sentry's budget, at most the configured one
+    "mov eax, dword ptr [rbx + {spin}]", // the Sentry's budget, at most the configured one
     "mov rdx, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
     "cmp rax, rdx",
     "cmova rax, rdx",
@@ -508,46 +508,13 @@ std::arch::global_asm!(
     "shr rcx, 16",
     "mov [rbx + {tf_mc} + 128], rcx", // rip
     "mov [rbx + {tf_mc} + 112], rcx", // rcx = rip, as a syscall leaves it
-    "mov rdi, 0x002b000000000033",    // ss, cs
-    "mov [rbx + {tf_mc} + 144], rdi",
-    "xor edi, edi",
-    "mov [rbx + {tf_mc} + 152], rdi", // err, trapno, oldmask, cr2
-    "mov [rbx + {tf_mc} + 160], rdi",
-    "mov [rbx + {tf_mc} + 168], rdi",
-    "mov [rbx + {tf_mc} + 176], rdi",
-    "lea rdi, [rbx + {tf_fp}]",
-    "mov [rbx + {tf_mc} + 184], rdi",
-    "mov qword ptr [rbx + {tf_uc}], 7", // UC_FP_XSTATE|UC_SIGCONTEXT_SS|UC_STRICT_RESTORE_SS
-    "mov qword ptr [rbx + {tf_uc} + 8], 0",
-    // siginfo: SIGSYS, SYS_SECCOMP, the call address, nr, the arch.
-    "mov dword ptr [rbx + {tf_info}], 31",
-    "mov dword ptr [rbx + {tf_info} + 4], 0",
-    "mov dword ptr [rbx + {tf_info} + 8], 1",
-    "mov dword ptr [rbx + {tf_info} + 12], 0",
-    "mov [rbx + {tf_info} + 16], rcx",
-    "mov [rbx + {tf_info} + 24], eax",
-    "mov dword ptr [rbx + {tf_info} + 28], {audit_arch}",
-    // The XSAVE area as the kernel's signal frames hold it: the features
-    // and software-reserved bytes the kernel uses (copied by the Sentry
-    // from this thread's first frame), and the closing magic.
+    // The rest of the frame (segments, FP pointer, flags, the SIGSYS
+    // siginfo, the XSAVE area's software-reserved bytes and closing magic,
+    // which XSAVE leaves alone) the Sentry wrote when the thread started.
+    // XSAVE with the features the kernel's signal frames hold.
     "mov eax, [rbx + {fpsw} + 8]",
     "mov edx, [rbx + {fpsw} + 12]",
     "xsave64 [rbx + {tf_fp}]",
-    "mov rax, [rbx + {fpsw}]",
-    "mov [rbx + {tf_fp} + 464], rax",
-    "mov rax, [rbx + {fpsw} + 8]",
-    "mov [rbx + {tf_fp} + 472], rax",
-    "mov rax, [rbx + {fpsw} + 16]",
-    "mov [rbx + {tf_fp} + 480], rax",
-    "mov rax, [rbx + {fpsw} + 24]",
-    "mov [rbx + {tf_fp} + 488], rax",
-    "mov rax, [rbx + {fpsw} + 32]",
-    "mov [rbx + {tf_fp} + 496], rax",
-    "mov rax, [rbx + {fpsw} + 40]",
-    "mov [rbx + {tf_fp} + 504], rax",
-    "mov eax, [rbx + {fpsw} + 16]",
-    "and eax, {fp_max}",
-    "mov dword ptr [rbx + rax + {tf_fp}], 0x46505845",
     "rdfsbase rax",
     "mov [rbx + {fs_base}], rax",
     "mov [rbx + {gs_base}], rbx",
@@ -571,7 +538,7 @@ std::arch::global_asm!(
     "shl rdx, 32",
     "or rax, rdx",
     "mov rsi, rax",
-    "mov rax, [rbx + {spin}]", // the Sentry's budget, at most the configured one
+    "mov eax, dword ptr [rbx + {spin}]", // the Sentry's budget, at most the configured one
     "mov rdx, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
     "cmp rax, rdx",
     "cmova rax, rdx",
@@ -712,9 +679,8 @@ std::arch::global_asm!(
     tf_pret = const TF_PRET,
     tf_uc = const TF_UC,
     tf_mc = const TF_UC + UC_MCONTEXT_OFF,
-    tf_info = const TF_INFO,
     tf_fp = const TF_FP,
-    fp_max = const TF_FP_MASK,
+    tf_info = const TF_INFO,
     fpsw = const MSG_FPSW,
     cfg_slots_lo = const CFG_SLOTS_LO,
     cfg_slots_hi = const CFG_SLOTS_HI,
@@ -723,7 +689,6 @@ std::arch::global_asm!(
     spin = const MSG_SPIN_CYCLES,
     ret_rip = const MSG_RET_RIP,
     slot_low = const SLOT_SIZE - 1,
-    audit_arch = const AUDIT_ARCH_X86_64,
 );
 
 extern "C" {

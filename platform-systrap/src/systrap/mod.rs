@@ -190,21 +190,23 @@ mod layout {
     pub const MSG_GS_BASE: u64 = 0x28;
     pub const MSG_SET_FS: u64 = 0x30;
     pub const MSG_SET_GS: u64 = 0x34;
-    /// The failing syscall's result if the thread's setup failed.
-    pub const MSG_SETUP_ERR: u64 = 0x38;
-    /// The software-reserved bytes (`struct _fpx_sw_bytes`, 48) of the
-    /// XSAVE area in the kernel's signal frames for this thread, copied by
-    /// the Sentry from its first frame; the syscall trampoline's frames
-    /// carry them too, so `rt_sigreturn` restores their XSAVE state.
-    pub const MSG_FPSW: u64 = 0x40;
     /// The Sentry wrote FP state into the frame for this resume (u32):
     /// the trampoline's return loads it (a signal return always does).
-    pub const MSG_FP_LOAD: u64 = 0x70;
+    pub const MSG_FP_LOAD: u64 = 0x38;
+    /// How many TSC cycles the stub spins for the Sentry's answer before it
+    /// sleeps (u32), set by the Sentry for each wait (see `Spin`).
+    /// Everything above is in the first cache line, the only one of the
+    /// message words both sides write on every round trip.
+    pub const MSG_SPIN_CYCLES: u64 = 0x3c;
+    /// The software-reserved bytes (`struct _fpx_sw_bytes`, 48) of the
+    /// XSAVE area in the kernel's signal frames for this thread, copied by
+    /// the Sentry from its first frame (also into the trampoline's frame,
+    /// where XSAVE leaves them alone), for the trampoline's XSAVE mask.
+    pub const MSG_FPSW: u64 = 0x40;
     /// Where the trampoline's return jumps (through the GS base).
     pub const MSG_RET_RIP: u64 = 0x78;
-    /// How many TSC cycles the stub spins for the Sentry's answer before it
-    /// sleeps (u64), set by the Sentry for each wait (see `Spin`).
-    pub const MSG_SPIN_CYCLES: u64 = 0x80;
+    /// The failing syscall's result if the thread's setup failed.
+    pub const MSG_SETUP_ERR: u64 = 0x80;
 
     /// The syscall trampoline's signal frame, at the bottom of the signal
     /// stack (the kernel puts a signal's frame at its top, so an interrupt
@@ -217,8 +219,6 @@ mod layout {
     /// Where the trampoline's frame must end (the XSAVE area and its
     /// closing magic word); a larger XSAVE area disables patching.
     pub const TF_END: u64 = 0x4000;
-    /// Bounds the XSAVE size the trampoline reads from the slot.
-    pub const TF_FP_MASK: u64 = 0x3fff;
     /// `uc_mcontext` in `struct ucontext`.
     pub const UC_MCONTEXT_OFF: u64 = 40;
 
@@ -294,6 +294,7 @@ const SIGINFO_SIZE: usize = 128;
 /// `struct _fpx_sw_bytes` in the FXSAVE area's software-reserved bytes.
 const FP_SW_BYTES: usize = 464;
 const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
 const FXSAVE_SIZE: usize = 512;
 const SYS_SECCOMP: i32 = 1;
 
@@ -527,13 +528,14 @@ impl Slot {
 
     /// Wait for the stub thread's next event (spin, then futex), failing if
     /// the thread dies or `deadline` passes.
-    fn wait_event(&self, deadline: Option<Instant>, spin: Duration) -> Result<(), PlatformError> {
+    /// Returns whether it had to sleep.
+    fn wait_event(&self, deadline: Option<Instant>, spin: Duration) -> Result<bool, PlatformError> {
         let state = self.mem.u32_at(MSG_STATE as usize);
         let spin_start = Instant::now();
         'spin: loop {
             for _ in 0..32 {
                 if state.load(Ordering::Acquire) == STATE_EVENT {
-                    return Ok(());
+                    return Ok(false);
                 }
                 std::hint::spin_loop();
             }
@@ -550,7 +552,7 @@ impl Slot {
             }
             sleeping.store(0, Ordering::Relaxed);
             if state.load(Ordering::Acquire) == STATE_EVENT {
-                return Ok(());
+                return Ok(true);
             }
             // The kernel clears the tid word of a dead thread only while
             // other threads still use its memory, so ask about the child
@@ -578,18 +580,20 @@ impl Slot {
         }
     }
 
-    /// Let the parked stub thread go on.
-    fn resume(&self) {
+    /// Let the parked stub thread go on. Returns whether it had gone to
+    /// sleep.
+    fn resume(&self) -> bool {
         let state = self.mem.u32_at(MSG_STATE as usize);
         state.store(STATE_RESUME, Ordering::SeqCst);
-        if self
+        let slept = self
             .mem
             .u32_at(MSG_STUB_SLEEPING as usize)
             .load(Ordering::SeqCst)
-            != 0
-        {
+            != 0;
+        if slept {
             sys::futex_wake(state, 1);
         }
+        slept
     }
 }
 
@@ -968,11 +972,7 @@ impl Space {
                 info.signo
             )));
         }
-        // The kernel's XSAVE bookkeeping, for the syscall trampoline's
-        // frames.
-        let mut sw = [0u8; 48];
-        slot.mem.read(frame.fp + FP_SW_BYTES, &mut sw);
-        slot.mem.write(MSG_FPSW as usize, &sw);
+        prepare_trampoline_frame(&slot, &frame);
         Ok(slot)
     }
 
@@ -1043,6 +1043,39 @@ impl AddressSpace for SystrapAddressSpace {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// Fill in what the syscall trampoline's frame holds for every syscall, so
+/// the trampoline writes only what changes (and the Sentry's reads of the
+/// rest hit its own cache): the kernel's XSAVE bookkeeping, copied from
+/// the thread's first signal frame `first` (the software-reserved bytes,
+/// which XSAVE leaves alone, and the closing magic word), the `ucontext`
+/// flags, segments and FP pointer, and a SIGSYS `siginfo`.
+fn prepare_trampoline_frame(slot: &Slot, first: &Frame) {
+    let m = &slot.mem;
+    let mut sw = [0u8; 48];
+    m.read(first.fp + FP_SW_BYTES, &mut sw);
+    m.write(MSG_FPSW as usize, &sw);
+    let fp = TF_FP as usize;
+    m.write(fp + FP_SW_BYTES, &sw);
+    let xstate_size = u32::from_le_bytes(sw[16..20].try_into().expect("4 bytes")) as usize;
+    if fp + xstate_size + 4 <= TF_END as usize {
+        m.write(fp + xstate_size, &FP_XSTATE_MAGIC2.to_le_bytes());
+    }
+    let uc = TF_UC as usize;
+    // UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, no link.
+    m.write_u64(uc, 7);
+    m.write_u64(uc + 8, 0);
+    m.write_u64(uc + UC_MCONTEXT + MC_CSGSFS, 0x002b_0000_0000_0033);
+    for off in [MC_ERR, MC_TRAPNO, MC_TRAPNO + 8, MC_TRAPNO + 16] {
+        m.write_u64(uc + UC_MCONTEXT + off, 0);
+    }
+    m.write_u64(uc + UC_MCONTEXT + MC_FPSTATE, slot.stub_addr() + TF_FP);
+    let mut info = [0u8; SIGINFO_SIZE];
+    info[0..4].copy_from_slice(&libc::SIGSYS.to_le_bytes());
+    info[8..12].copy_from_slice(&SYS_SECCOMP.to_le_bytes());
+    info[28..32].copy_from_slice(&code::AUDIT_ARCH_X86_64.to_le_bytes());
+    m.write(TF_INFO as usize, &info);
 }
 
 /// Where the parked thread's signal frame is, as offsets into its slot.
@@ -1303,24 +1336,33 @@ impl Context for SystrapContext {
                 .store(1, Ordering::Relaxed);
             b.gs_base = Some(state.regs.gs_base);
         }
-        // How long the Sentry took since the last event is what the stub
-        // thread spun for (or would have).
-        let max = self.spin.max;
-        if let Some(at) = self.event_at.take() {
-            self.spin.stub = Spin::adapt(self.spin.stub, at.elapsed(), max);
-        }
-        let stub_cycles = (self.spin.stub.as_nanos() as f64 * self.tsc_per_us / 1000.0) as u64;
+        let stub_cycles = (self.spin.stub.as_nanos() as f64 * self.tsc_per_us / 1000.0) as u32;
         slot.mem
-            .u64_at(MSG_SPIN_CYCLES as usize)
+            .u32_at(MSG_SPIN_CYCLES as usize)
             .store(stub_cycles, Ordering::Relaxed);
-        let resumed = Instant::now();
-        slot.resume();
+        // The clock is read only where a budget is below its maximum (and
+        // a wait is slow anyway): while spins succeed they cost nothing.
+        let max = self.spin.max;
+        let processing = self.event_at.take().map(|at| at.elapsed());
+        let resumed = (self.spin.sentry < max).then(Instant::now);
+        let stub_slept = slot.resume();
         let waited = slot.wait_event(None, self.spin.sentry);
         self.interrupter.running.store(0, Ordering::SeqCst);
-        waited?;
-        let now = Instant::now();
-        self.spin.sentry = Spin::adapt(self.spin.sentry, now - resumed, max);
-        self.event_at = Some(now);
+        let slept = waited?;
+        // The stub thread spun for the Sentry's answer, and slept if it
+        // took longer than its budget.
+        self.spin.stub = match (stub_slept, processing) {
+            (false, _) => max,
+            (true, Some(took)) => Spin::adapt(self.spin.stub, took, max),
+            (true, None) => Spin::adapt(self.spin.stub, Duration::MAX, max),
+        };
+        // The Sentry spun for the event, and slept if it took longer.
+        self.spin.sentry = match (slept, resumed) {
+            (false, _) => max,
+            (true, Some(at)) => Spin::adapt(self.spin.sentry, at.elapsed(), max),
+            (true, None) => Spin::adapt(self.spin.sentry, Duration::MAX, max),
+        };
+        self.event_at = (self.spin.stub < max).then(Instant::now);
 
         b.frame = Frame::locate(slot)?;
         let (err, trapno) = b.frame.load_regs(slot, &mut state.regs);
