@@ -57,7 +57,8 @@
 //!   sleeps), and the handler returns into the application with
 //!   `rt_sigreturn`. A new thread's first trap is a refused `getpid` at the
 //!   end of its setup, so every entry into application code, the first
-//!   included, is a signal return. Both sides spin (adaptive budgets, `Spin`) before sleeping; the
+//!   included, is a signal return (or, after a patched syscall, the
+//!   trampoline's return, below). Both sides spin (adaptive budgets, `Spin`) before sleeping; the
 //!   futex words are shared (not process-private) because the two sides
 //!   are different processes.
 //! - **fs/gs base** are not in a signal frame: the Sentry asks the handler
@@ -78,12 +79,14 @@
 //!   keeps at the slot while the application's GS base is 0 (the handler
 //!   reports the slot as 0); with any other GS base it faults at a known
 //!   `ud2`, which `switch` turns into the syscall (slow but exact). It
-//!   then builds what the kernel would have put in a signal frame at the
+//!   then fills in what the kernel would have put in a signal frame at the
 //!   bottom of the slot's signal stack (every register, the flags from
 //!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
-//!   `syscall` leaves them, an XSAVE area with the kernel's
-//!   software-reserved bytes, copied from the thread's first frame; a
-//!   SIGSYS `siginfo`), and hands it over exactly as the handler does, so
+//!   `syscall` leaves them, the XSAVE area); the parts that never change
+//!   (a SIGSYS `siginfo`, segments, the kernel's XSAVE software-reserved
+//!   bytes, copied from the thread's first frame) the Sentry wrote once,
+//!   so a round trip moves few cache lines. It hands the frame over
+//!   exactly as the handler does, so
 //!   `switch` cannot tell the two apart (except for
 //!   [`Context::syscall_trapped`], which says which sites are worth
 //!   patching). It returns without a syscall: `xrstor` when the Sentry
