@@ -188,7 +188,7 @@ struct Mode {
 
 /// Every case runs on each platform (systrap is the default); file access
 /// over lisafs (`--directfs=false`) runs the basic and file cases.
-const MODES: [Mode; 3] = [
+const MODES: [Mode; 4] = [
     Mode {
         name: "systrap",
         flags: &["--platform=systrap"],
@@ -203,6 +203,12 @@ const MODES: [Mode; 3] = [
         name: "systrap+nodirectfs",
         flags: &["--platform=systrap", "--directfs=false"],
         files: Some(&["basic", "files"]),
+    },
+    // Every syscall through the signal path, as before syscall patching.
+    Mode {
+        name: "systrap+nopatch",
+        flags: &["--platform=systrap", "--systrap-disable-syscall-patching"],
+        files: Some(&["basic"]),
     },
 ];
 

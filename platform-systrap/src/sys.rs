@@ -197,6 +197,7 @@ pub fn kill(pid: i32) {
 /// nothing else, traced by the calling thread and stopped with SIGSTOP
 /// before it runs anything else. Returns its pid.
 pub fn clone_stopped_stub() -> Result<i32, Errno> {
+    let parent = std::process::id() as libc::c_long;
     // SAFETY: a raw clone without CLONE_VM gives the child a copy of our
     // memory, like fork. The child runs only `stub_child`, which makes raw
     // syscalls and touches no lock, allocator or other shared state, so it
@@ -212,18 +213,22 @@ pub fn clone_stopped_stub() -> Result<i32, Errno> {
         )
     };
     match pid {
-        0 => stub_child(),
+        0 => stub_child(parent),
         p if p < 0 => Err(last_errno()),
         p => Ok(p as i32),
     }
 }
 
 /// The child side of [`clone_stopped_stub`]: only raw syscalls from here on.
-fn stub_child() -> ! {
+fn stub_child(parent: libc::c_long) -> ! {
     // SAFETY: raw syscalls with integer arguments and a pointer to an empty
     // signal set on this thread's stack; nothing here allocates or locks.
     unsafe {
         libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // A parent that died before the prctl never sends the signal.
+        if libc::syscall(libc::SYS_getppid) != parent {
+            libc::syscall(libc::SYS_exit_group, 1);
+        }
         libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);
         unregister_rseq();
         let empty: u64 = 0;

@@ -170,3 +170,118 @@ fn address_spaces_change_without_ptrace() {
     }
     assert_eq!(traced_children(), 1);
 }
+
+/// Every process descending from `root` (stub processes and stub threads
+/// are processes of their own), with its state letter.
+fn descendants(root: i32) -> Vec<(i32, char)> {
+    let mut procs = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        procs.push((pid, ppid, state));
+    }
+    let mut out: Vec<(i32, char)> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, state) in &procs {
+            if ppid == parent && !out.iter().any(|&(p, _)| p == pid) {
+                out.push((pid, state));
+                frontier.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Not a test by itself: run by `no_stub_outlives_its_sentry` in a child
+/// process, which makes stubs of both platforms (address spaces forked from
+/// a template, stub threads), lists them and dies abruptly.
+#[test]
+fn helper_make_stubs_then_die() {
+    if std::env::var_os("RUNSC_STUB_ORPHAN_HELPER").is_none() {
+        return;
+    }
+    let file = code_file(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7]);
+    let sys = SystrapPlatform::new().unwrap();
+    let spaces: Vec<_> = (0..3).map(|_| space_with(&sys, &file)).collect();
+    for space in &spaces {
+        let mut ctx = sys.new_context().unwrap();
+        let mut st = sys.initial_state();
+        st.regs.rip = CODE_ADDR;
+        ctx.switch(space.as_ref(), &mut st).unwrap();
+        std::mem::forget(ctx);
+    }
+    let pt = platform_systrap::PtracePlatform::new().unwrap();
+    let pspaces: Vec<_> = (0..2)
+        .map(|_| common::space_with_code(&pt, &file))
+        .collect();
+    for space in &pspaces {
+        let mut ctx = pt.new_context().unwrap();
+        let mut st = pt.initial_state();
+        st.regs.rip = CODE_ADDR;
+        ctx.switch(space.as_ref(), &mut st).unwrap();
+        std::mem::forget(ctx);
+    }
+    std::mem::forget(spaces);
+    std::mem::forget(pspaces);
+    let pids: Vec<String> = descendants(std::process::id() as i32)
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    println!("STUBS {}", pids.join(" "));
+    // SAFETY: kill takes plain integers; this process ends here.
+    unsafe { libc::kill(std::process::id() as i32, libc::SIGKILL) };
+}
+
+#[test]
+fn no_stub_outlives_its_sentry() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_make_stubs_then_die",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUNSC_STUB_ORPHAN_HELPER", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("STUBS ").map(|(_, pids)| pids))
+        .unwrap_or_else(|| panic!("helper printed no stubs: {stdout}"));
+    let pids: Vec<i32> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.len() >= 5, "{pids:?}");
+    let alive = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie nobody has reaped yet.
+        !stat.is_empty()
+            && !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stubs outlived their Sentry: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -171,6 +171,41 @@ pub trait Context: Send {
 
     /// A handle that interrupts this context from any thread.
     fn interrupter(&self) -> Arc<dyn Interrupter>;
+
+    /// Whether the last [`SwitchEvent::Syscall`] came from a `syscall`
+    /// instruction the platform trapped (so the two bytes before `rip`
+    /// are that instruction and the site may be patched), as opposed to a
+    /// trampoline of an already patched site.
+    fn syscall_trapped(&self) -> bool {
+        false
+    }
+}
+
+/// What a platform offers for syscall patching (upstream's "usertrap"):
+/// the Sentry may rewrite an application's `mov $nr,%eax; syscall`
+/// (`b8 nn nn nn nn 0f 05`) into `jmp *abs32` (`ff 24 25` + the 4-byte
+/// address of an 8-byte slot holding a trampoline's address), the
+/// trampoline loading `rcx` with the return address (the instruction after
+/// the old `syscall`) ORed with `nr << 48` and jumping to [`entry`]. The
+/// platform then reports [`SwitchEvent::Syscall`] with exactly the state a
+/// trapped `syscall` would have had.
+///
+/// [`entry`]: SyscallPatching::entry
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallPatching {
+    /// Where the trampoline table goes in every address space, and its
+    /// length: below 2 GiB and below [`Platform::min_user_address`], so
+    /// the application can neither map over it nor unmap it. The third
+    /// byte of every address in it is an invalid opcode in 64-bit mode, so
+    /// the byte that was the `syscall`'s first faults (SIGILL).
+    pub table_addr: u64,
+    pub table_len: u64,
+    /// The platform's trampoline entry.
+    pub entry: u64,
+    /// A second entry for sites whose number is not an immediate (glibc's
+    /// `syscall(2)`, which ends `mov 8(%rsp),%r9; syscall`): `rcx` = the
+    /// return address, `rax` = the number, as the old `syscall` had it.
+    pub entry_rax: u64,
 }
 
 /// A way of running application code, selected by `--platform`.
@@ -216,6 +251,11 @@ pub trait Platform: Send + Sync {
     /// The initial register state of a fresh task (segment selectors and
     /// flags valid for this platform, FP in its reset state).
     fn initial_state(&self) -> ArchState;
+
+    /// Syscall patching, when this platform does it and it is enabled.
+    fn syscall_patching(&self) -> Option<SyscallPatching> {
+        None
+    }
 }
 
 #[cfg(test)]

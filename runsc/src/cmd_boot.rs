@@ -30,7 +30,8 @@ use crate::spec::Spec;
 fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
     match config.get("platform") {
         "systrap" => Ok(Arc::new(
-            SystrapPlatform::new().context("starting the systrap platform")?,
+            SystrapPlatform::with_patching(!config.get_bool("systrap-disable-syscall-patching"))
+                .context("starting the systrap platform")?,
         )),
         "ptrace" => Ok(Arc::new(
             PtracePlatform::new().context("starting the ptrace platform")?,

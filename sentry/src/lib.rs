@@ -34,6 +34,7 @@ mod mm;
 mod namespace;
 mod netlink;
 mod netstack_socket;
+mod patch;
 mod pipe;
 mod process;
 pub(crate) mod procfs;

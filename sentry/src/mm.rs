@@ -35,6 +35,10 @@ pub enum VmaKind {
     Vvar,
     /// The vDSO's code (a private copy, as Linux's copy-on-write one).
     Vdso,
+    /// The syscall trampoline table of syscall patching (`crate::patch`):
+    /// below the lowest address the application may map, so it can
+    /// neither map over it, unmap it nor change its protection.
+    Usertrap,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +135,7 @@ impl Vma {
             VmaKind::SharedAnonymous => "/dev/zero (deleted)",
             VmaKind::Vvar => "[vvar]",
             VmaKind::Vdso => "[vdso]",
+            VmaKind::Usertrap => "[usertrap]",
         };
         (perms, name)
     }
@@ -295,6 +300,9 @@ pub struct MemoryManager {
     pub(crate) lock_future: bool,
     /// The process's RLIMIT_AS, RLIMIT_DATA and RLIMIT_STACK soft limits.
     pub(crate) limits: MemoryLimits,
+    /// Syscall patching: the next free entry of the trampoline table, 0
+    /// while the table is not mapped (`crate::patch`).
+    pub(crate) usertrap_next: u32,
 }
 
 /// The resource limits the memory manager enforces.
@@ -446,6 +454,7 @@ impl MemoryManager {
             env: (0, 0),
             lock_future: false,
             limits: MemoryLimits::of(&crate::limits::Limits::default()),
+            usertrap_next: 0,
         }
     }
 
@@ -958,6 +967,7 @@ impl MemoryManager {
         child.args = self.args;
         child.env = self.env;
         child.limits = self.limits;
+        child.usertrap_next = self.usertrap_next;
         for (&start, vma) in &self.vmas {
             if !vma.dontfork {
                 child.vmas.insert(
@@ -1678,6 +1688,77 @@ impl MemoryManager {
                 execute: false,
             },
         )
+    }
+
+    /// Map the syscall trampoline table at `[addr, addr+len)`, below the
+    /// lowest address the application may map: read and execute only,
+    /// private (a fork copies it), never writable by the application.
+    pub(crate) fn map_usertrap(&mut self, addr: u64, len: u64) {
+        let rx = AccessType {
+            read: true,
+            write: false,
+            execute: true,
+        };
+        self.insert_vma(addr, len, rx, VmaKind::Usertrap, None);
+        self.vmas.get_mut(&addr).expect("just inserted").may_write = MayWrite::No;
+    }
+
+    /// Replace `bytes` of the code at `addr` (within one page of a private
+    /// mapping) so that every other thread sees either the old page or the
+    /// new one, never a mix: the new bytes go into a fresh copy of the
+    /// page, which then replaces the old one in the host in one `mmap`
+    /// (as a copy-on-write break does). A thread running on the page
+    /// meanwhile keeps running on the old copy until the swap.
+    pub(crate) fn patch_code(&mut self, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        let end = addr.checked_add(bytes.len() as u64).ok_or(Errno::EFAULT)?;
+        let page = page_down(addr);
+        if bytes.is_empty() || end > page + PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        let (_, vma) = self.vma_at(addr).ok_or(Errno::EFAULT)?;
+        if vma.shared.is_some() || vma.end < end {
+            return Err(Errno::EINVAL);
+        }
+        let vma_access = vma.access;
+        // Backed and this address space's own (a COW break copies it).
+        self.prepare_write(addr, end)?;
+        self.split_pma_at(page);
+        self.split_pma_at(page + PAGE_SIZE);
+        let pma = self.pmas.get(&page).ok_or(Errno::EFAULT)?;
+        let (old, mapped) = (pma.offset, pma.host.is_some());
+        let copy = self.mf.allocate_private(PAGE_SIZE)?;
+        self.mf.copy_populated(old, copy, PAGE_SIZE);
+        self.mf.copy_out(copy + (addr - page), bytes);
+        self.pmas.get_mut(&page).expect("just found").offset = copy;
+        if mapped {
+            if let Err(code) = self.host_map_pma(page, vma_access, false) {
+                tracing::error!("remapping a patched page: si_code {code}");
+            }
+        }
+        self.mf.release_private(old, PAGE_SIZE);
+        Ok(())
+    }
+
+    /// Copy application code at `addr` into `buf`: needs execute access
+    /// (not read: code may be execute-only).
+    pub(crate) fn copy_in_code(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let need = AccessType {
+            read: false,
+            write: false,
+            execute: true,
+        };
+        self.walk(addr, buf.len(), need, |b, pos, n| match b {
+            Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
+            Backing::Zero => buf[pos..pos + n].fill(0),
+        })
+    }
+
+    /// Whether `[addr, addr+len)` lies in one private mapping that is
+    /// executable and not writable: code the Sentry may patch.
+    pub(crate) fn is_private_code(&self, addr: u64, len: u64) -> bool {
+        self.vma_at(addr).is_some_and(|(_, v)| {
+            v.shared.is_none() && v.access.execute && !v.access.write && v.end >= addr + len
+        })
     }
 
     /// Copy `buf` to application memory regardless of its protection, as the

@@ -476,6 +476,15 @@ impl Task {
             self.handle.cpu.leave_app();
             match event {
                 Ok(SwitchEvent::Syscall) => {
+                    crate::patch::maybe_patch(&self);
+                    syscalls::dispatch(&mut self);
+                    if self.exit.is_none() {
+                        self.deliver_signals(true);
+                    }
+                }
+                Ok(SwitchEvent::Signal { info, .. })
+                    if info.signo == libc::SIGILL && crate::patch::syscall_at_site(&mut self) =>
+                {
                     syscalls::dispatch(&mut self);
                     if self.exit.is_none() {
                         self.deliver_signals(true);

@@ -32,21 +32,33 @@ const CFG_FPROG: u64 = 0x20;
 const CFG_FSGSBASE: u64 = 0x30;
 /// An empty signal set for `rt_sigprocmask`.
 const CFG_EMPTY_MASK: u64 = 0x38;
-/// How many TSC cycles the handler spins waiting for the Sentry before it
-/// sleeps on the futex (u64).
+/// The most TSC cycles the handler spins waiting for the Sentry before it
+/// sleeps on the futex (u64); the Sentry sets the budget for each wait
+/// in the slot (`MSG_SPIN_CYCLES`), at most this.
 const CFG_SPIN_CYCLES: u64 = 0x40;
+/// The first slot's address and one past the last's (u64 each): the
+/// syscall trampoline takes the GS base for its slot only inside them.
+const CFG_SLOTS_LO: u64 = 0x48;
+const CFG_SLOTS_HI: u64 = 0x50;
+/// The Sentry's process id (u32): every stub process and thread is its
+/// child, and checks so right after asking for its parent-death signal
+/// (a parent that died before that would never send it).
+const CFG_SENTRY_PID: u64 = 0x58;
 /// The seccomp filter's instructions.
 const CFG_FILTER: u64 = 0x80;
 
 /// The configuration fields, (offset, size), in address order; a test
 /// checks that they do not overlap.
 #[cfg(test)]
-pub const CFG_FIELDS: [(u64, u64); 6] = [
+pub const CFG_FIELDS: [(u64, u64); 9] = [
     (CFG_SIGACTION, 32),
     (CFG_FPROG, 16),
     (CFG_FSGSBASE, 4),
     (CFG_EMPTY_MASK, 8),
     (CFG_SPIN_CYCLES, 8),
+    (CFG_SLOTS_LO, 8),
+    (CFG_SLOTS_HI, 8),
+    (CFG_SENTRY_PID, 4),
     (CFG_FILTER, 8),
 ];
 
@@ -70,13 +82,19 @@ std::arch::global_asm!(
     ".Lthread_setup:",
     "mov r15, rsp",
     "and r15, -{slot}", // r15 = the slot (per-thread shared memory)
-    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the stub's first thread.
+    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry's thread that
+    // is our parent; if the Sentry is gone already, so are we.
     "mov eax, 157",
     "mov edi, 1",
     "mov esi, 9",
     "syscall",
     "test rax, rax",
     "jnz 3f",
+    "mov eax, 110", // getppid
+    "syscall",
+    "cmp eax, dword ptr [rip + .Lsystrap_base + {page} + {cfg_sentry_pid}]",
+    "mov rax, -3", // ESRCH
+    "jne 3f",
     // sigaltstack(&stacks[slot index], NULL), from the read-only table.
     "mov rdi, r15",
     "mov rax, {slots_base}",
@@ -150,6 +168,58 @@ std::arch::global_asm!(
     "runsc_systrap_handler:",
     "mov rbx, rsp",
     "and rbx, -{slot}", // rbx = the slot
+    // The syscall trampoline (below) is the only stub code that runs with
+    // signals unblocked. A fault there is reported as any other; a
+    // signal sent by a process (our interrupt) is either dropped, because
+    // the trampoline is on its way to report an event anyway (the
+    // Sentry's interrupt stays pending until its next switch), or, once
+    // the Sentry has resumed the thread, reported in the trampoline's
+    // place, with the trampoline's frame (the state the Sentry wrote) as
+    // the interrupted context.
+    "mov rax, [rdx + {uc_rip}]",
+    "lea rcx, [rip + .Ltramp_start]",
+    "cmp rax, rcx",
+    "jb .Lh_report",
+    "lea rcx, [rip + .Ltramp_end]",
+    "cmp rax, rcx",
+    "jae .Lh_report",
+    "cmp edi, 17",
+    "je .Lh_tramp",
+    "cmp dword ptr [rsi + 8], 0",
+    "jg .Lh_report",
+    ".Lh_tramp:",
+    "lea rcx, [rip + .Ltramp_exit]",
+    "cmp rax, rcx",
+    "jae .Lh_adopt",
+    "lea rcx, [rip + .Ltramp_published]",
+    "cmp rax, rcx",
+    "jb .Lh_drop",
+    "cmp dword ptr [rbx + {state}], {resume}",
+    "je .Lh_adopt",
+    ".Lh_drop:",
+    "add rsp, 8",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+    // Report the interrupt from the trampoline's frame, with the thread
+    // pointers the Sentry asked for already in place.
+    ".Lh_adopt:",
+    "mov dword ptr [rbx + {stub_sleeping}], 0",
+    "cmp dword ptr [rbx + {set_fs}], 0",
+    "je 1f",
+    "mov rax, [rbx + {fs_base}]",
+    "wrfsbase rax",
+    "mov dword ptr [rbx + {set_fs}], 0",
+    "1:",
+    "cmp dword ptr [rbx + {set_gs}], 0",
+    "je 1f",
+    "mov rax, [rbx + {gs_base}]",
+    "wrgsbase rax",
+    "mov dword ptr [rbx + {set_gs}], 0",
+    "1:",
+    "lea rsp, [rbx + {tf_pret}]",
+    "lea rdx, [rbx + {tf_uc}]",
+    ".Lh_report:",
     "mov [rbx + {siginfo_ptr}], rsi",
     "mov [rbx + {uctx_ptr}], rdx",
     "cmp dword ptr [rip + .Lsystrap_base + {page} + {cfg_fsgsbase}], 0",
@@ -176,7 +246,11 @@ std::arch::global_asm!(
     "shl rdx, 32",
     "or rax, rdx",
     "mov rsi, rax",
-    "add rsi, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "mov eax, dword ptr [rbx + {spin}]", // the Sentry's budget, at most the configured one
+    "mov rdx, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "cmp rax, rdx",
+    "cmova rax, rdx",
+    "add rsi, rax",
     "6:",
     "cmp dword ptr [rbx + {state}], {resume}",
     "je 9f",
@@ -239,13 +313,18 @@ std::arch::global_asm!(
     "runsc_systrap_server_clone_stop:",
     "ud2",
     "20:",
-    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry.
+    // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the Sentry (and exit if
+    // it is gone already).
     "mov eax, 157",
     "mov edi, 1",
     "mov esi, 9",
     "syscall",
     "test rax, rax",
     "jnz 29f",
+    "mov eax, 110",
+    "syscall",
+    "cmp eax, dword ptr [rip + .Lsystrap_base + {page} + {cfg_sentry_pid}]",
+    "jne 29f",
     "mov r12, {req_addr}",
     "mov r13, {rep_addr}",
     "xor r14d, r14d",
@@ -316,6 +395,10 @@ std::arch::global_asm!(
     "syscall",
     "test rax, rax",
     "jnz 29f",
+    "mov eax, 110", // and the Sentry must still be our parent
+    "syscall",
+    "cmp eax, dword ptr [rip + .Lsystrap_base + {page} + {cfg_sentry_pid}]",
+    "jne 29f",
     "mov rdi, r12", // mmap(req, PAGE, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)
     "mov esi, {page}",
     "mov edx, 1",
@@ -354,6 +437,198 @@ std::arch::global_asm!(
     "mov eax, 60", // exit(1)
     "mov edi, 1",
     "syscall",
+    "ud2",
+    // ---- The syscall trampoline: where a patched `mov $nr,%eax; syscall`
+    // jumps (through its entry in the table the Sentry writes below
+    // 2 GiB), with rcx = the return address | nr << 48. rax, rcx and r11
+    // are the application's to lose (a syscall clobbers them); everything
+    // else, the flags included, is saved as a trap would: a signal frame
+    // (registers, XSAVE area with the kernel's software-reserved bytes)
+    // at the bottom of the slot's signal stack, then the handler's
+    // handoff, then `rt_sigreturn` from that frame. The slot is the GS
+    // base (the platform keeps it there while the application's is 0);
+    // any other GS base takes the fallback below.
+    ".p2align 4",
+    ".Ltramp_start:",
+    // The second entry: the number in rax (any value), rcx = the return
+    // address; numbers that do not fit 16 bits take the fallback.
+    ".globl runsc_systrap_tramp_entry_rax",
+    "runsc_systrap_tramp_entry_rax:",
+    "mov r11, rax",
+    "lahf",
+    "seto al",
+    "cmp r11, 0xffff",
+    "ja .Ltramp_fallback_rax",
+    "shl r11, 48",
+    "or rcx, r11",
+    "jmp 1f",
+    ".globl runsc_systrap_tramp_entry",
+    "runsc_systrap_tramp_entry:",
+    "lahf",
+    "seto al", // ax = the arithmetic flags
+    "1:",
+    "rdgsbase r11",
+    "cmp r11, qword ptr [rip + .Lsystrap_base + {page} + {cfg_slots_lo}]",
+    "jb .Ltramp_fallback",
+    "cmp r11, qword ptr [rip + .Lsystrap_base + {page} + {cfg_slots_hi}]",
+    "jae .Ltramp_fallback",
+    "test r11d, {slot_low}",
+    "jnz .Ltramp_fallback",
+    "mov [r11 + {tf_mc} + 0], r8",
+    "mov [r11 + {tf_mc} + 8], r9",
+    "mov [r11 + {tf_mc} + 16], r10",
+    "mov [r11 + {tf_mc} + 32], r12",
+    "mov [r11 + {tf_mc} + 40], r13",
+    "mov [r11 + {tf_mc} + 48], r14",
+    "mov [r11 + {tf_mc} + 56], r15",
+    "mov [r11 + {tf_mc} + 64], rdi",
+    "mov [r11 + {tf_mc} + 72], rsi",
+    "mov [r11 + {tf_mc} + 80], rbp",
+    "mov [r11 + {tf_mc} + 88], rbx",
+    "mov [r11 + {tf_mc} + 96], rdx",
+    "mov [r11 + {tf_mc} + 120], rsp",
+    "mov rbx, r11", // rbx = the slot from here on
+    "lea rsp, [rbx + {tf_pret}]",
+    // rflags: the system flags as they are, the arithmetic ones from ax.
+    "pushfq",
+    "pop rdi",
+    "and rdi, -2262", // ~(CF|PF|AF|ZF|SF|OF)
+    "movzx esi, ah",
+    "and esi, 0xd5",
+    "or rdi, rsi",
+    "movzx esi, al",
+    "shl esi, 11",
+    "or rdi, rsi",
+    "mov [rbx + {tf_mc} + 136], rdi", // eflags
+    "mov [rbx + {tf_mc} + 24], rdi",  // r11 = rflags, as a syscall leaves it
+    "mov rax, rcx",
+    "shr rax, 48",
+    "mov [rbx + {tf_mc} + 104], rax", // rax = nr, as a seccomp trap shows it
+    "shl rcx, 16",
+    "shr rcx, 16",
+    "mov [rbx + {tf_mc} + 128], rcx", // rip
+    "mov [rbx + {tf_mc} + 112], rcx", // rcx = rip, as a syscall leaves it
+    // The rest of the frame (segments, FP pointer, flags, the SIGSYS
+    // siginfo, the XSAVE area's software-reserved bytes and closing magic,
+    // which XSAVE leaves alone) the Sentry wrote when the thread started.
+    // XSAVE with the features the kernel's signal frames hold.
+    "mov eax, [rbx + {fpsw} + 8]",
+    "mov edx, [rbx + {fpsw} + 12]",
+    "xsave64 [rbx + {tf_fp}]",
+    "rdfsbase rax",
+    "mov [rbx + {fs_base}], rax",
+    "mov [rbx + {gs_base}], rbx",
+    "lea rax, [rbx + {tf_info}]",
+    "mov [rbx + {siginfo_ptr}], rax",
+    "lea rax, [rbx + {tf_uc}]",
+    "mov [rbx + {uctx_ptr}], rax",
+    // The handoff, as in the handler.
+    "mov dword ptr [rbx + {state}], {event}",
+    ".Ltramp_published:",
+    "mfence",
+    "cmp dword ptr [rbx + {sentry_sleeping}], 0",
+    "je 5f",
+    "mov eax, 202",
+    "lea rdi, [rbx + {state}]",
+    "mov esi, 1",
+    "mov edx, 1",
+    "syscall",
+    "5:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov rsi, rax",
+    "mov eax, dword ptr [rbx + {spin}]", // the Sentry's budget, at most the configured one
+    "mov rdx, [rip + .Lsystrap_base + {page} + {cfg_spin_cycles}]",
+    "cmp rax, rdx",
+    "cmova rax, rdx",
+    "add rsi, rax",
+    "6:",
+    "cmp dword ptr [rbx + {state}], {resume}",
+    "je .Ltramp_exit",
+    "pause",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "cmp rax, rsi",
+    "jb 6b",
+    "7:",
+    "mov dword ptr [rbx + {stub_sleeping}], 1",
+    "mfence",
+    "cmp dword ptr [rbx + {state}], {resume}",
+    "je .Ltramp_exit",
+    "mov eax, 202",
+    "lea rdi, [rbx + {state}]",
+    "xor esi, esi",
+    "mov edx, {event}",
+    "xor r10d, r10d",
+    "syscall",
+    "jmp 7b",
+    // Resumed: from here on an interrupt is reported, not dropped.
+    ".Ltramp_exit:",
+    "mov dword ptr [rbx + {stub_sleeping}], 0",
+    "cmp dword ptr [rbx + {set_fs}], 0",
+    "je 1f",
+    "mov rax, [rbx + {fs_base}]",
+    "wrfsbase rax",
+    "mov dword ptr [rbx + {set_fs}], 0",
+    "1:",
+    // A new GS base: the return below jumps through the old one, so
+    // return with rt_sigreturn instead (rare: arch_prctl(ARCH_SET_GS)).
+    "cmp dword ptr [rbx + {set_gs}], 0",
+    "je 1f",
+    "mov rax, [rbx + {gs_base}]",
+    "wrgsbase rax",
+    "mov dword ptr [rbx + {set_gs}], 0",
+    "add rsp, 8",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+    // Return without a syscall: the FP state if the Sentry changed it,
+    // then the flags and every general register from the frame (which the
+    // Sentry rewrote whole), and a jump to its rip through the GS base,
+    // which is still the slot. Nothing else a signal return restores
+    // (mask, signal stack, segments) differs on this path.
+    "1:",
+    "cmp dword ptr [rbx + {fp_load}], 0",
+    "je 1f",
+    "mov eax, [rbx + {fpsw} + 8]",
+    "mov edx, [rbx + {fpsw} + 12]",
+    "xrstor64 [rbx + {tf_fp}]",
+    "1:",
+    "mov rax, [rbx + {tf_mc} + 128]",
+    "mov [rbx + {ret_rip}], rax",
+    "push qword ptr [rbx + {tf_mc} + 136]",
+    "popfq",
+    "mov r8, [rbx + {tf_mc} + 0]",
+    "mov r9, [rbx + {tf_mc} + 8]",
+    "mov r10, [rbx + {tf_mc} + 16]",
+    "mov r11, [rbx + {tf_mc} + 24]",
+    "mov r12, [rbx + {tf_mc} + 32]",
+    "mov r13, [rbx + {tf_mc} + 40]",
+    "mov r14, [rbx + {tf_mc} + 48]",
+    "mov r15, [rbx + {tf_mc} + 56]",
+    "mov rdi, [rbx + {tf_mc} + 64]",
+    "mov rsi, [rbx + {tf_mc} + 72]",
+    "mov rbp, [rbx + {tf_mc} + 80]",
+    "mov rdx, [rbx + {tf_mc} + 96]",
+    "mov rax, [rbx + {tf_mc} + 104]",
+    "mov rcx, [rbx + {tf_mc} + 112]",
+    "mov rsp, [rbx + {tf_mc} + 120]",
+    "mov rbx, [rbx + {tf_mc} + 88]",
+    "jmp qword ptr gs:[{ret_rip}]",
+    ".Ltramp_end:",
+    // The GS base is not a slot (the application set its own): fault
+    // here; the platform makes the syscall of it from rcx and ax.
+    ".Ltramp_fallback:",
+    ".globl runsc_systrap_tramp_fallback",
+    "runsc_systrap_tramp_fallback:",
+    "ud2",
+    // The same from the second entry, with the number in r11 and the
+    // return address in rcx.
+    ".Ltramp_fallback_rax:",
+    ".globl runsc_systrap_tramp_fallback_rax",
+    "runsc_systrap_tramp_fallback_rax:",
     "ud2",
     // ---- sa_restorer (required on x86-64; the handler never returns to it).
     ".globl runsc_systrap_restorer",
@@ -400,6 +675,20 @@ std::arch::global_asm!(
     op_fork = const OP_FORK,
     thread_flags = const THREAD_FLAGS,
     fork_flags = const FORK_FLAGS,
+    uc_rip = const UC_MCONTEXT_OFF + 128,
+    tf_pret = const TF_PRET,
+    tf_uc = const TF_UC,
+    tf_mc = const TF_UC + UC_MCONTEXT_OFF,
+    tf_fp = const TF_FP,
+    tf_info = const TF_INFO,
+    fpsw = const MSG_FPSW,
+    cfg_slots_lo = const CFG_SLOTS_LO,
+    cfg_slots_hi = const CFG_SLOTS_HI,
+    cfg_sentry_pid = const CFG_SENTRY_PID,
+    fp_load = const MSG_FP_LOAD,
+    spin = const MSG_SPIN_CYCLES,
+    ret_rip = const MSG_RET_RIP,
+    slot_low = const SLOT_SIZE - 1,
 );
 
 extern "C" {
@@ -409,6 +698,30 @@ extern "C" {
     fn runsc_systrap_server_clone();
     fn runsc_systrap_server_clone_stop();
     fn runsc_systrap_end();
+    fn runsc_systrap_tramp_entry();
+    fn runsc_systrap_tramp_fallback();
+    fn runsc_systrap_tramp_entry_rax();
+    fn runsc_systrap_tramp_fallback_rax();
+}
+
+/// The trampoline's entry taking the number in rax.
+pub fn tramp_entry_rax() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_tramp_entry_rax)
+}
+
+/// Where that entry faults for a number beyond 16 bits.
+pub fn tramp_fallback_rax() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_tramp_fallback_rax)
+}
+
+/// The syscall trampoline's entry in every stub.
+pub fn tramp_entry() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_tramp_entry)
+}
+
+/// Where the trampoline faults when the GS base is not a slot.
+pub fn tramp_fallback() -> u64 {
+    CODE_ADDR + offset(runsc_systrap_tramp_fallback)
 }
 
 fn addr(f: unsafe extern "C" fn()) -> u64 {
@@ -481,6 +794,13 @@ pub fn image(fsgsbase: bool, spin_cycles: u64) -> Vec<u8> {
     put(cfg, CFG_FSGSBASE, &u32::from(fsgsbase).to_le_bytes());
     put(cfg, CFG_EMPTY_MASK, &0u64.to_le_bytes());
     put(cfg, CFG_SPIN_CYCLES, &spin_cycles.to_le_bytes());
+    put(cfg, CFG_SLOTS_LO, &SLOTS_BASE.to_le_bytes());
+    put(cfg, CFG_SENTRY_PID, &std::process::id().to_le_bytes());
+    put(
+        cfg,
+        CFG_SLOTS_HI,
+        &(SLOTS_BASE + MAX_SLOTS as u64 * SLOT_SIZE).to_le_bytes(),
+    );
     let mut off = CFG_FILTER;
     for insn in &filter {
         put(cfg, off, &insn.to_bytes());

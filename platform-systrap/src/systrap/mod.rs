@@ -57,7 +57,8 @@
 //!   sleeps), and the handler returns into the application with
 //!   `rt_sigreturn`. A new thread's first trap is a refused `getpid` at the
 //!   end of its setup, so every entry into application code, the first
-//!   included, is a signal return. Both sides spin before sleeping; the
+//!   included, is a signal return (or, after a patched syscall, the
+//!   trampoline's return, below). Both sides spin (adaptive budgets, `Spin`) before sleeping; the
 //!   futex words are shared (not process-private) because the two sides
 //!   are different processes.
 //! - **fs/gs base** are not in a signal frame: the Sentry asks the handler
@@ -65,6 +66,38 @@
 //!   what the thread has, and, when the CPU lets user space change them
 //!   (`FSGSBASE`), the handler reads them back with `rdfsbase/rdgsbase` on
 //!   every trap.
+//! - **Syscall patching** (upstream's "usertrap"; off with
+//!   `--systrap-disable-syscall-patching`, and on hosts without `FSGSBASE`).
+//!   The Sentry (`sentry/src/patch.rs`) rewrites a trapped
+//!   `mov $nr,%eax; syscall` into `jmp *abs32` through an entry of a
+//!   per-process table at [`layout::TABLE_ADDR`] (below
+//!   [`layout::MIN_USER_ADDR`], the lowest address the application may
+//!   map, so it can neither map over nor unmap it; a fork copies it, an
+//!   exec drops it). The entry loads `rcx` with the return address and
+//!   `nr << 48` and jumps to the trampoline in the stub code. The
+//!   trampoline finds its slot through the GS base, which the platform
+//!   keeps at the slot while the application's GS base is 0 (the handler
+//!   reports the slot as 0); with any other GS base it faults at a known
+//!   `ud2`, which `switch` turns into the syscall (slow but exact). It
+//!   then fills in what the kernel would have put in a signal frame at the
+//!   bottom of the slot's signal stack (every register, the flags from
+//!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
+//!   `syscall` leaves them, the XSAVE area); the parts that never change
+//!   (a SIGSYS `siginfo`, segments, the kernel's XSAVE software-reserved
+//!   bytes, copied from the thread's first frame) the Sentry wrote once,
+//!   so a round trip moves few cache lines. It hands the frame over
+//!   exactly as the handler does, so
+//!   `switch` cannot tell the two apart (except for
+//!   [`Context::syscall_trapped`], which says which sites are worth
+//!   patching). It returns without a syscall: `xrstor` when the Sentry
+//!   wrote FP state, `popfq`, every register, and a jump through the GS
+//!   base (`rt_sigreturn` from the frame when the Sentry changes the GS
+//!   base). The trampoline runs with signals unblocked: the handler drops
+//!   an interrupt that lands in it before its event is published (the
+//!   event returns to the Sentry anyway, and the Sentry's interrupt stays
+//!   pending for its next switch) and, once the Sentry has resumed the
+//!   thread, reports the interrupt in the trampoline's place with the
+//!   trampoline's frame as the interrupted state.
 //! - **Interrupts** send SIGCHLD ([`platform::SIGNAL_INTERRUPT`]) with
 //!   `tgkill` to the stub thread while it runs a context; its handler
 //!   reports the event like any other, and `switch` returns
@@ -104,10 +137,13 @@
 //!   few microseconds after the Sentry believes it gone.
 //! - No pool of ready address spaces: each is forked from the template
 //!   when asked for.
-//! - Spin budgets are fixed (20 µs each side), not adapted to load or to
-//!   the number of cores.
-//! - No syscall patching; every syscall pays a signal delivery and an
-//!   `rt_sigreturn`, which dominates the round trip.
+//! - Spin budgets adapt only to how quickly answers come (see `Spin`),
+//!   not to how busy the host's CPUs are.
+//! - The trampoline saves the XSAVE area on every patched syscall, though
+//!   the Sentry reads it only to deliver a signal or on a fault.
+//! - A full trampoline table (2047 sites per process) stops patching;
+//!   entries of unmapped code are not reused, and code moved by `mremap`
+//!   keeps jumping to entries that return to its old address.
 //! - The Sentry's own seccomp allow-list (not built yet) will need
 //!   `memfd_create`, shared `futex`, `tgkill`, `wait4` and `mmap` of the
 //!   slots for this platform.
@@ -123,7 +159,7 @@ use std::time::{Duration, Instant};
 use abi::Errno;
 use platform::{
     AccessType, AddressSpace, ArchState, Context, FpState, Interrupter, Platform, PlatformError,
-    Regs, SignalInfo, SwitchEvent, SIGNAL_INTERRUPT,
+    Regs, SignalInfo, SwitchEvent, SyscallPatching, SIGNAL_INTERRUPT,
 };
 
 use crate::interrupt::StubInterrupter;
@@ -157,8 +193,45 @@ mod layout {
     pub const MSG_GS_BASE: u64 = 0x28;
     pub const MSG_SET_FS: u64 = 0x30;
     pub const MSG_SET_GS: u64 = 0x34;
+    /// The Sentry wrote FP state into the frame for this resume (u32):
+    /// the trampoline's return loads it (a signal return always does).
+    pub const MSG_FP_LOAD: u64 = 0x38;
+    /// How many TSC cycles the stub spins for the Sentry's answer before it
+    /// sleeps (u32), set by the Sentry for each wait (see `Spin`).
+    /// Everything above is in the first cache line, the only one of the
+    /// message words both sides write on every round trip.
+    pub const MSG_SPIN_CYCLES: u64 = 0x3c;
+    /// The software-reserved bytes (`struct _fpx_sw_bytes`, 48) of the
+    /// XSAVE area in the kernel's signal frames for this thread, copied by
+    /// the Sentry from its first frame (also into the trampoline's frame,
+    /// where XSAVE leaves them alone), for the trampoline's XSAVE mask.
+    pub const MSG_FPSW: u64 = 0x40;
+    /// Where the trampoline's return jumps (through the GS base).
+    pub const MSG_RET_RIP: u64 = 0x78;
     /// The failing syscall's result if the thread's setup failed.
-    pub const MSG_SETUP_ERR: u64 = 0x38;
+    pub const MSG_SETUP_ERR: u64 = 0x80;
+
+    /// The syscall trampoline's signal frame, at the bottom of the signal
+    /// stack (the kernel puts a signal's frame at its top, so an interrupt
+    /// arriving while the trampoline runs leaves it alone): `pretcode`,
+    /// `struct ucontext`, `siginfo`, then the XSAVE area (64-byte aligned).
+    pub const TF_PRET: u64 = 0x1040;
+    pub const TF_UC: u64 = TF_PRET + 8;
+    pub const TF_INFO: u64 = 0x1180;
+    pub const TF_FP: u64 = 0x1200;
+    /// Where the trampoline's frame must end (the XSAVE area and its
+    /// closing magic word); a larger XSAVE area disables patching.
+    pub const TF_END: u64 = 0x4000;
+    /// `uc_mcontext` in `struct ucontext`.
+    pub const UC_MCONTEXT_OFF: u64 = 40;
+
+    /// The syscall trampoline table (see `platform::SyscallPatching`):
+    /// every address in it has 0x06 (invalid in 64-bit mode) as its third
+    /// byte, and it lies below the lowest address the application may map.
+    pub const TABLE_ADDR: u64 = 0x6_0000;
+    pub const TABLE_LEN: u64 = 0x1_0000;
+    /// The lowest address the application may map: the table's end.
+    pub const MIN_USER_ADDR: u64 = TABLE_ADDR + TABLE_LEN;
 
     /// The syscall thread's request page (read-only in the stub: only the
     /// Sentry writes it) and reply page (read-write) right after it.
@@ -224,16 +297,16 @@ const SIGINFO_SIZE: usize = 128;
 /// `struct _fpx_sw_bytes` in the FXSAVE area's software-reserved bytes.
 const FP_SW_BYTES: usize = 464;
 const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
 const FXSAVE_SIZE: usize = 512;
 const SYS_SECCOMP: i32 = 1;
 
 /// How long the Sentry spins waiting for the syscall thread's answer.
 const REQUEST_SPIN: Duration = Duration::from_micros(10);
-/// How long the Sentry spins on the state word before it sleeps.
-const SENTRY_SPIN: Duration = Duration::from_micros(20);
-/// How long the stub's handler spins waiting for the Sentry before it
-/// sleeps.
-const STUB_SPIN: Duration = Duration::from_micros(20);
+/// The longest the Sentry spins on the state word before it sleeps, and
+/// the longest the stub's handler spins waiting for the Sentry (see
+/// [`Spin`]).
+const MAX_SPIN: Duration = Duration::from_micros(20);
 /// How often a sleeping Sentry looks whether the stub thread died.
 const DEATH_POLL: Duration = Duration::from_millis(50);
 /// How long a new stub thread may take to reach its first trap.
@@ -252,15 +325,76 @@ pub struct SystrapPlatform {
     /// container's cgroup only after the Sentry has started, before the
     /// container's first process.
     template: Mutex<Option<Arc<Space>>>,
+    /// Syscall patching is on.
+    patching: bool,
+    tsc_per_us: f64,
+    max_spin: Duration,
+}
+
+/// Adaptive spin budgets, per context. A waiting side spins (burning its
+/// CPU) in the hope that the other answers sooner than a futex wake-up
+/// would take; that pays only when answers come quickly and another CPU
+/// runs the other side. So each budget is the maximum while the answers
+/// it waits for keep coming within the maximum, and halves each time one
+/// takes longer, down to a quarter of the maximum: never to nothing, or
+/// two sides that both sleep would wake each other slowly (a wake-up of
+/// a halted virtual CPU can take longer than the maximum) and never find
+/// out that spinning pays again. On a single CPU nothing spins.
+#[derive(Clone, Copy, Debug)]
+struct Spin {
+    max: Duration,
+    /// The Sentry waiting for the stub thread's next event.
+    sentry: Duration,
+    /// The stub thread waiting for the Sentry to resume it.
+    stub: Duration,
+}
+
+impl Spin {
+    /// The maximum budget on this host: none with a single CPU.
+    fn max_for_host() -> Duration {
+        match std::thread::available_parallelism() {
+            Ok(n) if n.get() > 1 => MAX_SPIN,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn new(max: Duration) -> Spin {
+        Spin {
+            max,
+            sentry: max,
+            stub: max,
+        }
+    }
+
+    /// A budget after a wait that took `took`.
+    fn adapt(budget: Duration, took: Duration, max: Duration) -> Duration {
+        if took <= max {
+            max
+        } else {
+            (budget / 2).max(max / 4)
+        }
+    }
 }
 
 impl SystrapPlatform {
     /// Builds the stub image and checks that the host runs it: makes one
     /// address space with one thread that must reach its first trap.
+    /// Syscall patching is on where the host allows it.
     pub fn new() -> Result<SystrapPlatform, PlatformError> {
+        SystrapPlatform::with_patching(true)
+    }
+
+    /// As [`SystrapPlatform::new`]; `patching` false never patches
+    /// (`--systrap-disable-syscall-patching`). Patching also needs
+    /// `FSGSBASE` (the trampoline finds its slot through the GS base) and
+    /// an XSAVE area that fits the trampoline's frame.
+    pub fn with_patching(patching: bool) -> Result<SystrapPlatform, PlatformError> {
         let xsave_size = sys::xsave_size().max(FpState::MIN_SIZE);
         let fsgsbase = sys::has_fsgsbase();
-        let spin_cycles = (sys::tsc_per_us() * STUB_SPIN.as_micros() as f64) as u64;
+        let patching = patching && fsgsbase && TF_FP + xsave_size as u64 + 4 <= TF_END;
+        let tsc_per_us = sys::tsc_per_us();
+        let max_spin = Spin::max_for_host();
+        let spin_cycles = (tsc_per_us * max_spin.as_micros() as f64) as u64;
         let image = code::image(fsgsbase, spin_cycles);
         let fd = sys::memfd(c"runsc-systrap-stub", image.len() as u64)
             .map_err(host_err("memfd_create"))?;
@@ -281,7 +415,15 @@ impl SystrapPlatform {
             fsgsbase,
             image,
             template: Mutex::new(None),
+            patching,
+            tsc_per_us,
+            max_spin,
         })
+    }
+
+    /// Whether this platform patches syscalls.
+    pub fn patching(&self) -> bool {
+        self.patching
     }
 
     /// The template, made on first use.
@@ -301,8 +443,11 @@ impl Platform for SystrapPlatform {
         "systrap"
     }
 
+    /// Above the syscall trampoline table (as if the host's
+    /// `vm.mmap_min_addr` were 0x70000), with patching on or off, so the
+    /// two agree on every address.
     fn min_user_address(&self) -> u64 {
-        abi::PAGE_SIZE * 16
+        MIN_USER_ADDR
     }
 
     fn max_user_address(&self) -> u64 {
@@ -322,11 +467,25 @@ impl Platform for SystrapPlatform {
             current: None,
             fp_dirty: true,
             fsgsbase: self.fsgsbase,
+            patching: self.patching,
+            trapped: false,
+            spin: Spin::new(self.max_spin),
+            tsc_per_us: self.tsc_per_us,
+            event_at: None,
         }))
     }
 
     fn initial_state(&self) -> ArchState {
         ArchState::initial(self.xsave_size)
+    }
+
+    fn syscall_patching(&self) -> Option<SyscallPatching> {
+        self.patching.then(|| SyscallPatching {
+            table_addr: TABLE_ADDR,
+            table_len: TABLE_LEN,
+            entry: code::tramp_entry(),
+            entry_rax: code::tramp_entry_rax(),
+        })
     }
 }
 
@@ -373,17 +532,18 @@ impl Slot {
 
     /// Wait for the stub thread's next event (spin, then futex), failing if
     /// the thread dies or `deadline` passes.
-    fn wait_event(&self, deadline: Option<Instant>) -> Result<(), PlatformError> {
+    /// Returns whether it had to sleep.
+    fn wait_event(&self, deadline: Option<Instant>, spin: Duration) -> Result<bool, PlatformError> {
         let state = self.mem.u32_at(MSG_STATE as usize);
         let spin_start = Instant::now();
         'spin: loop {
             for _ in 0..32 {
                 if state.load(Ordering::Acquire) == STATE_EVENT {
-                    return Ok(());
+                    return Ok(false);
                 }
                 std::hint::spin_loop();
             }
-            if spin_start.elapsed() > SENTRY_SPIN {
+            if spin_start.elapsed() >= spin {
                 break 'spin;
             }
         }
@@ -396,7 +556,7 @@ impl Slot {
             }
             sleeping.store(0, Ordering::Relaxed);
             if state.load(Ordering::Acquire) == STATE_EVENT {
-                return Ok(());
+                return Ok(true);
             }
             // The kernel clears the tid word of a dead thread only while
             // other threads still use its memory, so ask about the child
@@ -424,18 +584,20 @@ impl Slot {
         }
     }
 
-    /// Let the parked stub thread go on.
-    fn resume(&self) {
+    /// Let the parked stub thread go on. Returns whether it had gone to
+    /// sleep.
+    fn resume(&self) -> bool {
         let state = self.mem.u32_at(MSG_STATE as usize);
         state.store(STATE_RESUME, Ordering::SeqCst);
-        if self
+        let slept = self
             .mem
             .u32_at(MSG_STUB_SLEEPING as usize)
             .load(Ordering::SeqCst)
-            != 0
-        {
+            != 0;
+        if slept {
             sys::futex_wake(state, 1);
         }
+        slept
     }
 }
 
@@ -798,7 +960,7 @@ impl Space {
             return Err(stub::errno_of("clone stub thread", ret));
         }
         *slot.child.lock().unwrap_or_else(|e| e.into_inner()) = ret as i32;
-        if let Err(e) = slot.wait_event(Some(Instant::now() + SETUP_TIMEOUT)) {
+        if let Err(e) = slot.wait_event(Some(Instant::now() + SETUP_TIMEOUT), MAX_SPIN) {
             self.release_slot(&slot);
             return Err(e);
         }
@@ -814,6 +976,7 @@ impl Space {
                 info.signo
             )));
         }
+        prepare_trampoline_frame(&slot, &frame);
         Ok(slot)
     }
 
@@ -884,6 +1047,39 @@ impl AddressSpace for SystrapAddressSpace {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// Fill in what the syscall trampoline's frame holds for every syscall, so
+/// the trampoline writes only what changes (and the Sentry's reads of the
+/// rest hit its own cache): the kernel's XSAVE bookkeeping, copied from
+/// the thread's first signal frame `first` (the software-reserved bytes,
+/// which XSAVE leaves alone, and the closing magic word), the `ucontext`
+/// flags, segments and FP pointer, and a SIGSYS `siginfo`.
+fn prepare_trampoline_frame(slot: &Slot, first: &Frame) {
+    let m = &slot.mem;
+    let mut sw = [0u8; 48];
+    m.read(first.fp + FP_SW_BYTES, &mut sw);
+    m.write(MSG_FPSW as usize, &sw);
+    let fp = TF_FP as usize;
+    m.write(fp + FP_SW_BYTES, &sw);
+    let xstate_size = u32::from_le_bytes(sw[16..20].try_into().expect("4 bytes")) as usize;
+    if fp + xstate_size + 4 <= TF_END as usize {
+        m.write(fp + xstate_size, &FP_XSTATE_MAGIC2.to_le_bytes());
+    }
+    let uc = TF_UC as usize;
+    // UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, no link.
+    m.write_u64(uc, 7);
+    m.write_u64(uc + 8, 0);
+    m.write_u64(uc + UC_MCONTEXT + MC_CSGSFS, 0x002b_0000_0000_0033);
+    for off in [MC_ERR, MC_TRAPNO, MC_TRAPNO + 8, MC_TRAPNO + 16] {
+        m.write_u64(uc + UC_MCONTEXT + off, 0);
+    }
+    m.write_u64(uc + UC_MCONTEXT + MC_FPSTATE, slot.stub_addr() + TF_FP);
+    let mut info = [0u8; SIGINFO_SIZE];
+    info[0..4].copy_from_slice(&libc::SIGSYS.to_le_bytes());
+    info[8..12].copy_from_slice(&SYS_SECCOMP.to_le_bytes());
+    info[28..32].copy_from_slice(&code::AUDIT_ARCH_X86_64.to_le_bytes());
+    m.write(TF_INFO as usize, &info);
 }
 
 /// Where the parked thread's signal frame is, as offsets into its slot.
@@ -1041,6 +1237,15 @@ struct SystrapContext {
     /// `ArchState.fp` is newer than the thread's.
     fp_dirty: bool,
     fsgsbase: bool,
+    /// Syscall patching is on: the thread's GS base is its slot while the
+    /// application's is 0 (the trampoline finds its slot there).
+    patching: bool,
+    /// The last syscall event came from a trapped `syscall` instruction.
+    trapped: bool,
+    spin: Spin,
+    tsc_per_us: f64,
+    /// When the last event reached the Sentry.
+    event_at: Option<Instant>,
 }
 
 impl SystrapContext {
@@ -1107,8 +1312,11 @@ impl Context for SystrapContext {
         b.frame.store_regs(slot, &state.regs);
         if self.fp_dirty {
             b.frame.store_fp(slot, &state.fp);
-            self.fp_dirty = false;
         }
+        slot.mem
+            .u32_at(MSG_FP_LOAD as usize)
+            .store(u32::from(self.fp_dirty), Ordering::Relaxed);
+        self.fp_dirty = false;
         if b.fs_base != Some(state.regs.fs_base) {
             slot.mem
                 .u64_at(MSG_FS_BASE as usize)
@@ -1119,18 +1327,46 @@ impl Context for SystrapContext {
             b.fs_base = Some(state.regs.fs_base);
         }
         if b.gs_base != Some(state.regs.gs_base) {
+            let host_gs = if self.patching && state.regs.gs_base == 0 {
+                slot.stub_addr()
+            } else {
+                state.regs.gs_base
+            };
             slot.mem
                 .u64_at(MSG_GS_BASE as usize)
-                .store(state.regs.gs_base, Ordering::Relaxed);
+                .store(host_gs, Ordering::Relaxed);
             slot.mem
                 .u32_at(MSG_SET_GS as usize)
                 .store(1, Ordering::Relaxed);
             b.gs_base = Some(state.regs.gs_base);
         }
-        slot.resume();
-        let waited = slot.wait_event(None);
+        let stub_cycles = (self.spin.stub.as_nanos() as f64 * self.tsc_per_us / 1000.0) as u32;
+        slot.mem
+            .u32_at(MSG_SPIN_CYCLES as usize)
+            .store(stub_cycles, Ordering::Relaxed);
+        // The clock is read only where a budget is below its maximum (and
+        // a wait is slow anyway): while spins succeed they cost nothing.
+        let max = self.spin.max;
+        let processing = self.event_at.take().map(|at| at.elapsed());
+        let resumed = (self.spin.sentry < max).then(Instant::now);
+        let stub_slept = slot.resume();
+        let waited = slot.wait_event(None, self.spin.sentry);
         self.interrupter.running.store(0, Ordering::SeqCst);
-        waited?;
+        let slept = waited?;
+        // The stub thread spun for the Sentry's answer, and slept if it
+        // took longer than its budget.
+        self.spin.stub = match (stub_slept, processing) {
+            (false, _) => max,
+            (true, Some(took)) => Spin::adapt(self.spin.stub, took, max),
+            (true, None) => Spin::adapt(self.spin.stub, Duration::MAX, max),
+        };
+        // The Sentry spun for the event, and slept if it took longer.
+        self.spin.sentry = match (slept, resumed) {
+            (false, _) => max,
+            (true, Some(at)) => Spin::adapt(self.spin.sentry, at.elapsed(), max),
+            (true, None) => Spin::adapt(self.spin.sentry, Duration::MAX, max),
+        };
+        self.event_at = (self.spin.stub < max).then(Instant::now);
 
         b.frame = Frame::locate(slot)?;
         let (err, trapno) = b.frame.load_regs(slot, &mut state.regs);
@@ -1143,12 +1379,18 @@ impl Context for SystrapContext {
                 .mem
                 .u64_at(MSG_GS_BASE as usize)
                 .load(Ordering::Relaxed);
+            let gs = if self.patching && gs == slot.stub_addr() {
+                0
+            } else {
+                gs
+            };
             state.regs.fs_base = fs;
             state.regs.gs_base = gs;
             b.fs_base = Some(fs);
             b.gs_base = Some(gs);
         }
         let info = b.frame.siginfo(slot);
+        self.trapped = false;
         // A seccomp trap of an x86-64 syscall; a 32-bit one (int 0x80) is
         // not served and is reported below as SIGSYS.
         if info.signo == libc::SIGSYS
@@ -1158,6 +1400,40 @@ impl Context for SystrapContext {
             // The kernel rolled rax back to the syscall number.
             state.regs.orig_rax = state.regs.rax;
             state.regs.rax = Errno::ENOSYS.as_return();
+            self.trapped = b.frame.uc != TF_UC as usize;
+            return Ok(SwitchEvent::Syscall);
+        }
+        if self.patching && info.signo == libc::SIGILL && state.regs.rip == code::tramp_fallback() {
+            // The trampoline found a GS base of the application's own:
+            // rcx holds the return address and nr, ax the arithmetic flags
+            // (lahf; seto al) it had on entry. Make the syscall of it.
+            let r = &mut state.regs;
+            let (packed, ax) = (r.rcx, r.rax);
+            const ARITH: u64 = 0x8d5;
+            let flags = (r.eflags & !ARITH) | ((ax >> 8) & 0xd5) | ((ax & 1) << 11);
+            r.eflags = flags;
+            r.r11 = flags;
+            r.rip = packed & ((1 << 48) - 1);
+            r.rcx = r.rip;
+            r.orig_rax = packed >> 48;
+            r.rax = Errno::ENOSYS.as_return();
+            return Ok(SwitchEvent::Syscall);
+        }
+        if self.patching
+            && info.signo == libc::SIGILL
+            && state.regs.rip == code::tramp_fallback_rax()
+        {
+            // The second entry, with a number beyond 16 bits: r11 holds
+            // it, rcx the return address, ax the flags.
+            let r = &mut state.regs;
+            let ax = r.rax;
+            const ARITH: u64 = 0x8d5;
+            let flags = (r.eflags & !ARITH) | ((ax >> 8) & 0xd5) | ((ax & 1) << 11);
+            r.eflags = flags;
+            r.orig_rax = r.r11;
+            r.r11 = flags;
+            r.rip = r.rcx;
+            r.rax = Errno::ENOSYS.as_return();
             return Ok(SwitchEvent::Syscall);
         }
         state.regs.orig_rax = u64::MAX;
@@ -1210,6 +1486,10 @@ impl Context for SystrapContext {
     fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.interrupter.clone()
     }
+
+    fn syscall_trapped(&self) -> bool {
+        self.trapped
+    }
 }
 
 impl Drop for SystrapContext {
@@ -1257,6 +1537,22 @@ mod tests {
         let image = code::image(false, 1000);
         assert_eq!(image.len() as u64, code::IMAGE_SIZE);
         assert!(code::server_clone_stop() > code::server_clone_entry());
+    }
+
+    #[test]
+    fn spin_budgets_shrink_when_answers_are_slow_and_recover() {
+        let max = Duration::from_micros(20);
+        let mut b = max;
+        for want in [10_000, 5_000, 5_000, 5_000] {
+            b = Spin::adapt(b, Duration::from_millis(1), max);
+            assert_eq!(b, Duration::from_nanos(want));
+        }
+        assert_eq!(Spin::adapt(b, Duration::from_micros(3), max), max);
+        // No spinning at all where the maximum is zero (one CPU).
+        assert_eq!(
+            Spin::adapt(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+            Duration::ZERO
+        );
     }
 
     #[test]

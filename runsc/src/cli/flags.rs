@@ -248,7 +248,7 @@ pub(crate) static GLOBAL_FLAGS: &[FlagDef] = &[
     f("sidecar-release-enforcement-policy", value(check_sidecar_release, ""), "NEVER", No, "when helper binaries must match runsc's release: NEVER, ALWAYS or IF_RELEASE_BUILD."),
     f("sidecar-usage-policy", value(check_sidecar_usage, ""), "DEFAULT", No, "policy for helper binaries: DEFAULT or STRICT."),
     f("restore-spec-validation", value(check_restore_spec_validation, "enforce"), "enforce", No, "how strictly a restore compares the new spec with the saved one."),
-    f("systrap-disable-syscall-patching", Bool, "false", No, "never patch syscall instructions under systrap (slow; x86 only)."),
+    f("systrap-disable-syscall-patching", Bool, "false", Yes, "never patch syscall instructions under systrap (slow; x86 only)."),
     f("systrap-disable-fast-path", Bool, "false", No, "never use the systrap fast path."),
     f("allow-suid", Bool, "false", No, "honour set-user-ID and set-group-ID bits on executables."),
     f("kvm-use-cpu-nums", Bool, "false", No, "under KVM, report vCPU numbers as CPU numbers."),
