@@ -1747,9 +1747,13 @@ impl MemoryManager {
             write: false,
             execute: true,
         };
-        self.walk(addr, buf.len(), need, |b, pos, n| match b {
-            Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
-            Backing::Zero => buf[pos..pos + n].fill(0),
+        self.walk(addr, buf.len(), need, |b, pos, n| {
+            match b {
+                Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
+                Backing::Host(file, off) => file.read(off, &mut buf[pos..pos + n])?,
+                Backing::Zero => buf[pos..pos + n].fill(0),
+            }
+            Ok(())
         })
     }
 
