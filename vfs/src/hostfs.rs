@@ -48,7 +48,9 @@ const KEEP_FLAGS: i32 = libc::O_ACCMODE
 
 /// A file over an owned host descriptor.
 pub struct HostFile {
-    fd: OwnedFd,
+    /// Shared by every plain read-only open of one host node (see
+    /// `HostNode::read_fd`); reads and writes name their offsets.
+    fd: Arc<OwnedFd>,
     seekable: bool,
     /// The position is the host descriptor's own (see [`HostFile::shared`]).
     host_positioned: bool,
@@ -59,6 +61,10 @@ pub struct HostFile {
 impl HostFile {
     pub fn new(fd: OwnedFd, seekable: bool) -> HostFile {
         let append = host::status_flags(fd.as_fd()).is_ok_and(|f| f & libc::O_APPEND != 0);
+        HostFile::over(Arc::new(fd), seekable, append)
+    }
+
+    fn over(fd: Arc<OwnedFd>, seekable: bool, append: bool) -> HostFile {
         HostFile {
             fd,
             seekable,
@@ -74,7 +80,7 @@ impl HostFile {
     pub fn shared(fd: OwnedFd) -> HostFile {
         let append = host::status_flags(fd.as_fd()).is_ok_and(|f| f & libc::O_APPEND != 0);
         HostFile {
-            fd,
+            fd: Arc::new(fd),
             seekable: false,
             host_positioned: true,
             append,
@@ -182,6 +188,11 @@ struct HostNode {
     /// Live child nodes by name, so rename and unlink can tell them where
     /// they went.
     children: Mutex<HashMap<String, Weak<HostNode>>>,
+    /// A regular file's read-only host descriptor, opened by the first
+    /// plain read-only open and shared by the later ones (upstream's
+    /// per-dentry read FD): opening a host file the sandbox has opened
+    /// before costs no host call. Dropped with the node.
+    read_fd: Mutex<Option<Arc<OwnedFd>>>,
 }
 
 /// A filesystem whose root is the host directory `dir`.
@@ -202,6 +213,7 @@ pub fn new_root(dir: OwnedFd, read_only: bool) -> Result<Arc<dyn Inode>> {
         rdev: 0,
         loc: Mutex::new(None),
         children: Mutex::new(HashMap::new()),
+        read_fd: Mutex::new(None),
     }))
 }
 
@@ -267,6 +279,7 @@ impl HostNode {
                 name: name.to_string(),
             })),
             children: Mutex::new(HashMap::new()),
+            read_fd: Mutex::new(None),
         });
         if children.len() >= 64 {
             children.retain(|_, w| w.strong_count() > 0);
@@ -573,6 +586,25 @@ impl Inode for HostNode {
             S_IFREG => {
                 if wants_write {
                     self.writable()?;
+                }
+                // Flags that change what the host descriptor does need one
+                // of their own; O_NONBLOCK means nothing for regular files.
+                const OWN_FD: i32 = libc::O_ACCMODE
+                    | libc::O_TRUNC
+                    | libc::O_APPEND
+                    | libc::O_DIRECT
+                    | libc::O_NOATIME
+                    | libc::O_SYNC
+                    | libc::O_DSYNC;
+                if flags & OWN_FD == libc::O_RDONLY {
+                    let mut cached = self.read_fd.lock().unwrap();
+                    let fd = match &*cached {
+                        Some(fd) => fd.clone(),
+                        None => cached
+                            .insert(Arc::new(self.reopen(libc::O_RDONLY)?))
+                            .clone(),
+                    };
+                    return Ok(Arc::new(HostFile::over(fd, true, false)));
                 }
                 Ok(Arc::new(HostFile::new(self.reopen(flags)?, true)))
             }
