@@ -587,9 +587,12 @@ impl Inode for HostNode {
                 if wants_write {
                     self.writable()?;
                 }
-                // Flags that change what the host descriptor does need one
-                // of their own; O_NONBLOCK means nothing for regular files.
+                // Flags that change what the host descriptor does (or that
+                // the host must refuse) need one of their own; O_NONBLOCK
+                // means nothing for regular files.
                 const OWN_FD: i32 = libc::O_ACCMODE
+                    | libc::O_DIRECTORY
+                    | libc::O_PATH
                     | libc::O_TRUNC
                     | libc::O_APPEND
                     | libc::O_DIRECT
