@@ -407,6 +407,15 @@ impl SharedMem {
     pub fn write_u64(&self, off: usize, v: u64) {
         self.write(off, &v.to_le_bytes());
     }
+
+    /// Store `v` at `off` unless it is there already: a store takes the
+    /// cache line away from the other side's core even when it changes
+    /// nothing, and the other side then waits to fetch it back.
+    pub fn update_u64(&self, off: usize, v: u64) {
+        if self.read_u64(off) != v {
+            self.write_u64(off, v);
+        }
+    }
 }
 
 impl Drop for SharedMem {

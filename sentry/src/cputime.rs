@@ -13,8 +13,8 @@
 //! excludes time blocked in waits.
 
 use std::ops::{Add, AddAssign};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, Weak};
+use std::sync::atomic::{fence, AtomicI32, AtomicU64, Ordering};
+use std::sync::{OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::process::{TaskHandle, ThreadGroup};
@@ -48,10 +48,57 @@ impl AddAssign for Times {
     }
 }
 
-/// Nanoseconds on the Sentry's monotonic clock, from a fixed start.
-fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+/// The clock user time is counted in. Its ticks are TSC cycles where the
+/// TSC is invariant (a constant rate on every CPU, as the host kernel's
+/// clocksource uses it): reading it costs about half a vDSO clock read,
+/// and two are taken per syscall. Elsewhere a tick is a nanosecond of
+/// the monotonic clock.
+struct TickClock {
+    tsc: bool,
+    epoch: Instant,
+    epoch_tsc: u64,
+}
+
+fn tick_clock() -> &'static TickClock {
+    static CLOCK: OnceLock<TickClock> = OnceLock::new();
+    CLOCK.get_or_init(|| TickClock {
+        tsc: invariant_tsc(),
+        epoch: Instant::now(),
+        epoch_tsc: rdtsc(),
+    })
+}
+
+/// CPUID 0x8000_0007, EDX bit 8: the TSC runs at a constant rate in
+/// every P-, C- and T-state.
+fn invariant_tsc() -> bool {
+    use std::arch::x86_64::__cpuid;
+    __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc reads the time-stamp counter and touches no memory.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+/// Now, in ticks (never 0).
+fn now_ticks() -> u64 {
+    let c = tick_clock();
+    if c.tsc {
+        rdtsc().max(1)
+    } else {
+        c.epoch.elapsed().as_nanos() as u64 + 1
+    }
+}
+
+/// `ticks` as nanoseconds, at the TSC rate measured since the epoch.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let c = tick_clock();
+    if !c.tsc {
+        return ticks;
+    }
+    let ns = c.epoch.elapsed().as_nanos() as f64;
+    let cycles = rdtsc().saturating_sub(c.epoch_tsc).max(1) as f64;
+    (ticks as f64 * (ns / cycles)) as u64
 }
 
 fn host_cpu(clock: i32) -> Duration {
@@ -59,20 +106,51 @@ fn host_cpu(clock: i32) -> Duration {
         .map_or(Duration::ZERO, |(s, ns)| Duration::new(s as u64, ns as u32))
 }
 
-/// User time so far: nanoseconds of finished stretches of application
-/// code, and when the current one began (None while in the Sentry).
-/// Kept together so a reader never sees a stretch counted twice or not
-/// at all.
+/// User time so far, in ticks: finished stretches of application code,
+/// and when the current one began (0 while in the Sentry). Only the
+/// task's own thread writes it; readers on other threads use `seq` (odd
+/// while a write is under way) to see the two words from one moment, so a
+/// stretch is never counted twice or not at all.
 #[derive(Default)]
 struct UserTime {
-    done_ns: u64,
-    since_ns: Option<u64>,
+    seq: AtomicU64,
+    done: AtomicU64,
+    since: AtomicU64,
+}
+
+impl UserTime {
+    /// The writer's side (the task's own thread only).
+    fn write(&self, done: u64, since: u64) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.done.store(done, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
+        self.seq.store(s + 2, Ordering::Release);
+    }
+
+    /// (done, since), as one write left them.
+    fn read(&self) -> (u64, u64) {
+        loop {
+            let s = self.seq.load(Ordering::Acquire);
+            let done = self.done.load(Ordering::Relaxed);
+            let since = self.since.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if s % 2 == 0 && self.seq.load(Ordering::Relaxed) == s {
+                return (done, since);
+            }
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// One task's CPU time, readable from any thread.
 #[derive(Default)]
 pub struct ThreadCpu {
-    user: Mutex<UserTime>,
+    user: UserTime,
+    /// The largest user time reported, in nanoseconds: the tick rate is
+    /// re-measured at each reading, and a reading never goes back.
+    user_reported_ns: AtomicU64,
     /// The CPU clock of the host thread running the task, 0 until it runs.
     host_clock: AtomicI32,
     /// The host thread's CPU time when it began running the task.
@@ -93,27 +171,30 @@ impl ThreadCpu {
         self.host_clock.store(clock, Ordering::Release);
     }
 
-    fn user_time(&self) -> std::sync::MutexGuard<'_, UserTime> {
-        self.user.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Application code starts running.
+    /// Application code starts running (called by the task's thread).
     pub fn enter_app(&self) {
-        self.user_time().since_ns = Some(now_ns());
+        let (done, _) = self.user.read();
+        self.user.write(done, now_ticks());
     }
 
     /// Application code stopped (a syscall, fault or interrupt).
     pub fn leave_app(&self) {
-        let mut u = self.user_time();
-        if let Some(since) = u.since_ns.take() {
-            u.done_ns += now_ns().saturating_sub(since);
+        let (done, since) = self.user.read();
+        if since != 0 {
+            self.user.write(done + now_ticks().saturating_sub(since), 0);
         }
     }
 
     pub fn user(&self) -> Duration {
-        let u = self.user_time();
-        let running = u.since_ns.map_or(0, |since| now_ns().saturating_sub(since));
-        Duration::from_nanos(u.done_ns + running)
+        let (done, since) = self.user.read();
+        let running = if since == 0 {
+            0
+        } else {
+            now_ticks().saturating_sub(since)
+        };
+        let ns = ticks_to_ns(done + running);
+        let prev = self.user_reported_ns.fetch_max(ns, Ordering::Relaxed);
+        Duration::from_nanos(ns.max(prev))
     }
 
     /// The task is exiting, on its own host thread: its times stop here,

@@ -28,10 +28,12 @@ pub struct Strace {
 }
 
 impl Strace {
-    /// Whether a call to `name` (None: an unimplemented number) is logged.
-    pub(crate) fn traces(&self, name: Option<&str>) -> bool {
+    /// Whether a call to the syscall `name` gives (None: an unimplemented
+    /// number) is logged. Asked on every syscall, so `name` is called only
+    /// when the answer depends on it.
+    pub(crate) fn traces<'a>(&self, name: impl FnOnce() -> Option<&'a str>) -> bool {
         self.enabled
-            && (self.only.is_empty() || name.is_some_and(|n| self.only.iter().any(|o| o == n)))
+            && (self.only.is_empty() || name().is_some_and(|n| self.only.iter().any(|o| o == n)))
     }
 }
 

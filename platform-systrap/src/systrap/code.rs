@@ -293,6 +293,14 @@ std::arch::global_asm!(
     "mov rsi, [rbx + {gs_base}]",
     "syscall",
     "13:",
+    // From the trampoline's frame (adopted above), rax is in the message
+    // words.
+    "lea rax, [rbx + {tf_pret}]",
+    "cmp rsp, rax",
+    "jne 14f",
+    "mov rax, [rbx + {rax_word}]",
+    "mov [rbx + {tf_mc} + 104], rax",
+    "14:",
     "add rsp, 8", // rt_sigreturn expects rsp just past the restorer slot
     "mov eax, 15",
     "syscall",
@@ -474,19 +482,29 @@ std::arch::global_asm!(
     "jae .Ltramp_fallback",
     "test r11d, {slot_low}",
     "jnz .Ltramp_fallback",
-    "mov [r11 + {tf_mc} + 0], r8",
-    "mov [r11 + {tf_mc} + 8], r9",
-    "mov [r11 + {tf_mc} + 16], r10",
-    "mov [r11 + {tf_mc} + 32], r12",
-    "mov [r11 + {tf_mc} + 40], r13",
-    "mov [r11 + {tf_mc} + 48], r14",
-    "mov [r11 + {tf_mc} + 56], r15",
-    "mov [r11 + {tf_mc} + 64], rdi",
-    "mov [r11 + {tf_mc} + 72], rsi",
-    "mov [r11 + {tf_mc} + 80], rbp",
-    "mov [r11 + {tf_mc} + 88], rbx",
-    "mov [r11 + {tf_mc} + 96], rdx",
-    "mov [r11 + {tf_mc} + 120], rsp",
+    // Each register is stored only if the frame does not hold it already
+    // (most do not change from one call to the next): a store would take
+    // the cache line from the Sentry's core, and its next read of the
+    // line would have to fetch it back.
+    ".macro tf_keep base, off, reg",
+    "cmp [\\base + {tf_mc} + \\off], \\reg",
+    "je 1f",
+    "mov [\\base + {tf_mc} + \\off], \\reg",
+    "1:",
+    ".endm",
+    "tf_keep r11, 0, r8",
+    "tf_keep r11, 8, r9",
+    "tf_keep r11, 16, r10",
+    "tf_keep r11, 32, r12",
+    "tf_keep r11, 40, r13",
+    "tf_keep r11, 48, r14",
+    "tf_keep r11, 56, r15",
+    "tf_keep r11, 64, rdi",
+    "tf_keep r11, 72, rsi",
+    "tf_keep r11, 80, rbp",
+    "tf_keep r11, 88, rbx",
+    "tf_keep r11, 96, rdx",
+    "tf_keep r11, 120, rsp",
     "mov rbx, r11", // rbx = the slot from here on
     "lea rsp, [rbx + {tf_pret}]",
     // rflags: the system flags as they are, the arithmetic ones from ax.
@@ -499,22 +517,25 @@ std::arch::global_asm!(
     "movzx esi, al",
     "shl esi, 11",
     "or rdi, rsi",
-    "mov [rbx + {tf_mc} + 136], rdi", // eflags
-    "mov [rbx + {tf_mc} + 24], rdi",  // r11 = rflags, as a syscall leaves it
+    "tf_keep rbx, 136, rdi", // eflags
+    "tf_keep rbx, 24, rdi",  // r11 = rflags, as a syscall leaves it
     "mov rax, rcx",
     "shr rax, 48",
-    "mov [rbx + {tf_mc} + 104], rax", // rax = nr, as a seccomp trap shows it
+    "mov [rbx + {rax_word}], rax", // rax = nr, as a seccomp trap shows it
     "shl rcx, 16",
     "shr rcx, 16",
-    "mov [rbx + {tf_mc} + 128], rcx", // rip
-    "mov [rbx + {tf_mc} + 112], rcx", // rcx = rip, as a syscall leaves it
+    "tf_keep rbx, 128, rcx", // rip
+    "tf_keep rbx, 112, rcx", // rcx = rip, as a syscall leaves it
     // The rest of the frame (segments, FP pointer, flags, the SIGSYS
     // siginfo, the XSAVE area's software-reserved bytes and closing magic,
     // which XSAVE leaves alone) the Sentry wrote when the thread started.
-    // XSAVE with the features the kernel's signal frames hold.
+    // XSAVEOPT with the features the kernel's signal frames hold: it
+    // skips components in their initial state, and those unchanged since
+    // the last XRSTOR from this same area (which the Sentry never rewrites
+    // without asking for that XRSTOR).
     "mov eax, [rbx + {fpsw} + 8]",
     "mov edx, [rbx + {fpsw} + 12]",
-    "xsave64 [rbx + {tf_fp}]",
+    "xsaveopt64 [rbx + {tf_fp}]",
     "rdfsbase rax",
     "mov [rbx + {fs_base}], rax",
     "mov [rbx + {gs_base}], rbx",
@@ -556,7 +577,7 @@ std::arch::global_asm!(
     "mov dword ptr [rbx + {stub_sleeping}], 1",
     "mfence",
     "cmp dword ptr [rbx + {state}], {resume}",
-    "je .Ltramp_exit",
+    "je 8f",
     "mov eax, 202",
     "lea rdi, [rbx + {state}]",
     "xor esi, esi",
@@ -564,9 +585,12 @@ std::arch::global_asm!(
     "xor r10d, r10d",
     "syscall",
     "jmp 7b",
+    // Only a thread that slept writes the word: a store after a spin
+    // would take the line back from the Sentry for nothing.
+    "8:",
+    "mov dword ptr [rbx + {stub_sleeping}], 0",
     // Resumed: from here on an interrupt is reported, not dropped.
     ".Ltramp_exit:",
-    "mov dword ptr [rbx + {stub_sleeping}], 0",
     "cmp dword ptr [rbx + {set_fs}], 0",
     "je 1f",
     "mov rax, [rbx + {fs_base}]",
@@ -580,6 +604,8 @@ std::arch::global_asm!(
     "mov rax, [rbx + {gs_base}]",
     "wrgsbase rax",
     "mov dword ptr [rbx + {set_gs}], 0",
+    "mov rax, [rbx + {rax_word}]",
+    "mov [rbx + {tf_mc} + 104], rax",
     "add rsp, 8",
     "mov eax, 15",
     "syscall",
@@ -612,7 +638,7 @@ std::arch::global_asm!(
     "mov rsi, [rbx + {tf_mc} + 72]",
     "mov rbp, [rbx + {tf_mc} + 80]",
     "mov rdx, [rbx + {tf_mc} + 96]",
-    "mov rax, [rbx + {tf_mc} + 104]",
+    "mov rax, [rbx + {rax_word}]",
     "mov rcx, [rbx + {tf_mc} + 112]",
     "mov rsp, [rbx + {tf_mc} + 120]",
     "mov rbx, [rbx + {tf_mc} + 88]",
@@ -688,6 +714,7 @@ std::arch::global_asm!(
     fp_load = const MSG_FP_LOAD,
     spin = const MSG_SPIN_CYCLES,
     ret_rip = const MSG_RET_RIP,
+    rax_word = const MSG_RAX,
     slot_low = const SLOT_SIZE - 1,
 );
 

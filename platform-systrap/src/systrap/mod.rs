@@ -179,37 +179,43 @@ mod layout {
     /// Stub threads per address space.
     pub const MAX_SLOTS: usize = 4096;
 
-    // Message words at the start of a slot.
+    // Message words at the start of a slot. The first cache line holds
+    // everything a syscall's round trip must carry (the state word, the
+    // thread pointers, the syscall number and its result), so that a call
+    // which changes no other register moves just this line each way.
     /// EVENT (stub wrote one) or RESUME (Sentry wrote the next state);
     /// both sides' futex word.
     pub const MSG_STATE: u64 = 0x00;
     pub const MSG_STUB_SLEEPING: u64 = 0x04;
     pub const MSG_SENTRY_SLEEPING: u64 = 0x08;
-    /// The stub thread's id while it lives (set and cleared by the kernel).
-    pub const MSG_TID: u64 = 0x0c;
+    /// The Sentry wrote FP state into the frame for this resume (u32):
+    /// the trampoline's return loads it (a signal return always does).
+    pub const MSG_FP_LOAD: u64 = 0x0c;
     pub const MSG_SIGINFO_PTR: u64 = 0x10;
     pub const MSG_UCTX_PTR: u64 = 0x18;
     pub const MSG_FS_BASE: u64 = 0x20;
     pub const MSG_GS_BASE: u64 = 0x28;
     pub const MSG_SET_FS: u64 = 0x30;
     pub const MSG_SET_GS: u64 = 0x34;
-    /// The Sentry wrote FP state into the frame for this resume (u32):
-    /// the trampoline's return loads it (a signal return always does).
-    pub const MSG_FP_LOAD: u64 = 0x38;
-    /// How many TSC cycles the stub spins for the Sentry's answer before it
-    /// sleeps (u32), set by the Sentry for each wait (see `Spin`).
-    /// Everything above is in the first cache line, the only one of the
-    /// message words both sides write on every round trip.
-    pub const MSG_SPIN_CYCLES: u64 = 0x3c;
+    /// The trampoline frame's rax (the syscall number at an event, the
+    /// result at a resume), which its `ucontext` slot does not hold: every
+    /// return through `rt_sigreturn` from that frame first copies it there.
+    pub const MSG_RAX: u64 = 0x38;
     /// The software-reserved bytes (`struct _fpx_sw_bytes`, 48) of the
     /// XSAVE area in the kernel's signal frames for this thread, copied by
     /// the Sentry from its first frame (also into the trampoline's frame,
     /// where XSAVE leaves them alone), for the trampoline's XSAVE mask.
     pub const MSG_FPSW: u64 = 0x40;
-    /// Where the trampoline's return jumps (through the GS base).
-    pub const MSG_RET_RIP: u64 = 0x78;
+    /// How many TSC cycles the stub spins for the Sentry's answer before it
+    /// sleeps (u32), set by the Sentry when it changes (see `Spin`).
+    pub const MSG_SPIN_CYCLES: u64 = 0x70;
+    /// The stub thread's id while it lives (set and cleared by the kernel).
+    pub const MSG_TID: u64 = 0x74;
     /// The failing syscall's result if the thread's setup failed.
     pub const MSG_SETUP_ERR: u64 = 0x80;
+    /// Where the trampoline's return jumps (through the GS base), written
+    /// by the stub on every return: alone in a line the Sentry never reads.
+    pub const MSG_RET_RIP: u64 = 0xc0;
 
     /// The syscall trampoline's signal frame, at the bottom of the signal
     /// stack (the kernel puts a signal's frame at its top, so an interrupt
@@ -293,6 +299,8 @@ const MC_CSGSFS: usize = 144;
 const MC_ERR: usize = 152;
 const MC_TRAPNO: usize = 160;
 const MC_FPSTATE: usize = 184;
+/// rax among the general registers of `struct sigcontext`.
+const GREG_RAX: usize = 13;
 const SIGINFO_SIZE: usize = 128;
 /// `struct _fpx_sw_bytes` in the FXSAVE area's software-reserved bytes.
 const FP_SW_BYTES: usize = 464;
@@ -535,7 +543,9 @@ impl Slot {
     /// Returns whether it had to sleep.
     fn wait_event(&self, deadline: Option<Instant>, spin: Duration) -> Result<bool, PlatformError> {
         let state = self.mem.u32_at(MSG_STATE as usize);
-        let spin_start = Instant::now();
+        // The clock is read only once the first few spins have failed: a
+        // quick answer costs no clock read.
+        let mut spin_start = None;
         'spin: loop {
             for _ in 0..32 {
                 if state.load(Ordering::Acquire) == STATE_EVENT {
@@ -543,7 +553,7 @@ impl Slot {
                 }
                 std::hint::spin_loop();
             }
-            if spin_start.elapsed() >= spin {
+            if spin_start.get_or_insert_with(Instant::now).elapsed() >= spin {
                 break 'spin;
             }
         }
@@ -1146,7 +1156,10 @@ impl Frame {
         let mut mc = [0u8; 192];
         slot.mem.read(self.uc + UC_MCONTEXT, &mut mc);
         let q = |i: usize| u64::from_le_bytes(mc[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let gregs: [u64; 18] = std::array::from_fn(q);
+        let mut gregs: [u64; 18] = std::array::from_fn(q);
+        if self.is_trampoline() {
+            gregs[GREG_RAX] = slot.mem.read_u64(MSG_RAX as usize);
+        }
         regs.set_sigcontext_gregs(&gregs);
         let segs = q(MC_CSGSFS / 8);
         regs.cs = segs & 0xffff;
@@ -1155,31 +1168,33 @@ impl Frame {
     }
 
     /// Write `regs` into the frame for the thread's `rt_sigreturn`, with an
-    /// empty signal mask and the slot's own signal stack.
+    /// empty signal mask and the slot's own signal stack. Only what
+    /// differs is written, so a call that changes one register hands the
+    /// stub back just the lines that hold it.
     fn store_regs(&self, slot: &Slot, regs: &Regs) {
-        let vals = regs.sigcontext_gregs();
-        let mut gregs = [0u8; 18 * 8];
-        for (chunk, v) in gregs.chunks_exact_mut(8).zip(vals) {
-            chunk.copy_from_slice(&v.to_le_bytes());
-        }
         let m = &slot.mem;
-        m.write(self.uc + UC_MCONTEXT, &gregs);
-        m.write(
-            self.uc + UC_MCONTEXT + MC_CSGSFS,
-            &(regs.cs as u16).to_le_bytes(),
-        );
-        m.write(
-            self.uc + UC_MCONTEXT + MC_CSGSFS + 6,
-            &(regs.ss as u16).to_le_bytes(),
-        );
-        m.write_u64(
-            self.uc + UC_MCONTEXT + MC_FPSTATE,
-            slot.stub_addr() + self.fp as u64,
-        );
-        m.write_u64(self.uc + UC_SIGMASK, 0);
-        m.write_u64(self.uc + UC_STACK, slot.stub_addr() + ALTSTACK_OFF);
-        m.write_u64(self.uc + UC_STACK + 8, u64::from(SS_AUTODISARM));
-        m.write_u64(self.uc + UC_STACK + 16, ALTSTACK_SIZE);
+        let mc = self.uc + UC_MCONTEXT;
+        for (i, v) in regs.sigcontext_gregs().into_iter().enumerate() {
+            if i == GREG_RAX && self.is_trampoline() {
+                m.write_u64(MSG_RAX as usize, v);
+            } else {
+                m.update_u64(mc + i * 8, v);
+            }
+        }
+        // cs, gs, fs, ss (the kernel keeps gs and fs at 0 there).
+        let segs = m.read_u64(mc + MC_CSGSFS);
+        let segs = (segs & 0x0000_ffff_ffff_0000) | (regs.cs & 0xffff) | ((regs.ss & 0xffff) << 48);
+        m.update_u64(mc + MC_CSGSFS, segs);
+        m.update_u64(mc + MC_FPSTATE, slot.stub_addr() + self.fp as u64);
+        m.update_u64(self.uc + UC_SIGMASK, 0);
+        m.update_u64(self.uc + UC_STACK, slot.stub_addr() + ALTSTACK_OFF);
+        m.update_u64(self.uc + UC_STACK + 8, u64::from(SS_AUTODISARM));
+        m.update_u64(self.uc + UC_STACK + 16, ALTSTACK_SIZE);
+    }
+
+    /// Whether this is the syscall trampoline's frame.
+    fn is_trampoline(&self) -> bool {
+        self.uc == TF_UC as usize
     }
 
     /// The XSAVE area from the frame into `fp`.
@@ -1340,10 +1355,12 @@ impl Context for SystrapContext {
                 .store(1, Ordering::Relaxed);
             b.gs_base = Some(state.regs.gs_base);
         }
-        let stub_cycles = (self.spin.stub.as_nanos() as f64 * self.tsc_per_us / 1000.0) as u32;
-        slot.mem
-            .u32_at(MSG_SPIN_CYCLES as usize)
-            .store(stub_cycles, Ordering::Relaxed);
+        let stub_cycles =
+            (self.spin.stub.as_nanos() as u64 as f64 * self.tsc_per_us / 1000.0) as u32;
+        let spin_word = slot.mem.u32_at(MSG_SPIN_CYCLES as usize);
+        if spin_word.load(Ordering::Relaxed) != stub_cycles {
+            spin_word.store(stub_cycles, Ordering::Relaxed);
+        }
         // The clock is read only where a budget is below its maximum (and
         // a wait is slow anyway): while spins succeed they cost nothing.
         let max = self.spin.max;
@@ -1351,7 +1368,9 @@ impl Context for SystrapContext {
         let resumed = (self.spin.sentry < max).then(Instant::now);
         let stub_slept = slot.resume();
         let waited = slot.wait_event(None, self.spin.sentry);
-        self.interrupter.running.store(0, Ordering::SeqCst);
+        // No fence: an interrupter that still sees the thread sends it a
+        // signal it reports as a spurious interrupt, which callers allow.
+        self.interrupter.running.store(0, Ordering::Release);
         let slept = waited?;
         // The stub thread spun for the Sentry's answer, and slept if it
         // took longer than its budget.
@@ -1400,7 +1419,7 @@ impl Context for SystrapContext {
             // The kernel rolled rax back to the syscall number.
             state.regs.orig_rax = state.regs.rax;
             state.regs.rax = Errno::ENOSYS.as_return();
-            self.trapped = b.frame.uc != TF_UC as usize;
+            self.trapped = !b.frame.is_trampoline();
             return Ok(SwitchEvent::Syscall);
         }
         if self.patching && info.signo == libc::SIGILL && state.regs.rip == code::tramp_fallback() {

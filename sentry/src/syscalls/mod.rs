@@ -562,7 +562,7 @@ pub(crate) fn dispatch(task: &mut Task) {
     let entry = usize::try_from(nr)
         .ok()
         .and_then(|nr| by_number().get(nr).copied().flatten());
-    let traced = task.kernel.strace.traces(entry.map(Entry::name));
+    let traced = task.kernel.strace.traces(|| entry.map(Entry::name));
     let call = traced.then(|| strace::enter(task, entry.map(|e| (e.name(), e.formats)), nr, &args));
     let result = match entry.and_then(|e| e.handler) {
         Some(handler) => handler(task, args),
