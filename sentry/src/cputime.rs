@@ -136,7 +136,7 @@ impl UserTime {
             let done = self.done.load(Ordering::Relaxed);
             let since = self.since.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
-            if s % 2 == 0 && self.seq.load(Ordering::Relaxed) == s {
+            if s.is_multiple_of(2) && self.seq.load(Ordering::Relaxed) == s {
                 return (done, since);
             }
             std::hint::spin_loop();
