@@ -1,15 +1,14 @@
 //! The ptrace platform against real machine code in a real stub.
 
-use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use platform::{AccessType, Platform, SwitchEvent};
+use platform::{Platform, SwitchEvent};
 use platform_systrap::PtracePlatform;
 
 mod common;
 
-use common::{code_file, CODE_ADDR};
+use common::{code_file, map_data_page, space_with_code, CODE_ADDR, DATA_ADDR};
 
 fn run(
     code: &[u8],
@@ -131,7 +130,6 @@ fn threads_share_one_address_space() {
     // Thread 1 stores 0x1234 to the data page and makes a syscall; thread 2
     // then loads it: mov (%rbx),%rdi; mov $39,%eax; syscall.
     let p = PtracePlatform::new().unwrap();
-    let space = p.new_address_space().unwrap();
     let store = [
         0x48, 0xc7, 0x03, 0x34, 0x12, 0, 0, 0xb8, 39, 0, 0, 0, 0x0f, 0x05,
     ]; // movq $0x1234,(%rbx)
@@ -140,32 +138,13 @@ fn threads_share_one_address_space() {
     code.resize(64, 0xcc);
     code.extend_from_slice(&load);
     let file = code_file(&code);
-    let data = code_file(&[]);
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
-    space
-        .map_file(
-            CODE_ADDR + 0x10000,
-            4096,
-            data.as_fd(),
-            0,
-            AccessType::READ_WRITE,
-            false,
-        )
-        .unwrap();
+    let space = space_with_code(&p, &file);
+    let _data = map_data_page(space.as_ref());
     let run = |entry: u64| {
         let mut ctx = p.new_context().unwrap();
         let mut state = p.initial_state();
         state.regs.rip = entry;
-        state.regs.rbx = CODE_ADDR + 0x10000;
+        state.regs.rbx = DATA_ADDR;
         let ev = ctx.switch(space.as_ref(), &mut state).unwrap();
         (ev, state.regs.rdi)
     };

@@ -3,7 +3,6 @@
 //! fs base, access types, lazy FP state).
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,8 +11,7 @@ use platform_systrap::SystrapPlatform;
 
 mod common;
 
-use common::{code_file, CODE_ADDR};
-const DATA_ADDR: u64 = CODE_ADDR + 0x10000;
+use common::{code_file, map_data_page, space_with_code, CODE_ADDR, DATA_ADDR};
 
 struct Setup {
     p: SystrapPlatform,
@@ -25,32 +23,9 @@ struct Setup {
 /// read-write page at DATA_ADDR.
 fn setup(code: &[u8]) -> Setup {
     let p = SystrapPlatform::new().expect("systrap works here");
-    let space = p.new_address_space().unwrap();
     let file = code_file(code);
-    let data = code_file(&[]);
-    // The data page starts zeroed, not 0xcc.
-    data.set_len(0).unwrap();
-    data.set_len(4096).unwrap();
-    space
-        .map_file(
-            CODE_ADDR,
-            4096,
-            file.as_fd(),
-            0,
-            AccessType::from_prot(5),
-            false,
-        )
-        .unwrap();
-    space
-        .map_file(
-            DATA_ADDR,
-            4096,
-            data.as_fd(),
-            0,
-            AccessType::READ_WRITE,
-            false,
-        )
-        .unwrap();
+    let space = space_with_code(&p, &file);
+    let data = map_data_page(space.as_ref());
     Setup {
         p,
         space,

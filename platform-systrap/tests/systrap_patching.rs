@@ -12,9 +12,8 @@ use platform_systrap::SystrapPlatform;
 
 mod common;
 
-use common::{code_file, CODE_ADDR};
+use common::{code_file, map_data_page, CODE_ADDR, DATA_ADDR};
 
-const DATA_ADDR: u64 = CODE_ADDR + 0x10000;
 /// `mov $39,%eax; syscall` (trapped), at CODE_ADDR.
 const SITE_TRAPPED: u64 = CODE_ADDR;
 /// The same site, patched: `jmp *entry`, at CODE_ADDR + 16.
@@ -62,7 +61,6 @@ fn setup() -> Option<Setup> {
     let space = p.new_address_space().unwrap();
     let code = code_file(&code);
     let table = code_file(&table);
-    let data = code_file(&[]);
     let rx = AccessType::from_prot(5);
     space
         .map_file(CODE_ADDR, 4096, code.as_fd(), 0, rx, false)
@@ -70,16 +68,7 @@ fn setup() -> Option<Setup> {
     space
         .map_file(patch.table_addr, 4096, table.as_fd(), 0, rx, false)
         .unwrap();
-    space
-        .map_file(
-            DATA_ADDR,
-            4096,
-            data.as_fd(),
-            0,
-            AccessType::READ_WRITE,
-            false,
-        )
-        .unwrap();
+    let data = map_data_page(space.as_ref());
     Some(Setup {
         p,
         space,

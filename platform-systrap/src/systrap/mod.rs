@@ -82,10 +82,15 @@
 //!   then fills in what the kernel would have put in a signal frame at the
 //!   bottom of the slot's signal stack (every register, the flags from
 //!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
-//!   `syscall` leaves them, the XSAVE area); the parts that never change
-//!   (a SIGSYS `siginfo`, segments, the kernel's XSAVE software-reserved
-//!   bytes, copied from the thread's first frame) the Sentry wrote once,
-//!   so a round trip moves few cache lines. It hands the frame over
+//!   `syscall` leaves them, the XSAVE area by `xsaveopt`); the parts that
+//!   never change (a SIGSYS `siginfo`, segments, the kernel's XSAVE
+//!   software-reserved bytes, copied from the thread's first frame) the
+//!   Sentry wrote once. A round trip moves as few cache lines as it can:
+//!   the trampoline stores a register only when the frame holds another
+//!   value, the Sentry writes back only what changed, and rax (the number
+//!   going in, the result coming back) travels in the message words' first
+//!   line with the state word ([`layout::MSG_RAX`]), so a call that
+//!   changes no other register moves that one line each way. It hands the frame over
 //!   exactly as the handler does, so
 //!   `switch` cannot tell the two apart (except for
 //!   [`Context::syscall_trapped`], which says which sites are worth
@@ -125,8 +130,8 @@
 //! resource beyond its own threads (`stub_code_grants_no_syscalls` jumps to
 //! every byte of the stub code). One application thread can still rewrite
 //! another's parked signal frame (mask, signal stack) in the instant
-//! between the Sentry's write and the `rt_sigreturn`; the Sentry rewrites
-//! both on every resume, and the worst outcome is that application thread
+//! between the Sentry's write and the `rt_sigreturn`; the Sentry checks
+//! both on every resume and rewrites what differs, and the worst outcome is that application thread
 //! dying or wedging, which the Sentry sees as a dead stub thread or clears
 //! by dropping the context.
 //!
@@ -139,8 +144,11 @@
 //!   when asked for.
 //! - Spin budgets adapt only to how quickly answers come (see `Spin`),
 //!   not to how busy the host's CPUs are.
-//! - The trampoline saves the XSAVE area on every patched syscall, though
-//!   the Sentry reads it only to deliver a signal or on a fault.
+//! - The trampoline saves the XSAVE area (`xsaveopt`, about 50 ns here)
+//!   on every patched syscall, though the Sentry reads it only to deliver
+//!   a signal, fork or move the thread; saving it on demand would need the
+//!   parked trampoline to save it when asked, and the interrupt handler to
+//!   adopt the live state from its own frame.
 //! - A full trampoline table (2047 sites per process) stops patching;
 //!   entries of unmapped code are not reused, and code moved by `mremap`
 //!   keeps jumping to entries that return to its old address.

@@ -12,6 +12,8 @@ use platform::{AccessType, AddressSpace, Platform};
 
 /// Where the tests map their page of code.
 pub const CODE_ADDR: u64 = 0x10_0000;
+/// Where the tests that need one map a read-write page of data.
+pub const DATA_ADDR: u64 = CODE_ADDR + 0x10000;
 
 /// A page holding `code` (padded with int3) in an unlinked file the stub
 /// can map, as the memory file would be.
@@ -51,4 +53,24 @@ pub fn space_with_code(p: &dyn Platform, file: &File) -> Arc<dyn AddressSpace> {
         )
         .unwrap();
     space
+}
+
+/// Map a zeroed read-write page at [`DATA_ADDR`] in `space`; the file
+/// behind it, which must outlive the mapping's use.
+pub fn map_data_page(space: &dyn AddressSpace) -> File {
+    let data = code_file(&[]);
+    // The page starts zeroed, not 0xcc.
+    data.set_len(0).unwrap();
+    data.set_len(4096).unwrap();
+    space
+        .map_file(
+            DATA_ADDR,
+            4096,
+            data.as_fd(),
+            0,
+            AccessType::READ_WRITE,
+            false,
+        )
+        .unwrap();
+    data
 }
