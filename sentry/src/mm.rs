@@ -1788,12 +1788,17 @@ impl MemoryManager {
 
     /// Read a NUL-terminated string of at most `max` bytes (without the NUL).
     pub fn copy_in_string(&self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        // Most strings (paths) are short: copy a small piece at a time, on
+        // the stack, never past the end of a page (where the mapping may
+        // end), so a fault happens exactly where copying whole pages would.
+        const PIECE: u64 = 256;
+        let mut buf = [0u8; PIECE as usize];
         let mut out = Vec::new();
         let mut cur = addr;
         loop {
-            let chunk = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
-            let mut buf = vec![0u8; chunk];
-            self.copy_in(cur, &mut buf)?;
+            let chunk = (PAGE_SIZE - cur % PAGE_SIZE).min(PIECE) as usize;
+            let buf = &mut buf[..chunk];
+            self.copy_in(cur, buf)?;
             if let Some(nul) = buf.iter().position(|&b| b == 0) {
                 out.extend_from_slice(&buf[..nul]);
                 return if out.len() > max {
@@ -1802,7 +1807,7 @@ impl MemoryManager {
                     Ok(out)
                 };
             }
-            out.extend_from_slice(&buf);
+            out.extend_from_slice(buf);
             if out.len() > max {
                 return Err(Errno::ENAMETOOLONG);
             }
