@@ -1496,10 +1496,21 @@ impl MemoryManager {
         addr: u64,
         len: usize,
         need: AccessType,
-        mut f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
+        f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         self.check_access(addr, end, need)?;
+        self.walk_checked(addr, end, f)
+    }
+
+    /// [`walk`](Self::walk) over `[addr, end)`, which the caller has just
+    /// passed through `check_access` (so every byte has a VMA).
+    fn walk_checked(
+        &self,
+        addr: u64,
+        end: u64,
+        mut f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
         let mut cur = addr;
         while cur < end {
             let (start, vma) = self.vma_at(cur).expect("checked");
@@ -1640,7 +1651,7 @@ impl MemoryManager {
                 self.prepare_write(addr, end).ok()?;
             }
             let mut too_many = false;
-            self.walk(addr, len as usize, need, |b, _, n| {
+            self.walk_checked(addr, end, |b, _, n| {
                 match b {
                     Backing::File(off) => iov.push(self.mf.iovec(off, n)),
                     // The Sentry does not map host files: copy instead.
@@ -1776,7 +1787,7 @@ impl MemoryManager {
         // Check the whole range first so a fault copies nothing.
         self.check_access(addr, end, need)?;
         self.prepare_write(addr, end)?;
-        self.walk(addr, buf.len(), need, |b, pos, n| {
+        self.walk_checked(addr, end, |b, pos, n| {
             match b {
                 Backing::File(off) => self.mf.copy_out(off, &buf[pos..pos + n]),
                 Backing::Host(file, off) => file.write(off, &buf[pos..pos + n])?,
