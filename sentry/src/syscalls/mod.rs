@@ -83,9 +83,7 @@ impl Entry {
     pub fn name(&self) -> &'static str {
         // Asked on every dispatch: strip_prefix is a 5-byte compare, where
         // trim_start_matches built a substring searcher each time.
-        self.constant
-            .strip_prefix("__NR_")
-            .unwrap_or(self.constant)
+        self.constant.strip_prefix("__NR_").unwrap_or(self.constant)
     }
 
     pub fn support(&self) -> Support {
