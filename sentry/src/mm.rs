@@ -1496,10 +1496,21 @@ impl MemoryManager {
         addr: u64,
         len: usize,
         need: AccessType,
-        mut f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
+        f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         self.check_access(addr, end, need)?;
+        self.walk_checked(addr, end, f)
+    }
+
+    /// [`walk`](Self::walk) over `[addr, end)`, which the caller has just
+    /// passed through `check_access` (so every byte has a VMA).
+    fn walk_checked(
+        &self,
+        addr: u64,
+        end: u64,
+        mut f: impl FnMut(Backing<'_>, usize, usize) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
         let mut cur = addr;
         while cur < end {
             let (start, vma) = self.vma_at(cur).expect("checked");
@@ -1640,7 +1651,7 @@ impl MemoryManager {
                 self.prepare_write(addr, end).ok()?;
             }
             let mut too_many = false;
-            self.walk(addr, len as usize, need, |b, _, n| {
+            self.walk_checked(addr, end, |b, _, n| {
                 match b {
                     Backing::File(off) => iov.push(self.mf.iovec(off, n)),
                     // The Sentry does not map host files: copy instead.
@@ -1776,7 +1787,7 @@ impl MemoryManager {
         // Check the whole range first so a fault copies nothing.
         self.check_access(addr, end, need)?;
         self.prepare_write(addr, end)?;
-        self.walk(addr, buf.len(), need, |b, pos, n| {
+        self.walk_checked(addr, end, |b, pos, n| {
             match b {
                 Backing::File(off) => self.mf.copy_out(off, &buf[pos..pos + n]),
                 Backing::Host(file, off) => file.write(off, &buf[pos..pos + n])?,
@@ -1788,12 +1799,17 @@ impl MemoryManager {
 
     /// Read a NUL-terminated string of at most `max` bytes (without the NUL).
     pub fn copy_in_string(&self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        // Most strings (paths) are short: copy a small piece at a time, on
+        // the stack, never past the end of a page (where the mapping may
+        // end), so a fault happens exactly where copying whole pages would.
+        const PIECE: u64 = 256;
+        let mut buf = [0u8; PIECE as usize];
         let mut out = Vec::new();
         let mut cur = addr;
         loop {
-            let chunk = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
-            let mut buf = vec![0u8; chunk];
-            self.copy_in(cur, &mut buf)?;
+            let chunk = (PAGE_SIZE - cur % PAGE_SIZE).min(PIECE) as usize;
+            let buf = &mut buf[..chunk];
+            self.copy_in(cur, buf)?;
             if let Some(nul) = buf.iter().position(|&b| b == 0) {
                 out.extend_from_slice(&buf[..nul]);
                 return if out.len() > max {
@@ -1802,7 +1818,7 @@ impl MemoryManager {
                     Ok(out)
                 };
             }
-            out.extend_from_slice(&buf);
+            out.extend_from_slice(buf);
             if out.len() > max {
                 return Err(Errno::ENAMETOOLONG);
             }

@@ -148,23 +148,8 @@ impl Dentry {
 
     /// The child `name` (not `.` or `..`), from the cache or the filesystem.
     pub fn child(self: &Arc<Dentry>, name: &str) -> Result<Arc<Dentry>> {
-        let cached = self
-            .children
-            .lock()
-            .unwrap()
-            .get(name)
-            .and_then(Weak::upgrade);
-        if let Some(d) = cached {
-            if d.inode.valid() {
-                d.referenced.store(true, Ordering::Relaxed);
-                return Ok(d);
-            }
-            // Stale: drop it (unless something is mounted on it) and ask
-            // the filesystem again.
-            if d.is_mountpoint() {
-                return Ok(d);
-            }
-            self.children.lock().unwrap().remove(name);
+        if let Some(d) = self.cached_live_child(name) {
+            return Ok(d);
         }
         let inode = match self.inode.lookup(name) {
             Err(Errno::EMFILE | Errno::ENFILE) if relieve_fd_pressure() => {
@@ -175,6 +160,22 @@ impl Dentry {
         let d = self.adopt(name, inode);
         keep_recent(&d);
         Ok(d)
+    }
+
+    /// The cached child `name` if the filesystem says it is still valid
+    /// (or something is mounted on it). A stale one is dropped, so that
+    /// [`child`](Self::child) asks the filesystem again.
+    pub fn cached_live_child(&self, name: &str) -> Option<Arc<Dentry>> {
+        let d = self.cached_child(name)?;
+        if d.inode.valid() {
+            d.referenced.store(true, Ordering::Relaxed);
+            return Some(d);
+        }
+        if d.is_mountpoint() {
+            return Some(d);
+        }
+        self.children.lock().unwrap().remove(name);
+        None
     }
 
     /// Cache `inode` as the child `name` (after a lookup or a create).

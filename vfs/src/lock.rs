@@ -260,6 +260,13 @@ impl Locks {
         None
     }
 
+    /// Whether no lock at all is held (so [`release`](Self::release) has
+    /// nothing to do, and callers need not find the file's key).
+    pub fn is_empty(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        st.records.is_empty() && st.flocks.is_empty()
+    }
+
     /// Drop every lock `owner` holds on `file` (a process closed a
     /// descriptor of it: POSIX drops all of that process's locks there).
     pub fn release(&self, file: FileKey, owner: Owner) {

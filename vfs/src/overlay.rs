@@ -609,13 +609,17 @@ fn private(name: &str) -> bool {
 
 impl Inode for ONode {
     fn stat(&self) -> Result<Stat> {
-        let (upper, lower) = self.layers();
-        let mut st = self.top().stat()?;
+        let (top, merged) = {
+            let s = self.st();
+            let merged = self.is_dir() && s.upper.is_some() && s.lower.is_some();
+            (s.upper.as_ref().or(s.lower.as_ref()).cloned(), merged)
+        };
+        let mut st = top.expect("overlay node without a layer").stat()?;
         st.dev = self.ovl.dev;
         st.ino = self.ino;
         // A merged directory's subdirectory count is unknown; 1 tells
         // find(1) and friends not to rely on it, as Linux does.
-        if self.is_dir() && upper.is_some() && lower.is_some() {
+        if merged {
             st.nlink = 1;
         }
         Ok(st)

@@ -244,6 +244,29 @@ struct Data {
     writers: Arc<()>,
 }
 
+/// The pages of a file for ascending page indexes: one walk of the map
+/// instead of a search per page (a 128 KiB read touches 32 pages).
+struct PageCursor<'a> {
+    pages: std::iter::Peekable<std::collections::btree_map::Range<'a, u64, Box<[u8]>>>,
+}
+
+impl<'a> PageCursor<'a> {
+    fn new(pages: &'a BTreeMap<u64, Box<[u8]>>, first: u64) -> PageCursor<'a> {
+        PageCursor {
+            pages: pages.range(first..).peekable(),
+        }
+    }
+
+    /// The page `idx` (None: a hole); `idx` must never go backwards.
+    fn get(&mut self, idx: u64) -> Option<&'a [u8]> {
+        while self.pages.next_if(|(&k, _)| k < idx).is_some() {}
+        self.pages
+            .peek()
+            .filter(|(&k, _)| k == idx)
+            .map(|(_, p)| &p[..])
+    }
+}
+
 impl Data {
     /// Move the data into shared memory at least `min_len` long (growing
     /// the region if needed). Mappings made of a smaller region before it
@@ -304,6 +327,7 @@ impl Data {
         let mut pos = offset;
         let mut done = 0usize;
         let mut bounce = Vec::new();
+        let mut pages = PageCursor::new(&self.pages, offset / PAGE);
         for v in iov {
             let mut at = 0usize;
             while at < v.iov_len && pos < self.size {
@@ -320,10 +344,7 @@ impl Data {
                         r.read(pos, &mut bounce[..n]);
                         Some(&bounce[..n])
                     }
-                    None => self
-                        .pages
-                        .get(&(pos / PAGE))
-                        .map(|p| &p[in_page..in_page + n]),
+                    None => pages.get(pos / PAGE).map(|p| &p[in_page..in_page + n]),
                 };
                 match src {
                     // SAFETY: `dst` has `n` writable bytes (the caller's
@@ -353,12 +374,13 @@ impl Data {
             return len;
         }
         let mut done = 0;
+        let mut pages = PageCursor::new(&self.pages, offset / PAGE);
         while done < len {
             let pos = offset + done as u64;
             let in_page = (pos % PAGE) as usize;
             let n = (PAGE as usize - in_page).min(len - done);
             let out = &mut buf[done..done + n];
-            match self.pages.get(&(pos / PAGE)) {
+            match pages.get(pos / PAGE) {
                 Some(page) => out.copy_from_slice(&page[in_page..in_page + n]),
                 None => out.fill(0),
             }

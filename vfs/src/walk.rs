@@ -74,18 +74,27 @@ struct Walk {
     anchor: Option<Location>,
 }
 
-/// Tell the filesystem of `dir` which names the walk is about to look up
-/// when the first is not cached: the plain names ahead (up to a `.` or
-/// `..`), if there are at least two.
-fn prefetch(dir: &Location, ahead: &[&str]) {
-    let plain = ahead
-        .iter()
-        .take_while(|p| **p != "." && **p != ".." && check_name(p).is_ok())
-        .count();
-    if plain < 2 || dir.dentry.cached_child(ahead[0]).is_some() {
-        return;
+/// Tell the filesystem of `dir` which names the walk is about to look up,
+/// `name` not being cached: the plain names from `name` on (up to a `.`
+/// or `..`; `rest` is the path after `name`), if there are at least two.
+fn prefetch(dir: &Location, name: &str, rest: &str) {
+    let ahead: Vec<&str> = std::iter::once(name)
+        .chain(rest.split('/').filter(|p| !p.is_empty()))
+        .take_while(|p| *p != "." && *p != ".." && check_name(p).is_ok())
+        .collect();
+    if ahead.len() >= 2 {
+        dir.inode().prefetch(&ahead);
     }
-    dir.inode().prefetch(&ahead[..plain]);
+}
+
+/// The first component of `path` (after any slashes) and the path after
+/// it; None once only slashes are left.
+fn next_component(path: &str) -> Option<(&str, &str)> {
+    let path = path.trim_start_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    Some(path.split_once('/').unwrap_or((path, "")))
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -105,6 +114,16 @@ impl Context<'_> {
             return Ok(());
         }
         permission(self.creds, &dir.inode().stat()?, MAY_EXEC)
+    }
+
+    /// [`permission`] on the node at `loc`. Without MAY_EXEC,
+    /// CAP_DAC_OVERRIDE lets every access through whatever the mode says,
+    /// so the node's attributes (a host call on host files) are not asked.
+    fn may_access(&self, loc: &Location, may: u32) -> Result<()> {
+        if may & MAY_EXEC == 0 && self.creds.has_cap(CAP_DAC_OVERRIDE) {
+            return Ok(());
+        }
+        permission(self.creds, &loc.inode().stat()?, may)
     }
 
     fn top(&self, w: &Walk) -> Location {
@@ -127,12 +146,12 @@ impl Context<'_> {
             start.clone()
         };
         let trailing = path.ends_with('/');
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
+        let mut rest = path;
+        while let Some((part, after)) = next_component(rest) {
+            let last = next_component(after).is_none();
             self.may_search(&cur)?;
-            prefetch(&cur, &parts[i..]);
-            cur = self.step(&cur, part, !last || follow || trailing, w)?;
+            cur = self.step(&cur, part, after, !last || follow || trailing, w)?;
+            rest = after;
         }
         if trailing && !cur.dentry.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -140,8 +159,15 @@ impl Context<'_> {
         Ok(cur)
     }
 
-    /// One component from the directory `cur`.
-    fn step(&self, cur: &Location, part: &str, follow: bool, w: &mut Walk) -> Result<Location> {
+    /// One component from the directory `cur` (`rest`: the path after it).
+    fn step(
+        &self,
+        cur: &Location,
+        part: &str,
+        rest: &str,
+        follow: bool,
+        w: &mut Walk,
+    ) -> Result<Location> {
         match part {
             "." => return Ok(cur.clone()),
             ".." => {
@@ -158,7 +184,13 @@ impl Context<'_> {
             _ => {}
         }
         check_name(part)?;
-        let child = cur.dentry.child(part)?;
+        let child = match cur.dentry.cached_live_child(part) {
+            Some(d) => d,
+            None => {
+                prefetch(cur, part, rest);
+                cur.dentry.child(part)?
+            }
+        };
         let next = self.mounts.enter(Location {
             mount: cur.mount.clone(),
             dentry: child,
@@ -397,7 +429,6 @@ impl Context<'_> {
             return Err(Errno::EISDIR);
         }
         if !created {
-            let st = loc.inode().stat()?;
             let mut may = 0;
             if acc == libc::O_RDONLY || acc == libc::O_RDWR {
                 may |= MAY_READ;
@@ -405,7 +436,7 @@ impl Context<'_> {
             if write || trunc {
                 may |= MAY_WRITE;
             }
-            permission(self.creds, &st, may)?;
+            self.may_access(&loc, may)?;
         }
         if (kind == S_IFCHR || kind == S_IFBLK) && loc.mount.flags() & MS_NODEV != 0 {
             return Err(Errno::EACCES);

@@ -202,7 +202,9 @@ pub fn close_range(task: &mut Task, a: [u64; 6]) -> SysResult {
 
 /// Closing any descriptor of a file drops the process's POSIX locks on it.
 pub(super) fn release_posix_locks(task: &Task, file: &File) {
-    if file.location().is_some() {
+    // The key costs a stat (a host call for host files): skip it when
+    // there is no lock to drop.
+    if file.location().is_some() && !vfs::lock::table().is_empty() {
         if let Ok(key) = file.lock_key() {
             vfs::lock::table().release(key, vfs::lock::Owner::Process(task.tg.tgid));
         }
