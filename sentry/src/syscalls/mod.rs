@@ -81,8 +81,8 @@ pub struct Entry {
 impl Entry {
     /// The syscall's name (`"openat"`).
     pub fn name(&self) -> &'static str {
-        // Asked on every dispatch: strip_prefix is a 5-byte compare, where
-        // trim_start_matches built a substring searcher each time.
+        // strip_prefix is a 5-byte compare; trim_start_matches would build
+        // a substring searcher each time.
         self.constant.strip_prefix("__NR_").unwrap_or(self.constant)
     }
 
