@@ -79,6 +79,7 @@ std::arch::global_asm!(
     // store after a spin would take the line back from the Sentry for
     // nothing.
     ".macro stub_handoff published, resumed",
+    "2:",
     "mov dword ptr [rbx + {state}], {event}",
     "\\published:",
     "mfence",
@@ -100,8 +101,11 @@ std::arch::global_asm!(
     "cmova rax, rdx",
     "add rsi, rax",
     "6:",
-    "cmp dword ptr [rbx + {state}], {resume}",
+    "mov eax, dword ptr [rbx + {state}]",
+    "cmp eax, {resume}",
     "je \\resumed",
+    "cmp eax, {save_fp}",
+    "je 4f",
     "pause",
     "rdtsc",
     "shl rdx, 32",
@@ -111,8 +115,11 @@ std::arch::global_asm!(
     "7:",
     "mov dword ptr [rbx + {stub_sleeping}], 1",
     "mfence",
-    "cmp dword ptr [rbx + {state}], {resume}",
+    "mov eax, dword ptr [rbx + {state}]",
+    "cmp eax, {resume}",
     "je 8f",
+    "cmp eax, {save_fp}",
+    "je 3f",
     "mov eax, 202", // futex(&state, FUTEX_WAIT, EVENT, NULL)
     "lea rdi, [rbx + {state}]",
     "xor esi, esi",
@@ -120,6 +127,16 @@ std::arch::global_asm!(
     "xor r10d, r10d",
     "syscall",
     "jmp 7b",
+    // SAVE_FP: the Sentry wants the FP state of a thread parked in the
+    // trampoline, which does not save it on its way in: XSAVE it into
+    // the trampoline's frame and report the event again.
+    "3:",
+    "mov dword ptr [rbx + {stub_sleeping}], 0",
+    "4:",
+    "mov eax, [rbx + {fpsw} + 8]",
+    "mov edx, [rbx + {fpsw} + 12]",
+    "xsave64 [rbx + {tf_fp}]",
+    "jmp 2b",
     "8:",
     "mov dword ptr [rbx + {stub_sleeping}], 0",
     ".endm",
@@ -267,6 +284,22 @@ std::arch::global_asm!(
     // pointers the Sentry asked for already in place.
     ".Lh_adopt:",
     "mov dword ptr [rbx + {stub_sleeping}], 0",
+    // The trampoline's frame holds the thread's FP state only if the
+    // Sentry wrote it there (FP_LOAD); otherwise the registers held it
+    // and the kernel saved them in its own frame: copy them over (at
+    // most the trampoline's XSAVE area, whatever size the slot claims).
+    "cmp dword ptr [rbx + {fp_load}], 0",
+    "jne 1f",
+    "mov r12, rsi",
+    "mov rsi, [rdx + {uc_fpstate}]",
+    "lea rdi, [rbx + {tf_fp}]",
+    "mov ecx, [rbx + {fpsw} + 16]", // xstate_size
+    "mov eax, {tf_fp_max}",
+    "cmp ecx, eax",
+    "cmova ecx, eax",
+    "rep movsb",
+    "mov rsi, r12",
+    "1:",
     "stub_set_fs",
     "cmp dword ptr [rbx + {set_gs}], 0",
     "je 1f",
@@ -540,15 +573,11 @@ std::arch::global_asm!(
     "tf_keep rbx, 128, rcx", // rip
     "tf_keep rbx, 112, rcx", // rcx = rip, as a syscall leaves it
     // The rest of the frame (segments, FP pointer, flags, the SIGSYS
-    // siginfo, the XSAVE area's software-reserved bytes and closing magic,
-    // which XSAVE leaves alone) the Sentry wrote when the thread started.
-    // XSAVEOPT with the features the kernel's signal frames hold: it
-    // skips components in their initial state, and those unchanged since
-    // the last XRSTOR from this same area (which the Sentry never rewrites
-    // without asking for that XRSTOR).
-    "mov eax, [rbx + {fpsw} + 8]",
-    "mov edx, [rbx + {fpsw} + 12]",
-    "xsaveopt64 [rbx + {tf_fp}]",
+    // siginfo, the XSAVE area's software-reserved bytes and closing magic)
+    // the Sentry wrote when the thread started. The FP registers stay
+    // live (nothing here touches them, and the kernel keeps them across
+    // the futex calls): the Sentry asks for them when it needs them
+    // (SAVE_FP, in the handoff).
     "rdfsbase rax",
     "mov [rbx + {fs_base}], rax",
     "mov [rbx + {gs_base}], rbx",
@@ -678,6 +707,9 @@ std::arch::global_asm!(
     spin = const MSG_SPIN_CYCLES,
     ret_rip = const MSG_RET_RIP,
     rax_word = const MSG_RAX,
+    save_fp = const STATE_SAVE_FP,
+    uc_fpstate = const UC_MCONTEXT_OFF + 184,
+    tf_fp_max = const TF_END - 4 - TF_FP,
     slot_low = const SLOT_SIZE - 1,
 );
 

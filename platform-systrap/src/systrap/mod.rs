@@ -82,15 +82,18 @@
 //!   then fills in what the kernel would have put in a signal frame at the
 //!   bottom of the slot's signal stack (every register, the flags from
 //!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
-//!   `syscall` leaves them, the XSAVE area by `xsaveopt`); the parts that
-//!   never change (a SIGSYS `siginfo`, segments, the kernel's XSAVE
+//!   `syscall` leaves them); the parts that never change (a SIGSYS `siginfo`, segments, the kernel's XSAVE
 //!   software-reserved bytes, copied from the thread's first frame) the
 //!   Sentry wrote once. A round trip moves as few cache lines as it can:
 //!   the trampoline stores a register only when the frame holds another
 //!   value, the Sentry writes back only what changed, and rax (the number
 //!   going in, the result coming back) travels in the message words' first
 //!   line with the state word ([`layout::MSG_RAX`]), so a call that
-//!   changes no other register moves that one line each way. It hands the frame over
+//!   changes no other register moves that one line each way. It leaves
+//!   the FP state in the registers (nothing in the stub touches them): the
+//!   Sentry needs it only to deliver a signal, fork or move the thread,
+//!   and then asks the parked thread for it (SAVE_FP in the state word),
+//!   which XSAVEs it into the frame and reports again. It hands the frame over
 //!   exactly as the handler does, so
 //!   `switch` cannot tell the two apart (except for
 //!   [`Context::syscall_trapped`], which says which sites are worth
@@ -102,7 +105,9 @@
 //!   event returns to the Sentry anyway, and the Sentry's interrupt stays
 //!   pending for its next switch) and, once the Sentry has resumed the
 //!   thread, reports the interrupt in the trampoline's place with the
-//!   trampoline's frame as the interrupted state.
+//!   trampoline's frame as the interrupted state (and the FP registers,
+//!   which the kernel saved in its own frame, copied into it unless the
+//!   Sentry had written FP state there).
 //! - **Interrupts** send SIGCHLD ([`platform::SIGNAL_INTERRUPT`]) with
 //!   `tgkill` to the stub thread while it runs a context; its handler
 //!   reports the event like any other, and `switch` returns
@@ -144,11 +149,6 @@
 //!   when asked for.
 //! - Spin budgets adapt only to how quickly answers come (see `Spin`),
 //!   not to how busy the host's CPUs are.
-//! - The trampoline saves the XSAVE area (`xsaveopt`, about 50 ns here)
-//!   on every patched syscall, though the Sentry reads it only to deliver
-//!   a signal, fork or move the thread; saving it on demand would need the
-//!   parked trampoline to save it when asked, and the interrupt handler to
-//!   adopt the live state from its own frame.
 //! - A full trampoline table (2047 sites per process) stops patching;
 //!   entries of unmapped code are not reused, and code moved by `mremap`
 //!   keeps jumping to entries that return to its old address.
@@ -191,8 +191,8 @@ mod layout {
     // everything a syscall's round trip must carry (the state word, the
     // thread pointers, the syscall number and its result), so that a call
     // which changes no other register moves just this line each way.
-    /// EVENT (stub wrote one) or RESUME (Sentry wrote the next state);
-    /// both sides' futex word.
+    /// EVENT (stub wrote one), RESUME (Sentry wrote the next state) or
+    /// SAVE_FP (Sentry asks for the FP state); both sides' futex word.
     pub const MSG_STATE: u64 = 0x00;
     pub const MSG_STUB_SLEEPING: u64 = 0x04;
     pub const MSG_SENTRY_SLEEPING: u64 = 0x08;
@@ -296,6 +296,9 @@ mod layout {
 
     pub const STATE_EVENT: u32 = 1;
     pub const STATE_RESUME: u32 = 2;
+    /// The Sentry asks a thread parked in the trampoline to save its FP
+    /// state into the trampoline's frame; it answers with EVENT.
+    pub const STATE_SAVE_FP: u32 = 3;
 }
 
 // The kernel's x86-64 signal frame (`struct ucontext`, `struct sigcontext`).
@@ -605,8 +608,22 @@ impl Slot {
     /// Let the parked stub thread go on. Returns whether it had gone to
     /// sleep.
     fn resume(&self) -> bool {
+        self.hand_over(STATE_RESUME)
+    }
+
+    /// Have a thread parked in the trampoline save its FP state into the
+    /// trampoline's frame, and wait until it has.
+    fn save_fp(&self) -> Result<(), PlatformError> {
+        self.hand_over(STATE_SAVE_FP);
+        // An XSAVE away: spin as long as the host lets anything spin.
+        self.wait_event(None, Spin::max_for_host()).map(drop)
+    }
+
+    /// Set the state word to `to` and wake the stub thread if it sleeps;
+    /// whether it did.
+    fn hand_over(&self, to: u32) -> bool {
         let state = self.mem.u32_at(MSG_STATE as usize);
-        state.store(STATE_RESUME, Ordering::SeqCst);
+        state.store(to, Ordering::SeqCst);
         let slept = self
             .mem
             .u32_at(MSG_STUB_SLEEPING as usize)
@@ -1205,6 +1222,13 @@ impl Frame {
         self.uc == TF_UC as usize
     }
 
+    /// Whether the trampoline reported a syscall in this frame (and not
+    /// the handler an interrupt, with the trampoline's frame as the
+    /// interrupted state and the kernel's `siginfo`).
+    fn is_trampoline_syscall(&self) -> bool {
+        self.is_trampoline() && self.info == TF_INFO as usize
+    }
+
     /// The XSAVE area from the frame into `fp`.
     fn load_fp(&self, slot: &Slot, fp: &mut FpState) {
         let bytes = fp.as_bytes_mut();
@@ -1239,9 +1263,25 @@ struct Bound {
     tid: i32,
     /// The frame the thread is parked in.
     frame: Frame,
+    /// Whether that frame holds the thread's FP state: not after a patched
+    /// syscall, whose trampoline leaves it in the registers until asked.
+    fp_saved: bool,
     /// The fs/gs base the thread has, when known.
     fs_base: Option<u64>,
     gs_base: Option<u64>,
+}
+
+impl Bound {
+    /// The thread's FP state into `fp`, which a thread parked in the
+    /// trampoline saves into its frame first.
+    fn load_fp(&mut self, fp: &mut FpState) -> Result<(), PlatformError> {
+        if !self.fp_saved {
+            self.slot.save_fp()?;
+            self.fp_saved = true;
+        }
+        self.frame.load_fp(&self.slot, fp);
+        Ok(())
+    }
 }
 
 fn space_of(space: &dyn AddressSpace) -> &Arc<Space> {
@@ -1298,6 +1338,7 @@ impl SystrapContext {
             tid: slot.tid(),
             slot,
             frame,
+            fp_saved: true,
             fs_base: None,
             gs_base: None,
         });
@@ -1316,9 +1357,10 @@ impl Context for SystrapContext {
             // Moving to another thread (another address space): carry the
             // FP state over unless the Sentry already rewrote it.
             if let (false, Some(old)) = (self.fp_dirty, self.current) {
-                let old = &self.threads[old];
+                let old = &mut self.threads[old];
                 if old.slot.tid() == old.tid {
-                    old.frame.load_fp(&old.slot, &mut state.fp);
+                    // A thread that died meanwhile leaves `state` as it is.
+                    let _ = old.load_fp(&mut state.fp);
                 }
             }
             self.fp_dirty = true;
@@ -1396,6 +1438,7 @@ impl Context for SystrapContext {
         self.event_at = (self.spin.stub < max).then(Instant::now);
 
         b.frame = Frame::locate(slot)?;
+        b.fp_saved = !b.frame.is_trampoline_syscall();
         let (err, trapno) = b.frame.load_regs(slot, &mut state.regs);
         if self.fsgsbase {
             let fs = slot
@@ -1470,7 +1513,7 @@ impl Context for SystrapContext {
             self.interrupter.pending.store(false, Ordering::SeqCst);
             return Ok(SwitchEvent::Interrupt);
         }
-        b.frame.load_fp(slot, &mut state.fp);
+        b.load_fp(&mut state.fp)?;
         let access = (info.signo == libc::SIGSEGV && trapno == 14).then(|| {
             // Page-fault error code: bit 1 write, bit 4 instruction fetch.
             let write = err & 2 != 0;
@@ -1499,8 +1542,7 @@ impl Context for SystrapContext {
         // Only the thread that ran last holds newer FP state than `state`.
         if let Some(idx) = self.find(space_of(space)) {
             if Some(idx) == self.current && !self.fp_dirty {
-                let b = &self.threads[idx];
-                b.frame.load_fp(&b.slot, &mut state.fp);
+                self.threads[idx].load_fp(&mut state.fp)?;
             }
         }
         Ok(())
