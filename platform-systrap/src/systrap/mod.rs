@@ -446,6 +446,21 @@ impl SystrapPlatform {
     }
 
     /// The template, made on first use.
+    fn context(&self) -> SystrapContext {
+        SystrapContext {
+            interrupter: Arc::new(StubInterrupter::default()),
+            threads: Vec::new(),
+            current: None,
+            fp_dirty: true,
+            fsgsbase: self.fsgsbase,
+            patching: self.patching,
+            trapped: false,
+            spin: Spin::new(self.max_spin),
+            tsc_per_us: self.tsc_per_us,
+            event_at: None,
+        }
+    }
+
     fn template(&self) -> Result<Arc<Space>, PlatformError> {
         let mut t = self.template.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = &*t {
@@ -480,18 +495,7 @@ impl Platform for SystrapPlatform {
     }
 
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
-        Ok(Box::new(SystrapContext {
-            interrupter: Arc::new(StubInterrupter::default()),
-            threads: Vec::new(),
-            current: None,
-            fp_dirty: true,
-            fsgsbase: self.fsgsbase,
-            patching: self.patching,
-            trapped: false,
-            spin: Spin::new(self.max_spin),
-            tsc_per_us: self.tsc_per_us,
-            event_at: None,
-        }))
+        Ok(Box::new(self.context()))
     }
 
     fn initial_state(&self) -> ArchState {
@@ -1622,6 +1626,94 @@ mod tests {
             Spin::adapt(Duration::ZERO, Duration::ZERO, Duration::ZERO),
             Duration::ZERO
         );
+    }
+
+    /// The rarest path of a patched syscall, made to happen: an interrupt
+    /// that reaches the thread after the Sentry resumed it but before it
+    /// left the trampoline, while its FP state is still only in its
+    /// registers. The handler adopts the trampoline's frame and must take
+    /// the FP state from the kernel's frame.
+    #[test]
+    fn an_interrupt_adopted_in_the_trampoline_keeps_the_fp_registers() {
+        const CODE: u64 = 0x10_0000;
+        const XMM1: u64 = 0x5eed_0000_1234_abcd;
+        let p = SystrapPlatform::with_patching(true).expect("systrap works here");
+        assert!(p.patching(), "this host patches syscalls (FSGSBASE)");
+        // movq %rdi,%xmm1; lea 1f(%rip),%rcx; movabs $(39 << 48),%r11;
+        // or %r11,%rcx; movabs $tramp_entry,%rax; jmp *%rax;
+        // 1: movq %xmm1,%rsi; mov $39,%eax; syscall (trapped)
+        let mut code = vec![0x66, 0x48, 0x0f, 0x6e, 0xcf];
+        code.extend([0x48, 0x8d, 0x0d, 25, 0, 0, 0]); // 1f is 25 bytes on
+        code.extend([0x49, 0xbb]);
+        code.extend((39u64 << 48).to_le_bytes());
+        code.extend([0x4c, 0x09, 0xd9]);
+        code.extend([0x48, 0xb8]);
+        code.extend(code::tramp_entry().to_le_bytes());
+        code.extend([0xff, 0xe0]);
+        code.extend([0x66, 0x48, 0x0f, 0x7e, 0xce, 0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
+        let fd = sys::memfd(c"adopt-test", PAGE).unwrap();
+        let file = std::fs::File::from(fd);
+        std::os::unix::fs::FileExt::write_all_at(&file, &code, 0).unwrap();
+        let space = p.new_address_space().unwrap();
+        space
+            .map_file(CODE, PAGE, file.as_fd(), 0, AccessType::from_prot(5), false)
+            .unwrap();
+        let mut ctx = p.context();
+        let mut st = p.initial_state();
+        st.regs.rip = CODE;
+        st.regs.rdi = XMM1;
+        assert_eq!(
+            ctx.switch(space.as_ref(), &mut st).unwrap(),
+            SwitchEvent::Syscall
+        );
+        assert!(!ctx.syscall_trapped(), "the trampoline reported it");
+        assert_eq!(st.regs.orig_rax, 39);
+        let after = CODE + code.len() as u64 - 12;
+        assert_eq!(st.regs.rip, after);
+
+        // The thread sleeps on the futex by now; stop it there, resume it
+        // (RESUME written, nobody to see it), interrupt it, let it go on:
+        // the interrupt is handled before it looks at the state word.
+        std::thread::sleep(Duration::from_millis(20));
+        let tid = ctx.threads[0].slot.tid();
+        let stopped = || {
+            std::fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T'))
+            })
+        };
+        sys::tgkill(tid, tid, libc::SIGSTOP).unwrap();
+        while !stopped() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let interrupter = ctx.interrupter();
+        let slot = ctx.threads[0].slot.clone();
+        st.regs.rax = 77;
+        let (ev, mut ctx, mut st, space) = std::thread::scope(|s| {
+            let run = s.spawn(move || {
+                let ev = ctx.switch(space.as_ref(), &mut st).unwrap();
+                (ev, ctx, st, space)
+            });
+            let state = slot.mem.u32_at(MSG_STATE as usize);
+            while state.load(Ordering::SeqCst) != STATE_RESUME {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            interrupter.interrupt();
+            sys::tgkill(tid, tid, libc::SIGCONT).unwrap();
+            run.join().unwrap()
+        });
+        assert_eq!(ev, SwitchEvent::Interrupt);
+        assert_eq!(st.regs.rax, 77, "the interrupted state is the resumed one");
+        ctx.pull_full_state(space.as_ref(), &mut st).unwrap();
+        let xmm1 = u64::from_le_bytes(st.fp.as_bytes()[176..184].try_into().unwrap());
+        assert_eq!(xmm1, XMM1, "FP state adopted from the kernel's frame");
+        // And the thread goes on with it.
+        assert_eq!(
+            ctx.switch(space.as_ref(), &mut st).unwrap(),
+            SwitchEvent::Syscall
+        );
+        assert_eq!(st.regs.rsi, XMM1);
     }
 
     #[test]
