@@ -617,10 +617,10 @@ impl Slot {
 
     /// Have a thread parked in the trampoline save its FP state into the
     /// trampoline's frame, and wait until it has.
-    fn save_fp(&self) -> Result<(), PlatformError> {
+    /// `spin`: how long to spin before sleeping (it is an XSAVE away).
+    fn save_fp(&self, spin: Duration) -> Result<(), PlatformError> {
         self.hand_over(STATE_SAVE_FP);
-        // An XSAVE away: spin as long as the host lets anything spin.
-        self.wait_event(None, Spin::max_for_host()).map(drop)
+        self.wait_event(None, spin).map(drop)
     }
 
     /// Set the state word to `to` and wake the stub thread if it sleeps;
@@ -1278,9 +1278,10 @@ struct Bound {
 impl Bound {
     /// The thread's FP state into `fp`, which a thread parked in the
     /// trampoline saves into its frame first.
-    fn load_fp(&mut self, fp: &mut FpState) -> Result<(), PlatformError> {
+    /// `spin` as for [`Slot::save_fp`].
+    fn load_fp(&mut self, fp: &mut FpState, spin: Duration) -> Result<(), PlatformError> {
         if !self.fp_saved {
-            self.slot.save_fp()?;
+            self.slot.save_fp(spin)?;
             self.fp_saved = true;
         }
         self.frame.load_fp(&self.slot, fp);
@@ -1364,7 +1365,7 @@ impl Context for SystrapContext {
                 let old = &mut self.threads[old];
                 if old.slot.tid() == old.tid {
                     // A thread that died meanwhile leaves `state` as it is.
-                    let _ = old.load_fp(&mut state.fp);
+                    let _ = old.load_fp(&mut state.fp, self.spin.max);
                 }
             }
             self.fp_dirty = true;
@@ -1517,7 +1518,7 @@ impl Context for SystrapContext {
             self.interrupter.pending.store(false, Ordering::SeqCst);
             return Ok(SwitchEvent::Interrupt);
         }
-        b.load_fp(&mut state.fp)?;
+        b.load_fp(&mut state.fp, self.spin.max)?;
         let access = (info.signo == libc::SIGSEGV && trapno == 14).then(|| {
             // Page-fault error code: bit 1 write, bit 4 instruction fetch.
             let write = err & 2 != 0;
@@ -1546,7 +1547,7 @@ impl Context for SystrapContext {
         // Only the thread that ran last holds newer FP state than `state`.
         if let Some(idx) = self.find(space_of(space)) {
             if Some(idx) == self.current && !self.fp_dirty {
-                self.threads[idx].load_fp(&mut state.fp)?;
+                self.threads[idx].load_fp(&mut state.fp, self.spin.max)?;
             }
         }
         Ok(())
