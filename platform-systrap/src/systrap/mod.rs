@@ -138,7 +138,11 @@
 //! between the Sentry's write and the `rt_sigreturn`; the Sentry checks
 //! both on every resume and rewrites what differs, and the worst outcome is that application thread
 //! dying or wedging, which the Sentry sees as a dead stub thread or clears
-//! by dropping the context.
+//! by dropping the context. A SAVE_FP the application writes into a state
+//! word only makes that thread save its own FP state into its own frame.
+//! The interrupt handler's copy of the FP state into the trampoline's
+//! frame is bounded by the trampoline's XSAVE area, whatever size the
+//! slot's message words claim.
 //!
 //! # Not done yet (issue 4)
 //!
