@@ -437,6 +437,13 @@ impl Context for PtraceContext {
         state: &mut ArchState,
     ) -> Result<(), PlatformError> {
         let tid = self.thread(space)?.tid;
+        // `state.fp` is newer than the thread's registers while the Sentry
+        // has changed it (rt_sigreturn, exec) and no switch has applied it
+        // yet, or while the context has not run on this thread: reading
+        // the thread would bring back what a signal handler left there.
+        if self.fp_dirty || self.last_tid != tid {
+            return Ok(());
+        }
         sys::ptrace_getxstate(tid, state.fp.as_bytes_mut())
             .map_err(|e| host("PTRACE_GETREGSET", e))?;
         Ok(())
