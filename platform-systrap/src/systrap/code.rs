@@ -140,6 +140,16 @@ std::arch::global_asm!(
     "8:",
     "mov dword ptr [rbx + {stub_sleeping}], 0",
     ".endm",
+    // Store `reg` at `off` in the trampoline frame's registers (`base` =
+    // the slot) unless the frame holds it already: a store would take the
+    // cache line from the Sentry's core, and its next read of the line
+    // would have to fetch it back.
+    ".macro tf_keep base, off, reg",
+    "cmp [\\base + {tf_mc} + \\off], \\reg",
+    "je 1f",
+    "mov [\\base + {tf_mc} + \\off], \\reg",
+    "1:",
+    ".endm",
     // The FS base the Sentry asked for (rbx = the slot), with `wrfsbase`.
     ".macro stub_set_fs",
     "cmp dword ptr [rbx + {set_fs}], 0",
@@ -529,15 +539,7 @@ std::arch::global_asm!(
     "test r11d, {slot_low}",
     "jnz .Ltramp_fallback",
     // Each register is stored only if the frame does not hold it already
-    // (most do not change from one call to the next): a store would take
-    // the cache line from the Sentry's core, and its next read of the
-    // line would have to fetch it back.
-    ".macro tf_keep base, off, reg",
-    "cmp [\\base + {tf_mc} + \\off], \\reg",
-    "je 1f",
-    "mov [\\base + {tf_mc} + \\off], \\reg",
-    "1:",
-    ".endm",
+    // (most do not change from one call to the next).
     "tf_keep r11, 0, r8",
     "tf_keep r11, 8, r9",
     "tf_keep r11, 16, r10",
@@ -596,6 +598,8 @@ std::arch::global_asm!(
     "mov rax, [rbx + {gs_base}]",
     "wrgsbase rax",
     "mov dword ptr [rbx + {set_gs}], 0",
+    // As the handler's signal return, but here, inside the trampoline,
+    // where an interrupt is adopted rather than reported from stub code.
     "mov rax, [rbx + {rax_word}]",
     "mov [rbx + {tf_mc} + 104], rax",
     "add rsp, 8",
@@ -708,7 +712,7 @@ std::arch::global_asm!(
     ret_rip = const MSG_RET_RIP,
     rax_word = const MSG_RAX,
     save_fp = const STATE_SAVE_FP,
-    uc_fpstate = const UC_MCONTEXT_OFF + 184,
+    uc_fpstate = const UC_MCONTEXT_OFF + super::MC_FPSTATE as u64,
     tf_fp_max = const TF_END - 4 - TF_FP,
     slot_low = const SLOT_SIZE - 1,
 );

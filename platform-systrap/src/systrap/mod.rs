@@ -82,9 +82,9 @@
 //!   then fills in what the kernel would have put in a signal frame at the
 //!   bottom of the slot's signal stack (every register, the flags from
 //!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
-//!   `syscall` leaves them); the parts that never change (a SIGSYS `siginfo`, segments, the kernel's XSAVE
-//!   software-reserved bytes, copied from the thread's first frame) the
-//!   Sentry wrote once. A round trip moves as few cache lines as it can:
+//!   `syscall` leaves them); the parts that never change (a SIGSYS
+//!   `siginfo`, segments, the kernel's XSAVE software-reserved bytes,
+//!   copied from the thread's first frame) the Sentry wrote once. A round trip moves as few cache lines as it can:
 //!   the trampoline stores a register only when the frame holds another
 //!   value, the Sentry writes back only what changed, and rax (the number
 //!   going in, the result coming back) travels in the message words' first
@@ -93,8 +93,8 @@
 //!   the FP state in the registers (nothing in the stub touches them): the
 //!   Sentry needs it only to deliver a signal, fork or move the thread,
 //!   and then asks the parked thread for it (SAVE_FP in the state word),
-//!   which XSAVEs it into the frame and reports again. It hands the frame over
-//!   exactly as the handler does, so
+//!   which XSAVEs it into the frame and reports again. It hands the frame
+//!   over exactly as the handler does, so
 //!   `switch` cannot tell the two apart (except for
 //!   [`Context::syscall_trapped`], which says which sites are worth
 //!   patching). It returns without a syscall: `xrstor` when the Sentry
@@ -136,8 +136,8 @@
 //! every byte of the stub code). One application thread can still rewrite
 //! another's parked signal frame (mask, signal stack) in the instant
 //! between the Sentry's write and the `rt_sigreturn`; the Sentry checks
-//! both on every resume and rewrites what differs, and the worst outcome is that application thread
-//! dying or wedging, which the Sentry sees as a dead stub thread or clears
+//! both on every resume and rewrites what differs, and the worst outcome
+//! is that application thread dying or wedging, which the Sentry sees as a dead stub thread or clears
 //! by dropping the context. A SAVE_FP the application writes into a state
 //! word only makes that thread save its own FP state into its own frame.
 //! The interrupt handler's copy of the FP state into the trampoline's
@@ -449,7 +449,7 @@ impl SystrapPlatform {
         self.patching
     }
 
-    /// The template, made on first use.
+    /// A new context, as `new_context` gives it (tests reach inside).
     fn context(&self) -> SystrapContext {
         SystrapContext {
             interrupter: Arc::new(StubInterrupter::default()),
@@ -465,6 +465,7 @@ impl SystrapPlatform {
         }
     }
 
+    /// The template, made on first use.
     fn template(&self) -> Result<Arc<Space>, PlatformError> {
         let mut t = self.template.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = &*t {
