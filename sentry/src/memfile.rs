@@ -3,10 +3,14 @@
 //! Address spaces map ranges of it; the Sentry maps the whole file once, so
 //! copying to or from application memory is a plain memcpy through that
 //! mapping (upstream's `pgalloc.MemoryFile`). Ranges are handed out page by
-//! page and their pages are returned to the host (punched out) when freed.
+//! page and their pages are returned to the host (punched out) when freed,
+//! except for a few recently freed small ranges, which are zeroed and
+//! kept for the next allocations (see [`Recycled`]).
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use abi::{Errno, PAGE_SIZE};
 
@@ -14,11 +18,19 @@ use abi::{Errno, PAGE_SIZE};
 /// pages the application touches cost host memory.
 const FILE_SIZE: u64 = 64 << 30;
 
+/// The most freed memory kept for reuse instead of being punched out, the
+/// largest single range kept, and how long a range may wait for reuse
+/// (checked whenever memory is allocated or freed).
+const RECYCLE_MAX: u64 = 16 << 20;
+const RECYCLE_RANGE_MAX: u64 = 2 << 20;
+const RECYCLE_AGE: Duration = Duration::from_secs(1);
+
 pub struct MemoryFile {
     fd: OwnedFd,
     /// The Sentry's mapping of the whole file.
     base: *mut u8,
     alloc: Mutex<Allocator>,
+    recycled: Mutex<Recycled>,
     /// How many private mappings (across all address spaces) use each page
     /// of private memory: fork shares pages copy-on-write instead of
     /// copying them, and a page goes back to the host when its count
@@ -69,6 +81,7 @@ impl MemoryFile {
             fd,
             base: base.cast(),
             alloc: Mutex::new(Allocator::default()),
+            recycled: Mutex::new(Recycled::default()),
             private_refs: Mutex::new(RefCounts::default()),
         })
     }
@@ -81,16 +94,90 @@ impl MemoryFile {
     /// Reserve `len` bytes (page-aligned) of zeroed file; returns the offset.
     pub fn allocate(&self, len: u64) -> Result<u64, Errno> {
         debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
-        self.alloc
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .allocate(len)
-            .ok_or(Errno::ENOMEM)
+        let (reused, expired) = {
+            let mut r = self.recycled();
+            let expired = r.expire(Instant::now());
+            (r.take(len), expired)
+        };
+        self.punch_and_free(expired);
+        if let Some(offset) = reused {
+            return Ok(offset);
+        }
+        self.allocator().allocate(len).ok_or(Errno::ENOMEM)
     }
 
-    /// Give back `[offset, offset+len)`: its pages go back to the host and
-    /// read as zeros when reused.
+    /// Give back `[offset, offset+len)`: it reads as zeros when reused.
+    /// A small range is zeroed and kept for the next allocations (its pages
+    /// stay with the host, so faulting them in again allocates nothing
+    /// there); anything else, and whatever has waited too long or does
+    /// not fit, goes back to the host.
     pub fn free(&self, offset: u64, len: u64) {
+        let keep = len <= RECYCLE_RANGE_MAX && self.zero_in_place(offset, len);
+        let mut gone = {
+            let mut r = self.recycled();
+            let now = Instant::now();
+            if keep {
+                r.put(offset, len, now);
+            }
+            let mut gone = r.expire(now);
+            gone.extend(r.evict());
+            gone
+        };
+        if !keep {
+            gone.push((offset, len));
+        }
+        self.punch_and_free(gone);
+    }
+
+    /// Punch out each range and hand it back to the allocator.
+    fn punch_and_free(&self, ranges: Vec<(u64, u64)>) {
+        for (offset, len) in ranges {
+            if self.punch(offset, len) {
+                self.allocator().free(offset, len);
+            } else {
+                // The pages then stay allocated until the sandbox ends, but
+                // the range must not be reused with stale contents.
+                tracing::warn!(
+                    "memory file: punching [{offset:#x}, +{len:#x}) failed; range retired"
+                );
+            }
+        }
+    }
+
+    /// Write zeros over the pages of `[offset, offset+len)` that hold data
+    /// (holes are zeros already and stay holes). pwritev from one zero
+    /// page: the Sentry's mapping of those pages is not touched, so it
+    /// takes no page faults. Whether it all went.
+    fn zero_in_place(&self, offset: u64, len: u64) -> bool {
+        static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+        const IOVS: usize = 256;
+        let iov = libc::iovec {
+            iov_base: ZERO_PAGE.as_ptr().cast_mut().cast(),
+            iov_len: PAGE_SIZE as usize,
+        };
+        let iovs = [iov; IOVS];
+        let mut ok = true;
+        self.for_each_data(offset, len, |mut pos, end| {
+            while ok && pos < end {
+                let n = ((end - pos) / PAGE_SIZE).min(IOVS as u64) as usize;
+                // SAFETY: pwritev on our own memfd from a static buffer the
+                // kernel only reads (pwritev never writes its iovecs).
+                let r = unsafe {
+                    libc::pwritev(self.fd.as_raw_fd(), iovs.as_ptr(), n as i32, pos as i64)
+                };
+                if r <= 0 || !(r as u64).is_multiple_of(PAGE_SIZE) {
+                    ok = false;
+                } else {
+                    pos += r as u64;
+                }
+            }
+        });
+        ok
+    }
+
+    /// Return the pages of `[offset, offset+len)` to the host; whether the
+    /// kernel did.
+    fn punch(&self, offset: u64, len: u64) -> bool {
         // SAFETY: punching a hole in our own memfd; the range lies inside it.
         let ret = unsafe {
             libc::fallocate(
@@ -100,16 +187,15 @@ impl MemoryFile {
                 len as i64,
             )
         };
-        if ret < 0 {
-            // The pages then stay allocated until the sandbox ends, but the
-            // range must not be reused with stale contents.
-            tracing::warn!("memory file: punching [{offset:#x}, +{len:#x}) failed; range retired");
-            return;
-        }
-        self.alloc
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .free(offset, len);
+        ret == 0
+    }
+
+    fn allocator(&self) -> std::sync::MutexGuard<'_, Allocator> {
+        self.alloc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn recycled(&self) -> std::sync::MutexGuard<'_, Recycled> {
+        self.recycled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reserve `len` bytes of zeroed private memory, referenced once.
@@ -192,16 +278,7 @@ impl MemoryFile {
     /// the host.
     pub fn zero(&self, offset: u64, len: u64) {
         Self::check_range(offset, len as usize);
-        // SAFETY: punching a hole in our own memfd inside its bounds.
-        let ret = unsafe {
-            libc::fallocate(
-                self.fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset as i64,
-                len as i64,
-            )
-        };
-        if ret < 0 {
+        if !self.punch(offset, len) {
             // Fall back to writing zeros so the contract (reads as zero) holds.
             // SAFETY: the range lies inside our mapping (checked above).
             unsafe { std::ptr::write_bytes(self.base.add(offset as usize), 0, len as usize) };
@@ -314,6 +391,68 @@ impl Drop for MemoryFile {
         // SAFETY: unmapping the mapping made in `new`; no copies are in
         // flight because we hold the only reference.
         unsafe { libc::munmap(self.base.cast(), FILE_SIZE as usize) };
+    }
+}
+
+/// Freed ranges kept, zeroed, with the host's pages still behind them:
+/// allocating one again spares the host freeing and allocating, zeroing
+/// and accounting each page. That costs most when, as here, the Sentry
+/// frees on one CPU and the application faults the pages in on another:
+/// the kernel's per-CPU page lists then never serve the fault (mmap_touch
+/// took a third longer). Bounded in bytes, range size and age
+/// (`RECYCLE_*`); newest first, for warm caches.
+#[derive(Default)]
+struct Recycled {
+    /// (offset, len, when freed), oldest first.
+    ranges: VecDeque<(u64, u64, Instant)>,
+    bytes: u64,
+}
+
+impl Recycled {
+    fn put(&mut self, offset: u64, len: u64, now: Instant) {
+        self.ranges.push_back((offset, len, now));
+        self.bytes += len;
+    }
+
+    /// A kept range of `len` bytes: the newest of exactly that length
+    /// (memory tends to be freed in the pieces it is allocated in again),
+    /// else cut from the newest that is longer (its tail stays kept).
+    fn take(&mut self, len: u64) -> Option<u64> {
+        let i = (self.ranges.iter().rposition(|&(_, l, _)| l == len))
+            .or_else(|| self.ranges.iter().rposition(|&(_, l, _)| l > len))?;
+        let (offset, l, at) = self.ranges[i];
+        if l == len {
+            self.ranges.remove(i);
+        } else {
+            self.ranges[i] = (offset + len, l - len, at);
+        }
+        self.bytes -= len;
+        Some(offset)
+    }
+
+    /// The oldest ranges beyond the byte bound, no longer kept.
+    fn evict(&mut self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while self.bytes > RECYCLE_MAX {
+            let (offset, len, _) = self.ranges.pop_front().expect("bytes > 0");
+            self.bytes -= len;
+            out.push((offset, len));
+        }
+        out
+    }
+
+    /// The ranges that waited longer than `RECYCLE_AGE`, no longer kept.
+    fn expire(&mut self, now: Instant) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while let Some(&(offset, len, at)) = self.ranges.front() {
+            if now.duration_since(at) < RECYCLE_AGE {
+                break;
+            }
+            self.ranges.pop_front();
+            self.bytes -= len;
+            out.push((offset, len));
+        }
+        out
     }
 }
 
@@ -540,5 +679,65 @@ mod tests {
         assert_eq!(again, off);
         mf.copy_in(off + 10, &mut buf);
         assert_eq!(buf, [0; 5]);
+    }
+
+    /// Whether the page at `offset` holds data (not a hole).
+    fn has_data(mf: &MemoryFile, offset: u64) -> bool {
+        // SAFETY: lseek on the test's own memfd.
+        let data = unsafe { libc::lseek(mf.fd.as_raw_fd(), offset as i64, libc::SEEK_DATA) };
+        data as u64 == offset
+    }
+
+    #[test]
+    fn kept_memory_is_zeroed_and_reused_in_its_pieces() {
+        let mf = MemoryFile::new().unwrap();
+        let two = mf.allocate(2 * 4096).unwrap();
+        let one = mf.allocate(4096).unwrap();
+        mf.copy_out(two + 100, b"secret");
+        mf.copy_out(one + 200, b"secret");
+        mf.free(two, 2 * 4096);
+        mf.free(one, 4096);
+        // The exact fit, although the older range is long enough too.
+        assert_eq!(mf.allocate(4096).unwrap(), one);
+        assert_eq!(mf.allocate(2 * 4096).unwrap(), two);
+        let mut b = [0xffu8; 6];
+        mf.copy_in(one + 200, &mut b);
+        assert_eq!(b, [0; 6]);
+        mf.copy_in(two + 100, &mut b);
+        assert_eq!(b, [0; 6]);
+        // Zeroing kept the host's page and wrote nothing into the hole.
+        assert!(has_data(&mf, two));
+        assert!(!has_data(&mf, two + 4096));
+        // A longer kept range is cut: its tail stays kept.
+        mf.free(two, 2 * 4096);
+        assert_eq!(mf.allocate(4096).unwrap(), two);
+        assert_eq!(mf.allocate(4096).unwrap(), two + 4096);
+    }
+
+    #[test]
+    fn memory_beyond_the_bounds_goes_back_to_the_host() {
+        let mf = MemoryFile::new().unwrap();
+        let chunks: Vec<u64> = (0..RECYCLE_MAX / RECYCLE_RANGE_MAX + 1)
+            .map(|_| mf.allocate(RECYCLE_RANGE_MAX).unwrap())
+            .collect();
+        let big = mf.allocate(2 * RECYCLE_RANGE_MAX).unwrap();
+        for &c in chunks.iter().chain([&big]) {
+            mf.copy_out(c, b"x");
+        }
+        for &c in &chunks {
+            mf.free(c, RECYCLE_RANGE_MAX);
+        }
+        // One chunk too many: the oldest went back to the host.
+        assert!(!has_data(&mf, chunks[0]));
+        assert!(chunks[1..].iter().all(|&c| has_data(&mf, c)));
+        assert_eq!(mf.recycled().bytes, RECYCLE_MAX);
+        // Too long to keep at all.
+        mf.free(big, 2 * RECYCLE_RANGE_MAX);
+        assert!(!has_data(&mf, big));
+        // And ranges that waited too long go when memory is next used.
+        let later = Instant::now() + RECYCLE_AGE;
+        let expired = mf.recycled().expire(later);
+        assert_eq!(expired.len(), chunks.len() - 1);
+        assert_eq!(mf.recycled().bytes, 0);
     }
 }
