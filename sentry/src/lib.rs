@@ -46,6 +46,7 @@ mod syscalls;
 mod task;
 mod timer;
 mod tty;
+mod workers;
 
 pub use control::{ProcessInfo, Usage};
 pub use fs::BindMount;

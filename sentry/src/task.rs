@@ -563,12 +563,11 @@ impl Task {
         tg.thread_exited(tid, status, &kernel);
     }
 
-    /// Start `child` on a host thread of its own.
+    /// Start `child` on a host thread of its own (one whose task ended,
+    /// if one waits).
     pub(crate) fn spawn(child: Task) -> Result<(), Errno> {
-        std::thread::Builder::new()
-            .name(format!("task-{}", child.tid))
-            .spawn(move || child.run_thread())
-            .map(drop)
+        let name = format!("task-{}", child.tid);
+        crate::workers::spawn(name, Box::new(move || child.run_thread()))
             .map_err(|e| Errno::from_io(&e))
     }
 }

@@ -13,13 +13,18 @@
 //!   on behalf of whichever host thread asks;
 //! - each context (task) that runs in an address space gets a stub thread of
 //!   its own, cloned by the request thread and then seized by the host
-//!   thread that runs the task, which alone drives it from then on.
+//!   thread that runs the task, which alone drives it from then on;
+//! - when a context ends, its stub thread waits, stopped, for the next
+//!   context its host thread runs in that address space (the Sentry keeps
+//!   host threads for new tasks): a new thread then costs no clone and no
+//!   seize.
 //!
 //! Stub threads are separate thread groups sharing one memory (no
 //! CLONE_THREAD), so a signal aimed at one stops no other.
 
 pub(crate) mod stub;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +145,35 @@ struct Space {
     requests: Mutex<Option<Sender<Request>>>,
     /// Stub thread of each context (by context id).
     threads: Mutex<HashMap<u64, StubThread>>,
+    /// Stopped stub threads whose context ended, by their tracer (the host
+    /// thread that seized them, the only one that can run them).
+    idle: Mutex<HashMap<i32, Vec<i32>>>,
+}
+
+thread_local! {
+    /// The address spaces where this host thread left idle stub threads.
+    static PARKED: ParkedIn = const { ParkedIn(RefCell::new(Vec::new())) };
+}
+
+/// Kills a host thread's idle stub threads when it exits, so that the
+/// spaces forget them (PTRACE_O_EXITKILL would kill them, but thread ids
+/// are reused).
+struct ParkedIn(RefCell<Vec<Weak<Space>>>);
+
+impl Drop for ParkedIn {
+    fn drop(&mut self) {
+        let me = sys::gettid();
+        for space in self.0.get_mut().drain(..).filter_map(|w| w.upgrade()) {
+            let tids = space
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&me);
+            for tid in tids.into_iter().flatten() {
+                sys::kill_and_reap(tid);
+            }
+        }
+    }
 }
 
 impl Space {
@@ -185,6 +219,7 @@ impl Space {
         Ok(Arc::new(Space {
             requests: Mutex::new(Some(tx)),
             threads: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -211,8 +246,8 @@ impl Space {
         self.ask(|reply| Request::Syscall { nr, args, reply })
     }
 
-    /// The stub thread of context `id`, created and seized by the calling
-    /// thread on first use.
+    /// The stub thread of context `id`: on first use, one the calling
+    /// thread left idle, or a new one it seizes.
     fn thread_for(&self, id: u64) -> Result<StubThread, PlatformError> {
         if let Some(t) = self
             .threads
@@ -221,6 +256,21 @@ impl Space {
             .get(&id)
         {
             return Ok(*t);
+        }
+        let me = sys::gettid();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&me)
+            .and_then(Vec::pop);
+        if let Some(tid) = idle {
+            let thread = StubThread { tid, tracer: me };
+            self.threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, thread);
+            return Ok(thread);
         }
         let tid = self.ask(|reply| Request::NewThread { reply })?;
         let host = |op| move |errno| PlatformError::Host { op, errno };
@@ -249,19 +299,43 @@ impl Space {
         Ok(thread)
     }
 
-    /// Kill and forget context `id`'s stub thread.
-    fn drop_thread(&self, id: u64) {
-        if let Some(t) = self
+    /// Context `id` has ended: keep its stub thread for the next context
+    /// of the calling host thread if that is its tracer and it is stopped
+    /// (only then do its registers read), else kill it.
+    fn release_thread(self: &Arc<Space>, id: u64) {
+        let Some(t) = self
             .threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id)
-        {
-            if t.tracer == sys::gettid() {
-                sys::kill_and_reap(t.tid);
-            } else {
-                sys::kill(t.tid);
-            }
+        else {
+            return;
+        };
+        let me = sys::gettid();
+        if t.tracer != me {
+            sys::kill(t.tid);
+            return;
+        }
+        let stopped = sys::ptrace_getregs(t.tid, &mut Default::default()).is_ok();
+        let noted = stopped
+            && PARKED
+                .try_with(|p| {
+                    let mut p = p.0.borrow_mut();
+                    if !p.iter().any(|w| w.as_ptr() == Arc::as_ptr(self)) {
+                        p.retain(|w| w.strong_count() > 0);
+                        p.push(Arc::downgrade(self));
+                    }
+                })
+                .is_ok();
+        if noted {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(me)
+                .or_default()
+                .push(t.tid);
+        } else {
+            sys::kill_and_reap(t.tid);
         }
     }
 }
@@ -275,6 +349,16 @@ impl Drop for Space {
             .drain()
         {
             sys::kill(t.tid);
+        }
+        // Nobody waits for an idle thread, so any Sentry thread can reap it
+        // (wait covers the tracees of every thread in the caller's group).
+        for (_, tids) in self
+            .idle
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            tids.into_iter().for_each(sys::kill_and_reap);
         }
     }
 }
@@ -461,7 +545,7 @@ impl Context for PtraceContext {
 impl Drop for PtraceContext {
     fn drop(&mut self) {
         for space in self.spaces.drain(..).filter_map(|w| w.upgrade()) {
-            space.drop_thread(self.id);
+            space.release_thread(self.id);
         }
     }
 }

@@ -243,18 +243,23 @@ impl Stub {
     }
 
     /// Start a new stub thread: a process sharing this stub's memory and
-    /// file table, spinning in the stub page until a host thread seizes it.
+    /// file table, asleep in the stub page until a host thread seizes it.
     /// Returns its id.
     pub fn new_thread(&mut self) -> Result<i32, PlatformError> {
         // No CLONE_THREAD: each stub thread is its own thread group, so a
-        // stop or signal aimed at one never touches another. No exit signal.
-        let flags = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES) as u64;
-        // r9 (unused by clone): the parent the child must find, this stub.
+        // stop or signal aimed at one never touches another. No exit
+        // signal. A child of the Sentry (CLONE_PARENT), so that its tracer's
+        // wait reaps it: as the stub's child it stayed a zombie until the
+        // stub died.
+        let flags =
+            (libc::CLONE_PARENT | libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES) as u64;
+        // r9 (unused by clone): the parent the child must find, us.
+        let parent = u64::from(std::process::id());
         let ret = self.inject(
             STUB_ADDR + CLONE_ENTRY,
             STUB_ADDR + CLONE_STOP_IP,
             libc::SYS_clone,
-            [flags, 0, 0, 0, 0, self.pid as u64],
+            [flags, 0, 0, 0, 0, parent],
         )?;
         match i32::try_from(ret as i64) {
             Ok(tid) if tid > 0 => Ok(tid),
