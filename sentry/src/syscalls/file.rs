@@ -944,28 +944,46 @@ pub fn pwritev2(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(n)
 }
 
-/// Move up to `count` bytes from `inp` (at `in_off`, or its position) to
-/// `out` (likewise), through the Sentry; blocking files wait as read and
-/// write do. `once` stops after the first read that returns data (splice
-/// moves what a pipe holds, not a fixed amount). Returns bytes moved.
-fn transfer(
-    task: &Task,
-    inp: &File,
-    in_off: Option<u64>,
-    out: &File,
-    out_off: Option<u64>,
+/// One side of a transfer: a file and where in it (None: at its position).
+#[derive(Clone, Copy)]
+struct End<'a> {
+    file: &'a File,
+    offset: Option<u64>,
+}
+
+impl<'a> End<'a> {
+    fn new(file: &'a File, offset: Option<u64>) -> End<'a> {
+        End { file, offset }
+    }
+}
+
+/// What sendfile, splice and copy_file_range move: up to `count` bytes
+/// from `from` to `to`, through the Sentry; blocking files wait as read
+/// and write do. `once` stops after the first read that returns data
+/// (splice moves what a pipe holds, not a fixed amount).
+#[derive(Clone, Copy)]
+struct Transfer<'a> {
+    from: End<'a>,
+    to: End<'a>,
     count: usize,
     once: bool,
-) -> Result<usize, Errno> {
-    let wanted = count;
-    let count = fsize_allows(task, out, out_off, count as u64)? as usize;
-    let done = transfer_up_to(task, inp, in_off, out, out_off, count, once)?;
+}
+
+/// Run `t` under RLIMIT_FSIZE; returns the bytes moved.
+fn transfer(task: &Task, t: Transfer<'_>) -> Result<usize, Errno> {
+    let wanted = t.count;
+    let count = fsize_allows(task, t.to.file, t.to.offset, t.count as u64)? as usize;
+    let done = transfer_up_to(task, Transfer { count, ..t })?;
     // Linux moves data in rounds, and the round after the one that reached
     // RLIMIT_FSIZE fails with SIGXFSZ (the call still returns what moved)
     // when there was more to move.
-    if done == count && count < wanted && !once {
-        let more = match in_off {
-            Some(o) => inp.pread(&mut [0u8], o + done as u64).is_ok_and(|n| n > 0),
+    if done == count && count < wanted && !t.once {
+        let more = match t.from.offset {
+            Some(o) => t
+                .from
+                .file
+                .pread(&mut [0u8], o + done as u64)
+                .is_ok_and(|n| n > 0),
             None => true,
         };
         if more {
@@ -975,20 +993,13 @@ fn transfer(
     Ok(done)
 }
 
-fn transfer_up_to(
-    task: &Task,
-    inp: &File,
-    in_off: Option<u64>,
-    out: &File,
-    out_off: Option<u64>,
-    count: usize,
-    once: bool,
-) -> Result<usize, Errno> {
-    let mut buf = vec![0u8; count.min(CHUNK)];
+fn transfer_up_to(task: &Task, t: Transfer<'_>) -> Result<usize, Errno> {
+    let (inp, out) = (t.from.file, t.to.file);
+    let mut buf = vec![0u8; t.count.min(CHUNK)];
     let mut done = 0usize;
-    while done < count {
-        let want = (count - done).min(buf.len());
-        let got = match in_off {
+    while done < t.count {
+        let want = (t.count - done).min(buf.len());
+        let got = match t.from.offset {
             Some(o) => inp.pread(&mut buf[..want], o + done as u64),
             None => host_io(task, inp, libc::POLLIN, || inp.read(&mut buf[..want])),
         };
@@ -1000,7 +1011,7 @@ fn transfer_up_to(
         };
         let mut sent = 0;
         while sent < n {
-            let put = match out_off {
+            let put = match t.to.offset {
                 Some(o) => out.pwrite(&buf[sent..n], o + (done + sent) as u64),
                 None => host_io(task, out, libc::POLLOUT, || out.write(&buf[sent..n])),
             };
@@ -1011,7 +1022,7 @@ fn transfer_up_to(
             }
         }
         done += sent;
-        if sent < n || once {
+        if sent < n || t.once {
             break;
         }
     }
@@ -1040,7 +1051,15 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     let offset = offset_arg(task, a[2])?;
     let count = a[3].min(MAX_RW) as usize;
-    let done = transfer(task, &inp, offset, &out, None, count, false)?;
+    let done = transfer(
+        task,
+        Transfer {
+            from: End::new(&inp, offset),
+            to: End::new(&out, None),
+            count,
+            once: false,
+        },
+    )?;
     if let Some(off) = offset {
         task.mm()
             .copy_out(a[2], &(off + done as u64).to_le_bytes())?;
@@ -1073,7 +1092,15 @@ pub fn splice(task: &mut Task, a: [u64; 6]) -> SysResult {
     let in_off = offset_arg(task, in_off_p)?;
     let out_off = offset_arg(task, out_off_p)?;
     let count = len.min(MAX_RW) as usize;
-    let done = transfer(task, &inp, in_off, &out, out_off, count, in_pipe)?;
+    let done = transfer(
+        task,
+        Transfer {
+            from: End::new(&inp, in_off),
+            to: End::new(&out, out_off),
+            count,
+            once: in_pipe,
+        },
+    )?;
     if let Some(o) = in_off {
         task.mm()
             .copy_out(in_off_p, &(o + done as u64).to_le_bytes())?;
@@ -1268,7 +1295,15 @@ pub fn copy_file_range(task: &mut Task, a: [u64; 6]) -> SysResult {
     let in_off = offset_arg(task, in_off_p)?.or_else(|| position(&inp));
     let out_off = offset_arg(task, out_off_p)?.or_else(|| position(&out));
     let count = len.min(MAX_RW) as usize;
-    let done = transfer(task, &inp, in_off, &out, out_off, count, false)?;
+    let done = transfer(
+        task,
+        Transfer {
+            from: End::new(&inp, in_off),
+            to: End::new(&out, out_off),
+            count,
+            once: false,
+        },
+    )?;
     let moved = done as u64;
     if let Some(off) = in_off {
         if in_off_p != 0 {
