@@ -62,6 +62,9 @@ fn a_stub_thread_outlives_its_context_for_the_next_one() {
     // The first address space makes the template stub every later one is
     // forked from; it lives as long as the platform.
     drop(space_with_code(&p, &file));
+    // The dropped one's stub goes (its request thread reaps it), the
+    // template's stays.
+    assert!(settles_at(1), "{} children", children());
     let before = children();
     let space = space_with_code(&p, &file);
     let run = || {
