@@ -172,6 +172,12 @@ pub trait Context: Send {
     /// A handle that interrupts this context from any thread.
     fn interrupter(&self) -> Arc<dyn Interrupter>;
 
+    /// The Sentry is about to spend a while computing for the current
+    /// event without blocking (a long read of a file in memory): a
+    /// platform whose application thread waits for the answer may keep
+    /// it waiting awake rather than let it sleep.
+    fn expect_busy(&mut self) {}
+
     /// Whether the last [`SwitchEvent::Syscall`] came from a `syscall`
     /// instruction the platform trapped (so the two bytes before `rip`
     /// are that instruction and the site may be patched), as opposed to a

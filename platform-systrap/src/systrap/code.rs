@@ -72,8 +72,9 @@ pub fn image_sa_mask(image: &[u8]) -> u64 {
 std::arch::global_asm!(
     // The handoff, for the handler and the trampoline alike (rbx = the
     // slot): publish the event, waking the Sentry only if it sleeps; spin
-    // a while (the Sentry's TSC budget, at most the configured one) for
-    // its answer, then sleep on the futex. Goes on to `resumed` after a
+    // a while (the Sentry's TSC budget, at most the configured one; up to
+    // three budgets while the Sentry says it is busy computing the
+    // answer, MSG_BUSY) for its answer, then sleep on the futex. Goes on to `resumed` after a
     // spin, and falls through after a sleep, once the thread has cleared
     // its sleeping flag: only a thread that slept writes that word, as a
     // store after a spin would take the line back from the Sentry for
@@ -82,6 +83,7 @@ std::arch::global_asm!(
     "2:",
     "mov dword ptr [rbx + {state}], {event}",
     "\\published:",
+    "xor r8d, r8d", // budgets added (see below)
     "mfence",
     "cmp dword ptr [rbx + {sentry_sleeping}], 0",
     "je 5f",
@@ -112,6 +114,14 @@ std::arch::global_asm!(
     "or rax, rdx",
     "cmp rax, rsi",
     "jb 6b",
+    // Out of budget: spin up to two budgets more if the Sentry said it is
+    // busy with this event (the line is read only here).
+    "cmp r8d, 2",
+    "jae 7f",
+    "cmp dword ptr [rbx + {busy}], 0",
+    "je 7f",
+    "inc r8d",
+    "jmp 5b",
     "7:",
     "mov dword ptr [rbx + {stub_sleeping}], 1",
     "mfence",
@@ -712,6 +722,7 @@ std::arch::global_asm!(
     ret_rip = const MSG_RET_RIP,
     rax_word = const MSG_RAX,
     save_fp = const STATE_SAVE_FP,
+    busy = const MSG_BUSY,
     uc_fpstate = const UC_MCONTEXT_OFF + super::MC_FPSTATE as u64,
     tf_fp_max = const TF_END - 4 - TF_FP,
     slot_low = const SLOT_SIZE - 1,

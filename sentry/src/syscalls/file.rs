@@ -758,7 +758,18 @@ fn write_copying(task: &Task, file: &File, buf: u64, count: u64, offset: Option<
 
 pub fn read(task: &mut Task, a: [u64; 6]) -> SysResult {
     let file = task.fds().get(a[0])?;
+    expect_busy_reading(task, &file, a[2]);
     read_into(task, &file, a[1], a[2], None)
+}
+
+/// A read of this many bytes of a file kept in memory keeps the Sentry
+/// copying for tens of microseconds, without blocking: the platform may
+/// keep the application's thread awake for the answer.
+fn expect_busy_reading(task: &mut Task, file: &File, count: u64) {
+    const LONG_READ: u64 = 64 << 10;
+    if count >= LONG_READ && file.is_regular() && file.ops().iov_io().is_some() {
+        task.ctx.expect_busy();
+    }
 }
 
 pub fn write(task: &mut Task, a: [u64; 6]) -> SysResult {
@@ -771,6 +782,7 @@ pub fn pread64(task: &mut Task, a: [u64; 6]) -> SysResult {
     if (a[3] as i64) < 0 {
         return Err(Errno::EINVAL);
     }
+    expect_busy_reading(task, &file, a[2]);
     read_into(task, &file, a[1], a[2], Some(a[3]))
 }
 
