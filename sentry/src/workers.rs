@@ -61,12 +61,17 @@ fn serve(first: Job) {
         job = match rx.recv_timeout(IDLE_WAIT) {
             Ok(j) => j,
             Err(RecvTimeoutError::Timeout) => {
-                // Leave the list; if a job was handed over meanwhile, it
-                // is in the channel already: run it.
-                IDLE.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|&(i, _)| i != id);
-                match rx.try_recv() {
+                // Leave the list. If this thread is no longer in it, a
+                // spawn took its sender and is handing over a job: wait
+                // for that one (exiting could drop it with the channel).
+                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                let listed = idle.len();
+                idle.retain(|&(i, _)| i != id);
+                if idle.len() < listed {
+                    return;
+                }
+                drop(idle);
+                match rx.recv() {
                     Ok(j) => j,
                     Err(_) => return,
                 }

@@ -1608,6 +1608,21 @@ impl Drop for SystrapContext {
 mod tests {
     use super::*;
 
+    /// Where the tests' application code sits.
+    const CODE: u64 = 0x10_0000;
+
+    /// A new address space with `code` mapped read-execute at [`CODE`].
+    fn space_with_code(p: &SystrapPlatform, code: &[u8]) -> Arc<dyn AddressSpace> {
+        let fd = sys::memfd(c"systrap-test-code", PAGE).unwrap();
+        let file = std::fs::File::from(fd);
+        std::os::unix::fs::FileExt::write_all_at(&file, code, 0).unwrap();
+        let space = p.new_address_space().unwrap();
+        space
+            .map_file(CODE, PAGE, file.as_fd(), 0, AccessType::from_prot(5), false)
+            .unwrap();
+        space
+    }
+
     #[test]
     fn filter_jumps_land_on_returns() {
         let f = code::filter();
@@ -1663,7 +1678,6 @@ mod tests {
     /// the FP state from the kernel's frame.
     #[test]
     fn an_interrupt_adopted_in_the_trampoline_keeps_the_fp_registers() {
-        const CODE: u64 = 0x10_0000;
         const XMM1: u64 = 0x5eed_0000_1234_abcd;
         let p = SystrapPlatform::with_patching(true).expect("systrap works here");
         assert!(p.patching(), "this host patches syscalls (FSGSBASE)");
@@ -1679,13 +1693,7 @@ mod tests {
         code.extend(code::tramp_entry().to_le_bytes());
         code.extend([0xff, 0xe0]);
         code.extend([0x66, 0x48, 0x0f, 0x7e, 0xce, 0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
-        let fd = sys::memfd(c"adopt-test", PAGE).unwrap();
-        let file = std::fs::File::from(fd);
-        std::os::unix::fs::FileExt::write_all_at(&file, &code, 0).unwrap();
-        let space = p.new_address_space().unwrap();
-        space
-            .map_file(CODE, PAGE, file.as_fd(), 0, AccessType::from_prot(5), false)
-            .unwrap();
+        let space = space_with_code(&p, &code);
         let mut ctx = p.context();
         let mut st = p.initial_state();
         st.regs.rip = CODE;
@@ -1751,17 +1759,10 @@ mod tests {
     /// calls fell from about 20,000 to about 1,000 per run).
     #[test]
     fn a_busy_flag_lasts_one_event_and_bounds_the_spin() {
-        const CODE: u64 = 0x10_0000;
         let p = SystrapPlatform::with_patching(false).expect("systrap works here");
         // mov $39,%eax; syscall; jmp back
         let code = [0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7];
-        let fd = sys::memfd(c"busy-test", PAGE).unwrap();
-        let file = std::fs::File::from(fd);
-        std::os::unix::fs::FileExt::write_all_at(&file, &code, 0).unwrap();
-        let space = p.new_address_space().unwrap();
-        space
-            .map_file(CODE, PAGE, file.as_fd(), 0, AccessType::from_prot(5), false)
-            .unwrap();
+        let space = space_with_code(&p, &code);
         let mut ctx = p.context();
         let mut st = p.initial_state();
         st.regs.rip = CODE;
