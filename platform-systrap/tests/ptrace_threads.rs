@@ -16,25 +16,16 @@ use common::{code_file, space_with_code, CODE_ADDR};
 /// The ids of this process's descendants, live or zombie: the stub
 /// processes are its children, their stub threads their children.
 fn child_pids() -> BTreeSet<i32> {
-    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // pid (comm) state ppid ...
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
-            Some((pid, ppid.parse().ok()?))
-        })
-        .collect();
-    let mut found = BTreeSet::from([std::process::id() as i32]);
+    let parents = common::processes();
+    let me = std::process::id() as i32;
+    let mut found = BTreeSet::from([me]);
     while let Some(more) = parents
         .iter()
         .find(|(pid, ppid)| found.contains(ppid) && !found.contains(pid))
     {
         found.insert(more.0);
     }
-    found.remove(&(std::process::id() as i32));
+    found.remove(&me);
     found
 }
 

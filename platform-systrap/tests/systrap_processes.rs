@@ -22,17 +22,10 @@ fn space_with(p: &SystrapPlatform, file: &File) -> Arc<dyn AddressSpace> {
 
 /// Processes (live or zombie) whose parent is this process.
 fn children() -> usize {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            // pid (comm) state ppid ...
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
-                .unwrap_or(false)
-        })
+    let me = std::process::id() as i32;
+    common::processes()
+        .into_iter()
+        .filter(|&(_, ppid)| ppid == me)
         .count()
 }
 

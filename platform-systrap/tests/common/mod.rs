@@ -74,3 +74,18 @@ pub fn map_data_page(space: &dyn AddressSpace) -> File {
         .unwrap();
     data
 }
+
+/// Every process on the host (live or zombie) as (pid, parent pid).
+pub fn processes() -> Vec<(i32, i32)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            Some((pid, ppid.parse().ok()?))
+        })
+        .collect()
+}
