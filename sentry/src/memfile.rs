@@ -432,20 +432,20 @@ impl Recycled {
 
     /// The oldest ranges beyond the byte bound, no longer kept.
     fn evict(&mut self) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        while self.bytes > RECYCLE_MAX {
-            let (offset, len, _) = self.ranges.pop_front().expect("bytes > 0");
-            self.bytes -= len;
-            out.push((offset, len));
-        }
-        out
+        self.drop_oldest_while(|bytes, _| bytes > RECYCLE_MAX)
     }
 
     /// The ranges that waited longer than `RECYCLE_AGE`, no longer kept.
     fn expire(&mut self, now: Instant) -> Vec<(u64, u64)> {
+        self.drop_oldest_while(|_, freed| now.duration_since(freed) >= RECYCLE_AGE)
+    }
+
+    /// Stop keeping the oldest range while `let_go(bytes kept, when it was
+    /// freed)` says so; the ranges let go.
+    fn drop_oldest_while(&mut self, let_go: impl Fn(u64, Instant) -> bool) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        while let Some(&(offset, len, at)) = self.ranges.front() {
-            if now.duration_since(at) < RECYCLE_AGE {
+        while let Some(&(offset, len, freed)) = self.ranges.front() {
+            if !let_go(self.bytes, freed) {
                 break;
             }
             self.ranges.pop_front();
