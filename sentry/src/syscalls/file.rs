@@ -1055,6 +1055,11 @@ fn offset_arg(task: &Task, addr: u64) -> Result<Option<u64>, Errno> {
     Ok(Some(off as u64))
 }
 
+/// Store `off` through an `loff_t *` argument (the offset a call moved on).
+fn offset_out(task: &Task, addr: u64, off: u64) -> Result<(), Errno> {
+    task.mm().copy_out(addr, &off.to_le_bytes())
+}
+
 pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
     let out = task.fds().get(a[0])?;
     let inp = task.fds().get(a[1])?;
@@ -1073,8 +1078,7 @@ pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
         },
     )?;
     if let Some(off) = offset {
-        task.mm()
-            .copy_out(a[2], &(off + done as u64).to_le_bytes())?;
+        offset_out(task, a[2], off + done as u64)?;
     }
     Ok(done as u64)
 }
@@ -1114,12 +1118,10 @@ pub fn splice(task: &mut Task, a: [u64; 6]) -> SysResult {
         },
     )?;
     if let Some(o) = in_off {
-        task.mm()
-            .copy_out(in_off_p, &(o + done as u64).to_le_bytes())?;
+        offset_out(task, in_off_p, o + done as u64)?;
     }
     if let Some(o) = out_off {
-        task.mm()
-            .copy_out(out_off_p, &(o + done as u64).to_le_bytes())?;
+        offset_out(task, out_off_p, o + done as u64)?;
     }
     Ok(done as u64)
 }
@@ -1319,15 +1321,14 @@ pub fn copy_file_range(task: &mut Task, a: [u64; 6]) -> SysResult {
     let moved = done as u64;
     if let Some(off) = in_off {
         if in_off_p != 0 {
-            task.mm().copy_out(in_off_p, &(off + moved).to_le_bytes())?;
+            offset_out(task, in_off_p, off + moved)?;
         } else {
             inp.seek((off + moved) as i64, libc::SEEK_SET)?;
         }
     }
     if let Some(off) = out_off {
         if out_off_p != 0 {
-            task.mm()
-                .copy_out(out_off_p, &(off + moved).to_le_bytes())?;
+            offset_out(task, out_off_p, off + moved)?;
         } else {
             out.seek((off + moved) as i64, libc::SEEK_SET)?;
         }
