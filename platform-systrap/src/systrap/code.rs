@@ -74,11 +74,11 @@ std::arch::global_asm!(
     // slot): publish the event, waking the Sentry only if it sleeps; spin
     // a while (the Sentry's TSC budget, at most the configured one; up to
     // three budgets while the Sentry says it is busy computing the
-    // answer, MSG_BUSY) for its answer, then sleep on the futex. Goes on to `resumed` after a
-    // spin, and falls through after a sleep, once the thread has cleared
-    // its sleeping flag: only a thread that slept writes that word, as a
-    // store after a spin would take the line back from the Sentry for
-    // nothing.
+    // answer, MSG_BUSY) for its answer, then sleep on the futex. Goes on
+    // to `resumed` after a spin, and falls through after a sleep, once
+    // the thread has cleared its sleeping flag: only a thread that slept
+    // writes that word, as a store after a spin would take the line back
+    // from the Sentry for nothing.
     ".macro stub_handoff published, resumed",
     "2:",
     "mov dword ptr [rbx + {state}], {event}",

@@ -84,18 +84,18 @@
 //!   `lahf`/`seto` taken before it changed them, `rcx`/`r11` as a
 //!   `syscall` leaves them); the parts that never change (a SIGSYS
 //!   `siginfo`, segments, the kernel's XSAVE software-reserved bytes,
-//!   copied from the thread's first frame) the Sentry wrote once. A round trip moves as few cache lines as it can:
-//!   the trampoline stores a register only when the frame holds another
-//!   value, the Sentry writes back only what changed, and rax (the number
-//!   going in, the result coming back) travels in the message words' first
-//!   line with the state word ([`layout::MSG_RAX`]), so a call that
-//!   changes no other register moves that one line each way. It leaves
-//!   the FP state in the registers (nothing in the stub touches them): the
-//!   Sentry needs it only to deliver a signal, fork or move the thread,
-//!   and then asks the parked thread for it (SAVE_FP in the state word),
-//!   which XSAVEs it into the frame and reports again. It hands the frame
-//!   over exactly as the handler does, so
-//!   `switch` cannot tell the two apart (except for
+//!   copied from the thread's first frame) the Sentry wrote once. A round
+//!   trip moves as few cache lines as it can: the trampoline stores a
+//!   register only when the frame holds another value, the Sentry writes
+//!   back only what changed, and rax (the number going in, the result
+//!   coming back) travels in the message words' first line with the state
+//!   word ([`layout::MSG_RAX`]), so a call that changes no other register
+//!   moves that one line each way. It leaves the FP state in the
+//!   registers (nothing in the stub touches them): the Sentry needs it
+//!   only to deliver a signal, fork or move the thread, and then asks the
+//!   parked thread for it (SAVE_FP in the state word), which XSAVEs it
+//!   into the frame and reports again. It hands the frame over exactly as
+//!   the handler does, so `switch` cannot tell the two apart (except for
 //!   [`Context::syscall_trapped`], which says which sites are worth
 //!   patching). It returns without a syscall: `xrstor` when the Sentry
 //!   wrote FP state, `popfq`, every register, and a jump through the GS
@@ -137,8 +137,8 @@
 //! another's parked signal frame (mask, signal stack) in the instant
 //! between the Sentry's write and the `rt_sigreturn`; the Sentry checks
 //! both on every resume and rewrites what differs, and the worst outcome
-//! is that application thread dying or wedging, which the Sentry sees as a dead stub thread or clears
-//! by dropping the context. A SAVE_FP the application writes into a state
+//! is that application thread dying or wedging, which the Sentry sees as
+//! a dead stub thread or clears by dropping the context. A SAVE_FP the application writes into a state
 //! word only makes that thread save its own FP state into its own frame.
 //! The interrupt handler's copy of the FP state into the trampoline's
 //! frame is bounded by the trampoline's XSAVE area, whatever size the
@@ -224,7 +224,7 @@ mod layout {
     /// The stub thread's id while it lives (set and cleared by the kernel).
     pub const MSG_TID: u64 = 0x74;
     /// Nonzero while the Sentry works on the event without blocking (u32):
-    /// a stub whose spin budget runs out spins one budget more.
+    /// a stub whose spin budget runs out spins up to two budgets more.
     pub const MSG_BUSY: u64 = 0x78;
     /// The failing syscall's result if the thread's setup failed.
     pub const MSG_SETUP_ERR: u64 = 0x80;
