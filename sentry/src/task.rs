@@ -309,6 +309,10 @@ pub struct Task {
     /// The page of a fault that looked real but is being retried once (see
     /// the run loop).
     pub(crate) retried_fault: Option<u64>,
+    /// A set*uid moved the real uid to one already over RLIMIT_NPROC:
+    /// the next execve fails unless the count fell back under it
+    /// (Linux's PF_NPROC_EXCEEDED).
+    pub(crate) nproc_exceeded: bool,
     /// The mask to restore after rt_sigsuspend once a signal is taken.
     pub(crate) saved_mask: Option<u64>,
     /// What `restart_syscall` resumes (Linux's restart_block): a relative
@@ -407,6 +411,7 @@ impl Task {
             vfork_done: None,
             alt_stack: AltStack::default(),
             retried_fault: None,
+            nproc_exceeded: false,
             saved_mask: None,
             restart_sleep: None,
         })

@@ -208,6 +208,7 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
         exit: None,
         vfork_done: (flags & CLONE_VFORK != 0).then_some(vfork_tx),
         retried_fault: None,
+        nproc_exceeded: false,
         alt_stack: if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
             Default::default()
         } else {
@@ -618,6 +619,12 @@ fn over_nproc(task: &Task) -> bool {
         return false;
     }
     let limit = task.tg.soft_limit(crate::limits::RLIMIT_NPROC);
+    tasks_of(task, uid, limit) >= limit
+}
+
+/// How many tasks have the real uid `uid`, counting no further than
+/// `enough`.
+pub(crate) fn tasks_of(task: &Task, uid: u32, enough: u64) -> u64 {
     let mut count = 0u64;
     for g in task.kernel.all_groups() {
         let threads = g.lock().threads.clone();
@@ -625,9 +632,9 @@ fn over_nproc(task: &Task) -> bool {
             .iter()
             .filter(|t| t.view().is_some_and(|v| v.creds.ruid == uid))
             .count() as u64;
-        if count >= limit {
-            return true;
+        if count >= enough {
+            break;
         }
     }
-    false
+    count
 }

@@ -90,10 +90,25 @@ fn set_re(task: &mut Task, which: Ids, new_r: u32, new_e: u32) -> SysResult {
     Ok(0)
 }
 
+/// After a set*uid: a real uid that changed to one (not root) whose
+/// tasks already exceed RLIMIT_NPROC does not fail the call (programs
+/// rarely check it) but the next execve, as Linux's flag_nproc_exceeded.
+/// The task is still counted under its old uid here.
+fn flag_nproc_exceeded(task: &mut Task, old_ruid: u32) {
+    let uid = task.creds.ruid;
+    if uid == old_ruid {
+        return;
+    }
+    let limit = task.tg.soft_limit(crate::limits::RLIMIT_NPROC);
+    task.nproc_exceeded =
+        uid != 0 && super::clone::tasks_of(task, uid, limit.saturating_add(1)) > limit;
+}
+
 pub fn setuid(task: &mut Task, a: [u64; 6]) -> SysResult {
     let old = (task.creds.ruid, task.creds.euid, task.creds.suid);
     let r = set_one(task, Ids::User, a[0] as u32);
     super::caps::after_setuid(&mut task.creds, old);
+    flag_nproc_exceeded(task, old.0);
     task.publish();
     r
 }
@@ -108,6 +123,7 @@ pub fn setreuid(task: &mut Task, a: [u64; 6]) -> SysResult {
     let old = (task.creds.ruid, task.creds.euid, task.creds.suid);
     let r = set_re(task, Ids::User, a[0] as u32, a[1] as u32);
     super::caps::after_setuid(&mut task.creds, old);
+    flag_nproc_exceeded(task, old.0);
     task.publish();
     r
 }
@@ -122,6 +138,7 @@ pub fn setresuid(task: &mut Task, a: [u64; 6]) -> SysResult {
     let old = (task.creds.ruid, task.creds.euid, task.creds.suid);
     let r = set_res(task, Ids::User, a[0] as u32, a[1] as u32, a[2] as u32);
     super::caps::after_setuid(&mut task.creds, old);
+    flag_nproc_exceeded(task, old.0);
     task.publish();
     r
 }

@@ -52,6 +52,15 @@ fn exec(task: &mut Task, dirfd: u64, path: u64, argv: u64, envp: u64, flags: u64
     if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
         return Err(Errno::EINVAL);
     }
+    if task.nproc_exceeded {
+        // A set*uid went past RLIMIT_NPROC (see creds.rs): fail while the
+        // uid is still over it, counting this task.
+        let limit = task.tg.soft_limit(crate::limits::RLIMIT_NPROC);
+        if super::clone::tasks_of(task, task.creds.ruid, limit.saturating_add(1)) > limit {
+            return Err(Errno::EAGAIN);
+        }
+        task.nproc_exceeded = false;
+    }
     let name = path_arg(task, path)?;
     // The program is found again by path when loading: name it from the
     // task's root when a descriptor is involved.
