@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use abi::Errno;
 
-use crate::memfile::MemoryFile;
 use vfs::mount::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 use vfs::tmpfs::{self, TmpfsOptions};
 use vfs::{dev, hostfs, overlay, Creds, FileDescription, FileOps, Location, Mounts, NodeKind};
@@ -39,7 +38,6 @@ const TMPFS_LIMIT: u64 = 8 << 30;
 fn new_tmpfs(
     mode: u32,
     ptys: Option<&Arc<crate::tty::Ptys>>,
-    mf: &Arc<MemoryFile>,
     fifos: &Arc<crate::pipe::Fifos>,
 ) -> Arc<dyn vfs::Inode> {
     new_tmpfs_with(
@@ -49,7 +47,6 @@ fn new_tmpfs(
             ..TmpfsOptions::default()
         },
         ptys,
-        mf,
         fifos,
     )
 }
@@ -58,14 +55,13 @@ fn new_tmpfs(
 fn new_tmpfs_with(
     opts: TmpfsOptions,
     ptys: Option<&Arc<crate::tty::Ptys>>,
-    mf: &Arc<MemoryFile>,
     fifos: &Arc<crate::pipe::Fifos>,
 ) -> Arc<dyn vfs::Inode> {
     let fifos = fifos.clone();
     let ptys = ptys.cloned();
     tmpfs::new(TmpfsOptions {
         fifos: Some(Arc::new(move |key, flags| fifos.open(key, flags))),
-        memory: Some(Arc::new(crate::mm::FileMemory(mf.clone()))),
+        memory: Some(Arc::new(crate::mm::FileMemory)),
         dev: anon_dev(),
         mode: opts.mode,
         uid: opts.uid,
@@ -87,16 +83,14 @@ fn new_tmpfs_with(
 
 /// What `mount(2)` makes: new instances of the sandbox's own filesystems.
 pub(crate) struct Filesystems {
-    mf: Arc<MemoryFile>,
     fifos: Arc<crate::pipe::Fifos>,
     ptys: Arc<crate::tty::Ptys>,
     kernel: std::sync::Weak<crate::task::Kernel>,
 }
 
 impl Filesystems {
-    pub fn new(mf: &Arc<MemoryFile>, kernel: std::sync::Weak<crate::task::Kernel>) -> Filesystems {
+    pub fn new(kernel: std::sync::Weak<crate::task::Kernel>) -> Filesystems {
         Filesystems {
-            mf: mf.clone(),
             fifos: Arc::default(),
             ptys: crate::tty::Ptys::new(kernel.clone(), anon_dev()),
             kernel,
@@ -137,12 +131,7 @@ impl Filesystems {
                         }
                     }
                 }
-                Ok(new_tmpfs_with(
-                    opts,
-                    Some(&self.ptys),
-                    &self.mf,
-                    &self.fifos,
-                ))
+                Ok(new_tmpfs_with(opts, Some(&self.ptys), &self.fifos))
             }
             "proc" => Ok(crate::procfs::new_procfs(self.kernel.clone(), anon_dev())),
             "sysfs" => Ok(crate::procfs::new_sysfs(anon_dev())),
@@ -193,9 +182,9 @@ pub fn build_tree(
     binds: Vec<BindMount>,
     filesystems: &Filesystems,
 ) -> Result<(Arc<Mounts>, Location), Errno> {
-    let (mf, fifos, ptys) = (&filesystems.mf, &filesystems.fifos, &filesystems.ptys);
+    let (fifos, ptys) = (&filesystems.fifos, &filesystems.ptys);
     let kernel = filesystems.kernel.clone();
-    let upper = new_tmpfs(0o755, Some(ptys), mf, fifos);
+    let upper = new_tmpfs(0o755, Some(ptys), fifos);
     let merged = overlay::new(upper, lower, anon_dev())?;
     let mounts = Arc::new(Mounts::new(merged, "overlay", "root", 0));
     let creds = Creds::root();
@@ -214,7 +203,7 @@ pub fn build_tree(
     };
 
     // /dev: the memory devices, /dev/shm, and the links programs expect.
-    let devfs = new_tmpfs(0o755, Some(ptys), mf, fifos);
+    let devfs = new_tmpfs(0o755, Some(ptys), fifos);
     let at = dir("/dev")?;
     let devm = mounts.mount_fs(&at, devfs, "tmpfs", "none", MS_NOSUID | MS_NOEXEC)?;
     let devroot = Location {
@@ -282,7 +271,7 @@ pub fn build_tree(
         mounts.mount_fs(&at, bind.fs, "9p", "none", flags)?;
     }
     // memfd_create's files: in a tmpfs mounted nowhere.
-    let memfds = mounts.detached(new_tmpfs(0o1777, None, mf, fifos), "tmpfs");
+    let memfds = mounts.detached(new_tmpfs(0o1777, None, fifos), "tmpfs");
     Ok((mounts, memfds))
 }
 

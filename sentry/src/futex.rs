@@ -88,10 +88,59 @@ pub struct FutexTable {
     queues: Mutex<Queues>,
 }
 
+/// A futex word in application memory, updated atomically in place; an
+/// access may fail (EFAULT) where the memory went away.
+pub trait Word {
+    fn load(&self) -> Result<u32, Errno>;
+    /// Store `new` if the word holds `current`: Ok(current) then, else
+    /// Err(what it holds).
+    fn compare_exchange(&self, current: u32, new: u32) -> Result<Result<u32, u32>, Errno>;
+
+    /// Replace the word with `f(old)` atomically; returns the old value.
+    fn update(&self, f: &dyn Fn(u32) -> u32) -> Result<u32, Errno> {
+        let mut old = self.load()?;
+        loop {
+            match self.compare_exchange(old, f(old))? {
+                Ok(_) => return Ok(old),
+                Err(now) => old = now,
+            }
+        }
+    }
+}
+
+impl Word for crate::mm::FutexWord {
+    fn load(&self) -> Result<u32, Errno> {
+        crate::mm::FutexWord::load(self)
+    }
+    fn compare_exchange(&self, current: u32, new: u32) -> Result<Result<u32, u32>, Errno> {
+        crate::mm::FutexWord::compare_exchange(self, current, new)
+    }
+}
+
+/// For tests: a word in Sentry memory.
+impl Word for AtomicU32 {
+    fn load(&self) -> Result<u32, Errno> {
+        Ok(AtomicU32::load(self, Ordering::SeqCst))
+    }
+    fn compare_exchange(&self, current: u32, new: u32) -> Result<Result<u32, u32>, Errno> {
+        Ok(AtomicU32::compare_exchange(
+            self,
+            current,
+            new,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ))
+    }
+}
+
+/// Reads a futex word afresh (through the address space, so a word a
+/// copy-on-write break moved is still found).
+pub type Load<'a> = &'a dyn Fn() -> Result<u32, Errno>;
+
 /// The word of a PI futex and who is asking.
 pub struct PiWord<'a> {
     pub key: FutexKey,
-    pub word: &'a AtomicU32,
+    pub word: &'a dyn Word,
     /// The calling thread's TID.
     pub tid: i32,
     /// Whether a TID names a thread that has not finished exiting.
@@ -128,7 +177,7 @@ fn take_pi(
     me: Option<&Arc<Waiter>>,
 ) -> Result<Take, Errno> {
     loop {
-        let uval = pi.word.load(Ordering::SeqCst);
+        let uval = pi.word.load()?;
         let owner = uval & FUTEX_TID_MASK;
         if owner == tid as u32 {
             return Err(Errno::EDEADLK);
@@ -141,11 +190,7 @@ fn take_pi(
         if owner == 0 || (dead && me.is_some()) {
             let new =
                 tid as u32 | (uval & FUTEX_OWNER_DIED) | if others { FUTEX_WAITERS } else { 0 };
-            if pi
-                .word
-                .compare_exchange(uval, new, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
+            if pi.word.compare_exchange(uval, new)?.is_ok() {
                 return Ok(Take::Got);
             }
             continue;
@@ -156,12 +201,7 @@ fn take_pi(
         if uval & FUTEX_WAITERS == 0
             && pi
                 .word
-                .compare_exchange(
-                    uval,
-                    uval | FUTEX_WAITERS,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
+                .compare_exchange(uval, uval | FUTEX_WAITERS)?
                 .is_err()
         {
             continue;
@@ -198,7 +238,7 @@ impl FutexTable {
         expected: u32,
         bitset: u32,
         deadline: Option<Instant>,
-        load: impl FnOnce() -> u32,
+        load: impl FnOnce() -> Result<u32, Errno>,
         stop: &dyn Fn() -> bool,
     ) -> Result<(), Errno> {
         if bitset == 0 {
@@ -207,7 +247,7 @@ impl FutexTable {
         let waiter = Waiter::new(bitset, 0, Kind::Plain);
         {
             let mut queues = self.lock();
-            if load() != expected {
+            if load()? != expected {
                 return Err(Errno::EAGAIN);
             }
             queues.entry(key).or_default().push(waiter.clone());
@@ -286,11 +326,11 @@ impl FutexTable {
         to: FutexKey,
         n: u32,
         move_n: u32,
-        check: Option<(u32, &dyn Fn() -> u32)>,
+        check: Option<(u32, Load<'_>)>,
     ) -> Result<u32, Errno> {
         let mut queues = self.lock();
         if let Some((expected, load)) = check {
-            if load() != expected {
+            if load()? != expected {
                 return Err(Errno::EAGAIN);
             }
         }
@@ -367,7 +407,7 @@ impl FutexTable {
     pub fn unlock_pi(&self, pi: &PiWord<'_>) -> Result<(), Errno> {
         let mut queues = self.lock();
         loop {
-            let uval = pi.word.load(Ordering::SeqCst);
+            let uval = pi.word.load()?;
             if uval & FUTEX_TID_MASK != pi.tid as u32 {
                 return Err(Errno::EPERM);
             }
@@ -376,11 +416,7 @@ impl FutexTable {
                 .and_then(|q| q.iter().find(|w| w.state().kind == Kind::Pi).cloned());
             // Linux keeps FUTEX_WAITERS set on a hand-off (wake_futex_pi).
             let new = next.as_ref().map_or(0, |w| w.tid as u32 | FUTEX_WAITERS);
-            if pi
-                .word
-                .compare_exchange(uval, new, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-            {
+            if pi.word.compare_exchange(uval, new)?.is_err() {
                 continue;
             }
             if let Some(w) = next {
@@ -401,13 +437,13 @@ impl FutexTable {
         expected: u32,
         pi: &PiWord<'_>,
         deadline: Option<Instant>,
-        load: impl FnOnce() -> u32,
+        load: impl FnOnce() -> Result<u32, Errno>,
         stop: &dyn Fn() -> bool,
     ) -> Result<(), Errno> {
         let waiter = Waiter::new(u32::MAX, pi.tid, Kind::RequeuePi { target: pi.key });
         {
             let mut queues = self.lock();
-            if load() != expected {
+            if load()? != expected {
                 return Err(Errno::EAGAIN);
             }
             queues.entry(key).or_default().push(waiter.clone());
@@ -432,10 +468,10 @@ impl FutexTable {
         pi: &PiWord<'_>,
         nr_requeue: u32,
         expected: u32,
-        load: &dyn Fn() -> u32,
+        load: Load<'_>,
     ) -> Result<u32, Errno> {
         let mut queues = self.lock();
-        if load() != expected {
+        if load()? != expected {
             return Err(Errno::EAGAIN);
         }
         let waiters = queues.get(&from).cloned().unwrap_or_default();
@@ -461,7 +497,7 @@ impl FutexTable {
             count += 1;
         }
         if !moved.is_empty() {
-            pi.word.fetch_or(FUTEX_WAITERS, Ordering::SeqCst);
+            pi.word.update(&|v| v | FUTEX_WAITERS)?;
         }
         Ok(count)
     }
@@ -624,10 +660,9 @@ fn handle_futex_death(
         return None;
     }
     let key = mm.futex_key(addr).ok()?;
-    let offset = mm.translate(addr, platform::AccessType::READ_WRITE).ok()?;
-    let word = task.kernel.mf.atomic_u32(offset);
+    let word = mm.futex_word(addr, platform::AccessType::READ_WRITE).ok()?;
     loop {
-        let uval = word.load(Ordering::SeqCst);
+        let uval = word.load().ok()?;
         // Died between unlocking (word 0) and waking: wake for it.
         if pending && !pi && uval == 0 {
             return Some(key);
@@ -636,10 +671,7 @@ fn handle_futex_death(
             return None;
         }
         let new = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
-        if word
-            .compare_exchange(uval, new, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
+        if word.compare_exchange(uval, new).ok()?.is_err() {
             continue;
         }
         // PI waiters take the lock when told their owner exited
@@ -663,7 +695,7 @@ mod tests {
     fn wait_returns_eagain_when_the_word_changed() {
         let t = FutexTable::default();
         assert_eq!(
-            t.wait(k(8), 1, u32::MAX, None, || 2, &|| false),
+            t.wait(k(8), 1, u32::MAX, None, || Ok(2), &|| false),
             Err(Errno::EAGAIN)
         );
     }
@@ -673,7 +705,7 @@ mod tests {
         let t = FutexTable::default();
         let deadline = Instant::now() + Duration::from_millis(20);
         assert_eq!(
-            t.wait(k(8), 1, u32::MAX, Some(deadline), || 1, &|| false),
+            t.wait(k(8), 1, u32::MAX, Some(deadline), || Ok(1), &|| false),
             Err(Errno::ETIMEDOUT)
         );
         assert!(t.queues.lock().unwrap().is_empty());
@@ -683,7 +715,7 @@ mod tests {
     fn a_killed_waiter_returns_eintr() {
         let t = FutexTable::default();
         assert_eq!(
-            t.wait(k(8), 1, u32::MAX, None, || 1, &|| true),
+            t.wait(k(8), 1, u32::MAX, None, || Ok(1), &|| true),
             Err(Errno::EINTR)
         );
         assert!(t.queues.lock().unwrap().is_empty());
@@ -700,7 +732,7 @@ mod tests {
                 0,
                 u32::MAX,
                 None,
-                || w2.load(Ordering::SeqCst),
+                || Ok(w2.load(Ordering::SeqCst)),
                 &|| false,
             )
         });
@@ -719,7 +751,7 @@ mod tests {
         let t = Arc::new(FutexTable::default());
         let spawn = |key, bits| {
             let t = t.clone();
-            std::thread::spawn(move || t.wait(key, 0, bits, None, || 0, &|| false))
+            std::thread::spawn(move || t.wait(key, 0, bits, None, || Ok(0), &|| false))
         };
         let a = spawn(k(1), 0b01);
         let b = spawn(k(1), 0b10);
@@ -745,7 +777,7 @@ mod tests {
                 let alive = |_: i32| true;
                 let pi = PiWord {
                     key: k(8),
-                    word: &word,
+                    word: &*word,
                     tid: 2,
                     alive: &alive,
                 };
@@ -758,7 +790,7 @@ mod tests {
         assert_eq!(word.load(Ordering::SeqCst), 1 | FUTEX_WAITERS);
         let owner = |tid| PiWord {
             key: k(8),
-            word: &word,
+            word: &*word,
             tid,
             alive: &alive,
         };

@@ -39,6 +39,7 @@ mod pipe;
 mod process;
 pub(crate) mod procfs;
 mod procnet;
+mod safe_atomic;
 mod signal;
 mod socket;
 mod strace;

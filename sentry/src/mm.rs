@@ -62,9 +62,10 @@ struct Vma {
     /// A file mapping's first address wholly past the end of the file:
     /// touching it from there on is SIGBUS (BUS_ADRERR), as in Linux.
     bus_from: Option<u64>,
-    /// A shared mapping of a file whose size changes while mapped (one
-    /// kept in memory): each fault compares with the size then, SIGBUS
-    /// wholly past it, and the host maps only the part within it.
+    /// A shared mapping of a file whose size changes while mapped: each
+    /// fault compares with the size then, SIGBUS wholly past it, and the
+    /// host maps only the part within it (and takes away what a shrinking
+    /// file cuts off: the host raises SIGBUS there itself).
     file_size: Option<FileSize>,
     /// This VMA was split off where its file ended when the part before
     /// it was mapped: `/proc/self/maps` shows the two as one mapping.
@@ -169,44 +170,143 @@ impl SharedRange {
     }
 }
 
-/// Files of the in-memory filesystems keep their data in the memory file
-/// once mapped shared, so mappings and read/write see the same bytes.
-pub(crate) struct FileMemory(pub Arc<MemoryFile>);
+/// Files of the in-memory filesystems move their data into a host memfd
+/// of their own once mapped shared: mappings and read/write see the same
+/// bytes, and the host makes every mapping follow the file's size (pages
+/// cut off by a truncation raise SIGBUS; growth shows).
+pub(crate) struct FileMemory;
 
 impl vfs::inode::SharedMemory for FileMemory {
     fn allocate(&self, len: u64) -> Result<Arc<dyn vfs::inode::SharedRegion>, Errno> {
-        Ok(SharedRange::allocate(&self.0, len)?)
+        // SAFETY: the name is a static C string; memfd_create returns a
+        // new descriptor that we own.
+        let raw = unsafe { libc::memfd_create(c"runsc-tmpfs-shared".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: `raw` is a fresh descriptor nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        // SAFETY: ftruncate on the memfd we just created.
+        if unsafe { libc::ftruncate(raw, len as i64) } != 0 {
+            return Err(last_errno());
+        }
+        let st = crate::host::fstat_raw(std::os::fd::AsFd::as_fd(&fd))?;
+        Ok(Arc::new(MemfdRegion {
+            file: HostFileMapping::new(fd, st.dev, st.ino),
+        }))
     }
 }
 
-impl vfs::inode::SharedRegion for SharedRange {
-    fn len(&self) -> u64 {
-        self.len
+/// A file's bytes in a memfd ([`FileMemory`]); mappings of it are host
+/// file mappings.
+pub(crate) struct MemfdRegion {
+    pub(crate) file: Arc<HostFileMapping>,
+}
+
+impl MemfdRegion {
+    fn fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.file.fd)
+    }
+}
+
+/// The errno of the host call that just failed.
+fn last_errno() -> Errno {
+    Errno::from_io(&std::io::Error::last_os_error())
+}
+
+/// Read `buf` from `fd` at `offset`; short only at the end of the file.
+fn pread_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: `buf[done..]` is writable for its length.
+        let n = unsafe {
+            libc::pread(
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                buf[done..].as_mut_ptr().cast(),
+                buf.len() - done,
+                (offset + done as u64) as i64,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => done += n as usize,
+            _ if last_errno() == Errno::EINTR => {}
+            _ => return Err(last_errno()),
+        }
+    }
+    Ok(done)
+}
+
+/// Write all of `buf` to `fd` at `offset`.
+fn pwrite_all(fd: &std::os::fd::OwnedFd, buf: &[u8], offset: u64) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: `buf[done..]` is readable for its length.
+        let n = unsafe {
+            libc::pwrite(
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+                (offset + done as u64) as i64,
+            )
+        };
+        match n {
+            0 => return Err(Errno::ENOSPC),
+            n if n > 0 => done += n as usize,
+            _ if last_errno() == Errno::EINTR => {}
+            _ => return Err(last_errno()),
+        }
+    }
+    Ok(())
+}
+
+impl vfs::inode::SharedRegion for MemfdRegion {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        pread_full(&self.file.fd, buf, offset)
     }
 
-    fn read(&self, offset: u64, buf: &mut [u8]) {
-        debug_assert!(offset + buf.len() as u64 <= self.len);
-        self.mf.copy_in(self.offset + offset, buf);
+    fn write(&self, offset: u64, buf: &[u8]) -> Result<(), Errno> {
+        pwrite_all(&self.file.fd, buf, offset)
     }
 
-    fn write(&self, offset: u64, buf: &[u8]) {
-        debug_assert!(offset + buf.len() as u64 <= self.len);
-        self.mf.copy_out(self.offset + offset, buf);
+    fn set_len(&self, len: u64) -> Result<(), Errno> {
+        // SAFETY: ftruncate on our own memfd.
+        match unsafe { libc::ftruncate(self.fd(), len as i64) } {
+            0 => Ok(()),
+            _ => Err(last_errno()),
+        }
     }
 
-    fn zero(&self, offset: u64, len: u64) {
-        // Whole pages go back to the host; the edges are written.
-        let start = page_up(self.offset + offset).unwrap_or(u64::MAX);
-        let end = page_down(self.offset + offset + len);
-        if start < end {
-            let head = (start - self.offset - offset) as usize;
-            self.mf.copy_out(self.offset + offset, &vec![0u8; head]);
-            self.mf.zero(start, end - start);
-            let tail = (self.offset + offset + len - end) as usize;
-            self.mf.copy_out(end, &vec![0u8; tail]);
-        } else {
-            self.mf
-                .copy_out(self.offset + offset, &vec![0u8; len as usize]);
+    fn punch(&self, offset: u64, len: u64) -> Result<(), Errno> {
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: fallocate on our own memfd.
+        match unsafe { libc::fallocate(self.fd(), mode, offset as i64, len as i64) } {
+            0 => Ok(()),
+            _ => Err(last_errno()),
+        }
+    }
+
+    unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize, Errno> {
+        if iov.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            // SAFETY: the caller's contract: each iovec names writable
+            // memory for its length; the host writes it, no Rust
+            // reference is formed.
+            let n = unsafe {
+                libc::preadv(
+                    self.fd(),
+                    iov.as_ptr(),
+                    iov.len().min(1024) as i32,
+                    offset as i64,
+                )
+            };
+            match n {
+                n if n >= 0 => return Ok(n as usize),
+                _ if last_errno() == Errno::EINTR => {}
+                _ => return Err(last_errno()),
+            }
         }
     }
 
@@ -327,12 +427,13 @@ impl MemoryLimits {
 /// What a MAP_SHARED VMA maps.
 #[derive(Clone, Debug)]
 pub(crate) enum SharedBacking {
-    /// A range of the memory file (shared anonymous memory, files kept in
-    /// memory); the VMA's offset is the memory file's.
+    /// A range of the memory file (shared anonymous memory, the vDSO
+    /// parameter page); the VMA's offset is the memory file's.
     Memory(Arc<SharedRange>),
-    /// A file kept on the host, mapped from its own descriptor, so the
-    /// host's page cache is what every mapping and read/write sees; the
-    /// VMA's offset is the file's.
+    /// A file kept on the host, or an in-memory file's memfd
+    /// ([`MemfdRegion`]), mapped from its own descriptor, so the host's
+    /// page cache is what every mapping and read/write sees; the VMA's
+    /// offset is the file's.
     Host(Arc<HostFileMapping>),
 }
 
@@ -356,26 +457,17 @@ impl HostFileMapping {
         host_file_size(&self.fd).unwrap_or(0)
     }
 
-    /// Fill `buf` from the file at `offset`; EFAULT where the file ends
-    /// before it (the bytes are past the end of the file: a fault).
+    /// Fill `buf` from the file at `offset`; the rest of the page the file
+    /// ends in reads as zeros, as the mapping shows it; EFAULT for bytes in
+    /// pages wholly past the end (touching them is a fault).
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let mut done = 0;
-        while done < buf.len() {
-            // SAFETY: `buf[done..]` is writable for its length.
-            let n = unsafe {
-                libc::pread(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                    buf[done..].as_mut_ptr().cast(),
-                    buf.len() - done,
-                    (offset + done as u64) as i64,
-                )
-            };
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return Err(Errno::EFAULT),
-                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
-                _ => return Err(Errno::EFAULT),
+        let n = pread_full(&self.fd, buf, offset).map_err(|_| Errno::EFAULT)?;
+        if n < buf.len() {
+            let size = host_file_size(&self.fd)?;
+            if offset.saturating_add(buf.len() as u64) > page_up(size).unwrap_or(u64::MAX) {
+                return Err(Errno::EFAULT);
             }
+            buf[n..].fill(0);
         }
         Ok(())
     }
@@ -390,24 +482,89 @@ impl HostFileMapping {
         }
         // Bytes of the last page past the end are not the file's: drop them.
         let keep = size.saturating_sub(offset).min(buf.len() as u64) as usize;
-        let mut done = 0;
-        while done < keep {
-            // SAFETY: `buf[done..keep]` is readable for its length.
-            let n = unsafe {
-                libc::pwrite(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                    buf[done..keep].as_ptr().cast(),
-                    keep - done,
-                    (offset + done as u64) as i64,
+        pwrite_all(&self.fd, &buf[..keep], offset).map_err(|_| Errno::EFAULT)
+    }
+}
+
+/// A futex word the Sentry updates atomically in place, with what keeps
+/// it mapped: the memory file, or a page of a host file mapped into the
+/// Sentry (which the host may cut short: its operations fault softly).
+pub(crate) struct FutexWord {
+    ptr: *mut u32,
+    _keep: WordMapping,
+}
+
+enum WordMapping {
+    /// Held, not read: the word lies in the memory file's mapping.
+    Memory(#[allow(dead_code)] Arc<MemoryFile>),
+    /// The Sentry's own mapping of one page, unmapped on drop.
+    HostPage(*mut libc::c_void),
+}
+
+impl FutexWord {
+    fn in_memory(mf: &Arc<MemoryFile>, offset: u64) -> FutexWord {
+        FutexWord {
+            ptr: mf.atomic_u32(offset).as_ptr(),
+            _keep: WordMapping::Memory(mf.clone()),
+        }
+    }
+
+    /// Map the page of `file` holding `offset` into the Sentry, writable
+    /// if the descriptor allows (a word of a read-only mapping can still
+    /// be read; updates then fail with EFAULT, as in Linux).
+    fn in_host_file(file: &HostFileMapping, offset: u64) -> Result<FutexWord, Errno> {
+        let page = page_down(offset);
+        let map = |prot| {
+            // SAFETY: a new shared mapping of one page of a descriptor we
+            // hold, at an address the host picks.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    PAGE_SIZE as usize,
+                    prot,
+                    libc::MAP_SHARED,
+                    std::os::fd::AsRawFd::as_raw_fd(&file.fd),
+                    page as i64,
                 )
             };
-            match n {
-                n if n > 0 => done += n as usize,
-                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
-                _ => return Err(Errno::EFAULT),
-            }
+            (p != libc::MAP_FAILED).then_some(p)
+        };
+        let base = map(libc::PROT_READ | libc::PROT_WRITE)
+            .or_else(|| map(libc::PROT_READ))
+            .ok_or(Errno::EFAULT)?;
+        Ok(FutexWord {
+            ptr: base
+                .cast::<u8>()
+                .wrapping_add((offset - page) as usize)
+                .cast(),
+            _keep: WordMapping::HostPage(base),
+        })
+    }
+
+    pub(crate) fn load(&self) -> Result<u32, Errno> {
+        // SAFETY: `ptr` is an aligned word of a mapping `_keep` holds;
+        // the application shares it, so it is only accessed atomically,
+        // and a fault (a truncated host file) is reported, not taken.
+        unsafe { crate::safe_atomic::load(self.ptr) }
+    }
+
+    pub(crate) fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+    ) -> Result<Result<u32, u32>, Errno> {
+        // SAFETY: as for `load`.
+        unsafe { crate::safe_atomic::compare_exchange(self.ptr, current, new) }
+    }
+}
+
+impl Drop for WordMapping {
+    fn drop(&mut self) {
+        if let WordMapping::HostPage(base) = *self {
+            // SAFETY: our own one-page mapping, made in `in_host_file`;
+            // nothing refers to it once the word goes.
+            unsafe { libc::munmap(base, PAGE_SIZE as usize) };
         }
-        Ok(())
     }
 }
 
@@ -579,14 +736,6 @@ impl MemoryManager {
         }
     }
 
-    /// The shared file mapping at `addr` follows its file's size: pages
-    /// wholly past the end raise SIGBUS while they are past it.
-    pub fn follow_file_size(&mut self, addr: u64, size: FileSize) {
-        if let Some(vma) = self.vmas.get_mut(&addr) {
-            vma.file_size = Some(size);
-        }
-    }
-
     /// Where the file behind the shared VMA at `start` ends now, as an
     /// address (page-rounded; may lie past the VMA), or None when the VMA
     /// does not follow a file's size.
@@ -637,8 +786,8 @@ impl MemoryManager {
         )
     }
 
-    /// Map `len` bytes of a region from an offset in it on, shared (a
-    /// MAP_SHARED file mapping whose file lives in the memory file).
+    /// Map `len` bytes of a memory-file region from an offset in it on,
+    /// shared.
     pub fn map_shared_region(
         &mut self,
         addr: u64,
@@ -1574,22 +1723,29 @@ impl MemoryManager {
         Ok(())
     }
 
-    /// The memory-file offset behind `addr`, which must be mapped with
-    /// `need` (EFAULT otherwise); with write access the page is made this
-    /// address space's own first.
-    pub fn translate(&mut self, addr: u64, need: AccessType) -> Result<u64, Errno> {
-        self.check_access(addr, addr + 1, need)?;
-        if need.write || self.pma_at(addr).is_none() {
-            self.prepare_write(addr, addr + 1)?;
+    /// The futex word at `addr` (4-byte aligned), which must be mapped
+    /// with `need` (EFAULT otherwise), for the Sentry's atomic updates:
+    /// private memory is made this address space's own first (so the word
+    /// stays put); a host file's page is mapped into the Sentry for as
+    /// long as the word is held.
+    pub(crate) fn futex_word(&mut self, addr: u64, need: AccessType) -> Result<FutexWord, Errno> {
+        if !addr.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
         }
-        let mut offset = None;
-        self.walk(addr, 1, need, |b, _, _| {
-            if let Backing::File(off) = b {
-                offset = Some(off)
-            }
+        self.check_access(addr, addr + 4, need)?;
+        if need.write || self.pma_at(addr).is_none() {
+            self.prepare_write(addr, addr + 4)?;
+        }
+        let mut word = None;
+        self.walk(addr, 4, need, |b, _, _| {
+            word = Some(match b {
+                Backing::File(off) => FutexWord::in_memory(&self.mf, off),
+                Backing::Host(file, off) => FutexWord::in_host_file(file, off)?,
+                Backing::Zero => return Err(Errno::EFAULT),
+            });
             Ok(())
         })?;
-        offset.ok_or(Errno::EFAULT)
+        word.ok_or(Errno::EFAULT)
     }
 
     /// The key of the futex word at `addr` (4-byte aligned, mapped).

@@ -164,7 +164,7 @@ impl Kernel {
         };
         let mut built = Ok(());
         let kernel = Arc::new_cyclic(|me| {
-            let filesystems = fs::Filesystems::new(&mf, me.clone());
+            let filesystems = fs::Filesystems::new(me.clone());
             let (mounts, memfds) = fs::build_tree(config.root, config.binds, &filesystems)
                 .unwrap_or_else(|e| {
                     built = Err(e);

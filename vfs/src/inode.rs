@@ -303,22 +303,32 @@ pub trait Inode: Send + Sync {
 }
 
 /// Memory a file's data can live in so it can be mapped MAP_SHARED: the
-/// kernel's memory file, handed to filesystems that keep data in memory.
+/// kernel's shared memory objects (host memfds), handed to filesystems
+/// that keep data in memory.
 pub trait SharedMemory: Send + Sync {
-    /// A zeroed region of `len` bytes (a page multiple).
+    /// A zeroed region `len` bytes long.
     fn allocate(&self, len: u64) -> Result<Arc<dyn SharedRegion>>;
 }
 
 /// A region from [`SharedMemory`]: the file's bytes, and what the kernel
-/// maps into address spaces.
+/// maps into address spaces. Its length is the file's size and changes
+/// with it, so mappings see the file grow and, where it shrank, fault
+/// (SIGBUS) as in Linux.
 pub trait SharedRegion: Send + Sync {
-    fn len(&self) -> u64;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    fn read(&self, offset: u64, buf: &mut [u8]);
-    fn write(&self, offset: u64, buf: &[u8]);
-    fn zero(&self, offset: u64, len: u64);
+    /// Read from `offset`; short at the end of the region.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize>;
+    /// Write at `offset`, growing the region if `buf` reaches past its end.
+    fn write(&self, offset: u64, buf: &[u8]) -> Result<()>;
+    /// Grow (with zeros) or shrink the region to `len` bytes.
+    fn set_len(&self, len: u64) -> Result<()>;
+    /// Zero `[offset, offset + len)` within the region, giving whole pages
+    /// back; the length stays.
+    fn punch(&self, offset: u64, len: u64) -> Result<()>;
+    /// Read from `offset` into raw iovecs; short at the end of the region.
+    ///
+    /// # Safety
+    /// As [`IovIo::read_iov`].
+    unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize>;
     /// For the kernel to recognise its own regions.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -392,12 +402,11 @@ pub trait FileOps: Send + Sync {
         None
     }
 
-    /// For `mmap(MAP_SHARED)`: the memory holding the file's bytes, at
-    /// least `min_len` long, so every mapping and every read and write see
-    /// the same bytes. `may_write`: the mapping could be made writable (its
-    /// descriptor is open for writing). None: the file cannot be mapped
-    /// shared.
-    fn map_shared(&self, _min_len: u64, _may_write: bool) -> Option<Result<SharedMap>> {
+    /// For `mmap(MAP_SHARED)`: the memory holding the file's bytes, so
+    /// every mapping and every read and write see the same bytes.
+    /// `may_write`: the mapping could be made writable (its descriptor is
+    /// open for writing). None: the file cannot be mapped shared.
+    fn map_shared(&self, _may_write: bool) -> Option<Result<SharedMap>> {
         None
     }
 

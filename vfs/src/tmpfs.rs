@@ -268,51 +268,31 @@ impl<'a> PageCursor<'a> {
 }
 
 impl Data {
-    /// Move the data into shared memory at least `min_len` long (growing
-    /// the region if needed). Mappings made of a smaller region before it
-    /// grew keep the old region: they stop seeing the file's changes.
-    fn share(&mut self, fs: &Fs, min_len: u64) -> Result<Arc<dyn SharedRegion>> {
-        let memory = fs.memory.as_ref().ok_or(Errno::ENODEV)?;
-        let need = min_len.max(self.size).max(1);
+    /// Move the data into shared memory (once; from then on the file's
+    /// bytes live there and the region's length is the file's size).
+    fn share(&mut self, fs: &Fs) -> Result<Arc<dyn SharedRegion>> {
         if let Some(r) = &self.region {
-            if r.len() >= need {
-                return Ok(r.clone());
-            }
+            return Ok(r.clone());
         }
-        let old_cap = self.region.as_ref().map_or(0, |r| r.len());
-        let cap = need
-            .max(old_cap * 2)
-            .max(64 << 10)
-            .checked_next_power_of_two()
-            .ok_or(Errno::EFBIG)?;
-        fs.charge(cap)?;
-        let region = match memory.allocate(cap) {
+        let memory = fs.memory.as_ref().ok_or(Errno::ENODEV)?;
+        // The region is charged for its whole length, holes included.
+        fs.charge(pages(self.size))?;
+        let region = match memory.allocate(self.size) {
             Ok(r) => r,
             Err(e) => {
-                fs.uncharge(cap);
+                fs.uncharge(pages(self.size));
                 return Err(e);
             }
         };
-        let mut buf = vec![0u8; PAGE as usize];
-        if let Some(old) = self.region.take() {
-            let mut at = 0;
-            while at < self.size {
-                let n = (self.size - at).min(PAGE) as usize;
-                old.read(at, &mut buf[..n]);
-                region.write(at, &buf[..n]);
-                at += n as u64;
+        for (&idx, page) in &self.pages {
+            let keep = (self.size - idx * PAGE).min(PAGE) as usize;
+            if let Err(e) = region.write(idx * PAGE, &page[..keep]) {
+                fs.uncharge(pages(self.size));
+                return Err(e);
             }
-            fs.uncharge(old_cap);
-            if old_cap > 0 {
-                tracing::info!("tmpfs: a shared-mapped file grew past its region; older mappings no longer follow it");
-            }
-        } else {
-            for (&idx, page) in &self.pages {
-                region.write(idx * PAGE, page);
-            }
-            fs.uncharge(self.pages.len() as u64 * PAGE);
-            self.pages.clear();
         }
+        fs.uncharge(self.pages.len() as u64 * PAGE);
+        self.pages.clear();
         self.region = Some(region.clone());
         Ok(region)
     }
@@ -323,10 +303,13 @@ impl Data {
     ///
     /// # Safety
     /// As [`IovIo::read_iov`](crate::inode::IovIo::read_iov).
-    unsafe fn read_raw(&self, iov: &[libc::iovec], offset: u64) -> usize {
+    unsafe fn read_raw(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        if let Some(r) = &self.region {
+            // SAFETY: the caller's contract.
+            return unsafe { r.read_iov(iov, offset) };
+        }
         let mut pos = offset;
         let mut done = 0usize;
-        let mut bounce = Vec::new();
         let mut pages = PageCursor::new(&self.pages, offset / PAGE);
         for v in iov {
             let mut at = 0usize;
@@ -336,17 +319,7 @@ impl Data {
                     .min(v.iov_len - at)
                     .min((self.size - pos) as usize);
                 let dst = (v.iov_base as *mut u8).wrapping_add(at);
-                let src: Option<&[u8]> = match &self.region {
-                    // A shared-mapped file's bytes are in the memory file
-                    // (perhaps the very pages being read into): bounce.
-                    Some(r) => {
-                        bounce.resize(n, 0);
-                        r.read(pos, &mut bounce[..n]);
-                        Some(&bounce[..n])
-                    }
-                    None => pages.get(pos / PAGE).map(|p| &p[in_page..in_page + n]),
-                };
-                match src {
+                match pages.get(pos / PAGE).map(|p| &p[in_page..in_page + n]) {
                     // SAFETY: `dst` has `n` writable bytes (the caller's
                     // contract on `iov`); the source is Sentry memory.
                     Some(src) => unsafe { std::ptr::copy(src.as_ptr(), dst, n) },
@@ -361,17 +334,16 @@ impl Data {
                 break;
             }
         }
-        done
+        Ok(done)
     }
 
-    fn read(&self, buf: &mut [u8], offset: u64) -> usize {
+    fn read(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
         if offset >= self.size {
-            return 0;
+            return Ok(0);
         }
         let len = (buf.len() as u64).min(self.size - offset) as usize;
         if let Some(r) = &self.region {
-            r.read(offset, &mut buf[..len]);
-            return len;
+            return r.read(offset, &mut buf[..len]);
         }
         let mut done = 0;
         let mut pages = PageCursor::new(&self.pages, offset / PAGE);
@@ -386,7 +358,7 @@ impl Data {
             }
             done += n;
         }
-        len
+        Ok(len)
     }
 
     /// Writes as much as fits; ENOSPC or EFBIG only when nothing does.
@@ -404,10 +376,14 @@ impl Data {
             return Err(Errno::EFBIG);
         }
         let len = (buf.len() as u64).min(MAX_FILE_SIZE - offset) as usize;
-        if self.region.is_some() {
+        if let Some(region) = &self.region {
             let end = offset + len as u64;
-            let region = self.share(fs, end)?;
-            region.write(offset, &buf[..len]);
+            let grow = pages(end).saturating_sub(pages(self.size));
+            fs.charge(grow)?;
+            if let Err(e) = region.write(offset, &buf[..len]) {
+                fs.uncharge(grow);
+                return Err(e);
+            }
             self.size = self.size.max(end);
             return Ok(len);
         }
@@ -446,8 +422,7 @@ impl Data {
             return Ok(());
         }
         if let Some(r) = &self.region {
-            r.zero(offset, end - offset);
-            return Ok(());
+            return r.punch(offset, end - offset);
         }
         let mut pos = offset;
         while pos < end {
@@ -476,20 +451,19 @@ impl Data {
         Ok(())
     }
 
-    fn truncate(&mut self, fs: &Fs, size: u64) {
+    fn truncate(&mut self, fs: &Fs, size: u64) -> Result<()> {
         if let Some(r) = &self.region {
-            if size < self.size {
-                let end = self.size.min(r.len());
-                if size < end {
-                    r.zero(size, end - size);
-                }
-            } else if size > r.len() && self.share(fs, size).is_err() {
-                // Out of memory for a bigger region: the bytes past the old
-                // one read as zeros anyway, so keep the old one.
-                tracing::info!("tmpfs: cannot grow a shared-mapped file's region");
+            // The region follows: pages cut off are gone from every
+            // mapping (touching them is SIGBUS), and growing reads zeros.
+            let grow = pages(size).saturating_sub(pages(self.size));
+            fs.charge(grow)?;
+            if let Err(e) = r.set_len(size) {
+                fs.uncharge(grow);
+                return Err(e);
             }
+            fs.uncharge(pages(self.size).saturating_sub(pages(size)));
             self.size = size;
-            return;
+            return Ok(());
         }
         if size < self.size {
             let dropped = self.pages.split_off(&size.div_ceil(PAGE));
@@ -502,7 +476,13 @@ impl Data {
             }
         }
         self.size = size;
+        Ok(())
     }
+}
+
+/// `len` bytes rounded up to whole pages.
+fn pages(len: u64) -> u64 {
+    len.div_ceil(PAGE) * PAGE
 }
 
 impl Drop for Node {
@@ -513,7 +493,11 @@ impl Drop for Node {
         };
         match &mut meta.body {
             Body::File(data) => {
-                let region = data.region.as_ref().map_or(0, |r| r.len());
+                let region = if data.region.is_some() {
+                    pages(data.size)
+                } else {
+                    0
+                };
                 self.fs.uncharge(data.pages.len() as u64 * PAGE + region)
             }
             // Tear down a subtree iteratively: recursive drops of a deep tree
@@ -666,7 +650,7 @@ impl Inode for Node {
             Body::Dir(d) => ((d.entries.len() as u64 + 2) * BOGO_DIRENT_SIZE, 0),
             Body::File(data) => {
                 let bytes = match &data.region {
-                    Some(_) => data.size.div_ceil(PAGE) * PAGE,
+                    Some(_) => pages(data.size),
                     None => data.pages.len() as u64 * PAGE,
                 };
                 (data.size, bytes / 512)
@@ -736,6 +720,13 @@ impl Inode for Node {
             }
         }
         let now = TimeSpec::now();
+        // The size first: it is the one change that can fail.
+        if let Some(size) = attr.size {
+            if let Body::File(data) = &mut m.body {
+                data.truncate(&self.fs, size)?;
+            }
+            m.mtime = now;
+        }
         if let Some(mode) = attr.mode {
             m.mode = (m.mode & S_IFMT) | (mode & 0o7777);
         }
@@ -744,12 +735,6 @@ impl Inode for Node {
         }
         if let Some(gid) = attr.gid {
             m.gid = gid;
-        }
-        if let Some(size) = attr.size {
-            if let Body::File(data) = &mut m.body {
-                data.truncate(&self.fs, size);
-            }
-            m.mtime = now;
         }
         if let Some(t) = attr.atime {
             m.atime = t.resolve();
@@ -1080,7 +1065,7 @@ impl FileOps for RegularFile {
         let Body::File(data) = &m.body else {
             unreachable!("tmpfs: regular file without data")
         };
-        let n = data.read(buf, offset);
+        let n = data.read(buf, offset)?;
         relatime(&mut m);
         Ok(n)
     }
@@ -1119,7 +1104,7 @@ impl FileOps for RegularFile {
         }
     }
 
-    fn map_shared(&self, min_len: u64, may_write: bool) -> Option<Result<SharedMap>> {
+    fn map_shared(&self, may_write: bool) -> Option<Result<SharedMap>> {
         self.node.fs.memory.as_ref()?;
         let mut m = self.node.lock();
         let Body::File(data) = &mut m.body else {
@@ -1135,7 +1120,7 @@ impl FileOps for RegularFile {
             Body::File(data) => data.size,
             _ => 0,
         });
-        Some(data.share(&self.node.fs, min_len).map(|region| SharedMap {
+        Some(data.share(&self.node.fs).map(|region| SharedMap {
             region,
             writer,
             size,
@@ -1190,7 +1175,7 @@ impl crate::inode::IovIo for RegularFile {
             unreachable!("tmpfs: regular file without data")
         };
         // SAFETY: the caller's contract.
-        let n = unsafe { data.read_raw(iov, offset) };
+        let n = unsafe { data.read_raw(iov, offset) }?;
         relatime(&mut m);
         Ok(n)
     }

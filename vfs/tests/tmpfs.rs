@@ -664,20 +664,44 @@ impl vfs::inode::SharedMemory for HeapMemory {
 }
 
 impl vfs::inode::SharedRegion for HeapRegion {
-    fn len(&self) -> u64 {
-        self.0.lock().unwrap().len() as u64
-    }
-    fn read(&self, offset: u64, buf: &mut [u8]) {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let v = self.0.lock().unwrap();
-        buf.copy_from_slice(&v[offset as usize..offset as usize + buf.len()]);
+        let from = (offset as usize).min(v.len());
+        let n = buf.len().min(v.len() - from);
+        buf[..n].copy_from_slice(&v[from..from + n]);
+        Ok(n)
     }
-    fn write(&self, offset: u64, buf: &[u8]) {
+    fn write(&self, offset: u64, buf: &[u8]) -> Result<(), Errno> {
         let mut v = self.0.lock().unwrap();
-        v[offset as usize..offset as usize + buf.len()].copy_from_slice(buf);
+        let end = offset as usize + buf.len();
+        if v.len() < end {
+            v.resize(end, 0);
+        }
+        v[offset as usize..end].copy_from_slice(buf);
+        Ok(())
     }
-    fn zero(&self, offset: u64, len: u64) {
+    fn set_len(&self, len: u64) -> Result<(), Errno> {
+        self.0.lock().unwrap().resize(len as usize, 0);
+        Ok(())
+    }
+    fn punch(&self, offset: u64, len: u64) -> Result<(), Errno> {
         let mut v = self.0.lock().unwrap();
-        v[offset as usize..(offset + len) as usize].fill(0);
+        let end = ((offset + len) as usize).min(v.len());
+        v[offset as usize..end].fill(0);
+        Ok(())
+    }
+    unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize, Errno> {
+        let v = self.0.lock().unwrap();
+        let mut pos = (offset as usize).min(v.len());
+        let start = pos;
+        for io in iov {
+            let n = io.iov_len.min(v.len() - pos);
+            // SAFETY: the caller's contract: `io` names `iov_len` writable
+            // bytes.
+            unsafe { std::ptr::copy(v[pos..].as_ptr(), io.iov_base.cast(), n) };
+            pos += n;
+        }
+        Ok(pos - start)
     }
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
@@ -695,26 +719,26 @@ fn a_shared_mapped_file_keeps_one_copy_of_its_bytes() {
     let ops = f.open(libc::O_RDWR).unwrap();
     ops.write(b"before mapping", 0).unwrap();
     let region = ops
-        .map_shared(4096, true)
+        .map_shared(true)
         .expect("tmpfs maps shared")
         .unwrap()
         .region;
     let mut b = [0u8; 6];
-    region.read(0, &mut b);
+    region.read(0, &mut b).unwrap();
     assert_eq!(&b, b"before");
     // Writes through the mapping show in read(), and the other way round.
-    region.write(0, b"AFTER!");
+    region.write(0, b"AFTER!").unwrap();
     let mut r = [0u8; 14];
     assert_eq!(ops.read(&mut r, 0).unwrap(), 14);
     assert_eq!(&r, b"AFTER! mapping");
     ops.write(b"xyz", 7).unwrap();
     let mut b = [0u8; 3];
-    region.read(7, &mut b);
+    region.read(7, &mut b).unwrap();
     assert_eq!(&b, b"xyz");
-    // A second mapping of a range the region holds is the same region.
-    let again = ops.map_shared(4096, true).unwrap().unwrap().region;
-    again.write(1, b"Z");
-    region.read(1, &mut b[..1]);
+    // A second mapping is the same region.
+    let again = ops.map_shared(true).unwrap().unwrap().region;
+    again.write(1, b"Z").unwrap();
+    region.read(1, &mut b[..1]).unwrap();
     assert_eq!(b[0], b'Z');
     // Truncating zeroes the cut-off bytes, so growing again reads zeros.
     f.setattr(&SetAttr {
@@ -730,15 +754,19 @@ fn a_shared_mapped_file_keeps_one_copy_of_its_bytes() {
     let mut r = [0xffu8; 10];
     assert_eq!(ops.read(&mut r, 0).unwrap(), 10);
     assert_eq!(&r, b"AZT\0\0\0\0\0\0\0");
-    // Growing past the region moves the file to a bigger one.
-    let cap = region.len();
-    ops.write(b"end", cap + 5).unwrap();
-    assert_eq!(f.stat().unwrap().size as u64, cap + 8);
-    let bigger = ops.map_shared(cap + 8, true).unwrap().unwrap().region;
-    assert!(bigger.len() >= cap + 8);
+    // The region's length is the file's size, whichever way it changes.
+    let mut all = [0xffu8; 16];
+    assert_eq!(region.read(0, &mut all).unwrap(), 10);
+    ops.write(b"end", 1 << 20).unwrap();
+    assert_eq!(f.stat().unwrap().size as u64, (1 << 20) + 3);
     let mut b = [0u8; 3];
-    bigger.read(0, &mut b);
-    assert_eq!(&b, b"AZT");
+    assert_eq!(region.read(1 << 20, &mut b).unwrap(), 3);
+    assert_eq!(&b, b"end");
+    let again = ops.map_shared(true).unwrap().unwrap().region;
+    assert!(
+        Arc::ptr_eq(&again, &region),
+        "one region for the file's life"
+    );
 }
 
 #[test]
@@ -774,13 +802,13 @@ fn seals_follow_memfd_rules() {
     assert_eq!(ops.write(b"abc", 9), Err(Errno::EPERM));
     assert_eq!(ops.write(b"abc", 7).unwrap(), 3);
     // A writable shared mapping blocks the write seal until it goes.
-    let map = ops.map_shared(4096, true).unwrap().unwrap();
+    let map = ops.map_shared(true).unwrap().unwrap();
     assert!(map.writer.is_some());
     assert_eq!(ops.add_seals(WRITE), Err(Errno::EBUSY));
     drop(map);
     ops.add_seals(WRITE).unwrap();
     assert_eq!(ops.write(b"x", 0), Err(Errno::EPERM));
-    let ro = ops.map_shared(4096, true).unwrap().unwrap();
+    let ro = ops.map_shared(true).unwrap().unwrap();
     assert!(
         ro.writer.is_none(),
         "a write-sealed file never maps writably"
@@ -826,7 +854,7 @@ fn vectored_reads_copy_pages_holes_and_shared_regions() {
     want[8190..].copy_from_slice(b"tail");
     assert_eq!(read_all(&ops), want);
     // The same once the bytes live in a shared region.
-    let _map = ops.map_shared(8194, true).unwrap().unwrap();
+    let _map = ops.map_shared(true).unwrap().unwrap();
     assert_eq!(read_all(&ops), want);
     // Vectored writes land like plain ones.
     let data = *b"XYZ";

@@ -7,7 +7,7 @@ use abi::Errno;
 use platform::AccessType;
 
 use super::SysResult;
-use crate::futex::PiWord;
+use crate::futex::{PiWord, Word};
 use crate::host;
 use crate::mm::FutexKey;
 use crate::task::Task;
@@ -54,7 +54,7 @@ fn key(task: &Task, addr: u64) -> Result<FutexKey, Errno> {
 
 /// FUTEX_WAKE_OP's operation on the second word; returns whether the old
 /// value meets the encoded condition.
-fn wake_op(task: &Task, offset2: u64, encoded: u32) -> Result<bool, Errno> {
+fn wake_op(word: &dyn Word, encoded: u32) -> Result<bool, Errno> {
     let sign_extend_12 = |v: u32| ((v << 20) as i32) >> 20;
     let op = (encoded >> 28) & 7;
     let shift = encoded & (8 << 28) != 0;
@@ -64,16 +64,15 @@ fn wake_op(task: &Task, offset2: u64, encoded: u32) -> Result<bool, Errno> {
     if shift {
         oparg = 1i32.checked_shl(oparg as u32 & 31).unwrap_or(0);
     }
-    let word = task.kernel.mf.atomic_u32(offset2);
     let oparg = oparg as u32;
     let old = match op {
-        0 => word.swap(oparg, Ordering::SeqCst),
-        1 => word.fetch_add(oparg, Ordering::SeqCst),
-        2 => word.fetch_or(oparg, Ordering::SeqCst),
-        3 => word.fetch_and(!oparg, Ordering::SeqCst),
-        4 => word.fetch_xor(oparg, Ordering::SeqCst),
+        0 => word.update(&|_| oparg),
+        1 => word.update(&|v| v.wrapping_add(oparg)),
+        2 => word.update(&|v| v | oparg),
+        3 => word.update(&|v| v & !oparg),
+        4 => word.update(&|v| v ^ oparg),
         _ => return Err(Errno::ENOSYS),
-    } as i32;
+    }? as i32;
     Ok(match cmp {
         0 => old == cmparg,
         1 => old != cmparg,
@@ -114,22 +113,16 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     let k = key(task, addr)?;
     // The word is read afresh each time, through the address space: a
-    // copy-on-write break may move the page it lives in.
-    // If it was unmapped meanwhile, `unlike` (anything but the value the
-    // caller expects) makes the operation fail with EAGAIN.
+    // copy-on-write break may move the page it lives in. EFAULT if it is
+    // not mapped readable (or lies past the end of a mapped file).
     let mm = task.mm.clone();
-    let read = |unlike: u32| {
+    let load = || {
         let mut b = [0u8; 4];
-        match mm
-            .lock()
+        mm.lock()
             .unwrap_or_else(|e| e.into_inner())
             .copy_in(addr, &mut b)
-        {
-            Ok(()) => u32::from_le_bytes(b),
-            Err(_) => unlike,
-        }
+            .map(|()| u32::from_le_bytes(b))
     };
-    let load = || read(!val);
     let futexes = &task.kernel.futexes;
     match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
@@ -158,16 +151,15 @@ pub fn futex(task: &mut Task, a: [u64; 6]) -> SysResult {
             let k2 = key(task, addr2)?;
             // val2 travels in the timeout argument.
             let move_n = timeout as u32;
-            let load3 = || read(!val3);
-            let check: Option<(u32, &dyn Fn() -> u32)> =
-                (cmd == FUTEX_CMP_REQUEUE).then_some((val3, &load3));
+            let check: Option<(u32, crate::futex::Load<'_>)> =
+                (cmd == FUTEX_CMP_REQUEUE).then_some((val3, &load));
             futexes.requeue(k, k2, val, move_n, check).map(u64::from)
         }
         FUTEX_WAKE_OP => {
             let k2 = key(task, addr2)?;
-            let offset2 = task.mm().translate(addr2, AccessType::READ_WRITE)?;
+            let word2 = task.mm().futex_word(addr2, AccessType::READ_WRITE)?;
             futexes
-                .wake_op(k, k2, val, timeout as u32, || wake_op(task, offset2, val3))
+                .wake_op(k, k2, val, timeout as u32, || wake_op(&word2, val3))
                 .map(u64::from)
         }
         other => {
@@ -193,15 +185,15 @@ fn futex_pi(task: &mut Task, cmd: u64, realtime: bool, a: [u64; 6]) -> SysResult
             };
             deadline_at(timespec(task, timeout)?, clock)?
         };
-    // The word's key, and its memory-file offset for atomic updates (made
-    // this address space's own first, so the offset stays put).
+    // The word's key, and the word for atomic updates (made this address
+    // space's own first, so it stays put).
     let rw_key = |task: &Task, addr: u64| {
         let mut mm = task.mm();
         let key = mm.futex_key(addr)?;
-        Ok::<_, Errno>((key, mm.translate(addr, AccessType::READ_WRITE)?))
+        Ok::<_, Errno>((key, mm.futex_word(addr, AccessType::READ_WRITE)?))
     };
-    let (k, off) = rw_key(task, addr)?;
-    let mf = task.kernel.mf.clone();
+    let first = rw_key(task, addr)?;
+    let k = first.0;
     let kernel = task.kernel.clone();
     let alive = |tid: i32| {
         kernel
@@ -212,26 +204,33 @@ fn futex_pi(task: &mut Task, cmd: u64, realtime: bool, a: [u64; 6]) -> SysResult
     let stop = || handle.interrupted();
     let futexes = &task.kernel.futexes;
     let restart = || Errno::new(crate::deliver::ERESTARTNOINTR).expect("a valid errno number");
-    let pi_at = |(key, offset): (FutexKey, u64)| PiWord {
-        key,
-        word: mf.atomic_u32(offset),
-        tid: task.tid,
-        alive: &alive,
-    };
+    fn pi_word<'a>(
+        (key, word): &'a (FutexKey, crate::mm::FutexWord),
+        tid: i32,
+        alive: &'a dyn Fn(i32) -> bool,
+    ) -> PiWord<'a> {
+        PiWord {
+            key: *key,
+            word,
+            tid,
+            alive,
+        }
+    }
+    let pi_at = |kw| pi_word(kw, task.tid, &alive);
     match cmd {
         FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | FUTEX_TRYLOCK_PI => futexes
-            .lock_pi(&pi_at((k, off)), deadline, cmd == FUTEX_TRYLOCK_PI, &stop)
+            .lock_pi(&pi_at(&first), deadline, cmd == FUTEX_TRYLOCK_PI, &stop)
             .map(|()| 0)
             .map_err(|e| if e == Errno::EINTR { restart() } else { e }),
-        FUTEX_UNLOCK_PI => futexes.unlock_pi(&pi_at((k, off))).map(|()| 0),
+        FUTEX_UNLOCK_PI => futexes.unlock_pi(&pi_at(&first)).map(|()| 0),
         FUTEX_WAIT_REQUEUE_PI => {
             let k2 = rw_key(task, addr2)?;
             if k2.0 == k {
                 return Err(Errno::EINVAL);
             }
-            let load = || mf.atomic_u32(off).load(Ordering::SeqCst);
+            let load = || first.1.load();
             futexes
-                .wait_requeue_pi(k, val, &pi_at(k2), deadline, load, &stop)
+                .wait_requeue_pi(k, val, &pi_at(&k2), deadline, load, &stop)
                 .map(|()| 0)
                 .map_err(|e| if e == Errno::EINTR { restart() } else { e })
         }
@@ -243,9 +242,9 @@ fn futex_pi(task: &mut Task, cmd: u64, realtime: bool, a: [u64; 6]) -> SysResult
             if k2.0 == k || val != 1 || nr_requeue < 0 {
                 return Err(Errno::EINVAL);
             }
-            let load = || mf.atomic_u32(off).load(Ordering::SeqCst);
+            let load = || first.1.load();
             futexes
-                .cmp_requeue_pi(k, &pi_at(k2), nr_requeue as u32, val3, &load)
+                .cmp_requeue_pi(k, &pi_at(&k2), nr_requeue as u32, val3, &load)
                 .map(u64::from)
         }
         _ => unreachable!("futex_pi called for PI operations only"),

@@ -84,30 +84,27 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
         if access.write && !file.writable() {
             return Err(Errno::EACCES);
         }
-        let end = offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
-        if let Some(map) = file.ops().map_shared(end, file.writable()) {
+        offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
+        if let Some(map) = file.ops().map_shared(file.writable()) {
             let map = map?;
             if access.write && map.writer.is_none() {
                 // Sealed against writes (F_SEAL_WRITE or FUTURE_WRITE).
                 return Err(Errno::EPERM);
             }
-            let range = map
+            let region = map
                 .region
                 .into_any()
-                .downcast::<crate::mm::SharedRange>()
+                .downcast::<crate::mm::MemfdRegion>()
                 .map_err(|_| Errno::ENODEV)?;
             let name = VmaKind::File(file_name(task, &file));
-            let mut mm = task.mm();
-            let at = mm.map_shared_region(
+            return task.mm().map_host_file(
                 addr,
                 len,
                 fixed || noreplace,
                 (access, MayWrite::from_writer(map.writer)),
-                (range, offset),
-                name,
-            )?;
-            mm.follow_file_size(at, crate::mm::FileSize(map.size));
-            return Ok(at);
+                (region.file.clone(), offset),
+                (name, crate::mm::FileSize(map.size)),
+            );
         }
         if let Some(at) =
             map_host_shared(task, &file, [addr, len, offset], access, fixed || noreplace)?
