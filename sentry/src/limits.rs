@@ -10,6 +10,8 @@ pub const RLIMIT_CORE: usize = 4;
 pub const RLIMIT_NPROC: usize = 6;
 pub const RLIMIT_NOFILE: usize = 7;
 pub const RLIMIT_AS: usize = 9;
+pub const RLIMIT_NICE: usize = 13;
+pub const RLIMIT_RTPRIO: usize = 14;
 const COUNT: usize = 16;
 
 pub const RLIM_INFINITY: u64 = u64::MAX;

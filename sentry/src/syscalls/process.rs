@@ -226,9 +226,12 @@ fn rlimit_bytes((cur, max): (u64, u64)) -> [u8; 16] {
 }
 
 /// Limits the Sentry enforces, and so lets processes set (RLIMIT_CPU by
-/// the process's CPU-clock timers). RLIMIT_RSS is
-/// ignored by Linux too; MEMLOCK only bounds mlock, which never pins here.
-const SETTABLE: [usize; 10] = [
+/// the process's CPU-clock timers, NICE and RTPRIO by setpriority and
+/// sched_setscheduler). RLIMIT_RSS and RLIMIT_LOCKS are ignored by Linux
+/// too; MEMLOCK only bounds mlock, which never pins here; MSGQUEUE bounds
+/// POSIX message queues, of which this kernel has none (mq_open is
+/// ENOSYS). SIGPENDING and RTTIME are not enforced, so not settable.
+const SETTABLE: [usize; 14] = [
     limits::RLIMIT_CPU,
     limits::RLIMIT_FSIZE,
     limits::RLIMIT_NPROC,
@@ -239,6 +242,10 @@ const SETTABLE: [usize; 10] = [
     limits::RLIMIT_NOFILE,
     8, // memlock
     limits::RLIMIT_AS,
+    10, // locks
+    12, // msgqueue
+    limits::RLIMIT_NICE,
+    limits::RLIMIT_RTPRIO,
 ];
 
 pub fn getrlimit(task: &mut Task, a: [u64; 6]) -> SysResult {

@@ -92,21 +92,52 @@ pub fn sched_getaffinity(task: &mut Task, a: [u64; 6]) -> SysResult {
     Ok(bytes as u64)
 }
 
-/// Check a policy and priority as sched_setscheduler does.
-fn check_policy(task: &Task, policy: i32, priority: i32) -> Result<i32, Errno> {
+/// The soft limit `resource` of the process `t` belongs to (0 once it is
+/// gone).
+fn limit_of(task: &Task, t: &TaskHandle, resource: usize) -> u64 {
+    if t.tid == task.tid {
+        return task.tg.soft_limit(resource);
+    }
+    task.kernel
+        .find_task(t.tid)
+        .map_or(0, |(tg, _)| tg.soft_limit(resource))
+}
+
+/// Whether `t` may get the nice value `nice` (Linux's can_nice): within
+/// RLIMIT_NICE (whose value 20 - nice is the lowest nice allowed) or with
+/// CAP_SYS_NICE.
+fn can_nice(task: &Task, t: &TaskHandle, nice: i32) -> bool {
+    task.creds.has_cap(super::caps::CAP_SYS_NICE)
+        || (20 - nice) as u64 <= limit_of(task, t, crate::limits::RLIMIT_NICE)
+}
+
+/// Check a policy and priority for thread `t` as sched_setscheduler
+/// does: without CAP_SYS_NICE, a real-time policy needs a nonzero
+/// RLIMIT_RTPRIO to be entered and a priority within it to be raised,
+/// and SCHED_IDLE is left only as far as RLIMIT_NICE allows.
+fn check_policy(task: &Task, t: &TaskHandle, policy: i32, priority: i32) -> Result<i32, Errno> {
     let policy = policy & !SCHED_RESET_ON_FORK;
     match policy {
-        SCHED_FIFO | SCHED_RR => {
-            if !(1..=99).contains(&priority) {
-                return Err(Errno::EINVAL);
-            }
-            // Real-time policies need CAP_SYS_NICE (RLIMIT_RTPRIO is 0).
-            if !task.creds.has_cap(super::caps::CAP_SYS_NICE) {
-                return Err(Errno::EPERM);
-            }
-        }
+        SCHED_FIFO | SCHED_RR if !(1..=99).contains(&priority) => return Err(Errno::EINVAL),
+        SCHED_FIFO | SCHED_RR => {}
         SCHED_OTHER | SCHED_BATCH | SCHED_IDLE if priority == 0 => {}
         _ => return Err(Errno::EINVAL),
+    }
+    if task.creds.has_cap(super::caps::CAP_SYS_NICE) {
+        return Ok(policy);
+    }
+    let now = *t.sched();
+    if matches!(policy, SCHED_FIFO | SCHED_RR) {
+        let rtprio = limit_of(task, t, crate::limits::RLIMIT_RTPRIO);
+        if policy != now.policy && rtprio == 0 {
+            return Err(Errno::EPERM);
+        }
+        if priority > now.rt_priority && priority as u64 > rtprio {
+            return Err(Errno::EPERM);
+        }
+    }
+    if now.policy == SCHED_IDLE && policy != SCHED_IDLE && !can_nice(task, t, now.nice) {
+        return Err(Errno::EPERM);
     }
     Ok(policy)
 }
@@ -127,7 +158,7 @@ pub fn sched_setscheduler(task: &mut Task, a: [u64; 6]) -> SysResult {
     }
     let priority = read_priority(task, a[2])?;
     let t = thread(task, a[0])?;
-    let policy = check_policy(task, policy, priority)?;
+    let policy = check_policy(task, &t, policy, priority)?;
     let mut s = t.sched();
     s.policy = policy;
     s.rt_priority = priority;
@@ -144,7 +175,7 @@ pub fn sched_setparam(task: &mut Task, a: [u64; 6]) -> SysResult {
     let priority = read_priority(task, a[1])?;
     let t = thread(task, a[0])?;
     let policy = t.sched().policy;
-    check_policy(task, policy, priority)?;
+    check_policy(task, &t, policy, priority)?;
     t.sched().rt_priority = priority;
     Ok(0)
 }
@@ -234,12 +265,12 @@ pub fn getpriority(task: &mut Task, a: [u64; 6]) -> SysResult {
 pub fn setpriority(task: &mut Task, a: [u64; 6]) -> SysResult {
     let nice = (a[2] as i32).clamp(-20, 19);
     for t in selected(task, a[0], a[1])? {
-        let mut s = t.sched();
-        // Lowering nice needs CAP_SYS_NICE (RLIMIT_NICE is 0).
-        if nice < s.nice && !task.creds.has_cap(super::caps::CAP_SYS_NICE) {
+        // Lowering nice needs RLIMIT_NICE or CAP_SYS_NICE.
+        let lower = nice < t.sched().nice;
+        if lower && !can_nice(task, &t, nice) {
             return Err(Errno::EACCES);
         }
-        s.nice = nice;
+        t.sched().nice = nice;
     }
     Ok(0)
 }
