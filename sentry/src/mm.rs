@@ -70,6 +70,30 @@ struct Vma {
     /// This VMA was split off where its file ended when the part before
     /// it was mapped: `/proc/self/maps` shows the two as one mapping.
     eof_tail: bool,
+    /// A private file mapping: the file's pages it started from, and the
+    /// offset in them of the VMA's first byte. Pages the mapping lets go
+    /// of (MADV_DONTNEED) show them again, as Linux shows the file again.
+    origin: Option<(Arc<FileOrigin>, u64)>,
+}
+
+/// The pages a private file mapping was made from (a cached file's, or a
+/// copy made at mmap), kept while any VMA of the mapping lives.
+struct FileOrigin {
+    mf: Arc<MemoryFile>,
+    offset: u64,
+    len: u64,
+}
+
+impl std::fmt::Debug for FileOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileOrigin({:#x}, +{:#x})", self.offset, self.len)
+    }
+}
+
+impl Drop for FileOrigin {
+    fn drop(&mut self) {
+        self.mf.release_private(self.offset, self.len);
+    }
 }
 
 /// A file's current size, as [`vfs::inode::SharedMap::size`] reports it.
@@ -704,16 +728,15 @@ impl MemoryManager {
         if let Some((offset, flen)) = frames {
             let flen = page_up(flen.min(len)).ok_or(Errno::ENOMEM)?;
             debug_assert!(offset.is_multiple_of(PAGE_SIZE));
+            // The origin's own reference (the PMA takes another).
             self.mf.share_private(offset, flen);
-            self.pmas.insert(
-                addr,
-                Pma {
-                    end: addr + flen,
-                    offset,
-                    cow: true,
-                    host: None,
-                },
-            );
+            let origin = Arc::new(FileOrigin {
+                mf: self.mf.clone(),
+                offset,
+                len: flen,
+            });
+            self.vmas.get_mut(&addr).expect("just mapped").origin = Some((origin, 0));
+            self.back_from_origin(addr, addr + flen);
         }
         Ok(addr)
     }
@@ -880,6 +903,7 @@ impl MemoryManager {
                 bus_from: None,
                 file_size: None,
                 eof_tail: false,
+                origin: None,
             },
         );
     }
@@ -946,6 +970,9 @@ impl MemoryManager {
             if start != addr {
                 let mut right = vma.clone();
                 if let Some((_, offset)) = &mut right.shared {
+                    *offset += addr - start;
+                }
+                if let Some((_, offset)) = &mut right.origin {
                     *offset += addr - start;
                 }
                 self.vmas.get_mut(&start).expect("just found").end = addr;
@@ -1292,14 +1319,17 @@ impl MemoryManager {
             .map(|(&s, p)| (s, p.end, p.offset))
             .collect();
         for (s, e, offset) in pieces {
-            if self.mf.private_exclusive(offset, e - s) {
+            let from_file = self.vma_at(s).is_some_and(|(_, v)| v.origin.is_some());
+            if !from_file && self.mf.private_exclusive(offset, e - s) {
                 // Ours alone: punch the pages out; the host mapping stays.
                 self.mf.zero(offset, e - s);
             } else {
-                // Others still use them: let go, and fault in fresh zeros.
+                // Others still use them, or they are a file's: let go, and
+                // fault in fresh zeros or the file's pages again.
                 self.host_unmap(s, e)?;
                 let pma = self.pmas.remove(&s).expect("just listed");
                 self.mf.release_private(pma.offset, e - s);
+                self.back_from_origin(s, e);
             }
         }
         Ok(())
@@ -1459,6 +1489,34 @@ impl MemoryManager {
                 }
             }
         }
+    }
+
+    /// Back what the VMA's file origin covers of `[start, end)` (within
+    /// one private VMA, with no PMAs) with the origin's pages, shared
+    /// copy-on-write; the host maps them at the next fault.
+    fn back_from_origin(&mut self, start: u64, end: u64) {
+        let Some((vs, vma)) = self.vma_at(start) else {
+            return;
+        };
+        let Some((origin, at)) = &vma.origin else {
+            return;
+        };
+        let from = at + (start - vs);
+        if from >= origin.len {
+            return;
+        }
+        let n = (origin.len - from).min(end - start);
+        let offset = origin.offset + from;
+        self.mf.share_private(offset, n);
+        self.pmas.insert(
+            start,
+            Pma {
+                end: start + n,
+                offset,
+                cow: true,
+                host: None,
+            },
+        );
     }
 
     /// Back the untouched private page at `page`, and the rest of its

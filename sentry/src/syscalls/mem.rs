@@ -141,30 +141,64 @@ fn map(task: &mut Task, a: [u64; 6]) -> SysResult {
         }
         return Ok(at);
     }
-    let at = task.mm().map_anonymous(
+    // Not cached: a copy of the mapped part, made now, is what the mapping
+    // starts from (and shows again where it lets go of its pages).
+    let (frames, done) = copy_of(task, &file, offset, len)?;
+    let at = task.mm().map_file_pages(
         addr,
         len,
         fixed || noreplace,
         access,
         VmaKind::File(file_name(task, &file)),
-    )?;
-    let mut buf = vec![0u8; len.min(1 << 20) as usize];
-    let mut done = 0u64;
-    while done < len {
-        let want = (len - done).min(buf.len() as u64) as usize;
-        let n = file.pread(&mut buf[..want], offset + done)?;
-        if n == 0 {
-            break;
-        }
-        task.mm().copy_out_force(at + done, &buf[..n])?;
-        done += n as u64;
+        frames,
+    );
+    if let Some((pages, plen)) = frames {
+        // The mapping holds its own references now (or failed).
+        task.kernel.mf.release_private(pages, plen);
     }
+    let at = at?;
     if kind != libc::MAP_PRIVATE {
         task.mm().deny_write(at, len);
     }
     let file_pages = page_up(offset.saturating_add(done)).unwrap_or(u64::MAX) - offset;
     task.mm().set_file_end(at, at.saturating_add(file_pages));
     Ok(at)
+}
+
+/// A copy of `[offset, offset + len)` of `file` in new private pages of
+/// the memory file, which the caller owns (one reference): the pages and
+/// their length (None when the file has nothing there), and how many of
+/// the file's bytes were there.
+fn copy_of(
+    task: &Task,
+    file: &crate::fs::File,
+    offset: u64,
+    len: u64,
+) -> Result<(Option<(u64, u64)>, u64), Errno> {
+    let size = file.stat()?.size.max(0) as u64;
+    let want = len.min(size.saturating_sub(offset));
+    if want == 0 {
+        return Ok((None, 0));
+    }
+    let plen = page_up(want).ok_or(Errno::ENOMEM)?;
+    let mf = &task.kernel.mf;
+    let pages = mf.allocate_private(plen)?;
+    let mut buf = vec![0u8; want.min(1 << 20) as usize];
+    let mut done = 0u64;
+    while done < want {
+        let n = (want - done).min(buf.len() as u64) as usize;
+        let n = match file.pread(&mut buf[..n], offset + done) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                mf.release_private(pages, plen);
+                return Err(e);
+            }
+        };
+        mf.copy_out(pages + done, &buf[..n]);
+        done += n as u64;
+    }
+    Ok((Some((pages, plen)), done))
 }
 
 /// MAP_SHARED of a regular file kept on the host (directfs, or a
