@@ -3,7 +3,8 @@
 //!
 //! Linux's rules: a read of an empty pipe with no writer left is EOF; a
 //! write with no reader is EPIPE; writes of at most PIPE_BUF bytes are
-//! atomic (all or, for a non-blocking writer, EAGAIN).
+//! atomic (all or, for a non-blocking writer, EAGAIN); the capacity is
+//! 64 KiB until F_SETPIPE_SZ changes it (fs/pipe.c's pipe_set_size).
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -16,16 +17,34 @@ use vfs::waiter::Waiters;
 /// Linux's default pipe capacity.
 const CAPACITY: usize = 65536;
 const PIPE_BUF: usize = 4096;
+const PAGE: usize = 4096;
+/// `/proc/sys/fs/pipe-max-size`: the most F_SETPIPE_SZ gives without
+/// CAP_SYS_RESOURCE.
+const PIPE_MAX_SIZE: usize = 1 << 20;
 
-#[derive(Default)]
 struct State {
     buf: VecDeque<u8>,
+    /// Bytes the pipe holds at most.
+    capacity: usize,
     readers: usize,
     writers: usize,
     /// Opens for reading and writing so far, for the blocking-open rule
     /// (an open waits for the other side to have come, not to be there).
     read_opens: u64,
     write_opens: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            buf: VecDeque::new(),
+            capacity: CAPACITY,
+            readers: 0,
+            writers: 0,
+            read_opens: 0,
+            write_opens: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -98,6 +117,55 @@ impl PipeEnd {
     }
 }
 
+impl PipeEnd {
+    /// F_GETPIPE_SZ.
+    pub fn size(&self) -> usize {
+        self.pipe.st.lock().unwrap().capacity
+    }
+
+    /// F_SETPIPE_SZ: round `want` up to a power-of-two number of pages;
+    /// EPERM past `PIPE_MAX_SIZE` without CAP_SYS_RESOURCE (`privileged`),
+    /// EBUSY if the data queued would not fit. Returns the new size.
+    pub fn set_size(&self, want: u64, privileged: bool) -> Result<usize, Errno> {
+        if want > 1 << 31 {
+            return Err(Errno::EINVAL);
+        }
+        let size = (want as usize).max(PAGE).next_power_of_two();
+        if size > PIPE_MAX_SIZE && !privileged {
+            return Err(Errno::EPERM);
+        }
+        {
+            let mut st = self.pipe.st.lock().unwrap();
+            // Linux counts the pages the data occupies.
+            if st.buf.len().div_ceil(PAGE) * PAGE > size {
+                return Err(Errno::EBUSY);
+            }
+            st.capacity = size;
+        }
+        self.pipe.waiters.notify_all();
+        Ok(size)
+    }
+
+    /// Up to `max` bytes from the front of the pipe, left in it (tee):
+    /// empty at EOF (no writer left), EAGAIN while empty with writers.
+    pub fn peek(&self, max: usize) -> Result<Vec<u8>, Errno> {
+        let st = self.pipe.st.lock().unwrap();
+        if st.buf.is_empty() {
+            return if st.writers == 0 {
+                Ok(Vec::new())
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        Ok(st.buf.iter().take(max).copied().collect())
+    }
+
+    /// Whether `other` is an end of the same pipe.
+    pub fn same_pipe(&self, other: &PipeEnd) -> bool {
+        Arc::ptr_eq(&self.pipe, &other.pipe)
+    }
+}
+
 impl Drop for PipeEnd {
     fn drop(&mut self) {
         {
@@ -140,7 +208,7 @@ impl FileOps for PipeEnd {
             if st.readers == 0 {
                 return Err(Errno::EPIPE);
             }
-            let room = CAPACITY - st.buf.len();
+            let room = st.capacity.saturating_sub(st.buf.len());
             if room == 0 || (buf.len() <= PIPE_BUF && room < buf.len()) {
                 return Err(Errno::EAGAIN);
             }
@@ -170,7 +238,7 @@ impl FileOps for PipeEnd {
         if self.write {
             if st.readers == 0 {
                 r |= libc::POLLERR;
-            } else if CAPACITY - st.buf.len() >= PIPE_BUF {
+            } else if st.capacity.saturating_sub(st.buf.len()) >= PIPE_BUF {
                 r |= libc::POLLOUT | libc::POLLWRNORM;
             }
         }

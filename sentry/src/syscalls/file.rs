@@ -695,12 +695,7 @@ fn write_from(task: &Task, file: &File, buf: u64, count: u64, offset: Option<u64
                 }
             }
             Err(Errno::EPIPE) => {
-                // Writing to a pipe nobody reads raises SIGPIPE too.
-                let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
-                task.handle.post(Queued {
-                    sig: signal::SIGPIPE,
-                    info,
-                });
+                raise_sigpipe(task);
                 return if done == 0 {
                     Err(Errno::EPIPE)
                 } else {
@@ -735,12 +730,7 @@ fn write_copying(task: &Task, file: &File, buf: u64, count: u64, offset: Option<
             match put {
                 Ok(n) => sent += n,
                 Err(Errno::EPIPE) => {
-                    // Writing to a pipe nobody reads raises SIGPIPE too.
-                    let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
-                    task.handle.post(Queued {
-                        sig: signal::SIGPIPE,
-                        info,
-                    });
+                    raise_sigpipe(task);
                     return if done + sent == 0 {
                         Err(Errno::EPIPE)
                     } else {
@@ -1131,6 +1121,13 @@ const SPLICE_FLAGS: u64 =
         as u64;
 
 /// The host pipe behind `f`, if it is one.
+/// The Sentry's own pipe behind `f` (a FIFO's), if it is one.
+fn sentry_pipe(f: &File) -> Option<&crate::pipe::PipeEnd> {
+    f.ops()
+        .as_any()
+        .and_then(|a| a.downcast_ref::<crate::pipe::PipeEnd>())
+}
+
 fn host_pipe(f: &File) -> Option<std::os::fd::BorrowedFd<'_>> {
     f.ops()
         .host_fd()
@@ -1138,9 +1135,10 @@ fn host_pipe(f: &File) -> Option<std::os::fd::BorrowedFd<'_>> {
 }
 
 /// tee(2): copy up to `len` bytes from one pipe to another without
-/// consuming them. Pipes made by pipe2 are host pipes, so the host's tee
-/// does the copy; the Sentry does the waiting, so signals interrupt it.
-/// The Sentry's own FIFOs are not supported (EINVAL, logged).
+/// consuming them. Between pipes made by pipe2 (host pipes) the host's
+/// tee does the copy; a FIFO (the Sentry's own pipe) on either side is
+/// read without consuming and written by the Sentry. The Sentry does the
+/// waiting, so signals interrupt it.
 pub fn tee(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (len, flags) = (a[2], a[3]);
     if flags & !SPLICE_FLAGS != 0 {
@@ -1154,12 +1152,12 @@ pub fn tee(task: &mut Task, a: [u64; 6]) -> SysResult {
     if !is_pipe(&inp) || !is_pipe(&out) {
         return Err(Errno::EINVAL);
     }
-    let (Some(in_fd), Some(out_fd)) = (host_pipe(&inp), host_pipe(&out)) else {
-        tracing::info!("tee: only pipes made by pipe(2) are supported: EINVAL");
-        return Err(Errno::EINVAL);
-    };
     let (si, so) = (inp.stat()?, out.stat()?);
-    if (si.dev, si.ino) == (so.dev, so.ino) {
+    let same = match (sentry_pipe(&inp), sentry_pipe(&out)) {
+        (Some(i), Some(o)) => i.same_pipe(o),
+        _ => (si.dev, si.ino) == (so.dev, so.ino),
+    };
+    if same {
         return Err(Errno::EINVAL);
     }
     if len == 0 {
@@ -1168,19 +1166,65 @@ pub fn tee(task: &mut Task, a: [u64; 6]) -> SysResult {
     let nonblock = flags & libc::SPLICE_F_NONBLOCK as u64 != 0
         || (inp.flags() | out.flags()) & libc::O_NONBLOCK != 0;
     let len = len.min(MAX_RW) as usize;
-    loop {
-        match host::tee(in_fd, out_fd, len) {
-            Err(Errno::EAGAIN) if !nonblock => {
-                // Empty input, or a full output: wait for whichever.
-                if ready(in_fd, libc::POLLIN, 0)? {
-                    wait_ready(task, out_fd, libc::POLLOUT)?;
-                } else {
-                    wait_ready(task, in_fd, libc::POLLIN)?;
+    if let (Some(in_fd), Some(out_fd)) = (host_pipe(&inp), host_pipe(&out)) {
+        return loop {
+            match host::tee(in_fd, out_fd, len) {
+                Err(Errno::EAGAIN) if !nonblock => {
+                    // Empty input, or a full output: wait for whichever.
+                    if ready(in_fd, libc::POLLIN, 0)? {
+                        wait_ready(task, out_fd, libc::POLLOUT)?;
+                    } else {
+                        wait_ready(task, in_fd, libc::POLLIN)?;
+                    }
                 }
+                other => break other.map(|n| n as u64),
             }
-            other => return other.map(|n| n as u64),
-        }
+        };
     }
+    // Through the Sentry: the input's bytes, left in place, then as many
+    // as the output takes.
+    let peek = || match sentry_pipe(&inp) {
+        Some(end) => end.peek(len),
+        None => peek_host_pipe(host_pipe(&inp).ok_or(Errno::EINVAL)?, len),
+    };
+    let bytes = if nonblock {
+        peek()?
+    } else {
+        host_io(task, &inp, libc::POLLIN, peek)?
+    };
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let write = || out.ops().write(&bytes, 0);
+    let written = if nonblock {
+        write()
+    } else {
+        host_io(task, &out, libc::POLLOUT, write)
+    };
+    if written == Err(Errno::EPIPE) {
+        raise_sigpipe(task);
+    }
+    written.map(|n| n as u64)
+}
+
+/// Writing to a pipe nobody reads raises SIGPIPE as well as EPIPE.
+fn raise_sigpipe(task: &Task) {
+    let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
+    task.handle.post(Queued {
+        sig: signal::SIGPIPE,
+        info,
+    });
+}
+
+/// Up to `len` bytes at the front of the host pipe `fd`, left there: the
+/// host's tee copies them into a pipe of our own, read back at once.
+fn peek_host_pipe(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> Result<Vec<u8>, Errno> {
+    let (r, w) = host::pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
+    let n = host::tee(fd, std::os::fd::AsFd::as_fd(&w), len.min(65536))?;
+    let mut buf = vec![0u8; n];
+    let got = vfs::host::read(std::os::fd::AsFd::as_fd(&r), &mut buf, None)?;
+    buf.truncate(got);
+    Ok(buf)
 }
 
 /// vmsplice(2), by copying: into a pipe's write end it is writev, out of
@@ -1763,10 +1807,18 @@ pub fn fcntl(task: &mut Task, a: [u64; 6]) -> SysResult {
             }
             file.ops().add_seals(a[2] as u32).map(|()| 0)
         }
-        libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => {
-            let fd = fs::host_fd(&file, Errno::EBADF)?;
-            host::fcntl_int(fd, a[1] as i32, a[2] as i32)
-        }
+        libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => match sentry_pipe(&file) {
+            Some(end) if a[1] as i32 == libc::F_GETPIPE_SZ => Ok(end.size() as u64),
+            Some(end) => {
+                let privileged = task.creds.has_cap(super::caps::CAP_SYS_RESOURCE);
+                end.set_size(u64::from(a[2] as u32), privileged)
+                    .map(|n| n as u64)
+            }
+            None => {
+                let fd = fs::host_fd(&file, Errno::EBADF)?;
+                host::fcntl_int(fd, a[1] as i32, a[2] as i32)
+            }
+        },
         libc::F_SETFL => {
             // Host descriptors stay as they are: blocking is the Sentry's
             // to emulate (see host_io), and stdio belongs to the caller too.
