@@ -1135,7 +1135,8 @@ fn limits(l: &crate::limits::Limits) -> String {
 }
 
 /// `/proc/[pid]/mounts` and `mountinfo`: the mounts of the task's mount
-/// namespace, paths as seen from its root. Every mount is private (no
+/// namespace, paths as seen from its root (mountinfo's root field: the
+/// mount's root within its filesystem). Every mount is private (no
 /// propagation), so mountinfo has no optional fields.
 fn mounts(v: &TaskView, info: bool) -> Result<String, Errno> {
     let fs = v.fs.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -1167,10 +1168,11 @@ fn mounts(v: &TaskView, info: bool) -> Result<String, Errno> {
             let st = m.root().inode().stat().unwrap_or_default();
             let _ = writeln!(
                 s,
-                "{} {parent} {}:{} / {at} {opts} - {} {} {}",
+                "{} {parent} {}:{} {} {at} {opts} - {} {} {}",
                 m.id(),
                 libc::major(st.dev),
                 libc::minor(st.dev),
+                vfs::mount::path_in_fs(m.root()),
                 m.fs_type,
                 m.source,
                 if f & vfs::mount::MS_RDONLY != 0 {

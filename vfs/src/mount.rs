@@ -525,6 +525,26 @@ pub fn parent_of(loc: &Location, root: &Location) -> Location {
 /// location outside `root` (a chroot escaped by an open directory) is named
 /// from its topmost ancestor, as Linux does; a deleted one gets
 /// " (deleted)" appended.
+/// The path of `dentry` from the root of its filesystem, whatever is
+/// mounted where (mountinfo's root field: where a bind mount's root lies
+/// in the filesystem it shows).
+pub fn path_in_fs(dentry: &Arc<Dentry>) -> String {
+    let mut names = Vec::new();
+    let mut cur = dentry.clone();
+    while let Some((parent, name)) = cur.parent() {
+        names.push(name);
+        cur = parent;
+    }
+    if names.is_empty() {
+        return "/".to_string();
+    }
+    names.iter().rev().fold(String::new(), |mut p, n| {
+        p.push('/');
+        p.push_str(n);
+        p
+    })
+}
+
 pub fn path_of(loc: &Location, root: &Location) -> String {
     let mut names: Vec<String> = Vec::new();
     let mut cur = loc.clone();
