@@ -10,9 +10,12 @@
 //! copy-on-write: both sides lose write access in the host, and the first
 //! write copies the chunk it falls in, unless the writer is by then the
 //! only user of those pages. MAP_SHARED VMAs are one range of the memory
-//! file, shared by every mapping of it, and mapped whole on first touch.
+//! file (anonymous memory) or a host file (directfs files, and the memfd
+//! a tmpfs file moves into), shared by every mapping of it, and mapped
+//! whole on first touch.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use abi::{page_down, page_up, Errno, PAGE_SIZE};
@@ -206,15 +209,12 @@ impl vfs::inode::SharedMemory for FileMemory {
         // new descriptor that we own.
         let raw = unsafe { libc::memfd_create(c"runsc-tmpfs-shared".as_ptr(), libc::MFD_CLOEXEC) };
         if raw < 0 {
-            return Err(last_errno());
+            return Err(Errno::from_io(&std::io::Error::last_os_error()));
         }
         // SAFETY: `raw` is a fresh descriptor nothing else owns.
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-        // SAFETY: ftruncate on the memfd we just created.
-        if unsafe { libc::ftruncate(raw, len as i64) } != 0 {
-            return Err(last_errno());
-        }
-        let st = crate::host::fstat_raw(std::os::fd::AsFd::as_fd(&fd))?;
+        vfs::host::ftruncate(fd.as_fd(), len)?;
+        let st = crate::host::fstat_raw(fd.as_fd())?;
         Ok(Arc::new(MemfdRegion {
             file: HostFileMapping::new(fd, st.dev, st.ino),
         }))
@@ -227,35 +227,13 @@ pub(crate) struct MemfdRegion {
     pub(crate) file: Arc<HostFileMapping>,
 }
 
-impl MemfdRegion {
-    fn fd(&self) -> i32 {
-        std::os::fd::AsRawFd::as_raw_fd(&self.file.fd)
-    }
-}
-
-/// The errno of the host call that just failed.
-fn last_errno() -> Errno {
-    Errno::from_io(&std::io::Error::last_os_error())
-}
-
 /// Read `buf` from `fd` at `offset`; short only at the end of the file.
 fn pread_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     let mut done = 0;
     while done < buf.len() {
-        // SAFETY: `buf[done..]` is writable for its length.
-        let n = unsafe {
-            libc::pread(
-                std::os::fd::AsRawFd::as_raw_fd(fd),
-                buf[done..].as_mut_ptr().cast(),
-                buf.len() - done,
-                (offset + done as u64) as i64,
-            )
-        };
-        match n {
+        match vfs::host::read(fd.as_fd(), &mut buf[done..], Some(offset + done as u64))? {
             0 => break,
-            n if n > 0 => done += n as usize,
-            _ if last_errno() == Errno::EINTR => {}
-            _ => return Err(last_errno()),
+            n => done += n,
         }
     }
     Ok(done)
@@ -265,20 +243,9 @@ fn pread_full(fd: &std::os::fd::OwnedFd, buf: &mut [u8], offset: u64) -> Result<
 fn pwrite_all(fd: &std::os::fd::OwnedFd, buf: &[u8], offset: u64) -> Result<(), Errno> {
     let mut done = 0;
     while done < buf.len() {
-        // SAFETY: `buf[done..]` is readable for its length.
-        let n = unsafe {
-            libc::pwrite(
-                std::os::fd::AsRawFd::as_raw_fd(fd),
-                buf[done..].as_ptr().cast(),
-                buf.len() - done,
-                (offset + done as u64) as i64,
-            )
-        };
-        match n {
+        match vfs::host::write(fd.as_fd(), &buf[done..], Some(offset + done as u64))? {
             0 => return Err(Errno::ENOSPC),
-            n if n > 0 => done += n as usize,
-            _ if last_errno() == Errno::EINTR => {}
-            _ => return Err(last_errno()),
+            n => done += n,
         }
     }
     Ok(())
@@ -294,44 +261,18 @@ impl vfs::inode::SharedRegion for MemfdRegion {
     }
 
     fn set_len(&self, len: u64) -> Result<(), Errno> {
-        // SAFETY: ftruncate on our own memfd.
-        match unsafe { libc::ftruncate(self.fd(), len as i64) } {
-            0 => Ok(()),
-            _ => Err(last_errno()),
-        }
+        vfs::host::ftruncate(self.file.fd.as_fd(), len)
     }
 
     fn punch(&self, offset: u64, len: u64) -> Result<(), Errno> {
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        // SAFETY: fallocate on our own memfd.
-        match unsafe { libc::fallocate(self.fd(), mode, offset as i64, len as i64) } {
-            0 => Ok(()),
-            _ => Err(last_errno()),
-        }
+        vfs::host::fallocate(self.file.fd.as_fd(), mode, offset, len)
     }
 
     unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize, Errno> {
-        if iov.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            // SAFETY: the caller's contract: each iovec names writable
-            // memory for its length; the host writes it, no Rust
-            // reference is formed.
-            let n = unsafe {
-                libc::preadv(
-                    self.fd(),
-                    iov.as_ptr(),
-                    iov.len().min(1024) as i32,
-                    offset as i64,
-                )
-            };
-            match n {
-                n if n >= 0 => return Ok(n as usize),
-                _ if last_errno() == Errno::EINTR => {}
-                _ => return Err(last_errno()),
-            }
-        }
+        let iov = &iov[..iov.len().min(1024)];
+        // SAFETY: the caller's contract is readv's.
+        unsafe { vfs::host::readv(self.file.fd.as_fd(), iov, Some(offset)) }
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
