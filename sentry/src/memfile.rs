@@ -326,6 +326,14 @@ impl MemoryFile {
         out
     }
 
+    /// How many bytes of `[offset, offset+len)` hold data (not holes).
+    pub fn resident_bytes(&self, offset: u64, len: u64) -> u64 {
+        Self::check_range(offset, len as usize);
+        let mut n = 0;
+        self.for_each_data(offset, len, |data, hole| n += hole - data);
+        n
+    }
+
     /// Call `f(start, end)` for each run of data (not holes) in
     /// `[offset, offset+len)`.
     fn for_each_data(&self, offset: u64, len: u64, mut f: impl FnMut(u64, u64)) {

@@ -2037,6 +2037,27 @@ impl MemoryManager {
         out
     }
 
+    /// Bytes that hold data (Linux's RSS, as near as the Sentry can tell):
+    /// private and shared anonymous memory whose memory-file pages hold
+    /// data, and host-file mappings the host maps now, whole.
+    pub fn resident_bytes(&self) -> u64 {
+        let private: u64 = self
+            .pmas
+            .iter()
+            .map(|(s, p)| self.mf.resident_bytes(p.offset, p.end - s))
+            .sum();
+        let shared: u64 = self
+            .vmas
+            .iter()
+            .map(|(s, v)| match &v.shared {
+                Some((SharedBacking::Memory(_), off)) => self.mf.resident_bytes(*off, v.end - s),
+                Some((SharedBacking::Host(_), _)) if v.host_mapped => v.end - s,
+                _ => 0,
+            })
+            .sum();
+        private + shared
+    }
+
     /// Total bytes mapped (VmSize).
     pub fn mapped_bytes(&self) -> u64 {
         self.vmas.iter().map(|(s, v)| v.end - s).sum()

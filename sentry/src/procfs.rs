@@ -604,12 +604,9 @@ fn pid_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<
                     _g: &Arc<ThreadGroup>,
                     v: &TaskView,
                     _t: i32| {
-        let pages =
-            v.mm.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .mapped_bytes()
-                / 4096;
-        Ok(format!("{pages} {pages} 0 0 0 {pages} 0\n"))
+        let mm = v.mm.lock().unwrap_or_else(|e| e.into_inner());
+        let (size, resident) = (mm.mapped_bytes() / 4096, mm.resident_bytes() / 4096);
+        Ok(format!("{size} {resident} 0 0 0 {size} 0\n"))
     });
     text!("comm", |_k: &Weak<Kernel>,
                    _g: &Arc<ThreadGroup>,
@@ -1000,7 +997,7 @@ fn pid_stat(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32, whole: bool) -> String
     // Clock ticks of USER_HZ (100 a second).
     let ticks = |d: std::time::Duration| d.as_millis() / 10;
     let mm = v.mm.lock().unwrap_or_else(|e| e.into_inner());
-    let vsize = mm.mapped_bytes();
+    let (vsize, rss) = (mm.mapped_bytes(), mm.resident_bytes());
     let (args, env) = (mm.args, mm.env);
     drop(mm);
     let comm = String::from_utf8_lossy(&v.comm);
@@ -1012,7 +1009,7 @@ fn pid_stat(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32, whole: bool) -> String
         stime = ticks(own.sys),
         cutime = ticks(children.user),
         cstime = ticks(children.sys),
-        rss = vsize / 4096,
+        rss = rss / 4096,
         exit_signal = g.exit_signal,
         a0 = args.0,
         a1 = args.1,
@@ -1043,11 +1040,12 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
             }
         }
     }
-    let vm_kb =
-        v.mm.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .mapped_bytes()
-            / 1024;
+    // VmPeak and VmHWM are not tracked over time: they show the current
+    // size and resident set, which they are at least.
+    let (vm_kb, rss_kb) = {
+        let mm = v.mm.lock().unwrap_or_else(|e| e.into_inner());
+        (mm.mapped_bytes() / 1024, mm.resident_bytes() / 1024)
+    };
     let umask = v.fs.lock().unwrap_or_else(|e| e.into_inner()).umask;
     let c = &v.creds;
     let caps = c.caps;
@@ -1059,7 +1057,7 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
         "Name:\t{name}\nUmask:\t{umask:04o}\nState:\t{state}\nTgid:\t{tgid}\nNgid:\t0\nPid:\t{tid}\nPPid:\t{ppid}\nTracerPid:\t0\n\
          Uid:\t{ru}\t{eu}\t{su}\t{eu}\nGid:\t{rg}\t{eg}\t{sg}\t{eg}\nFDSize:\t64\nGroups:\t{groups}\n\
          NStgid:\t{tgid}\nNSpid:\t{tid}\nNSpgid:\t{tgid}\nNSsid:\t{tgid}\n\
-         VmPeak:\t{vm_kb:8} kB\nVmSize:\t{vm_kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{vm_kb:8} kB\nVmRSS:\t{vm_kb:8} kB\n\
+         VmPeak:\t{vm_kb:8} kB\nVmSize:\t{vm_kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{rss_kb:8} kB\nVmRSS:\t{rss_kb:8} kB\n\
          Threads:\t{nthreads}\nSigQ:\t0/63704\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
          SigBlk:\t{blocked:016x}\nSigIgn:\t{ignored:016x}\nSigCgt:\t{caught:016x}\n\
          CapInh:\t{inh:016x}\nCapPrm:\t{prm:016x}\nCapEff:\t{eff:016x}\nCapBnd:\t{bnd:016x}\nCapAmb:\t0000000000000000\n\
