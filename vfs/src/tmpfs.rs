@@ -305,8 +305,23 @@ impl Data {
     /// As [`IovIo::read_iov`](crate::inode::IovIo::read_iov).
     unsafe fn read_raw(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
         if let Some(r) = &self.region {
-            // SAFETY: the caller's contract.
-            return unsafe { r.read_iov(iov, offset) };
+            // No further than the file's size, whatever the region holds
+            // past it (a write that failed half-way may have grown it).
+            let mut left = self.size.saturating_sub(offset) as usize;
+            let mut upto = Vec::with_capacity(iov.len());
+            for v in iov {
+                if left == 0 {
+                    break;
+                }
+                let n = v.iov_len.min(left);
+                upto.push(libc::iovec {
+                    iov_base: v.iov_base,
+                    iov_len: n,
+                });
+                left -= n;
+            }
+            // SAFETY: the caller's contract, for a prefix of its iovecs.
+            return unsafe { r.read_iov(&upto, offset) };
         }
         let mut pos = offset;
         let mut done = 0usize;

@@ -853,9 +853,13 @@ fn vectored_reads_copy_pages_holes_and_shared_regions() {
     want[..4].copy_from_slice(b"head");
     want[8190..].copy_from_slice(b"tail");
     assert_eq!(read_all(&ops), want);
-    // The same once the bytes live in a shared region.
-    let _map = ops.map_shared(true).unwrap().unwrap();
+    // The same once the bytes live in a shared region, and no further
+    // than the file's size even where the region holds more.
+    let map = ops.map_shared(true).unwrap().unwrap();
     assert_eq!(read_all(&ops), want);
+    map.region.write(8194, b"past the end").unwrap();
+    assert_eq!(read_all(&ops), want);
+    map.region.set_len(8194).unwrap();
     // Vectored writes land like plain ones.
     let data = *b"XYZ";
     let iov = [libc::iovec {
