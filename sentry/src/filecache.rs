@@ -85,7 +85,7 @@ impl FileCache {
         // one redundant read, and the loser's copy is released.
         let len = page_up(st.size as u64).ok_or(Errno::EFBIG)?;
         let offset = self.mf.allocate_private(len)?;
-        if let Err(e) = self.fill(file, offset, st.size as u64) {
+        if let Err(e) = read_into(&self.mf, file, offset, 0, st.size as u64) {
             self.mf.release_private(offset, len);
             return Err(e);
         }
@@ -132,26 +132,34 @@ impl FileCache {
     }
 
     /// Read `size` bytes of the file into the memory file at `offset`.
-    fn fill(&self, file: &File, offset: u64, size: u64) -> Result<(), Errno> {
-        let mut buf = vec![0u8; size.min(1 << 20) as usize];
-        let mut done = 0u64;
-        while done < size {
-            let want = (size - done).min(buf.len() as u64) as usize;
-            let n = file.pread(&mut buf[..want], done)?;
-            if n == 0 {
-                // Shorter than stat said: the rest stays zero, as a
-                // mapping past the end of a file reads.
-                break;
-            }
-            self.mf.copy_out(offset + done, &buf[..n]);
-            done += n as u64;
-        }
-        Ok(())
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Copy up to `len` bytes of `file` from `from` on into the memory file
+/// at `at`; returns how many there were. A file shorter than `len` leaves
+/// the rest as it was (zero, in fresh memory), as a mapping past the end
+/// of a file reads.
+pub(crate) fn read_into(
+    mf: &MemoryFile,
+    file: &File,
+    at: u64,
+    from: u64,
+    len: u64,
+) -> Result<u64, Errno> {
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        let n = file.pread(&mut buf[..want], from + done)?;
+        if n == 0 {
+            break;
+        }
+        mf.copy_out(at + done, &buf[..n]);
+        done += n as u64;
+    }
+    Ok(done)
 }
 
 fn key_of(st: &Stat) -> Key {

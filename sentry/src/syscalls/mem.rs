@@ -183,22 +183,13 @@ fn copy_of(
     let plen = page_up(want).ok_or(Errno::ENOMEM)?;
     let mf = &task.kernel.mf;
     let pages = mf.allocate_private(plen)?;
-    let mut buf = vec![0u8; want.min(1 << 20) as usize];
-    let mut done = 0u64;
-    while done < want {
-        let n = (want - done).min(buf.len() as u64) as usize;
-        let n = match file.pread(&mut buf[..n], offset + done) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                mf.release_private(pages, plen);
-                return Err(e);
-            }
-        };
-        mf.copy_out(pages + done, &buf[..n]);
-        done += n as u64;
+    match crate::filecache::read_into(mf, file, pages, offset, want) {
+        Ok(done) => Ok((Some((pages, plen)), done)),
+        Err(e) => {
+            mf.release_private(pages, plen);
+            Err(e)
+        }
     }
-    Ok((Some((pages, plen)), done))
 }
 
 /// MAP_SHARED of a regular file kept on the host (directfs, or a
