@@ -1050,12 +1050,19 @@ fn offset_out(task: &Task, addr: u64, off: u64) -> Result<(), Errno> {
     task.mm().copy_out(addr, &off.to_le_bytes())
 }
 
-pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
-    let out = task.fds().get(a[0])?;
-    let inp = task.fds().get(a[1])?;
+/// The descriptions a copy between descriptors reads from and writes to
+/// (sendfile, splice, tee, copy_file_range): EBADF unless open for that.
+fn in_and_out(task: &Task, in_fd: u64, out_fd: u64) -> Result<(Arc<File>, Arc<File>), Errno> {
+    let inp = task.fds().get(in_fd)?;
+    let out = task.fds().get(out_fd)?;
     if !inp.readable() || !out.writable() {
         return Err(Errno::EBADF);
     }
+    Ok((inp, out))
+}
+
+pub fn sendfile(task: &mut Task, a: [u64; 6]) -> SysResult {
+    let (inp, out) = in_and_out(task, a[1], a[0])?;
     let offset = offset_arg(task, a[2])?;
     let count = a[3].min(MAX_RW) as usize;
     let done = transfer(
@@ -1083,11 +1090,7 @@ fn is_pipe(f: &File) -> bool {
 /// splice(2), by copying through the Sentry: one side must be a pipe.
 pub fn splice(task: &mut Task, a: [u64; 6]) -> SysResult {
     let (in_fd, in_off_p, out_fd, out_off_p, len) = (a[0], a[1], a[2], a[3], a[4]);
-    let inp = task.fds().get(in_fd)?;
-    let out = task.fds().get(out_fd)?;
-    if !inp.readable() || !out.writable() {
-        return Err(Errno::EBADF);
-    }
+    let (inp, out) = in_and_out(task, in_fd, out_fd)?;
     let (in_pipe, out_pipe) = (is_pipe(&inp), is_pipe(&out));
     if !in_pipe && !out_pipe {
         return Err(Errno::EINVAL);
@@ -1144,11 +1147,7 @@ pub fn tee(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags & !SPLICE_FLAGS != 0 {
         return Err(Errno::EINVAL);
     }
-    let inp = task.fds().get(a[0])?;
-    let out = task.fds().get(a[1])?;
-    if !inp.readable() || !out.writable() {
-        return Err(Errno::EBADF);
-    }
+    let (inp, out) = in_and_out(task, a[0], a[1])?;
     if !is_pipe(&inp) || !is_pipe(&out) {
         return Err(Errno::EINVAL);
     }
@@ -1336,9 +1335,8 @@ pub fn copy_file_range(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
-    let inp = task.fds().get(in_fd)?;
-    let out = task.fds().get(out_fd)?;
-    if !inp.readable() || !out.writable() || out.flags() & libc::O_APPEND != 0 {
+    let (inp, out) = in_and_out(task, in_fd, out_fd)?;
+    if out.flags() & libc::O_APPEND != 0 {
         return Err(Errno::EBADF);
     }
     if inp.is_dir() || out.is_dir() {
