@@ -108,15 +108,6 @@ pub trait Word {
     }
 }
 
-impl Word for crate::mm::FutexWord {
-    fn load(&self) -> Result<u32, Errno> {
-        crate::mm::FutexWord::load(self)
-    }
-    fn compare_exchange(&self, current: u32, new: u32) -> Result<Result<u32, u32>, Errno> {
-        crate::mm::FutexWord::compare_exchange(self, current, new)
-    }
-}
-
 /// For tests: a word in Sentry memory.
 impl Word for AtomicU32 {
     fn load(&self) -> Result<u32, Errno> {

@@ -505,19 +505,17 @@ impl FutexWord {
             _keep: WordMapping::HostPage(base),
         })
     }
+}
 
-    pub(crate) fn load(&self) -> Result<u32, Errno> {
+impl crate::futex::Word for FutexWord {
+    fn load(&self) -> Result<u32, Errno> {
         // SAFETY: `ptr` is an aligned word of a mapping `_keep` holds;
         // the application shares it, so it is only accessed atomically,
         // and a fault (a truncated host file) is reported, not taken.
         unsafe { crate::safe_atomic::load(self.ptr) }
     }
 
-    pub(crate) fn compare_exchange(
-        &self,
-        current: u32,
-        new: u32,
-    ) -> Result<Result<u32, u32>, Errno> {
+    fn compare_exchange(&self, current: u32, new: u32) -> Result<Result<u32, u32>, Errno> {
         // SAFETY: as for `load`.
         unsafe { crate::safe_atomic::compare_exchange(self.ptr, current, new) }
     }
