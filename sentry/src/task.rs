@@ -390,7 +390,7 @@ impl Task {
         tg.lock().threads.push(handle.clone());
         let space = mm.space();
         let (uts, ipc) = (kernel.uts.clone(), kernel.ipc.clone());
-        Ok(Task {
+        let task = Task {
             kernel,
             tid,
             tg,
@@ -414,7 +414,11 @@ impl Task {
             nproc_exceeded: false,
             saved_mask: None,
             restart_sleep: None,
-        })
+        };
+        // Its group is registered already: show it to ps and procfs before
+        // its thread first runs, as clone does for a child.
+        task.publish();
+        Ok(task)
     }
 
     /// Run the first process: this thread until it exits, then wait for the
@@ -468,7 +472,6 @@ impl Task {
     pub(crate) fn run_thread(mut self) {
         crate::procfs::set_current(self.tg.tgid, self.tid);
         self.handle.cpu.bind_to_this_thread();
-        self.publish();
         let status = loop {
             self.kernel.wait_while_paused(|| self.handle.is_killed());
             if self.handle.is_killed() {

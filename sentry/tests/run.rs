@@ -124,3 +124,22 @@ fn load_errors_carry_execve_errnos() {
     assert!(err(&["nosuchprog"])
         .starts_with("error finding executable \"nosuchprog\" in PATH [/usr/bin /bin]"));
 }
+
+#[test]
+fn a_started_process_is_listed_with_its_name_before_it_runs() {
+    let k = kernel();
+    let spec = ProcessSpec {
+        argv: vec![BUSYBOX.into(), "true".into()],
+        envv: Vec::new(),
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        stdio: Vec::new(),
+    };
+    let task = Task::start(k.clone(), spec).unwrap();
+    // runsc's `start` answers once the task exists; `ps` may come next.
+    let listed = k.processes();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].cmd, "busybox");
+    assert_eq!(task.run(), ExitStatus::Exited(0));
+}
