@@ -157,8 +157,12 @@ pub trait Context: Send {
         state: &mut ArchState,
     ) -> Result<SwitchEvent, PlatformError>;
 
-    /// Make `state.fp` current after a switch (platforms may leave it stale
-    /// on the syscall fast path).
+    /// Make all of `state` current after a switch. On the syscall fast path
+    /// a platform may leave `state.fp` stale, and every general register
+    /// but the syscall's own (number, arguments, rip, rsp, rcx and the
+    /// result): code that reads or sets another register calls this first,
+    /// or replaces the whole state and says so with
+    /// [`Context::full_state_changed`].
     fn pull_full_state(
         &mut self,
         space: &dyn AddressSpace,

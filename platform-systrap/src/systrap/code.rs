@@ -160,6 +160,14 @@ std::arch::global_asm!(
     "mov [\\base + {tf_mc} + \\off], \\reg",
     "1:",
     ".endm",
+    // The same for the copy of a syscall's own registers in the message
+    // words (MSG_ARGS).
+    ".macro arg_keep base, off, reg",
+    "cmp [\\base + {args} + \\off], \\reg",
+    "je 1f",
+    "mov [\\base + {args} + \\off], \\reg",
+    "1:",
+    ".endm",
     // The FS base the Sentry asked for (rbx = the slot), with `wrfsbase`.
     ".macro stub_set_fs",
     "cmp dword ptr [rbx + {set_fs}], 0",
@@ -563,6 +571,13 @@ std::arch::global_asm!(
     "tf_keep r11, 88, rbx",
     "tf_keep r11, 96, rdx",
     "tf_keep r11, 120, rsp",
+    "arg_keep r11, 0, rdi",
+    "arg_keep r11, 8, rsi",
+    "arg_keep r11, 16, rdx",
+    "arg_keep r11, 24, r10",
+    "arg_keep r11, 32, r8",
+    "arg_keep r11, 40, r9",
+    "arg_keep r11, 56, rsp",
     "mov rbx, r11", // rbx = the slot from here on
     "lea rsp, [rbx + {tf_pret}]",
     // rflags: the system flags as they are, the arithmetic ones from ax.
@@ -584,6 +599,7 @@ std::arch::global_asm!(
     "shr rcx, 16",
     "tf_keep rbx, 128, rcx", // rip
     "tf_keep rbx, 112, rcx", // rcx = rip, as a syscall leaves it
+    "arg_keep rbx, 48, rcx",
     // The rest of the frame (segments, FP pointer, flags, the SIGSYS
     // siginfo, the XSAVE area's software-reserved bytes and closing magic)
     // the Sentry wrote when the thread started. The FP registers stay
@@ -721,6 +737,7 @@ std::arch::global_asm!(
     spin = const MSG_SPIN_CYCLES,
     ret_rip = const MSG_RET_RIP,
     rax_word = const MSG_RAX,
+    args = const MSG_ARGS,
     save_fp = const STATE_SAVE_FP,
     busy = const MSG_BUSY,
     uc_fpstate = const UC_MCONTEXT_OFF + super::MC_FPSTATE as u64,

@@ -226,11 +226,21 @@ mod layout {
     /// Nonzero while the Sentry works on the event without blocking (u32):
     /// a stub whose spin budget runs out spins up to two budgets more.
     pub const MSG_BUSY: u64 = 0x78;
-    /// The failing syscall's result if the thread's setup failed.
-    pub const MSG_SETUP_ERR: u64 = 0x80;
+    /// A patched syscall's own registers, which the trampoline copies here
+    /// (each only when it differs) besides its frame: rdi, rsi, rdx, r10,
+    /// r8, r9, rip and rsp, one cache line. The Sentry reads just this
+    /// line and the first at such an event, and the frame's registers
+    /// only when it needs them (`Context::pull_full_state`): a register
+    /// the application changes between calls (a loop counter in rbx, the
+    /// flags) then stays in the stub's cache instead of crossing to the
+    /// Sentry's core and back on every call.
+    pub const MSG_ARGS: u64 = 0x80;
     /// Where the trampoline's return jumps (through the GS base), written
-    /// by the stub on every return: alone in a line the Sentry never reads.
+    /// by the stub on every return: in a line the Sentry reads only when
+    /// the thread died (the setup error below).
     pub const MSG_RET_RIP: u64 = 0xc0;
+    /// The failing syscall's result if the thread's setup failed.
+    pub const MSG_SETUP_ERR: u64 = 0xc8;
 
     /// The syscall trampoline's signal frame, at the bottom of the signal
     /// stack (the kernel puts a signal's frame at its top, so an interrupt
@@ -319,6 +329,11 @@ const MC_TRAPNO: usize = 160;
 const MC_FPSTATE: usize = 184;
 /// rax among the general registers of `struct sigcontext`.
 const GREG_RAX: usize = 13;
+/// The general registers (`struct sigcontext` order) a patched syscall's
+/// event leaves in the frame until the Sentry asks for them: r11, r12-r15,
+/// rbp, rbx and the flags. The others are the syscall's own (MSG_ARGS,
+/// MSG_RAX; rcx is rip).
+const GREGS_LEFT_IN_FRAME: [usize; 8] = [3, 4, 5, 6, 7, 10, 11, 17];
 const SIGINFO_SIZE: usize = 128;
 /// `struct _fpx_sw_bytes` in the FXSAVE area's software-reserved bytes.
 const FP_SW_BYTES: usize = 464;
@@ -459,6 +474,7 @@ impl SystrapPlatform {
             threads: Vec::new(),
             current: None,
             fp_dirty: true,
+            regs_replaced: false,
             fsgsbase: self.fsgsbase,
             patching: self.patching,
             trapped: false,
@@ -1205,6 +1221,57 @@ impl Frame {
         (q(MC_ERR / 8), q(MC_TRAPNO / 8))
     }
 
+    /// A patched syscall's registers: the number, the arguments, rip and
+    /// rsp from the message words (rcx is rip, as a syscall leaves it).
+    /// The rest of `regs` is left as it is, until [`Frame::complete_regs`].
+    fn load_syscall_regs(slot: &Slot, regs: &mut Regs) {
+        let mut a = [0u8; 64];
+        slot.mem.read(MSG_ARGS as usize, &mut a);
+        let q = |i: usize| u64::from_le_bytes(a[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        regs.rdi = q(0);
+        regs.rsi = q(1);
+        regs.rdx = q(2);
+        regs.r10 = q(3);
+        regs.r8 = q(4);
+        regs.r9 = q(5);
+        regs.rip = q(6);
+        regs.rsp = q(7);
+        regs.rcx = regs.rip;
+        regs.rax = slot.mem.read_u64(MSG_RAX as usize);
+    }
+
+    /// After [`Frame::load_syscall_regs`] gave `regs` as `loaded`: take
+    /// the registers it left behind from the frame, except those the
+    /// Sentry has set since.
+    fn complete_regs(&self, slot: &Slot, regs: &mut Regs, loaded: &[u64; 18]) {
+        let mut mc = [0u8; 144];
+        slot.mem.read(self.uc + UC_MCONTEXT, &mut mc);
+        let q = |i: usize| u64::from_le_bytes(mc[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let mut gregs = regs.sigcontext_gregs();
+        for i in GREGS_LEFT_IN_FRAME {
+            if gregs[i] == loaded[i] {
+                gregs[i] = q(i);
+            }
+        }
+        regs.set_sigcontext_gregs(&gregs);
+    }
+
+    /// As [`Frame::store_regs`] after [`Frame::load_syscall_regs`] gave
+    /// `regs` as `loaded`, when nothing else of the frame needs checking:
+    /// only the registers the Sentry changed, without reading the frame
+    /// (whose lines the stub may hold).
+    fn store_changed_regs(&self, slot: &Slot, regs: &Regs, loaded: &[u64; 18]) {
+        let m = &slot.mem;
+        let mc = self.uc + UC_MCONTEXT;
+        for (i, v) in regs.sigcontext_gregs().into_iter().enumerate() {
+            if i == GREG_RAX {
+                m.write_u64(MSG_RAX as usize, v);
+            } else if v != loaded[i] {
+                m.write_u64(mc + i * 8, v);
+            }
+        }
+    }
+
     /// Write `regs` into the frame for the thread's `rt_sigreturn`, with an
     /// empty signal mask and the slot's own signal stack. Only what
     /// differs is written, so a call that changes one register hands the
@@ -1282,9 +1349,20 @@ struct Bound {
     /// The fs/gs base the thread has, when known.
     fs_base: Option<u64>,
     gs_base: Option<u64>,
+    /// The last event was a patched syscall, loaded with
+    /// [`Frame::load_syscall_regs`] as these registers: the rest are
+    /// still only in the frame.
+    partial: Option<[u64; 18]>,
 }
 
 impl Bound {
+    /// Make `regs` whole if the last event left registers in the frame.
+    fn complete_regs(&mut self, regs: &mut Regs) {
+        if let Some(loaded) = self.partial.take() {
+            self.frame.complete_regs(&self.slot, regs, &loaded);
+        }
+    }
+
     /// The thread's FP state into `fp`, which a thread parked in the
     /// trampoline saves into its frame first.
     /// `spin` as for [`Slot::save_fp`].
@@ -1313,6 +1391,10 @@ struct SystrapContext {
     current: Option<usize>,
     /// `ArchState.fp` is newer than the thread's.
     fp_dirty: bool,
+    /// The Sentry replaced the registers wholesale
+    /// ([`Context::full_state_changed`]): none are left to take from the
+    /// frame, and every one is written back.
+    regs_replaced: bool,
     fsgsbase: bool,
     /// Syscall patching is on: the thread's GS base is its slot while the
     /// application's is 0 (the trampoline finds its slot there).
@@ -1358,6 +1440,7 @@ impl SystrapContext {
             fp_saved: true,
             fs_base: None,
             gs_base: None,
+            partial: None,
         });
         Ok(self.threads.len() - 1)
     }
@@ -1373,14 +1456,20 @@ impl Context for SystrapContext {
         if self.current != Some(idx) {
             // Moving to another thread (another address space): carry the
             // FP state over unless the Sentry already rewrote it.
-            if let (false, Some(old)) = (self.fp_dirty, self.current) {
+            if let Some(old) = self.current {
                 let old = &mut self.threads[old];
-                if old.slot.tid() == old.tid {
-                    // A thread that died meanwhile leaves `state` as it is.
+                if !self.regs_replaced {
+                    old.complete_regs(&mut state.regs);
+                }
+                old.partial = None;
+                // A thread that died meanwhile leaves `state` as it is.
+                if !self.fp_dirty && old.slot.tid() == old.tid {
                     let _ = old.load_fp(&mut state.fp, self.spin.max);
                 }
             }
             self.fp_dirty = true;
+            // Its frame's registers are not `state`'s: check them all.
+            self.threads[idx].partial = None;
             self.current = Some(idx);
         }
         let b = &mut self.threads[idx];
@@ -1396,7 +1485,23 @@ impl Context for SystrapContext {
                 .store(0, Ordering::Relaxed);
         }
         let slot = &*b.slot;
-        b.frame.store_regs(slot, &state.regs);
+        // After a patched syscall, write back just what the Sentry changed,
+        // unless the frame must be whole for `rt_sigreturn` (a new GS base)
+        // or the Sentry replaced everything.
+        let gs_changes = b.gs_base != Some(state.regs.gs_base);
+        match b.partial.take() {
+            Some(loaded) if !self.regs_replaced && !gs_changes => {
+                b.frame.store_changed_regs(slot, &state.regs, &loaded);
+            }
+            Some(loaded) => {
+                if !self.regs_replaced {
+                    b.frame.complete_regs(slot, &mut state.regs, &loaded);
+                }
+                b.frame.store_regs(slot, &state.regs);
+            }
+            None => b.frame.store_regs(slot, &state.regs),
+        }
+        self.regs_replaced = false;
         if self.fp_dirty {
             b.frame.store_fp(slot, &state.fp);
         }
@@ -1461,7 +1566,14 @@ impl Context for SystrapContext {
 
         b.frame = Frame::locate(slot)?;
         b.fp_saved = !b.frame.is_trampoline_syscall();
-        let (err, trapno) = b.frame.load_regs(slot, &mut state.regs);
+        let (err, trapno) = if b.frame.is_trampoline_syscall() {
+            Frame::load_syscall_regs(slot, &mut state.regs);
+            b.partial = Some(state.regs.sigcontext_gregs());
+            (0, 0)
+        } else {
+            b.partial = None;
+            b.frame.load_regs(slot, &mut state.regs)
+        };
         if self.fsgsbase {
             let fs = slot
                 .mem
@@ -1561,10 +1673,18 @@ impl Context for SystrapContext {
         space: &dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<(), PlatformError> {
-        // Only the thread that ran last holds newer FP state than `state`.
+        // Only the thread that ran last holds newer state than `state`.
         if let Some(idx) = self.find(space_of(space)) {
-            if Some(idx) == self.current && !self.fp_dirty {
-                self.threads[idx].load_fp(&mut state.fp, self.spin.max)?;
+            if Some(idx) == self.current {
+                let b = &mut self.threads[idx];
+                if self.regs_replaced {
+                    b.partial = None;
+                } else {
+                    b.complete_regs(&mut state.regs);
+                }
+                if !self.fp_dirty {
+                    b.load_fp(&mut state.fp, self.spin.max)?;
+                }
             }
         }
         Ok(())
@@ -1572,6 +1692,7 @@ impl Context for SystrapContext {
 
     fn full_state_changed(&mut self) {
         self.fp_dirty = true;
+        self.regs_replaced = true;
     }
 
     fn expect_busy(&mut self) {

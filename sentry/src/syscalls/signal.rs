@@ -114,6 +114,10 @@ pub fn rt_sigpending(task: &mut Task, a: [u64; 6]) -> SysResult {
 }
 
 pub fn rt_sigreturn(task: &mut Task, _: [u64; 6]) -> SysResult {
+    // The flags user code may not change come from the current state.
+    task.ctx
+        .pull_full_state(task.space.as_ref(), &mut task.state)
+        .map_err(|_| Errno::EFAULT)?;
     // The handler's `ret` popped the frame's return address.
     let frame = task.state.regs.rsp.wrapping_sub(8);
     let mut uc = [0u8; 304];
