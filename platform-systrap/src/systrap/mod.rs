@@ -90,7 +90,11 @@
 //!   back only what changed, and rax (the number going in, the result
 //!   coming back) travels in the message words' first line with the state
 //!   word ([`layout::MSG_RAX`]), so a call that changes no other register
-//!   moves that one line each way. It leaves the FP state in the
+//!   moves that one line each way. The Sentry reads only that line and
+//!   the syscall's own registers, which the trampoline also keeps in the
+//!   next line ([`layout::MSG_ARGS`]); the frame's other registers it
+//!   reads when it needs them ([`Context::pull_full_state`]), so those the
+//!   application changes from call to call stay in the stub's cache. It leaves the FP state in the
 //!   registers (nothing in the stub touches them): the Sentry needs it
 //!   only to deliver a signal, fork or move the thread, and then asks the
 //!   parked thread for it (SAVE_FP in the state word), which XSAVEs it
