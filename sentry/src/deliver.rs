@@ -112,6 +112,7 @@ impl Task {
         }
         if let Some(mask) = self.saved_mask.take() {
             self.handle.signals().mask = mask;
+            self.tg.claim_for(&self.handle, 0);
         }
     }
 
@@ -137,6 +138,7 @@ impl Task {
         let q = Queued {
             sig,
             info: signal::fault_info(sig, info.code, info.addr),
+            group: false,
         };
         if self.run_handler(&q, &action).is_err() {
             self.die_of(libc::SIGSEGV);

@@ -185,7 +185,7 @@ impl AsyncIo {
             } else {
                 (owner.sig, poll_info(owner.sig, code, fd))
             };
-            self.send(&kernel, owner, Queued { sig, info });
+            self.send(&kernel, owner, Queued::new(sig, info));
         }
     }
 

@@ -359,7 +359,8 @@ impl ThreadGroup {
 
     /// [`ThreadGroup::post`] after generation-time effects, with this
     /// group's state locked.
-    fn queue(&self, st: &GroupState, q: Queued) -> bool {
+    fn queue(&self, st: &GroupState, mut q: Queued) -> bool {
+        q.group = true;
         let action = self.handlers().get(q.sig);
         let ignored = signal::ignored(&action, q.sig);
         let target = st
@@ -410,6 +411,31 @@ impl ThreadGroup {
                 p.changed.notify_all();
             }
             return r;
+        }
+    }
+
+    /// Hand `t` the process-directed signals that wait on its siblings
+    /// while they block them, where `t` does not block them or wants them
+    /// anyway (`also`: a sigtimedwait's or signalfd's set). Linux keeps
+    /// such signals in one queue any thread takes from; call this when
+    /// `t` comes to accept more signals than before.
+    pub fn claim_for(&self, t: &TaskHandle, also: u64) {
+        let st = self.lock();
+        let wanted = !t.signals().mask | also;
+        for other in st.threads.iter().filter(|o| o.tid != t.tid) {
+            let moved: std::collections::VecDeque<Queued> = {
+                let mut s = other.signals();
+                let blocked = s.mask;
+                let (take, keep) = std::mem::take(&mut s.pending).into_iter().partition(|q| {
+                    let b = signal::bit(q.sig);
+                    q.group && blocked & b != 0 && wanted & b != 0
+                });
+                s.pending = keep;
+                take
+            };
+            for q in moved {
+                t.post(q);
+            }
         }
     }
 
@@ -510,6 +536,7 @@ impl ThreadGroup {
             Queued {
                 sig: signal::SIGCHLD,
                 info,
+                group: false,
             },
         );
     }
@@ -603,8 +630,24 @@ impl ThreadGroup {
                 .iter()
                 .find(|t| t.tid == tid)
                 .is_some_and(|t| t.stop_pending.swap(false, Ordering::SeqCst));
+            let leaving = st.threads.iter().find(|t| t.tid == tid).cloned();
             st.threads.retain(|t| t.tid != tid);
             if !st.threads.is_empty() {
+                // Signals sent to the process outlive the thread they
+                // waited on.
+                if let Some(t) = leaving {
+                    let group: std::collections::VecDeque<Queued> = {
+                        let mut s = t.signals();
+                        let (group, own) = std::mem::take(&mut s.pending)
+                            .into_iter()
+                            .partition(|q| q.group);
+                        s.pending = own;
+                        group
+                    };
+                    for q in group {
+                        self.queue(st, q);
+                    }
+                }
                 if was_stopping && st.exit_status.is_none() {
                     if let Some(sig) = self.participated(st) {
                         self.tell_parent_stop(parent, CLD_STOPPED, sig, 0);
@@ -642,6 +685,7 @@ impl ThreadGroup {
                 child.post(Queued {
                     sig: pdeath,
                     info: signal::user_info(pdeath, 0x80, 0, 0),
+                    group: false,
                 });
             }
             if let Some(init) = &init {
@@ -713,6 +757,7 @@ impl ThreadGroup {
                     g.post(Queued {
                         sig,
                         info: signal::user_info(sig, 0x80 /* SI_KERNEL */, 0, 0),
+                        group: false,
                     });
                 }
             }
@@ -749,6 +794,7 @@ impl ThreadGroup {
                 Queued {
                     sig: self.exit_signal,
                     info,
+                    group: false,
                 },
             );
         }

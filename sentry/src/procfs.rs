@@ -1028,6 +1028,18 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
         .iter()
         .find(|h| h.tid == tid)
         .map_or(0, |h| h.signals().mask);
+    // Thread-directed signals pending on this thread, and process-directed
+    // ones pending anywhere in the process (they wait on some thread).
+    let (mut own_pending, mut shared_pending) = (0u64, 0u64);
+    for h in &threads {
+        for q in &h.signals().pending {
+            if q.group {
+                shared_pending |= crate::signal::bit(q.sig);
+            } else if h.tid == tid {
+                own_pending |= crate::signal::bit(q.sig);
+            }
+        }
+    }
     let (mut ignored, mut caught) = (0u64, 0u64);
     {
         let handlers = g.handlers();
@@ -1058,7 +1070,7 @@ fn pid_status(g: &Arc<ThreadGroup>, v: &TaskView, tid: i32) -> String {
          Uid:\t{ru}\t{eu}\t{su}\t{eu}\nGid:\t{rg}\t{eg}\t{sg}\t{eg}\nFDSize:\t64\nGroups:\t{groups}\n\
          NStgid:\t{tgid}\nNSpid:\t{tid}\nNSpgid:\t{tgid}\nNSsid:\t{tgid}\n\
          VmPeak:\t{vm_kb:8} kB\nVmSize:\t{vm_kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{rss_kb:8} kB\nVmRSS:\t{rss_kb:8} kB\n\
-         Threads:\t{nthreads}\nSigQ:\t0/63704\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
+         Threads:\t{nthreads}\nSigQ:\t0/63704\nSigPnd:\t{own_pending:016x}\nShdPnd:\t{shared_pending:016x}\n\
          SigBlk:\t{blocked:016x}\nSigIgn:\t{ignored:016x}\nSigCgt:\t{caught:016x}\n\
          CapInh:\t{inh:016x}\nCapPrm:\t{prm:016x}\nCapEff:\t{eff:016x}\nCapBnd:\t{bnd:016x}\nCapAmb:\t0000000000000000\n\
          NoNewPrivs:\t{nnp}\nSeccomp:\t0\nSeccomp_filters:\t0\n\

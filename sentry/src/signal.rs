@@ -135,6 +135,24 @@ pub fn ignored(action: &SigAction, sig: i32) -> bool {
 pub struct Queued {
     pub sig: i32,
     pub info: [u8; 128],
+    /// Sent to the process, not to this thread: Linux keeps such signals
+    /// in a queue every thread takes from. Here each waits on one thread
+    /// ([`crate::process::ThreadGroup::post`] picks it), and a thread
+    /// that comes to accept it takes it over
+    /// ([`crate::process::ThreadGroup::claim_for`]).
+    pub group: bool,
+}
+
+impl Queued {
+    /// A signal with its `siginfo_t`; [`crate::process::ThreadGroup::post`]
+    /// marks those it queues for the process.
+    pub fn new(sig: i32, info: [u8; 128]) -> Queued {
+        Queued {
+            sig,
+            info,
+            group: false,
+        }
+    }
 }
 
 /// siginfo for a signal sent by a process (`SI_USER` from kill, `SI_TKILL`
@@ -471,22 +489,27 @@ mod tests {
         t.post(Queued {
             sig: 10,
             info: [0; 128],
+            group: false,
         });
         t.post(Queued {
             sig: 10,
             info: [0; 128],
+            group: false,
         });
         t.post(Queued {
             sig: 34,
             info: [0; 128],
+            group: false,
         });
         t.post(Queued {
             sig: 34,
             info: [0; 128],
+            group: false,
         });
         t.post(Queued {
             sig: 2,
             info: [0; 128],
+            group: false,
         });
         assert_eq!(
             t.pending.len(),

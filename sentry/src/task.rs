@@ -142,7 +142,7 @@ impl Kernel {
             return false;
         };
         let info = crate::signal::user_info(sig, SI_USER, 0, 0);
-        group.post(crate::signal::Queued { sig, info })
+        group.post(crate::signal::Queued::new(sig, info))
     }
 
     /// A fresh thread id in the sandbox's PID namespace (the first is 1).

@@ -395,7 +395,7 @@ fn fire(id: i32, notify: &Notify, overrun: u32, group: &ThreadGroup) {
         info[20..24].copy_from_slice(&overrun.to_le_bytes());
         info[24..32].copy_from_slice(&value.to_le_bytes());
     }
-    let q = Queued { sig, info };
+    let q = Queued::new(sig, info);
     match thread.and_then(Weak::upgrade) {
         Some(t) => t.post(q),
         None => {

@@ -135,7 +135,7 @@ impl Pty {
         for g in kernel.all_groups() {
             if g.lock().pgid == pgrp {
                 let info = crate::signal::user_info(sig, 0x80 /* SI_KERNEL */, 0, 0);
-                g.post(crate::signal::Queued { sig, info });
+                g.post(crate::signal::Queued::new(sig, info));
             }
         }
     }

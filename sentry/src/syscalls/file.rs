@@ -670,6 +670,7 @@ pub(super) fn raise_sigxfsz(task: &Task) {
     task.handle.post(Queued {
         sig: signal::SIGXFSZ,
         info,
+        group: false,
     });
 }
 
@@ -1212,6 +1213,7 @@ fn raise_sigpipe(task: &Task) {
     task.handle.post(Queued {
         sig: signal::SIGPIPE,
         info,
+        group: false,
     });
 }
 

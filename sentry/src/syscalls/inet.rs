@@ -344,6 +344,7 @@ fn send_data(
                     task.handle.post(Queued {
                         sig: signal::SIGPIPE,
                         info,
+                        group: false,
                     });
                 }
                 return if sent > 0 {

@@ -94,6 +94,9 @@ pub fn rt_sigprocmask(task: &mut Task, a: [u64; 6]) -> SysResult {
             _ => return Err(Errno::EINVAL),
         };
         task.handle.signals().mask = mask & !UNBLOCKABLE;
+        if old & !mask != 0 {
+            task.tg.claim_for(&task.handle, 0);
+        }
     }
     if oset != 0 {
         task.mm().copy_out(oset, &old.to_le_bytes())?;
@@ -146,6 +149,7 @@ pub fn rt_sigreturn(task: &mut Task, _: [u64; 6]) -> SysResult {
     }
     task.ctx.full_state_changed();
     task.handle.signals().mask = restored.mask;
+    task.tg.claim_for(&task.handle, 0);
     if !task.alt_stack.contains(task.state.regs.rsp) {
         task.alt_stack = restored.alt;
     }
@@ -220,6 +224,7 @@ pub fn rt_sigsuspend(task: &mut Task, a: [u64; 6]) -> SysResult {
     let mask = read_set(task, a[0])? & !UNBLOCKABLE;
     let old = std::mem::replace(&mut task.handle.signals().mask, mask);
     task.saved_mask = Some(old);
+    task.tg.claim_for(&task.handle, 0);
     wait_for_signal(&task.handle, None);
     Err(restart(ERESTARTNOHAND))
 }
@@ -241,6 +246,7 @@ pub fn rt_sigtimedwait(task: &mut Task, a: [u64; 6]) -> SysResult {
         Some(Instant::now() + read_timespec(task, timeout_addr)?)
     };
     let handle = task.handle.clone();
+    task.tg.claim_for(&handle, set);
     let taken = {
         let mut s = handle.signals();
         let blocked = s.mask;
@@ -372,7 +378,7 @@ fn send_group(task: &Task, tg: &ThreadGroup, sig: i32, info: [u8; 128]) -> Resul
         };
     }
     let _ = task;
-    if tg.post(Queued { sig, info }) {
+    if tg.post(Queued::new(sig, info)) {
         Ok(())
     } else {
         Err(Errno::ESRCH)
@@ -428,7 +434,7 @@ fn send_thread(
     if sig != 0 {
         let info =
             info.unwrap_or_else(|| signal::user_info(sig, SI_TKILL, task.tg.tgid, task.creds.ruid));
-        tg.post_thread(&handle, Queued { sig, info });
+        tg.post_thread(&handle, Queued::new(sig, info));
     }
     Ok(0)
 }
@@ -477,9 +483,13 @@ pub(crate) struct SignalFd {
 }
 
 impl SignalFd {
+    /// The reading thread, with the process-directed signals in this
+    /// descriptor's set that wait on its siblings handed to it.
     fn handle(&self) -> Option<Arc<crate::process::TaskHandle>> {
         let (_, tid) = crate::procfs::current_ids();
-        self.kernel.upgrade()?.find_task(tid).map(|(_, h)| h)
+        let (group, handle) = self.kernel.upgrade()?.find_task(tid)?;
+        group.claim_for(&handle, *self.mask.lock().unwrap());
+        Some(handle)
     }
 }
 

@@ -473,6 +473,7 @@ fn send_common(
                     task.handle.post(Queued {
                         sig: signal::SIGPIPE,
                         info,
+                        group: false,
                     });
                 }
                 return if sent > 0 {
