@@ -551,6 +551,37 @@ pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Whether the calling task may read `g`'s private files (environ), as
+/// Linux's `mm_access` with PTRACE_MODE_READ_FSCREDS decides without an
+/// LSM: its own process; or a caller whose effective ids equal all of
+/// the target's real, effective and saved ids, or that holds
+/// CAP_SYS_PTRACE; and a target that is dumpable unless the caller holds
+/// CAP_SYS_PTRACE. EACCES otherwise, as the open fails on Linux.
+fn may_read_private(
+    k: &Weak<Kernel>,
+    g: &Arc<ThreadGroup>,
+    target: &TaskView,
+) -> Result<(), Errno> {
+    const CAP_SYS_PTRACE: u32 = 19;
+    let (tgid, tid) = current_ids();
+    if tgid == 0 || tgid == g.tgid {
+        return Ok(());
+    }
+    let me = kernel_of(k)?
+        .find_task(tid)
+        .and_then(|(_, h)| h.view())
+        .ok_or(Errno::EACCES)?;
+    let (c, t) = (&me.creds, &target.creds);
+    let privileged = c.has_cap(CAP_SYS_PTRACE);
+    let same_ids = [t.ruid, t.euid, t.suid].iter().all(|&u| u == c.euid)
+        && [t.rgid, t.egid, t.sgid].iter().all(|&gid| gid == c.egid);
+    if privileged || (same_ids && g.lock().dumpable) {
+        Ok(())
+    } else {
+        Err(Errno::EACCES)
+    }
+}
+
 /// The process `tgid` and the view of task `tid` (its leader, or any
 /// live thread, when `tid` is None).
 fn view_of(
@@ -645,7 +676,10 @@ fn pid_dir(k: &Weak<Kernel>, c: &Common, tgid: i32, tid: Option<i32>) -> Result<
     for (name, env) in [("cmdline", false), ("environ", true)] {
         let kw = k.clone();
         e.file(name, 0o444, move || {
-            let (_, v, _) = view(&kw)?;
+            let (g, v, _) = view(&kw)?;
+            if env {
+                may_read_private(&kw, &g, &v)?;
+            }
             let mm = v.mm.lock().unwrap_or_else(|e| e.into_inner());
             let (start, end) = if env { mm.env } else { mm.args };
             let mut buf = vec![0u8; end.saturating_sub(start).min(1 << 20) as usize];
