@@ -32,6 +32,19 @@ impl Task {
         (512..=516).contains(&v).then_some(v as i32)
     }
 
+    /// Set the thread's signal mask; returns the old one. A thread that
+    /// comes to accept signals it blocked takes over the process-directed
+    /// ones waiting on its siblings ([`ThreadGroup::claim_for`]).
+    ///
+    /// [`ThreadGroup::claim_for`]: crate::process::ThreadGroup::claim_for
+    pub(crate) fn set_signal_mask(&self, mask: u64) -> u64 {
+        let old = std::mem::replace(&mut self.handle.signals().mask, mask);
+        if old & !mask != 0 {
+            self.tg.claim_for(&self.handle, 0);
+        }
+        old
+    }
+
     fn restart_syscall(&mut self) {
         let r = &mut self.state.regs;
         r.rax = r.orig_rax;
@@ -111,8 +124,7 @@ impl Task {
             }
         }
         if let Some(mask) = self.saved_mask.take() {
-            self.handle.signals().mask = mask;
-            self.tg.claim_for(&self.handle, 0);
+            self.set_signal_mask(mask);
         }
     }
 
@@ -135,11 +147,7 @@ impl Task {
             self.die_of(sig);
             return;
         }
-        let q = Queued {
-            sig,
-            info: signal::fault_info(sig, info.code, info.addr),
-            group: false,
-        };
+        let q = Queued::new(sig, signal::fault_info(sig, info.code, info.addr));
         if self.run_handler(&q, &action).is_err() {
             self.die_of(libc::SIGSEGV);
         }

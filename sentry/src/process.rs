@@ -423,15 +423,13 @@ impl ThreadGroup {
         let st = self.lock();
         let wanted = !t.signals().mask | also;
         for other in st.threads.iter().filter(|o| o.tid != t.tid) {
-            let moved: std::collections::VecDeque<Queued> = {
+            let moved = {
                 let mut s = other.signals();
                 let blocked = s.mask;
-                let (take, keep) = std::mem::take(&mut s.pending).into_iter().partition(|q| {
+                s.take_where(|q| {
                     let b = signal::bit(q.sig);
                     q.group && blocked & b != 0 && wanted & b != 0
-                });
-                s.pending = keep;
-                take
+                })
             };
             for q in moved {
                 t.post(q);
@@ -531,14 +529,7 @@ impl ThreadGroup {
         }
         let mut info = signal::user_info(signal::SIGCHLD, code, self.tgid, uid);
         info[24..28].copy_from_slice(&status.to_le_bytes());
-        parent.queue(
-            pst,
-            Queued {
-                sig: signal::SIGCHLD,
-                info,
-                group: false,
-            },
-        );
+        parent.queue(pst, Queued::new(signal::SIGCHLD, info));
     }
 
     /// Thread `t` (of a task with real uid `uid`) takes part in the group
@@ -636,14 +627,7 @@ impl ThreadGroup {
                 // Signals sent to the process outlive the thread they
                 // waited on.
                 if let Some(t) = leaving {
-                    let group: std::collections::VecDeque<Queued> = {
-                        let mut s = t.signals();
-                        let (group, own) = std::mem::take(&mut s.pending)
-                            .into_iter()
-                            .partition(|q| q.group);
-                        s.pending = own;
-                        group
-                    };
+                    let group = t.signals().take_where(|q| q.group);
                     for q in group {
                         self.queue(st, q);
                     }
@@ -682,11 +666,7 @@ impl ThreadGroup {
                 (c.zombie, c.pdeath_signal)
             };
             if pdeath > 0 {
-                child.post(Queued {
-                    sig: pdeath,
-                    info: signal::user_info(pdeath, 0x80, 0, 0),
-                    group: false,
-                });
+                child.post(Queued::new(pdeath, signal::user_info(pdeath, 0x80, 0, 0)));
             }
             if let Some(init) = &init {
                 init.lock().children.push(child.clone());
@@ -754,11 +734,10 @@ impl ThreadGroup {
             }
             for sig in [libc::SIGHUP, signal::SIGCONT] {
                 for g in &members {
-                    g.post(Queued {
+                    g.post(Queued::new(
                         sig,
-                        info: signal::user_info(sig, 0x80 /* SI_KERNEL */, 0, 0),
-                        group: false,
-                    });
+                        signal::user_info(sig, 0x80 /* SI_KERNEL */, 0, 0),
+                    ));
                 }
             }
         }
@@ -789,14 +768,7 @@ impl ThreadGroup {
             };
             let mut info = signal::user_info(self.exit_signal, code, self.tgid, 0);
             info[24..28].copy_from_slice(&value.to_le_bytes());
-            parent.queue(
-                pst,
-                Queued {
-                    sig: self.exit_signal,
-                    info,
-                    group: false,
-                },
-            );
+            parent.queue(pst, Queued::new(self.exit_signal, info));
         }
     }
 

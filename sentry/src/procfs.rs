@@ -562,7 +562,6 @@ fn may_read_private(
     g: &Arc<ThreadGroup>,
     target: &TaskView,
 ) -> Result<(), Errno> {
-    const CAP_SYS_PTRACE: u32 = 19;
     let (tgid, tid) = current_ids();
     if tgid == 0 || tgid == g.tgid {
         return Ok(());
@@ -572,7 +571,7 @@ fn may_read_private(
         .and_then(|(_, h)| h.view())
         .ok_or(Errno::EACCES)?;
     let (c, t) = (&me.creds, &target.creds);
-    let privileged = c.has_cap(CAP_SYS_PTRACE);
+    let privileged = c.has_cap(crate::syscalls::caps::CAP_SYS_PTRACE);
     let same_ids = [t.ruid, t.euid, t.suid].iter().all(|&u| u == c.euid)
         && [t.rgid, t.egid, t.sgid].iter().all(|&gid| gid == c.egid);
     if privileged || (same_ids && g.lock().dumpable) {

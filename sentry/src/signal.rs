@@ -230,6 +230,16 @@ impl ThreadSignals {
         self.pending.remove(i)
     }
 
+    /// Remove and return the queued signals `pick` selects; the others
+    /// stay in order.
+    pub fn take_where(&mut self, pick: impl FnMut(&Queued) -> bool) -> VecDeque<Queued> {
+        let (taken, kept) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(pick);
+        self.pending = kept;
+        taken
+    }
+
     pub fn discard(&mut self, sig: i32) {
         self.pending.retain(|q| q.sig != sig);
     }
@@ -486,31 +496,11 @@ mod tests {
     #[test]
     fn pending_order_and_coalescing() {
         let mut t = ThreadSignals::default();
-        t.post(Queued {
-            sig: 10,
-            info: [0; 128],
-            group: false,
-        });
-        t.post(Queued {
-            sig: 10,
-            info: [0; 128],
-            group: false,
-        });
-        t.post(Queued {
-            sig: 34,
-            info: [0; 128],
-            group: false,
-        });
-        t.post(Queued {
-            sig: 34,
-            info: [0; 128],
-            group: false,
-        });
-        t.post(Queued {
-            sig: 2,
-            info: [0; 128],
-            group: false,
-        });
+        t.post(Queued::new(10, [0; 128]));
+        t.post(Queued::new(10, [0; 128]));
+        t.post(Queued::new(34, [0; 128]));
+        t.post(Queued::new(34, [0; 128]));
+        t.post(Queued::new(2, [0; 128]));
         assert_eq!(
             t.pending.len(),
             4,

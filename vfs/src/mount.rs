@@ -521,10 +521,6 @@ pub fn parent_of(loc: &Location, root: &Location) -> Location {
     }
 }
 
-/// The path of `loc` as seen from `root` ("/" for the root itself). A
-/// location outside `root` (a chroot escaped by an open directory) is named
-/// from its topmost ancestor, as Linux does; a deleted one gets
-/// " (deleted)" appended.
 /// The path of `dentry` from the root of its filesystem, whatever is
 /// mounted where (mountinfo's root field: where a bind mount's root lies
 /// in the filesystem it shows).
@@ -545,6 +541,10 @@ pub fn path_in_fs(dentry: &Arc<Dentry>) -> String {
     })
 }
 
+/// The path of `loc` as seen from `root` ("/" for the root itself). A
+/// location outside `root` (a chroot escaped by an open directory) is named
+/// from its topmost ancestor, as Linux does; a deleted one gets
+/// " (deleted)" appended.
 pub fn path_of(loc: &Location, root: &Location) -> String {
     let mut names: Vec<String> = Vec::new();
     let mut cur = loc.clone();

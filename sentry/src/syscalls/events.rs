@@ -337,9 +337,7 @@ pub fn epoll_pwait(task: &mut Task, a: [u64; 6]) -> SysResult {
         let mut b = [0u8; 8];
         task.mm().copy_in(a[4], &mut b)?;
         let mask = u64::from_le_bytes(b) & !crate::signal::UNBLOCKABLE;
-        let old = std::mem::replace(&mut task.handle.signals().mask, mask);
-        task.saved_mask = Some(old);
-        task.tg.claim_for(&task.handle, 0);
+        task.saved_mask = Some(task.set_signal_mask(mask));
     }
     wait(task, a[0], a[1], a[2], a[3] as i32)
 }

@@ -667,11 +667,7 @@ pub(super) fn fsize_allows(
 /// SIGXFSZ to the calling thread, for a file growing past RLIMIT_FSIZE.
 pub(super) fn raise_sigxfsz(task: &Task) {
     let info = signal::user_info(signal::SIGXFSZ, 0, 0, 0);
-    task.handle.post(Queued {
-        sig: signal::SIGXFSZ,
-        info,
-        group: false,
-    });
+    task.handle.post(Queued::new(signal::SIGXFSZ, info));
 }
 
 /// Write up to `count` bytes from application memory at `buf` to `file`.
@@ -1124,7 +1120,6 @@ const SPLICE_FLAGS: u64 =
     (libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MORE | libc::SPLICE_F_GIFT)
         as u64;
 
-/// The host pipe behind `f`, if it is one.
 /// The Sentry's own pipe behind `f` (a FIFO's), if it is one.
 fn sentry_pipe(f: &File) -> Option<&crate::pipe::PipeEnd> {
     f.ops()
@@ -1132,6 +1127,7 @@ fn sentry_pipe(f: &File) -> Option<&crate::pipe::PipeEnd> {
         .and_then(|a| a.downcast_ref::<crate::pipe::PipeEnd>())
 }
 
+/// The host pipe behind `f`, if it is one.
 fn host_pipe(f: &File) -> Option<std::os::fd::BorrowedFd<'_>> {
     f.ops()
         .host_fd()
@@ -1210,11 +1206,7 @@ pub fn tee(task: &mut Task, a: [u64; 6]) -> SysResult {
 /// Writing to a pipe nobody reads raises SIGPIPE as well as EPIPE.
 fn raise_sigpipe(task: &Task) {
     let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
-    task.handle.post(Queued {
-        sig: signal::SIGPIPE,
-        info,
-        group: false,
-    });
+    task.handle.post(Queued::new(signal::SIGPIPE, info));
 }
 
 /// Up to `len` bytes at the front of the host pipe `fd`, left there: the

@@ -341,11 +341,7 @@ fn send_data(
             Err(Errno::EPIPE) => {
                 if flags & libc::MSG_NOSIGNAL == 0 {
                     let info = signal::user_info(signal::SIGPIPE, 0, 0, 0);
-                    task.handle.post(Queued {
-                        sig: signal::SIGPIPE,
-                        info,
-                        group: false,
-                    });
+                    task.handle.post(Queued::new(signal::SIGPIPE, info));
                 }
                 return if sent > 0 {
                     Ok(sent as u64)

@@ -172,9 +172,7 @@ fn temporary_mask(task: &mut Task, addr: u64, size: u64) -> Result<(), Errno> {
     let mut b = [0u8; 8];
     task.mm().copy_in(addr, &mut b)?;
     let mask = u64::from_le_bytes(b) & !crate::signal::UNBLOCKABLE;
-    let old = std::mem::replace(&mut task.handle.signals().mask, mask);
-    task.saved_mask = Some(old);
-    task.tg.claim_for(&task.handle, 0);
+    task.saved_mask = Some(task.set_signal_mask(mask));
     Ok(())
 }
 

@@ -93,10 +93,7 @@ pub fn rt_sigprocmask(task: &mut Task, a: [u64; 6]) -> SysResult {
             SIG_SETMASK => new,
             _ => return Err(Errno::EINVAL),
         };
-        task.handle.signals().mask = mask & !UNBLOCKABLE;
-        if old & !mask != 0 {
-            task.tg.claim_for(&task.handle, 0);
-        }
+        task.set_signal_mask(mask & !UNBLOCKABLE);
     }
     if oset != 0 {
         task.mm().copy_out(oset, &old.to_le_bytes())?;
@@ -148,8 +145,7 @@ pub fn rt_sigreturn(task: &mut Task, _: [u64; 6]) -> SysResult {
         task.state.fp.as_bytes_mut().copy_from_slice(&image[..size]);
     }
     task.ctx.full_state_changed();
-    task.handle.signals().mask = restored.mask;
-    task.tg.claim_for(&task.handle, 0);
+    task.set_signal_mask(restored.mask);
     if !task.alt_stack.contains(task.state.regs.rsp) {
         task.alt_stack = restored.alt;
     }
@@ -222,9 +218,7 @@ pub fn rt_sigsuspend(task: &mut Task, a: [u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mask = read_set(task, a[0])? & !UNBLOCKABLE;
-    let old = std::mem::replace(&mut task.handle.signals().mask, mask);
-    task.saved_mask = Some(old);
-    task.tg.claim_for(&task.handle, 0);
+    task.saved_mask = Some(task.set_signal_mask(mask));
     wait_for_signal(&task.handle, None);
     Err(restart(ERESTARTNOHAND))
 }
