@@ -368,6 +368,8 @@ pub struct MemoryManager {
     /// Syscall patching: the next free entry of the trampoline table, 0
     /// while the table is not mapped (`crate::patch`).
     pub(crate) usertrap_next: u32,
+    /// The next free entry for a `read` site (`crate::patch`, `XorEax`).
+    pub(crate) usertrap_read_next: u32,
 }
 
 /// The resource limits the memory manager enforces.
@@ -575,6 +577,7 @@ impl MemoryManager {
             lock_future: false,
             limits: MemoryLimits::of(&crate::limits::Limits::default()),
             usertrap_next: 0,
+            usertrap_read_next: 0,
         }
     }
 
@@ -1083,6 +1086,7 @@ impl MemoryManager {
         child.env = self.env;
         child.limits = self.limits;
         child.usertrap_next = self.usertrap_next;
+        child.usertrap_read_next = self.usertrap_read_next;
         for (&start, vma) in &self.vmas {
             if !vma.dontfork {
                 child.vmas.insert(

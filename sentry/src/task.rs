@@ -486,14 +486,19 @@ impl Task {
             self.handle.cpu.leave_app();
             match event {
                 Ok(SwitchEvent::Syscall) => {
-                    crate::patch::maybe_patch(&self);
+                    crate::patch::maybe_patch(&mut self);
                     syscalls::dispatch(&mut self);
                     if self.exit.is_none() {
                         self.deliver_signals(true);
                     }
                 }
                 Ok(SwitchEvent::Signal { info, .. })
-                    if info.signo == libc::SIGILL && crate::patch::syscall_at_site(&mut self) =>
+                    if crate::patch::resumed_in_entry(&mut self, &info) =>
+                {
+                    self.deliver_signals(false)
+                }
+                Ok(SwitchEvent::Signal { info, .. })
+                    if crate::patch::syscall_at_site(&mut self, &info) =>
                 {
                     syscalls::dispatch(&mut self);
                     if self.exit.is_none() {

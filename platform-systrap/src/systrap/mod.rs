@@ -69,7 +69,8 @@
 //! - **Syscall patching** (upstream's "usertrap"; off with
 //!   `--systrap-disable-syscall-patching`, and on hosts without `FSGSBASE`).
 //!   The Sentry (`sentry/src/patch.rs`) rewrites a trapped
-//!   `mov $nr,%eax; syscall` into `jmp *abs32` through an entry of a
+//!   `mov $nr,%eax; syscall` (and two more shapes, glibc's read among
+//!   them: see there) into `jmp *abs32` through an entry of a
 //!   per-process table at [`layout::TABLE_ADDR`] (below
 //!   [`layout::MIN_USER_ADDR`], the lowest address the application may
 //!   map, so it can neither map over nor unmap it; a fork copies it, an
@@ -157,7 +158,8 @@
 //!   when asked for.
 //! - Spin budgets adapt only to how quickly answers come (see `Spin`),
 //!   not to how busy the host's CPUs are.
-//! - A full trampoline table (2047 sites per process) stops patching;
+//! - A full trampoline table (1959 sites and 44 read sites per process)
+//!   stops patching;
 //!   entries of unmapped code are not reused, and code moved by `mremap`
 //!   keeps jumping to entries that return to its old address.
 //! - The Sentry's own seccomp allow-list (not built yet) will need
