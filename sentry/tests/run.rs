@@ -13,7 +13,7 @@ fn kernel() -> Arc<Kernel> {
     Kernel::new(KernelConfig {
         platform: Arc::new(platform),
         strace: Default::default(),
-        root: vfs::hostfs::new_root(OwnedFd::from(std::fs::File::open("/").unwrap()), true)
+        root: vfs::hostfs::new_root(OwnedFd::from(std::fs::File::open("/").unwrap()), true, true)
             .unwrap(),
         binds: Vec::new(),
         hostname: "sandbox".into(),

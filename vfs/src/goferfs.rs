@@ -161,7 +161,8 @@ pub fn mount(
     let (resp, donated) = client.mount().map_err(MountError::Rpc)?;
     if opts.directfs {
         let fd = donated.ok_or(MountError::NoDonatedRoot)?;
-        return crate::hostfs::new_root(fd, opts.read_only).map_err(MountError::Root);
+        let exclusive = opts.file_access == FileAccess::Exclusive;
+        return crate::hostfs::new_root(fd, opts.read_only, exclusive).map_err(MountError::Root);
     }
     drop(donated);
     match client.open_default_channels() {

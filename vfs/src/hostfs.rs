@@ -12,6 +12,13 @@
 //! sandbox), and of host device nodes only the memory devices may be
 //! opened, served by [`crate::dev`].
 //!
+//! On a read-only mount the sandbox has to itself (`--file-access=exclusive`,
+//! as the root's lower layer is), a node keeps its attributes after the
+//! first stat, as upstream's exclusive caching does: nothing but the
+//! host's atime can change them then, and a read through the node (file
+//! contents, directory entries, a link's target), which may move it, drops
+//! them.
+//!
 //! Known gaps: extended attributes (the `f*xattr` calls do not work on
 //! O_PATH descriptors), names that are not UTF-8 (left out of `read_dir`),
 //! and a regular file is reopened by parent and name, checked against the
@@ -56,6 +63,8 @@ pub struct HostFile {
     host_positioned: bool,
     /// The host descriptor was opened with O_APPEND.
     append: bool,
+    /// The node's cached attributes, dropped by every read and write.
+    attrs: Option<Arc<AttrCache>>,
 }
 
 impl HostFile {
@@ -70,6 +79,21 @@ impl HostFile {
             seekable,
             host_positioned: false,
             append,
+            attrs: None,
+        }
+    }
+
+    /// A file of a node whose attributes `attrs` caches.
+    fn of_node(mut self, attrs: &Arc<AttrCache>) -> HostFile {
+        self.attrs = Some(attrs.clone());
+        self
+    }
+
+    /// The file was read or written: its atime, mtime or size may have
+    /// moved.
+    fn touched(&self) {
+        if let Some(a) = &self.attrs {
+            a.drop_stat();
         }
     }
 
@@ -84,6 +108,7 @@ impl HostFile {
             seekable: false,
             host_positioned: true,
             append,
+            attrs: None,
         }
     }
 
@@ -94,14 +119,17 @@ impl HostFile {
 
 impl FileOps for HostFile {
     fn read(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        self.touched();
         host::read(self.fd.as_fd(), buf, self.offset(offset))
     }
 
     fn write(&self, buf: &[u8], offset: u64) -> Result<usize> {
+        self.touched();
         host::write(self.fd.as_fd(), buf, self.offset(offset))
     }
 
     fn append(&self, buf: &[u8]) -> Result<(usize, u64)> {
+        self.touched();
         if !self.seekable {
             return Ok((host::write(self.fd.as_fd(), buf, None)?, 0));
         }
@@ -152,11 +180,13 @@ impl FileOps for HostFile {
 
 impl crate::inode::IovIo for HostFile {
     unsafe fn read_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        self.touched();
         // SAFETY: the caller's contract is readv's.
         unsafe { host::readv(self.fd.as_fd(), iov, self.offset(offset)) }
     }
 
     unsafe fn write_iov(&self, iov: &[libc::iovec], offset: u64) -> Result<usize> {
+        self.touched();
         // SAFETY: the caller's contract is writev's.
         unsafe { host::writev(self.fd.as_fd(), iov, self.offset(offset)) }
     }
@@ -165,6 +195,26 @@ impl crate::inode::IovIo for HostFile {
 /// What one instance's nodes share; its address tells instances apart.
 struct Fs {
     read_only: bool,
+    /// Nodes keep their attributes (read-only, exclusive access).
+    cache_attrs: bool,
+}
+
+/// A node's attributes as last read from the host, while `Fs::cache_attrs`.
+#[derive(Default)]
+struct AttrCache(Mutex<Option<Stat>>);
+
+impl AttrCache {
+    fn get(&self) -> Option<Stat> {
+        *self.0.lock().unwrap()
+    }
+
+    fn put(&self, st: Stat) {
+        *self.0.lock().unwrap() = Some(st);
+    }
+
+    fn drop_stat(&self) {
+        *self.0.lock().unwrap() = None;
+    }
 }
 
 /// Where a node sits: its parent's descriptor and its name there.
@@ -193,10 +243,13 @@ struct HostNode {
     /// per-dentry read FD): opening a host file the sandbox has opened
     /// before costs no host call. Dropped with the node.
     read_fd: Mutex<Option<Arc<OwnedFd>>>,
+    attrs: Arc<AttrCache>,
 }
 
-/// A filesystem whose root is the host directory `dir`.
-pub fn new_root(dir: OwnedFd, read_only: bool) -> Result<Arc<dyn Inode>> {
+/// A filesystem whose root is the host directory `dir`; `exclusive`: only
+/// the sandbox changes the files (`--file-access=exclusive`), so a
+/// read-only mount keeps their attributes.
+pub fn new_root(dir: OwnedFd, read_only: bool, exclusive: bool) -> Result<Arc<dyn Inode>> {
     let st = host::fstat(dir.as_fd())?;
     if st.mode & S_IFMT != S_IFDIR {
         return Err(Errno::ENOTDIR);
@@ -205,7 +258,10 @@ pub fn new_root(dir: OwnedFd, read_only: bool) -> Result<Arc<dyn Inode>> {
         return Err(Errno::EACCES);
     }
     Ok(Arc::new(HostNode {
-        fs: Arc::new(Fs { read_only }),
+        fs: Arc::new(Fs {
+            read_only,
+            cache_attrs: read_only && exclusive,
+        }),
         fd: Arc::new(dir),
         dev: st.dev,
         ino: st.ino,
@@ -214,6 +270,7 @@ pub fn new_root(dir: OwnedFd, read_only: bool) -> Result<Arc<dyn Inode>> {
         loc: Mutex::new(None),
         children: Mutex::new(HashMap::new()),
         read_fd: Mutex::new(None),
+        attrs: Arc::default(),
     }))
 }
 
@@ -280,7 +337,11 @@ impl HostNode {
             })),
             children: Mutex::new(HashMap::new()),
             read_fd: Mutex::new(None),
+            attrs: Arc::default(),
         });
+        if self.fs.cache_attrs {
+            node.attrs.put(st);
+        }
         if children.len() >= 64 {
             children.retain(|_, w| w.strong_count() > 0);
         }
@@ -397,7 +458,15 @@ impl HostNode {
 
 impl Inode for HostNode {
     fn stat(&self) -> Result<Stat> {
-        host::fstat(self.fd.as_fd())
+        if !self.fs.cache_attrs {
+            return host::fstat(self.fd.as_fd());
+        }
+        if let Some(st) = self.attrs.get() {
+            return Ok(st);
+        }
+        let st = host::fstat(self.fd.as_fd())?;
+        self.attrs.put(st);
+        Ok(st)
     }
 
     fn statfs(&self) -> Result<StatFs> {
@@ -529,6 +598,7 @@ impl Inode for HostNode {
     fn read_dir(&self) -> Result<Vec<DirEntry>> {
         self.dir()?;
         let dirfd = self.reopen(libc::O_RDONLY)?;
+        self.attrs.drop_stat();
         let mut out = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -571,6 +641,7 @@ impl Inode for HostNode {
             return Err(Errno::EINVAL);
         }
         let target = host::readlink_fd(self.fd.as_fd())?;
+        self.attrs.drop_stat();
         Ok(String::from_utf8_lossy(&target).into_owned())
     }
 
@@ -607,9 +678,13 @@ impl Inode for HostNode {
                             .insert(Arc::new(self.reopen(libc::O_RDONLY)?))
                             .clone(),
                     };
-                    return Ok(Arc::new(HostFile::over(fd, true, false)));
+                    return Ok(Arc::new(
+                        HostFile::over(fd, true, false).of_node(&self.attrs),
+                    ));
                 }
-                Ok(Arc::new(HostFile::new(self.reopen(flags)?, true)))
+                Ok(Arc::new(
+                    HostFile::new(self.reopen(flags)?, true).of_node(&self.attrs),
+                ))
             }
             // Writing a device changes no file, so a read-only mount allows it.
             S_IFCHR | S_IFBLK => self.open_device(flags),

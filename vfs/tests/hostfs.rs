@@ -50,7 +50,12 @@ impl Drop for Tree {
 }
 
 fn open_root(path: &Path, read_only: bool) -> Arc<dyn Inode> {
-    new_root(OwnedFd::from(fs::File::open(path).unwrap()), read_only).unwrap()
+    new_root(
+        OwnedFd::from(fs::File::open(path).unwrap()),
+        read_only,
+        false,
+    )
+    .unwrap()
 }
 
 fn read_all(file: &Arc<dyn FileOps>) -> Vec<u8> {
@@ -388,7 +393,7 @@ fn host_procfs_and_sysfs_are_invisible() {
     assert!(root.lookup("etc").is_ok());
     // A procfs descriptor cannot become a root either.
     let proc = OwnedFd::from(fs::File::open("/proc").unwrap());
-    assert_eq!(new_root(proc, true).err(), Some(Errno::EACCES));
+    assert_eq!(new_root(proc, true, false).err(), Some(Errno::EACCES));
 }
 
 #[test]
@@ -432,4 +437,83 @@ fn host_file_over_a_pipe_is_not_seekable() {
         vfs::S_IFIFO,
         "fstat of the pipe"
     );
+}
+
+/// Read-only with exclusive access (the root's lower layer): a node's
+/// attributes come from the host once, and again only after something
+/// read through the node, which may have moved its atime. Writable or
+/// shared mounts ask the host every time.
+#[test]
+fn exclusive_read_only_mounts_keep_attributes_until_a_read() {
+    let t = Tree::new("attrs");
+    let open = |read_only, exclusive| {
+        new_root(
+            OwnedFd::from(fs::File::open(&t.0).unwrap()),
+            read_only,
+            exclusive,
+        )
+        .unwrap()
+    };
+    let cached = open(true, true);
+    let fresh = [open(true, false), open(false, true)];
+    let file = cached.lookup("a.txt").unwrap();
+    let dir = cached.lookup("sub").unwrap();
+    let link = cached.lookup("rel").unwrap();
+    let before = (
+        file.stat().unwrap(),
+        dir.stat().unwrap(),
+        link.stat().unwrap(),
+    );
+
+    // Behind the sandbox's back (which exclusive access rules out).
+    fs::set_permissions(t.path("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(t.path("sub/new"), "").unwrap();
+    let past = filetime(1_000_000_000);
+    set_times(&t.path("rel"), past);
+    assert_eq!(file.stat().unwrap(), before.0);
+    assert_eq!(dir.stat().unwrap(), before.1);
+    assert_eq!(link.stat().unwrap(), before.2);
+    for root in &fresh {
+        assert_eq!(
+            root.lookup("a.txt").unwrap().stat().unwrap().mode & 0o777,
+            0o600
+        );
+        assert_eq!(root.lookup("sub").unwrap().stat().unwrap().ctime_sec, {
+            fs::metadata(t.path("sub")).unwrap().ctime()
+        });
+    }
+
+    // Reads drop what is kept: contents, entries, a link's target.
+    let mut buf = [0u8; 5];
+    assert_eq!(file.open(libc::O_RDONLY).unwrap().read(&mut buf, 0), Ok(5));
+    assert_eq!(file.stat().unwrap().mode & 0o777, 0o600);
+    assert!(dir.read_dir().unwrap().iter().any(|e| e.name == "new"));
+    assert_eq!(
+        dir.stat().unwrap().mtime_sec,
+        fs::metadata(t.path("sub")).unwrap().mtime()
+    );
+    assert_eq!(link.readlink().unwrap(), "sub/b.txt");
+    assert_eq!(link.stat().unwrap().mtime_sec, past.tv_sec);
+}
+
+fn filetime(sec: i64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: sec,
+        tv_nsec: 0,
+    }
+}
+
+/// Set a symlink's own atime and mtime.
+fn set_times(path: &Path, t: libc::timespec) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string and two timespecs that outlive the call.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0);
 }
