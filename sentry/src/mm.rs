@@ -340,6 +340,59 @@ pub const SEGV_ACCERR: i32 = 2;
 /// si_code of the SIGBUS for a file mapping touched past the file's end.
 pub const BUS_ADRERR: i32 = 2;
 
+/// A map whose every mutable borrow counts as a change, so what was read
+/// from it can be checked to be current by its generation.
+#[derive(Default)]
+struct Versioned<T> {
+    map: T,
+    generation: u64,
+}
+
+impl<T> std::ops::Deref for Versioned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.map
+    }
+}
+
+impl<T> std::ops::DerefMut for Versioned<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.generation = self.generation.wrapping_add(1);
+        &mut self.map
+    }
+}
+
+/// How many recently copied-through ranges are kept: a syscall's copies
+/// in and out go to a few places (its string, its structure, the stack).
+const RECENT: usize = 4;
+
+/// A private range (one VMA's and one PMA's overlap) a copy went through,
+/// valid while neither map changed since (`generations`).
+#[derive(Clone, Copy)]
+struct Recent {
+    generations: (u64, u64),
+    start: u64,
+    end: u64,
+    /// The memory-file offset of `start`.
+    offset: u64,
+    access: AccessType,
+    cow: bool,
+}
+
+impl Default for Recent {
+    /// Matches nothing.
+    fn default() -> Recent {
+        Recent {
+            generations: (u64::MAX, u64::MAX),
+            start: u64::MAX,
+            end: 0,
+            offset: 0,
+            access: AccessType::NONE,
+            cow: true,
+        }
+    }
+}
+
 static NEXT_MM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub struct MemoryManager {
@@ -347,10 +400,14 @@ pub struct MemoryManager {
     mf: Arc<MemoryFile>,
     /// Identifies this address space in private futex keys.
     id: u64,
-    vmas: BTreeMap<u64, Vma>,
+    vmas: Versioned<BTreeMap<u64, Vma>>,
     /// Private memory, keyed by start address; always inside private VMAs
     /// and never straddling a VMA boundary.
-    pmas: BTreeMap<u64, Pma>,
+    pmas: Versioned<BTreeMap<u64, Pma>>,
+    /// Private ranges copies went through lately (`recent_offset`).
+    recent: [std::cell::Cell<Recent>; RECENT],
+    /// The entry of `recent` to replace next.
+    recent_next: std::cell::Cell<usize>,
     min_addr: u64,
     max_addr: u64,
     /// New mappings without a fixed address go below this.
@@ -565,8 +622,10 @@ impl MemoryManager {
             space,
             mf,
             id: NEXT_MM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            vmas: BTreeMap::new(),
-            pmas: BTreeMap::new(),
+            vmas: Versioned::default(),
+            pmas: Versioned::default(),
+            recent: Default::default(),
+            recent_next: std::cell::Cell::new(0),
             min_addr,
             max_addr,
             mmap_top: max_addr,
@@ -880,7 +939,7 @@ impl MemoryManager {
         }
         let is_data = |v: &Vma| v.shared.is_none() && v.access.write && v.kind != VmaKind::Stack;
         let (mut total, mut data_total) = (0u64, 0u64);
-        for (&s, v) in &self.vmas {
+        for (&s, v) in self.vmas.iter() {
             let mut n = v.end - s;
             if let Some(at) = fixed {
                 // Bytes the new mapping replaces do not count twice.
@@ -1087,7 +1146,7 @@ impl MemoryManager {
         child.limits = self.limits;
         child.usertrap_next = self.usertrap_next;
         child.usertrap_read_next = self.usertrap_read_next;
-        for (&start, vma) in &self.vmas {
+        for (&start, vma) in self.vmas.iter() {
             if !vma.dontfork {
                 child.vmas.insert(
                     start,
@@ -1835,6 +1894,11 @@ impl MemoryManager {
 
     /// Copy application memory at `addr` into `buf` (needs read access).
     pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+        if let Some(off) = self.recent_offset(addr, end, AccessType::READ, false) {
+            self.mf.copy_in(off, buf);
+            return Ok(());
+        }
         self.walk(addr, buf.len(), AccessType::READ, |b, pos, n| {
             match b {
                 Backing::File(off) => self.mf.copy_in(off, &mut buf[pos..pos + n]),
@@ -1842,7 +1906,51 @@ impl MemoryManager {
                 Backing::Zero => buf[pos..pos + n].fill(0),
             }
             Ok(())
+        })?;
+        self.remember(addr);
+        Ok(())
+    }
+
+    /// Where `[addr, end)` is in the memory file, if it lies in a private
+    /// range a copy went through lately, nothing changed the maps since,
+    /// and its VMA allows `need` (and, to `write`, it is not
+    /// copy-on-write): what `walk` would find, without a map lookup.
+    fn recent_offset(&self, addr: u64, end: u64, need: AccessType, write: bool) -> Option<u64> {
+        let now = (self.vmas.generation, self.pmas.generation);
+        self.recent.iter().find_map(|r| {
+            let r = r.get();
+            (r.generations == now
+                && r.start <= addr
+                && end <= r.end
+                && r.access.allows(need)
+                && !(write && r.cow))
+                .then(|| r.offset + (addr - r.start))
         })
+    }
+
+    /// Keep the private range around `addr` (just copied through) for
+    /// `recent_offset`.
+    fn remember(&self, addr: u64) {
+        let Some((vs, vma)) = self.vma_at(addr) else {
+            return;
+        };
+        if vma.shared.is_some() {
+            return;
+        }
+        let Some((ps, pma)) = self.pma_at(addr) else {
+            return;
+        };
+        let start = vs.max(ps);
+        let next = self.recent_next.get();
+        self.recent[next].set(Recent {
+            generations: (self.vmas.generation, self.pmas.generation),
+            start,
+            end: vma.end.min(pma.end),
+            offset: pma.offset + (start - ps),
+            access: vma.access,
+            cow: pma.cow,
+        });
+        self.recent_next.set((next + 1) % RECENT);
     }
 
     /// Copy `buf` to application memory at `addr` (needs write access).
@@ -1941,6 +2049,10 @@ impl MemoryManager {
 
     fn copy_out_as(&mut self, addr: u64, buf: &[u8], need: AccessType) -> Result<(), Errno> {
         let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+        if let Some(off) = self.recent_offset(addr, end, need, true) {
+            self.mf.copy_out(off, buf);
+            return Ok(());
+        }
         // Check the whole range first so a fault copies nothing.
         self.check_access(addr, end, need)?;
         self.prepare_write(addr, end)?;
@@ -1951,7 +2063,9 @@ impl MemoryManager {
                 Backing::Zero => unreachable!("prepare_write backed every page"),
             }
             Ok(())
-        })
+        })?;
+        self.remember(addr);
+        Ok(())
     }
 
     /// Read a NUL-terminated string of at most `max` bytes (without the NUL).
@@ -2012,7 +2126,7 @@ impl MemoryManager {
         // A file mapping's part past the file's end is a VMA of its own
         // here but one mapping in Linux: show it as one line.
         let mut lines: Vec<(u64, u64, String, &str)> = Vec::new();
-        for (&start, v) in &self.vmas {
+        for (&start, v) in self.vmas.iter() {
             let (perms, name) = v.perms_and_name();
             if let Some(last) = lines.last_mut() {
                 if last.1 == start
@@ -2069,7 +2183,7 @@ impl MemoryManager {
     /// (without device and inode), for logs.
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        for (start, v) in &self.vmas {
+        for (start, v) in self.vmas.iter() {
             let (perms, name) = v.perms_and_name();
             out.push_str(&format!("{start:08x}-{:08x} {perms} {name}\n", v.end));
         }
@@ -2079,8 +2193,93 @@ impl MemoryManager {
 
 impl Drop for MemoryManager {
     fn drop(&mut self) {
-        for (&start, pma) in &self.pmas {
+        for (&start, pma) in self.pmas.iter() {
             self.mf.release_private(pma.offset, pma.end - start);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An address space that maps nothing: the memory manager's own
+    /// bookkeeping and its copies through the memory file are under test.
+    struct NoSpace;
+
+    impl AddressSpace for NoSpace {
+        fn map_file(
+            &self,
+            _: u64,
+            _: u64,
+            _: std::os::fd::BorrowedFd<'_>,
+            _: u64,
+            _: AccessType,
+            _: bool,
+        ) -> Result<(), platform::PlatformError> {
+            Ok(())
+        }
+        fn unmap(&self, _: u64, _: u64) -> Result<(), platform::PlatformError> {
+            Ok(())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    const RW: AccessType = AccessType {
+        read: true,
+        write: true,
+        execute: false,
+    };
+
+    fn mm() -> MemoryManager {
+        let mf = Arc::new(MemoryFile::new().expect("a memory file"));
+        MemoryManager::new(Arc::new(NoSpace), mf, 0x10000, 1 << 46)
+    }
+
+    fn read(mm: &MemoryManager, addr: u64) -> Result<u64, Errno> {
+        let mut b = [0u8; 8];
+        mm.copy_in(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Copies through a range kept by `recent_offset` see every change
+    /// of the maps since: a new mapping in its place, a protection
+    /// change, and a fork's copy-on-write (the parent's next write must
+    /// not reach the child).
+    #[test]
+    fn recent_ranges_follow_changes_to_the_maps() {
+        let mut mm = mm();
+        let a = mm
+            .map_anonymous(0x100000, 2 * PAGE_SIZE, true, RW, VmaKind::Anonymous)
+            .unwrap();
+        mm.copy_out(a, &7u64.to_le_bytes()).unwrap();
+        assert_eq!(read(&mm, a), Ok(7));
+        assert!(mm.recent_offset(a, a + 8, AccessType::READ, true).is_some());
+
+        // Replaced by fresh memory: zeros, not the old page.
+        mm.unmap(a, 2 * PAGE_SIZE).unwrap();
+        assert_eq!(read(&mm, a), Err(Errno::EFAULT));
+        let b = mm
+            .map_anonymous(a, 2 * PAGE_SIZE, true, RW, VmaKind::Anonymous)
+            .unwrap();
+        assert_eq!(b, a);
+        assert_eq!(read(&mm, a), Ok(0));
+        mm.copy_out(a, &8u64.to_le_bytes()).unwrap();
+
+        // Read-only now: writes fault, reads still work.
+        mm.protect(a, 2 * PAGE_SIZE, AccessType::READ).unwrap();
+        assert_eq!(mm.copy_out(a, &9u64.to_le_bytes()), Err(Errno::EFAULT));
+        assert_eq!(read(&mm, a), Ok(8));
+        mm.protect(a, 2 * PAGE_SIZE, RW).unwrap();
+        mm.copy_out(a, &9u64.to_le_bytes()).unwrap();
+        assert_eq!(read(&mm, a), Ok(9));
+
+        // After a fork each side writes its own copy.
+        let child = mm.fork(Arc::new(NoSpace)).unwrap();
+        mm.copy_out(a, &10u64.to_le_bytes()).unwrap();
+        assert_eq!(read(&mm, a), Ok(10));
+        assert_eq!(read(&child, a), Ok(9));
     }
 }
