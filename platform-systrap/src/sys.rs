@@ -491,7 +491,7 @@ pub fn tsc_per_us() -> f64 {
     (c1.wrapping_sub(c0) as f64 / us).max(1.0)
 }
 
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: rdtsc reads the time-stamp counter; it touches no memory.
     unsafe { std::arch::x86_64::_rdtsc() }
 }

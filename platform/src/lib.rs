@@ -189,6 +189,21 @@ pub trait Context: Send {
     fn syscall_trapped(&self) -> bool {
         false
     }
+
+    /// Whether this context reports, through [`Context::app_tsc`], when
+    /// the application ran in each switch.
+    fn reports_app_tsc(&self) -> bool {
+        false
+    }
+
+    /// The time-stamp counter just after the last [`switch`](Self::switch)
+    /// resumed the application and as it saw the application stop; None
+    /// when the application did not run in it. Platforms that spin on the
+    /// handoff read the counter there, where it costs nothing, so the
+    /// Sentry need not read it around every switch for CPU time.
+    fn app_tsc(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// What a platform offers for syscall patching (upstream's "usertrap"):

@@ -472,6 +472,9 @@ impl Task {
     pub(crate) fn run_thread(mut self) {
         crate::procfs::set_current(self.tg.tgid, self.tid);
         self.handle.cpu.bind_to_this_thread();
+        // Where the platform reads the time-stamp counter around a switch
+        // anyway, user time comes from its readings.
+        let platform_stamps = self.ctx.reports_app_tsc() && crate::cputime::ticks_are_tsc();
         let status = loop {
             self.kernel.wait_while_paused(|| self.handle.is_killed());
             if self.handle.is_killed() {
@@ -481,9 +484,17 @@ impl Task {
                     .exit_status
                     .unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
             }
-            self.handle.cpu.enter_app();
+            if platform_stamps {
+                self.handle.cpu.enter_app_unstamped();
+            } else {
+                self.handle.cpu.enter_app();
+            }
             let event = self.ctx.switch(self.space.as_ref(), &mut self.state);
-            self.handle.cpu.leave_app();
+            if platform_stamps {
+                self.handle.cpu.leave_app_at(self.ctx.app_tsc());
+            } else {
+                self.handle.cpu.leave_app();
+            }
             match event {
                 Ok(SwitchEvent::Syscall) => {
                     crate::patch::maybe_patch(&mut self);

@@ -488,6 +488,7 @@ impl SystrapPlatform {
             tsc_per_us: self.tsc_per_us,
             event_at: None,
             busy: None,
+            app_tsc: None,
         }
     }
 
@@ -588,14 +589,27 @@ impl Slot {
     /// the thread dies or `deadline` passes.
     /// Returns whether it had to sleep.
     fn wait_event(&self, deadline: Option<Instant>, spin: Duration) -> Result<bool, PlatformError> {
+        self.wait_event_at(deadline, spin).map(|(slept, _)| slept)
+    }
+
+    /// As [`Slot::wait_event`], also returning the time-stamp counter as
+    /// the event was seen: read on every spin, where it delays nothing (the
+    /// line's transfer from the stub's core takes longer), or after a
+    /// sleep.
+    fn wait_event_at(
+        &self,
+        deadline: Option<Instant>,
+        spin: Duration,
+    ) -> Result<(bool, u64), PlatformError> {
         let state = self.mem.u32_at(MSG_STATE as usize);
         // The clock is read only once the first few spins have failed: a
         // quick answer costs no clock read.
         let mut spin_start = None;
         'spin: loop {
             for _ in 0..32 {
+                let tsc = sys::rdtsc();
                 if state.load(Ordering::Acquire) == STATE_EVENT {
-                    return Ok(false);
+                    return Ok((false, tsc));
                 }
                 std::hint::spin_loop();
             }
@@ -612,7 +626,7 @@ impl Slot {
             }
             sleeping.store(0, Ordering::Relaxed);
             if state.load(Ordering::Acquire) == STATE_EVENT {
-                return Ok(true);
+                return Ok((true, sys::rdtsc()));
             }
             // The kernel clears the tid word of a dead thread only while
             // other threads still use its memory, so ask about the child
@@ -1414,6 +1428,9 @@ struct SystrapContext {
     /// The slot whose MSG_BUSY `expect_busy` set, cleared at the next
     /// switch.
     busy: Option<Arc<Slot>>,
+    /// The time-stamp counter when the last switch resumed the thread
+    /// and when it saw the event (`Context::app_tsc`).
+    app_tsc: Option<(u64, u64)>,
 }
 
 impl SystrapContext {
@@ -1458,6 +1475,7 @@ impl Context for SystrapContext {
         space: &dyn AddressSpace,
         state: &mut ArchState,
     ) -> Result<SwitchEvent, PlatformError> {
+        self.app_tsc = None;
         let idx = self.bind(space)?;
         if self.current != Some(idx) {
             // Moving to another thread (another address space): carry the
@@ -1550,11 +1568,15 @@ impl Context for SystrapContext {
         let processing = self.event_at.take().map(|at| at.elapsed());
         let resumed = (self.spin.sentry < max).then(Instant::now);
         let stub_slept = slot.resume();
-        let waited = slot.wait_event(None, self.spin.sentry);
+        // The stub cannot see the resume before the state word's line
+        // reaches its core, which takes longer than reading the counter.
+        let resumed_tsc = sys::rdtsc();
+        let waited = slot.wait_event_at(None, self.spin.sentry);
         // No fence: an interrupter that still sees the thread sends it a
         // signal it reports as a spurious interrupt, which callers allow.
         self.interrupter.running.store(0, Ordering::Release);
-        let slept = waited?;
+        let (slept, event_tsc) = waited?;
+        self.app_tsc = Some((resumed_tsc, event_tsc));
         // The stub thread spun for the Sentry's answer, and slept if it
         // took longer than its budget.
         self.spin.stub = match (stub_slept, processing) {
@@ -1717,6 +1739,14 @@ impl Context for SystrapContext {
 
     fn syscall_trapped(&self) -> bool {
         self.trapped
+    }
+
+    fn reports_app_tsc(&self) -> bool {
+        true
+    }
+
+    fn app_tsc(&self) -> Option<(u64, u64)> {
+        self.app_tsc
     }
 }
 
