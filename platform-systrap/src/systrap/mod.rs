@@ -394,6 +394,8 @@ struct Spin {
     sentry: Duration,
     /// The stub thread waiting for the Sentry to resume it.
     stub: Duration,
+    /// `stub` in TSC cycles, as last converted: (`stub`, cycles).
+    stub_cycles: (Duration, u32),
 }
 
 impl Spin {
@@ -410,7 +412,17 @@ impl Spin {
             max,
             sentry: max,
             stub: max,
+            stub_cycles: (Duration::MAX, 0),
         }
+    }
+
+    /// The stub's budget in TSC cycles, converted only when it changed.
+    fn stub_cycles(&mut self, tsc_per_us: f64) -> u32 {
+        if self.stub_cycles.0 != self.stub {
+            let cycles = (self.stub.as_nanos() as u64 as f64 * tsc_per_us / 1000.0) as u32;
+            self.stub_cycles = (self.stub, cycles);
+        }
+        self.stub_cycles.1
     }
 
     /// A budget after a wait that took `took`.
@@ -1498,7 +1510,11 @@ impl Context for SystrapContext {
         }
         let b = &mut self.threads[idx];
         self.interrupter.running.store(b.tid, Ordering::SeqCst);
-        if self.interrupter.pending.swap(false, Ordering::SeqCst) {
+        // A load first: the store above is a full fence on x86, and the
+        // swap, a second one, is needed only when an interrupt came.
+        if self.interrupter.pending.load(Ordering::SeqCst)
+            && self.interrupter.pending.swap(false, Ordering::SeqCst)
+        {
             self.interrupter.running.store(0, Ordering::SeqCst);
             return Ok(SwitchEvent::Interrupt);
         }
@@ -1556,8 +1572,7 @@ impl Context for SystrapContext {
                 .store(1, Ordering::Relaxed);
             b.gs_base = Some(state.regs.gs_base);
         }
-        let stub_cycles =
-            (self.spin.stub.as_nanos() as u64 as f64 * self.tsc_per_us / 1000.0) as u32;
+        let stub_cycles = self.spin.stub_cycles(self.tsc_per_us);
         let spin_word = slot.mem.u32_at(MSG_SPIN_CYCLES as usize);
         if spin_word.load(Ordering::Relaxed) != stub_cycles {
             spin_word.store(stub_cycles, Ordering::Relaxed);
