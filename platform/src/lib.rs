@@ -208,7 +208,8 @@ pub trait Context: Send {
 
 /// What a platform offers for syscall patching (upstream's "usertrap"):
 /// the Sentry may rewrite an application's `mov $nr,%eax; syscall`
-/// (`b8 nn nn nn nn 0f 05`) into `jmp *abs32` (`ff 24 25` + the 4-byte
+/// (`b8 nn nn nn nn 0f 05`; the Sentry's `patch` module lists the other
+/// shapes) into `jmp *abs32` (`ff 24 25` + the 4-byte
 /// address of an 8-byte slot holding a trampoline's address), the
 /// trampoline loading `rcx` with the return address (the instruction after
 /// the old `syscall`) ORed with `nr << 48` and jumping to [`entry`]. The
