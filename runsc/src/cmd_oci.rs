@@ -764,6 +764,20 @@ fn exec(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
         container_id: c.id.clone(),
     };
     let files: Vec<BorrowedFd<'_>> = stdio.iter().map(|f| f.as_fd()).collect();
+    let detach = a.boolean("detach") || a.boolean("d");
+    // Signals sent to us go to the process, as runc's exec forwards them.
+    // They are blocked before the process exists: one sent as soon as it
+    // shows (in `ps`) waits for the forwarder instead of killing us.
+    let set = (!detach).then(|| {
+        crate::fds::block_signals(&[
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ])
+    });
     let v = call(&c, &dir, control::EXECUTE_ASYNC, &arg, &files).context("executing process")?;
     drop(stdio);
     let pid = v.as_i64().unwrap_or(0) as i32;
@@ -772,25 +786,16 @@ fn exec(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
         pid,
         cid: c.id.clone(),
     };
-    if a.boolean("detach") || a.boolean("d") {
+    let Some(set) = set else {
         // The host process standing for the exec'd one: it exits with its
         // status, so a caller that reaps the PID in --pid-file (containerd's
         // shim) learns how the process ended.
         let waiter = spawn_waiter(&c, &dir, &wait_arg)?;
         write_pid_file(a.string("pid-file"), waiter)?;
         return Ok(0);
-    }
+    };
     // SAFETY: getpid cannot fail.
     write_pid_file(a.string("pid-file"), unsafe { libc::getpid() })?;
-    // Signals sent to us go to the process, as runc's exec forwards them.
-    let set = crate::fds::block_signals(&[
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ]);
     {
         let (c, root) = (c.clone(), dir.root.clone());
         std::thread::Builder::new()
