@@ -24,7 +24,7 @@ use platform_systrap::{PtracePlatform, SystrapPlatform};
 use sentry::{Kernel, KernelConfig, ProcessSpec, Strace, Task};
 
 use crate::cli::{BootArgs, Config};
-use crate::fds::{block_signals, take_fd, wait_signal};
+use crate::fds::{block_signals, take_fd, wait_signal, FORWARDED_SIGNALS};
 use crate::spec::Spec;
 
 fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
@@ -41,17 +41,6 @@ fn platform_for(config: &Config) -> anyhow::Result<Arc<dyn Platform>> {
 }
 
 /// Run the sandbox; returns the exit code for the process.
-/// Signals the sandbox process takes for the container: they are sent on
-/// to its init process instead of ending the Sentry.
-const FORWARDED: [i32; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
 pub fn run(config: &Config, args: BootArgs) -> i32 {
     if args.attached {
         die_with_parent();
@@ -61,7 +50,7 @@ pub fn run(config: &Config, args: BootArgs) -> i32 {
     }
     // Before any thread starts, so every Sentry thread blocks them and the
     // forwarder below is the only one that takes them.
-    let forwarded = block_signals(&FORWARDED);
+    let forwarded = block_signals(&FORWARDED_SIGNALS);
     let mut status = match take_fd(args.status_fd, "status-fd") {
         Ok(fd) => File::from(fd),
         Err(e) => {
@@ -266,7 +255,7 @@ fn load(config: &Config, args: &BootArgs) -> anyhow::Result<Loaded> {
 
 /// The OCI path: serve the control socket until the container is over.
 fn run_controlled(config: &Config, args: &BootArgs) -> i32 {
-    let forwarded = block_signals(&FORWARDED);
+    let forwarded = block_signals(&FORWARDED_SIGNALS);
     let fail = |e: anyhow::Error| {
         tracing::error!("starting the sandbox: {e:#}");
         eprintln!("{e:#}");

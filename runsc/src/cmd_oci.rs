@@ -330,14 +330,7 @@ fn run_cmd(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     // Signals for the container are taken by a thread, not by us.
     let target: std::sync::Arc<std::sync::Mutex<Option<(Container, PathBuf)>>> = Default::default();
     if !detach {
-        let set = crate::fds::block_signals(&[
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ]);
+        let set = crate::fds::block_signals(&crate::fds::FORWARDED_SIGNALS);
         let target = target.clone();
         std::thread::Builder::new()
             .name("signals".into())
@@ -768,16 +761,7 @@ fn exec(config: &Config, a: &OciArgs) -> anyhow::Result<i32> {
     // Signals sent to us go to the process, as runc's exec forwards them.
     // They are blocked before the process exists: one sent as soon as it
     // shows (in `ps`) waits for the forwarder instead of killing us.
-    let set = (!detach).then(|| {
-        crate::fds::block_signals(&[
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ])
-    });
+    let set = (!detach).then(|| crate::fds::block_signals(&crate::fds::FORWARDED_SIGNALS));
     let v = call(&c, &dir, control::EXECUTE_ASYNC, &arg, &files).context("executing process")?;
     drop(stdio);
     let pid = v.as_i64().unwrap_or(0) as i32;

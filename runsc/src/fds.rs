@@ -56,6 +56,17 @@ pub fn pass_fds(cmd: &mut Command, fds: &[(OwnedFd, i32)]) {
     assert!(fds.len() <= 16, "pass_fds handles at most 16 descriptors");
 }
 
+/// The signals a runtime process passes on to the container's process
+/// (as runc does) instead of being ended by them.
+pub const FORWARDED_SIGNALS: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
 /// Block `sigs` in the calling thread (and so in every thread it starts
 /// afterwards); returns the set, for `wait_signal`.
 pub fn block_signals(sigs: &[i32]) -> libc::sigset_t {
