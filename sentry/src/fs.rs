@@ -324,8 +324,64 @@ pub fn join(dir: &str, path: &str) -> String {
     }
 }
 
+/// An fs context as tasks hold it, shared by threads made with CLONE_FS,
+/// with the snapshot path walks take of it (`snapshot`). Every mutable
+/// borrow of the context drops the snapshot, so none outlives a change:
+/// a stale one would show another thread the old working directory, and
+/// keep its mount busy.
+#[derive(Clone)]
+pub struct SharedFs {
+    ctx: FsContext,
+    snapshot: Option<Arc<FsSnapshot>>,
+}
+
+impl SharedFs {
+    pub fn new(ctx: FsContext) -> SharedFs {
+        SharedFs {
+            ctx,
+            snapshot: None,
+        }
+    }
+
+    /// Mounts, root and working directory for a path walk: one
+    /// reference to clone instead of five.
+    pub fn snapshot(&mut self) -> Arc<FsSnapshot> {
+        let ctx = &self.ctx;
+        self.snapshot
+            .get_or_insert_with(|| {
+                Arc::new(FsSnapshot {
+                    mounts: ctx.mounts.clone(),
+                    root: ctx.root.clone(),
+                    cwd: ctx.cwd.clone(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl std::ops::Deref for SharedFs {
+    type Target = FsContext;
+    fn deref(&self) -> &FsContext {
+        &self.ctx
+    }
+}
+
+impl std::ops::DerefMut for SharedFs {
+    fn deref_mut(&mut self) -> &mut FsContext {
+        self.snapshot = None;
+        &mut self.ctx
+    }
+}
+
+/// What a path walk needs of an fs context, as it was when taken.
+pub struct FsSnapshot {
+    pub mounts: Arc<Mounts>,
+    pub root: Location,
+    pub cwd: Location,
+}
+
 /// A task's view of the tree: its root (chroot), working directory and
-/// umask, shared by threads made with CLONE_FS.
+/// umask, shared by threads made with CLONE_FS (as [`SharedFs`]).
 #[derive(Clone)]
 pub struct FsContext {
     /// The mount namespace root and cwd are in (Linux keeps it in the

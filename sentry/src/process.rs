@@ -63,7 +63,7 @@ pub(crate) struct TaskView {
     pub exe: String,
     pub mm: Arc<Mutex<crate::mm::MemoryManager>>,
     pub fds: Arc<Mutex<crate::fs::FdTable>>,
-    pub fs: Arc<Mutex<crate::fs::FsContext>>,
+    pub fs: Arc<Mutex<crate::fs::SharedFs>>,
     pub uts: Arc<crate::namespace::UtsNamespace>,
     pub ipc: Arc<crate::namespace::IpcNamespace>,
     pub creds: crate::task::Credentials,

@@ -1182,7 +1182,8 @@ fn limits(l: &crate::limits::Limits) -> String {
 /// mount's root within its filesystem). Every mount is private (no
 /// propagation), so mountinfo has no optional fields.
 fn mounts(v: &TaskView, info: bool) -> Result<String, Errno> {
-    let fs = v.fs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    use crate::fs::FsContext;
+    let fs = FsContext::clone(&v.fs.lock().unwrap_or_else(|e| e.into_inner()));
     let root = fs.root;
     let mut s = String::new();
     for m in fs.mounts.all() {

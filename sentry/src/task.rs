@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use abi::Errno;
 use platform::{AddressSpace, ArchState, Context, Platform, SwitchEvent};
 
-use crate::fs::{self, FdTable, FsContext};
+use crate::fs::{self, FdTable, FsContext, FsSnapshot, SharedFs};
 use crate::loader::{self, StackInfo};
 use crate::memfile::MemoryFile;
 use crate::mm::MemoryManager;
@@ -290,7 +290,7 @@ pub struct Task {
     /// Shared with CLONE_FILES.
     pub(crate) fds: Arc<Mutex<FdTable>>,
     /// Root, working directory and umask, shared with CLONE_FS.
-    pub(crate) fs: Arc<Mutex<FsContext>>,
+    pub(crate) fs: Arc<Mutex<SharedFs>>,
     /// The UTS and IPC namespaces (the mount namespace is in `fs`).
     pub(crate) uts: Arc<crate::namespace::UtsNamespace>,
     pub(crate) ipc: Arc<crate::namespace::IpcNamespace>,
@@ -400,7 +400,7 @@ impl Task {
             ctx,
             state,
             fds: Arc::new(Mutex::new(fds)),
-            fs: Arc::new(Mutex::new(fsc)),
+            fs: Arc::new(Mutex::new(SharedFs::new(fsc))),
             uts,
             ipc,
             creds,
@@ -457,8 +457,14 @@ impl Task {
         *self.handle.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
     }
 
-    pub(crate) fn fs(&self) -> MutexGuard<'_, FsContext> {
+    pub(crate) fn fs(&self) -> MutexGuard<'_, SharedFs> {
         self.fs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mounts, root and working directory for a path walk
+    /// ([`SharedFs::snapshot`]).
+    pub(crate) fn fs_snapshot(&self) -> Arc<FsSnapshot> {
+        self.fs().snapshot()
     }
 
     /// The credentials the VFS checks: the effective ids (Linux's fsuid

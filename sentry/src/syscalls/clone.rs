@@ -109,7 +109,9 @@ fn do_clone(task: &mut Task, args: CloneArgs) -> SysResult {
     let fs = if flags & CLONE_FS != 0 {
         task.fs.clone()
     } else if flags & CLONE_NEWNS != 0 {
-        Arc::new(Mutex::new(super::ns::new_mount_ns(&task.fs())))
+        Arc::new(Mutex::new(crate::fs::SharedFs::new(
+            super::ns::new_mount_ns(&task.fs()),
+        )))
     } else {
         Arc::new(Mutex::new(task.fs().clone()))
     };

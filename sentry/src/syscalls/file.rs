@@ -33,45 +33,56 @@ pub(super) fn path_arg(task: &Task, addr: u64) -> Result<String, Errno> {
 /// What a path walk needs from the calling task, held apart from the task
 /// so no lock is kept while the walk runs.
 pub(super) struct Walker {
-    mounts: Arc<vfs::Mounts>,
-    root: Location,
+    fs: Arc<crate::fs::FsSnapshot>,
     creds: vfs::Creds,
 }
 
 impl Walker {
     pub(super) fn of(task: &Task) -> Walker {
-        let (mounts, root) = {
-            let fs = task.fs();
-            (fs.mounts.clone(), fs.root.clone())
-        };
         Walker {
-            mounts,
-            root,
+            fs: task.fs_snapshot(),
             creds: task.vfs_creds(),
         }
     }
 
     pub(super) fn ctx(&self) -> Context<'_> {
         Context {
-            mounts: &self.mounts,
-            root: &self.root,
+            mounts: &self.fs.mounts,
+            root: &self.fs.root,
             creds: &self.creds,
+        }
+    }
+}
+
+/// Where a walk starts: the working directory (in an fs snapshot) or a
+/// directory descriptor's location.
+pub(super) enum Start {
+    Cwd(Arc<crate::fs::FsSnapshot>),
+    Dir(Location),
+}
+
+impl std::ops::Deref for Start {
+    type Target = Location;
+    fn deref(&self) -> &Location {
+        match self {
+            Start::Cwd(fs) => &fs.cwd,
+            Start::Dir(loc) => loc,
         }
     }
 }
 
 /// Where a walk of `path` relative to `dirfd` starts. An absolute path
 /// ignores `dirfd` entirely, as Linux does.
-pub(super) fn start_of(task: &Task, dirfd: u64, path: &str) -> Result<Location, Errno> {
+pub(super) fn start_of(task: &Task, dirfd: u64, path: &str) -> Result<Start, Errno> {
     if path.starts_with('/') || dirfd == AT_FDCWD {
-        return Ok(task.fs().cwd.clone());
+        return Ok(Start::Cwd(task.fs_snapshot()));
     }
     let dir = task.fds().get(dirfd)?;
     let loc = dir.location().ok_or(Errno::ENOTDIR)?.clone();
     if !loc.dentry.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    Ok(loc)
+    Ok(Start::Dir(loc))
 }
 
 /// The location `dirfd`/`path` names for the `*at` calls taking

@@ -124,7 +124,7 @@ pub fn unshare(task: &mut Task, a: [u64; 6]) -> SysResult {
     if flags & CLONE_FS != 0 {
         let fs = task.fs().clone();
         let fs = if flags & CLONE_NEWNS != 0 {
-            new_mount_ns(&fs)
+            crate::fs::SharedFs::new(new_mount_ns(&fs))
         } else {
             fs
         };
