@@ -239,30 +239,34 @@ fn patch_site(
         mm.copy_out_force(p.table_addr, &header)?;
         mm.usertrap_next = 1;
     }
-    let mut jmp = [INT3; READ_SITE_LEN as usize];
-    let resume = if let Shape::XorEax(imm) = shape {
+    let (opcode, entry, resume) = if let Shape::XorEax(imm) = shape {
         let k = mm.usertrap_read_next;
         let entry = read_entry_addr(p, k).ok_or(Errno::ENOSPC)?;
         mm.copy_out_force(entry, &read_entry_bytes(p.table_addr, entry, site, imm))?;
         mm.usertrap_read_next += 1;
-        jmp[..3].copy_from_slice(&JMP_ABS32_IN);
-        jmp[3..7].copy_from_slice(&abs32(entry)?.to_le_bytes());
-        entry + READ_CONT
+        (JMP_ABS32_IN, entry, entry + READ_CONT)
     } else {
         let idx = next_entry(p, mm.usertrap_next).ok_or(Errno::ENOSPC)?;
         let entry = p.table_addr + u64::from(idx) * ENTRY;
         mm.copy_out_force(entry, &entry_bytes(p.table_addr, entry, ret, shape))?;
         mm.usertrap_next = idx + 1;
-        jmp[..3].copy_from_slice(&JMP_ABS32);
-        jmp[3..7].copy_from_slice(&abs32(entry)?.to_le_bytes());
-        ret
+        (JMP_ABS32, entry, ret)
     };
+    let mut jmp = [INT3; READ_SITE_LEN as usize];
+    jmp[..3].copy_from_slice(&opcode);
+    let abs32 = u32::try_from(entry).map_err(|_| Errno::ERANGE)?;
+    jmp[3..7].copy_from_slice(&abs32.to_le_bytes());
     mm.patch_code(site, &jmp[..len as usize])?;
     Ok(resume)
 }
 
-fn abs32(entry: u64) -> Result<u32, Errno> {
-    u32::try_from(entry).map_err(|_| Errno::ERANGE)
+/// The entry the jump `opcode` (`JMP_ABS32` or `JMP_ABS32_IN`) at `site`
+/// names, if the site holds that jump.
+fn jump_target(mm: &MemoryManager, site: u64, opcode: [u8; 3]) -> Option<u64> {
+    let mut code = [0u8; SITE_LEN as usize];
+    mm.copy_in_code(site, &mut code).ok()?;
+    (code[..3] == opcode)
+        .then(|| u64::from(u32::from_le_bytes(code[3..].try_into().expect("4 bytes"))))
 }
 
 /// Whether `addr` lies in a block kept for read entries.
@@ -310,15 +314,16 @@ fn entry_bytes(table: u64, entry: u64, ret: u64, shape: Shape) -> [u8; ENTRY as 
 }
 
 /// A read site's entry at `entry` for the site at `site`, whose `cmp`
-/// has the immediate `imm`.
+/// has the immediate `imm`: it starts as a `mov $0,%eax` site's entry
+/// returning to `cont` (+26), and goes on from where that one pads.
 fn read_entry_bytes(table: u64, entry: u64, site: u64, imm: [u8; 4]) -> [u8; READ_ENTRY as usize] {
     let mut b = [INT3; READ_ENTRY as usize];
-    b[0..8].copy_from_slice(&(entry + 8).to_le_bytes());
-    b[8..10].copy_from_slice(&MOVABS_RCX);
-    b[10..18].copy_from_slice(&(entry + READ_CONT).to_le_bytes());
-    b[18..20].copy_from_slice(&[0xff, 0x25]);
-    let rel = table as i64 - (entry + 24) as i64;
-    b[20..24].copy_from_slice(&(rel as i32).to_le_bytes());
+    b[..ENTRY as usize].copy_from_slice(&entry_bytes(
+        table,
+        entry,
+        entry + READ_CONT,
+        Shape::MovEax(0),
+    ));
     b[24..26].copy_from_slice(&SYSCALL);
     b[26..28].copy_from_slice(&CMP_RAX);
     b[28..32].copy_from_slice(&imm);
@@ -391,11 +396,9 @@ pub(crate) fn resumed_in_entry(task: &mut Task, info: &platform::SignalInfo) -> 
 const SI_KERNEL: i32 = 0x80;
 
 fn is_patched_site(mm: &MemoryManager, p: &platform::SyscallPatching, site: u64) -> bool {
-    let mut code = [0u8; SITE_LEN as usize];
-    if mm.copy_in_code(site, &mut code).is_err() || code[..3] != JMP_ABS32 {
+    let Some(entry) = jump_target(mm, site, JMP_ABS32) else {
         return false;
-    }
-    let entry = u64::from(u32::from_le_bytes(code[3..7].try_into().expect("4 bytes")));
+    };
     let used_end = p.table_addr + u64::from(mm.usertrap_next) * ENTRY;
     if entry < p.table_addr + ENTRY
         || entry >= used_end
@@ -421,12 +424,7 @@ fn is_patched_site(mm: &MemoryManager, p: &platform::SyscallPatching, site: u64)
 
 /// The entry of the patched read site at `site`, if it is one.
 fn read_site_entry(mm: &MemoryManager, p: &platform::SyscallPatching, site: u64) -> Option<u64> {
-    let mut code = [0u8; SITE_LEN as usize];
-    mm.copy_in_code(site, &mut code).ok()?;
-    if code[..3] != JMP_ABS32_IN {
-        return None;
-    }
-    let entry = u64::from(u32::from_le_bytes(code[3..7].try_into().expect("4 bytes")));
+    let entry = jump_target(mm, site, JMP_ABS32_IN)?;
     (0..mm.usertrap_read_next).find(|&k| read_entry_addr(p, k) == Some(entry))?;
     let mut back = [0u8; 8];
     mm.copy_in_code(entry + READ_BACK, &mut back).ok()?;

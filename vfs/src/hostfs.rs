@@ -83,9 +83,10 @@ impl HostFile {
         }
     }
 
-    /// A file of a node whose attributes `attrs` caches.
-    fn of_node(mut self, attrs: &Arc<AttrCache>) -> HostFile {
-        self.attrs = Some(attrs.clone());
+    /// A file of `node`, whose cached attributes (if its mount keeps
+    /// them) every read and write drops.
+    fn of_node(mut self, node: &HostNode) -> HostFile {
+        self.attrs = node.fs.cache_attrs.then(|| node.attrs.clone());
         self
     }
 
@@ -678,12 +679,10 @@ impl Inode for HostNode {
                             .insert(Arc::new(self.reopen(libc::O_RDONLY)?))
                             .clone(),
                     };
-                    return Ok(Arc::new(
-                        HostFile::over(fd, true, false).of_node(&self.attrs),
-                    ));
+                    return Ok(Arc::new(HostFile::over(fd, true, false).of_node(self)));
                 }
                 Ok(Arc::new(
-                    HostFile::new(self.reopen(flags)?, true).of_node(&self.attrs),
+                    HostFile::new(self.reopen(flags)?, true).of_node(self),
                 ))
             }
             // Writing a device changes no file, so a read-only mount allows it.
